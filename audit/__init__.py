@@ -1,0 +1,1 @@
+"""Doelpoort's tamper-evident audit log: entries, Merkle tree, checkpoints, store, verify."""

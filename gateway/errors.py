@@ -1,0 +1,179 @@
+"""Every error Doelpoort raises, in one tree.
+
+Each class carries a stable ``code`` that becomes the ``type`` of the RFC 9457
+problem document (``urn:doelpoort:problem:<code>``), the HTTP ``status`` it maps
+to, and a short ``title``. Lower-level exceptions are mapped to the most specific
+class here with ``raise ... from exc``. Messages never carry identifiers or record
+values: they name fields, datasets and conditions only.
+
+    DoelpoortError
+    ├── RequestError                       4xx: the caller's input
+    │   ├── InvalidRequest            422  malformed or out-of-bounds input
+    │   ├── UnknownDataset            422  a dataset the catalog does not hold
+    │   ├── PayloadTooLarge           413  body over the limit
+    │   └── UnsupportedMediaType      415  body is not application/json
+    ├── AccessError                        401/403: who is calling
+    │   ├── Unauthenticated           401  no usable client certificate (revoked, unreadable)
+    │   ├── UnknownPeer               403  a valid certificate of no configured partner
+    │   └── PurposeDenied             403  purpose not granted, or every dataset denied
+    ├── PolicyError                   503  fail closed: nothing is disclosed
+    │   ├── PolicyUnavailable              engine not loaded or not answering
+    │   ├── PolicyEvaluationError          the engine raised, timed out or gave no answer
+    │   ├── InvalidDecision                decision does not follow the contract
+    │   └── UnknownOperator                a field op no operator implements
+    ├── ConnectorError                     per dataset: reported in the disclosure, never a 500
+    │   ├── ConnectorUnavailable           provider unreachable or timed out
+    │   ├── ConnectorAuthError             OAuth2 token could not be obtained
+    │   └── ConnectorResponseError         provider answered badly (status, JSON, schema)
+    ├── OperatorError                      per dataset: a record value an op cannot transform
+    ├── AuditError                    503  the audit log could not be written durably
+    ├── SigningError                  503  the receipt could not be signed
+    └── ConfigurationError                 bad deployment files (caught at start-up, not per request)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+PROBLEM_TYPE_PREFIX = "urn:doelpoort:problem:"
+
+
+class DoelpoortError(Exception):
+    """Base of every Doelpoort error."""
+
+    code: ClassVar[str] = "internal"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or self.title
+        super().__init__(self.detail)
+
+    @property
+    def type_uri(self) -> str:
+        return PROBLEM_TYPE_PREFIX + self.code
+
+
+class RequestError(DoelpoortError):
+    code = "bad-request"
+    status = 400
+    title = "Bad request"
+
+
+class InvalidRequest(RequestError):
+    code = "invalid-request"
+    status = 422
+    title = "The request is not valid"
+
+
+class UnknownDataset(RequestError):
+    code = "unknown-dataset"
+    status = 422
+    title = "Unknown dataset"
+
+
+class PayloadTooLarge(RequestError):
+    code = "payload-too-large"
+    status = 413
+    title = "Request body too large"
+
+
+class UnsupportedMediaType(RequestError):
+    code = "unsupported-media-type"
+    status = 415
+    title = "Request body must be application/json"
+
+
+class AccessError(DoelpoortError):
+    code = "forbidden"
+    status = 403
+    title = "Forbidden"
+
+
+class Unauthenticated(AccessError):
+    code = "unauthenticated"
+    status = 401
+    title = "No valid client certificate"
+
+
+class UnknownPeer(AccessError):
+    code = "unknown-peer"
+    status = 403
+    title = "Certificate does not belong to a configured partner"
+
+
+class PurposeDenied(AccessError):
+    code = "purpose-denied"
+    status = 403
+    title = "Disclosure denied by purpose binding"
+
+    def __init__(self, detail: str | None = None, reasons: list[str] | None = None) -> None:
+        super().__init__(detail)
+        self.reasons = list(reasons or [])
+
+
+class PolicyError(DoelpoortError):
+    code = "policy-error"
+    status = 503
+    title = "Policy decision unavailable; nothing was disclosed"
+
+
+class PolicyUnavailable(PolicyError):
+    code = "policy-unavailable"
+
+
+class PolicyEvaluationError(PolicyError):
+    code = "policy-evaluation-error"
+
+
+class InvalidDecision(PolicyError):
+    code = "invalid-decision"
+
+
+class UnknownOperator(PolicyError):
+    code = "unknown-operator"
+
+
+class ConnectorError(DoelpoortError):
+    code = "connector-error"
+    status = 502
+    title = "The provider's connector failed"
+
+
+class ConnectorUnavailable(ConnectorError):
+    code = "connector-unavailable"
+    title = "The provider could not be reached"
+
+
+class ConnectorAuthError(ConnectorError):
+    code = "connector-auth"
+    title = "The provider's authorisation server refused the gateway"
+
+
+class ConnectorResponseError(ConnectorError):
+    code = "connector-response"
+    title = "The provider's answer could not be used"
+
+
+class OperatorError(DoelpoortError):
+    code = "operator-error"
+    status = 502
+    title = "A record value could not be minimised; the dataset was withheld"
+
+
+class AuditError(DoelpoortError):
+    code = "audit-unavailable"
+    status = 503
+    title = "The audit log could not be written; nothing was disclosed"
+
+
+class SigningError(DoelpoortError):
+    code = "signing-unavailable"
+    status = 503
+    title = "The receipt could not be signed; nothing was disclosed"
+
+
+class ConfigurationError(DoelpoortError):
+    code = "configuration"
+    status = 500
+    title = "Deployment configuration is invalid"

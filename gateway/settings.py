@@ -1,0 +1,68 @@
+"""Where a deployment keeps its files, and how it listens.
+
+Deployment files (policies, connectors) live in the repository; runtime state (PKI,
+keys, the master secret, the audit database, demo records) lives under ``var/`` and is
+never committed. Every path can be overridden, so tests run against a temporary tree.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One deployment's paths and listening address."""
+
+    policies_dir: Path = PROJECT_ROOT / "policies"
+    connectors_dir: Path = PROJECT_ROOT / "connectors"
+    var_dir: Path = PROJECT_ROOT / "var"
+    host: str = "127.0.0.1"
+    port: int = 8443
+    audit_url: str | None = None
+    origin: str = "doelpoort.local/audit"
+    policy_timeout_s: float = 1.0
+    max_body_bytes: int = 64 * 1024
+    trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.var_dir / "pki"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.var_dir / "keys"
+
+    @property
+    def demo_data_dir(self) -> Path:
+        return self.var_dir / "demo"
+
+    @property
+    def audit_db_path(self) -> Path:
+        return self.var_dir / "audit.sqlite3"
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    def with_var_dir(self, var_dir: Path) -> Settings:
+        return replace(self, var_dir=var_dir)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Defaults, overridden by ``DOELPOORT_*`` environment variables."""
+        base = cls()
+        env = os.environ
+        return replace(
+            base,
+            policies_dir=Path(env.get("DOELPOORT_POLICIES_DIR", base.policies_dir)),
+            connectors_dir=Path(env.get("DOELPOORT_CONNECTORS_DIR", base.connectors_dir)),
+            var_dir=Path(env.get("DOELPOORT_VAR_DIR", base.var_dir)),
+            host=env.get("DOELPOORT_HOST", base.host),
+            port=int(env.get("DOELPOORT_PORT", base.port)),
+            audit_url=env.get("DOELPOORT_AUDIT_URL", base.audit_url),
+        )
