@@ -1,1 +1,39 @@
-"""Doelpoort's tamper-evident audit log: entries, Merkle tree, checkpoints, store, verify."""
+"""Doelpoort's tamper-evident audit log: entries, Merkle tree, checkpoints, store, verify.
+
+Terms (entry, body, leaf bytes, chain, tree, checkpoint) are defined in
+docs/data-model.md, section "Audit log". Modules, one concept each:
+
+* `hasher` — RFC 9162 leaf and node hashes
+* `tree` — the compact range (append, root) and the reference tree for tests
+* `entry` — `AuditRecord`, its canonical body, and the leaf bytes of a stored entry
+* `checkpoint` — C2SP signed-note checkpoints; `keys` — the log key on disk
+* `store` — the durable group-commit writer; `reader` — read-only access
+* `verify` — recompute everything and name the first bad entry
+"""
+
+from audit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from audit.entry import AuditRecord, leaf_bytes
+from audit.errors import AuditIntegrityError, AuditVerificationError, CheckpointError
+from audit.keys import load_log_public_key, load_or_create_log_key
+from audit.reader import AuditReader, StoredCheckpoint, StoredEntry
+from audit.store import AuditStore
+from audit.verify import VerifyReport, verify_log
+
+__all__ = [
+    "AuditIntegrityError",
+    "AuditReader",
+    "AuditRecord",
+    "AuditStore",
+    "AuditVerificationError",
+    "Checkpoint",
+    "CheckpointError",
+    "StoredCheckpoint",
+    "StoredEntry",
+    "VerifyReport",
+    "leaf_bytes",
+    "load_log_public_key",
+    "load_or_create_log_key",
+    "open_checkpoint",
+    "sign_checkpoint",
+    "verify_log",
+]

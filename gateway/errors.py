@@ -13,7 +13,7 @@ values: they name fields, datasets and conditions only.
     │   ├── PayloadTooLarge           413  body over the limit
     │   └── UnsupportedMediaType      415  body is not application/json
     ├── AccessError                        401/403: who is calling
-    │   ├── Unauthenticated           401  no usable client certificate (revoked, unreadable)
+    │   ├── Unauthenticated           401  no usable client certificate (revoked)
     │   ├── UnknownPeer               403  a valid certificate of no configured partner
     │   └── PurposeDenied             403  purpose not granted, or every dataset denied
     ├── PolicyError                   503  fail closed: nothing is disclosed
@@ -28,7 +28,7 @@ values: they name fields, datasets and conditions only.
     ├── OperatorError                      per dataset: a record value an op cannot transform
     ├── AuditError                    503  the audit log could not be written durably
     ├── SigningError                  503  the receipt could not be signed
-    └── ConfigurationError                 bad deployment files (caught at start-up, not per request)
+    └── ConfigurationError                 bad deployment files (found at start-up)
 """
 
 from __future__ import annotations

@@ -1,0 +1,104 @@
+"""Tables of the audit database, and how to connect to it.
+
+The entries table holds what is hashed (seq, prev, body) and nothing else that could
+disagree with it: the columns the DPO filters on are generated from the body by SQLite
+and indexed. Triggers refuse UPDATE and DELETE, so a mistake cannot rewrite history
+(a determined attacker can drop them; verify is what catches that).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, cast
+from urllib.request import pathname2url
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+
+FILTER_FIELDS = ("time", "requester", "provider", "dataset", "purpose", "decision")
+"""Body fields mirrored as generated, indexed columns for the DPO's filters."""
+
+metadata = sa.MetaData()
+
+entries = sa.Table(
+    "entries",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("prev", sa.LargeBinary, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    *(
+        sa.Column(name, sa.Text, sa.Computed(f"json_extract(body, '$.{name}')", persisted=False))
+        for name in FILTER_FIELDS
+    ),
+    *(sa.Index(f"ix_entries_{name}", name) for name in FILTER_FIELDS),
+    sqlite_strict=True,
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("size", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("root", sa.LargeBinary, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sqlite_strict=True,
+)
+
+APPEND_ONLY_TRIGGERS = tuple(
+    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{event.lower()} BEFORE {event} ON {table} "
+    f"BEGIN SELECT RAISE(ABORT, '{table} are append-only'); END"
+    for table in ("entries", "checkpoints")
+    for event in ("UPDATE", "DELETE")
+)
+
+INSERT_ENTRY = "INSERT INTO entries (seq, prev, body) VALUES (?, ?, ?)"
+INSERT_CHECKPOINT = "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)"
+# CAST(body AS BLOB) hands back the stored UTF-8 bytes without decoding them.
+SELECT_ENTRIES = "SELECT seq, prev, CAST(body AS BLOB) FROM entries WHERE seq >= ? ORDER BY seq"
+SELECT_CHECKPOINTS = "SELECT size, root, note, created_at FROM checkpoints ORDER BY size"
+SELECT_LATEST_CHECKPOINT = "SELECT size, root FROM checkpoints ORDER BY size DESC LIMIT 1"
+
+
+def _on_connect_writer(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    try:
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")  # durable at COMMIT, before any response
+        cur.execute("PRAGMA busy_timeout=5000")
+    finally:
+        cur.close()
+
+
+def create_writer_engine(path: Path) -> Engine:
+    """An engine for the one writing process; creates the schema if absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        f"sqlite:///{path}",
+        poolclass=NullPool,
+        connect_args={"check_same_thread": False},
+    )
+    sa.event.listen(engine, "connect", _on_connect_writer)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        for trigger in APPEND_ONLY_TRIGGERS:
+            conn.exec_driver_sql(trigger)
+    return engine
+
+
+def create_reader_engine(path: Path) -> Engine:
+    """A read-only engine: the file is opened with SQLite's mode=ro and query_only."""
+    uri = f"file:{pathname2url(str(path.resolve()))}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(uri, uri=True)
+        conn.execute("PRAGMA query_only=ON")
+        return conn
+
+    return sa.create_engine("sqlite://", creator=connect, poolclass=NullPool)
+
+
+def driver_connection(proxy: Any) -> sqlite3.Connection:
+    """The sqlite3 connection under a SQLAlchemy raw connection (for the fast paths)."""
+    return cast(sqlite3.Connection, proxy.driver_connection)

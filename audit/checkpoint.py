@@ -1,0 +1,200 @@
+"""Signed checkpoints in the C2SP formats (c2sp.org/tlog-checkpoint, c2sp.org/signed-note).
+
+A checkpoint commits the log to a tree size and root hash. Its note text is
+
+    <origin>\\n<size>\\n<base64 root>\\n
+
+followed by a blank line and one signature line per key,
+``— <key name> <base64(key ID[4] || Ed25519 signature[64])>``, where the key ID is
+SHA-256(key name || 0x0A || 0x01 || public key)[:4]. `open_checkpoint` follows the
+signed-note rules: signatures from unknown keys are ignored, a known key's signature
+must verify, and at least one must be present.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from hashlib import sha256
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from audit.errors import CheckpointError
+from audit.hasher import HASH_SIZE
+from audit.keys import load_log_public_key, load_or_create_log_key
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "key_id",
+    "load_log_public_key",
+    "load_or_create_log_key",
+    "open_checkpoint",
+    "open_note",
+    "sign_checkpoint",
+    "sign_note",
+    "verifier_key",
+]
+
+ED25519_TYPE = b"\x01"
+KEY_ID_SIZE = 4
+SIGNATURE_SIZE = 64
+MAX_NOTE_CHARS = 64 * 1024
+SIGNATURE_PREFIX = "\u2014 "  # em dash, space
+
+_SIZE_RE = re.compile(r"0|[1-9][0-9]*")
+_CONTROL_RE = re.compile(r"[\x00-\x09\x0b-\x1f]")
+_BAD_KEY_NAME_RE = re.compile(r"[\s+]")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The log `origin` at tree `size` has root hash `root`."""
+
+    origin: str
+    size: int
+    root: bytes
+
+    def __post_init__(self) -> None:
+        if not self.origin or "\n" in self.origin or _CONTROL_RE.search(self.origin):
+            raise ValueError("origin must be one non-empty line")
+        if self.size < 0:
+            raise ValueError("size must not be negative")
+        if len(self.root) != HASH_SIZE:
+            raise ValueError(f"root must be {HASH_SIZE} bytes, got {len(self.root)}")
+
+    def text(self) -> str:
+        """The note text that gets signed."""
+        return f"{self.origin}\n{self.size}\n{_b64(self.root)}\n"
+
+
+def key_id(key_name: str, public_key: Ed25519PublicKey) -> bytes:
+    """The 4-byte signed-note key ID of an Ed25519 key under `key_name`."""
+    raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return sha256(key_name.encode() + b"\n" + ED25519_TYPE + raw).digest()[:KEY_ID_SIZE]
+
+
+def verifier_key(key_name: str, public_key: Ed25519PublicKey) -> str:
+    """The key in the `<name>+<hex key ID>+<base64(0x01 || key)>` form Go's note tools read."""
+    _check_key_name(key_name)
+    raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return f"{key_name}+{key_id(key_name, public_key).hex()}+{_b64(ED25519_TYPE + raw)}"
+
+
+def sign_note(text: str, key_name: str, private_key: Ed25519PrivateKey) -> str:
+    """`text` (ending in a newline) as a signed note with one Ed25519 signature line."""
+    _check_key_name(key_name)
+    if not text.endswith("\n") or _CONTROL_RE.search(text):
+        raise ValueError("note text ends in a newline and holds no other control characters")
+    signature = private_key.sign(text.encode())
+    kid = key_id(key_name, private_key.public_key())
+    return f"{text}\n{SIGNATURE_PREFIX}{key_name} {_b64(kid + signature)}\n"
+
+
+def open_note(note: str, key_name: str, public_key: Ed25519PublicKey) -> str:
+    """The text of a signed note that carries a valid signature of this key.
+
+    Raises `CheckpointError` when the note is malformed, carries no signature of this key,
+    or carries a signature of this key that does not verify.
+    """
+    text, signature_lines = _split_note(note)
+    _verify_signatures(text, signature_lines, key_name, public_key)
+    return text
+
+
+def sign_checkpoint(cp: Checkpoint, key_name: str, private_key: Ed25519PrivateKey) -> str:
+    """The checkpoint as a signed note with one Ed25519 signature line."""
+    return sign_note(cp.text(), key_name, private_key)
+
+
+def open_checkpoint(
+    note: str, key_name: str, public_key: Ed25519PublicKey, origin: str
+) -> Checkpoint:
+    """Verify a signed checkpoint note and return what it commits to.
+
+    Raises `CheckpointError` when the note is malformed, carries no signature of this
+    key, carries a signature of this key that does not verify, or names another origin.
+    """
+    return _parse_text(open_note(note, key_name, public_key), origin)
+
+
+def _split_note(note: str) -> tuple[str, list[str]]:
+    if len(note) > MAX_NOTE_CHARS:
+        raise CheckpointError(f"note is {len(note)} characters, limit {MAX_NOTE_CHARS}")
+    if _CONTROL_RE.search(note):
+        raise CheckpointError("note contains control characters")
+    cut = note.rfind("\n\n")
+    if cut < 0 or not note.endswith("\n"):
+        raise CheckpointError("note has no signature block")
+    text, block = note[: cut + 1], note[cut + 2 :]
+    lines = block[:-1].split("\n") if block else []
+    if not lines:
+        raise CheckpointError("note has no signature lines")
+    return text, lines
+
+
+def _verify_signatures(
+    text: str, lines: list[str], key_name: str, public_key: Ed25519PublicKey
+) -> None:
+    want_id = key_id(key_name, public_key)
+    verified = False
+    for line in lines:
+        name, signature = _parse_signature_line(line)
+        if name != key_name or signature[:KEY_ID_SIZE] != want_id:
+            continue  # another key's signature (a witness, a rotated key): ignore
+        raw = signature[KEY_ID_SIZE:]
+        if len(raw) != SIGNATURE_SIZE:
+            raise CheckpointError(f"signature is {len(raw)} bytes, want {SIGNATURE_SIZE}")
+        try:
+            public_key.verify(raw, text.encode())
+        except InvalidSignature:
+            raise CheckpointError(f"signature of key {key_name} does not verify") from None
+        verified = True
+    if not verified:
+        raise CheckpointError(f"no signature of key {key_name} ({want_id.hex()})")
+
+
+def _parse_signature_line(line: str) -> tuple[str, bytes]:
+    if not line.startswith(SIGNATURE_PREFIX):
+        raise CheckpointError("malformed signature line")
+    parts = line[len(SIGNATURE_PREFIX) :].split(" ")
+    if len(parts) != 2 or not parts[0] or _BAD_KEY_NAME_RE.search(parts[0]):
+        raise CheckpointError("malformed signature line")
+    signature = _b64decode(parts[1], "signature")
+    if len(signature) <= KEY_ID_SIZE:
+        raise CheckpointError("signature too short")
+    return parts[0], signature
+
+
+def _parse_text(text: str, origin: str) -> Checkpoint:
+    lines = text[:-1].split("\n")
+    if len(lines) < 3 or any(not line for line in lines):
+        raise CheckpointError("checkpoint needs origin, size and root on non-empty lines")
+    if lines[0] != origin:
+        raise CheckpointError(f"origin: got {lines[0]!r}, want {origin!r}")
+    if not _SIZE_RE.fullmatch(lines[1]):
+        raise CheckpointError("size is not a decimal number without leading zeros")
+    root = _b64decode(lines[2], "root hash")
+    if len(root) != HASH_SIZE:
+        raise CheckpointError(f"root hash is {len(root)} bytes, want {HASH_SIZE}")
+    return Checkpoint(origin=origin, size=int(lines[1]), root=root)
+
+
+def _check_key_name(key_name: str) -> None:
+    if not key_name or _BAD_KEY_NAME_RE.search(key_name) or _CONTROL_RE.search(key_name):
+        raise ValueError("key names are non-empty, without spaces or '+'")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _b64decode(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise CheckpointError(f"{what} is not valid base64") from None

@@ -1,0 +1,95 @@
+"""What one audit entry holds, and the exact bytes that get hashed.
+
+An `AuditRecord` is the content of one decision (one dataset of one request). Its `body()`
+is RFC 8785 canonical JSON, so the same record always yields the same bytes. A stored
+entry adds a sequence number and `prev`, the leaf hash of the entry before it; the leaf of
+the Merkle tree is `leaf_bytes(seq, prev, body)`. See docs/data-model.md, "Audit log".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import rfc8785
+
+from audit.hasher import HASH_SIZE
+
+Decision = Literal["allow", "deny", "error"]
+DECISIONS: frozenset[str] = frozenset({"allow", "deny", "error"})
+
+GENESIS_PREV = bytes(HASH_SIZE)
+"""The `prev` of the first entry (seq 1): 32 zero bytes."""
+
+SEQ_SIZE = 8
+
+
+def utc_timestamp(moment: datetime) -> str:
+    """RFC 3339 UTC with microseconds and a `Z`, e.g. ``2026-11-22T10:00:00.000000Z``."""
+    if moment.tzinfo is None:
+        raise ValueError("audit times must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """The content of one decision. Holds names, digests and pseudonyms; never values."""
+
+    time: str
+    disclosure_id: str
+    requester: str
+    provider: str
+    dataset: str
+    purpose: str
+    legal_basis: str
+    case_ref: str
+    decision: Decision
+    reasons: list[str] = field(default_factory=list)
+    field_ops: dict[str, str] = field(default_factory=dict)
+    record_count: int = 0
+    subject_refs: list[str] = field(default_factory=list)
+    policy_digest: str = ""
+    records_sha256: str | None = None
+    retention_days: int | None = None
+    error: str | None = None
+    policy_input: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {sorted(DECISIONS)}")
+        if not self.time.endswith("Z") or not _is_timestamp(self.time):
+            raise ValueError("time must be RFC 3339 UTC ending in 'Z'")
+        if self.record_count < 0:
+            raise ValueError("record_count must not be negative")
+
+    def body(self) -> bytes:
+        """RFC 8785 canonical JSON of the record: the entry body that gets hashed."""
+        content = {f.name: getattr(self, f.name) for f in fields(self)}
+        return rfc8785.dumps(content)
+
+    @classmethod
+    def from_body(cls, body: bytes | str) -> AuditRecord:
+        """Parse a stored body back into a record (for the DPO tools)."""
+        content = json.loads(body)
+        if not isinstance(content, dict):
+            raise ValueError("an audit body is a JSON object")
+        return cls(**content)
+
+
+def _is_timestamp(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def leaf_bytes(seq: int, prev: bytes, body: bytes) -> bytes:
+    """seq as 8 bytes big-endian || prev (32 bytes) || body: the Merkle leaf of an entry."""
+    if seq < 1:
+        raise ValueError("sequence numbers start at 1")
+    if len(prev) != HASH_SIZE:
+        raise ValueError(f"prev must be {HASH_SIZE} bytes, got {len(prev)}")
+    return seq.to_bytes(SEQ_SIZE, "big") + prev + body

@@ -1,0 +1,94 @@
+"""Read-only access to the audit database, for verify and the DPO tools."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import NamedTuple
+
+from audit._schema import (
+    SELECT_CHECKPOINTS,
+    SELECT_ENTRIES,
+    create_reader_engine,
+    driver_connection,
+)
+from gateway.errors import AuditError
+
+FETCH_ROWS = 4096
+
+
+class StoredEntry(NamedTuple):
+    """One row of the log: its leaf is ``leaf_bytes(seq, prev, body)``."""
+
+    seq: int
+    prev: bytes
+    body: bytes
+
+
+class StoredCheckpoint(NamedTuple):
+    """One stored signed checkpoint; `size` and `root` repeat what `note` signs."""
+
+    size: int
+    root: bytes
+    note: str
+    created_at: str
+
+
+class AuditReader:
+    """Opens an audit database read-only; never creates or changes it."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise AuditError(f"no audit database at {path}")
+        self.path = path
+        self._engine = create_reader_engine(path)
+
+    def iter_entries(self, start: int = 1) -> Iterator[StoredEntry]:
+        """Entries with seq >= `start` in seq order, streamed in chunks from one snapshot."""
+        return map(StoredEntry._make, self.iter_rows(start))
+
+    def iter_rows(self, start: int = 1) -> Iterator[tuple[int, bytes, bytes]]:
+        """`iter_entries` as plain (seq, prev, body) tuples, for hot loops such as verify."""
+        proxy = self._engine.raw_connection()
+        try:
+            cur = driver_connection(proxy).execute(SELECT_ENTRIES, (start,))
+            try:
+                while rows := cur.fetchmany(FETCH_ROWS):
+                    yield from rows
+            finally:
+                cur.close()
+        finally:
+            proxy.close()
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        """Every stored checkpoint, smallest size first."""
+        proxy = self._engine.raw_connection()
+        try:
+            rows = driver_connection(proxy).execute(SELECT_CHECKPOINTS).fetchall()
+        finally:
+            proxy.close()
+        return [StoredCheckpoint._make(row) for row in rows]
+
+    def count(self) -> int:
+        """Number of stored entries."""
+        proxy = self._engine.raw_connection()
+        try:
+            row = driver_connection(proxy).execute("SELECT count(*) FROM entries").fetchone()
+        finally:
+            proxy.close()
+        return int(row[0])
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> AuditReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Performance measurements of SPEC §10 (`make bench`)."""

@@ -1,0 +1,303 @@
+"""The HTTP surface: routes, peer identity, body limits and problem+json errors.
+
+Everything that decides lives elsewhere; this module turns HTTP into calls on
+:class:`~gateway.disclosure.DisclosureService` and errors into RFC 9457 documents.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway import __version__
+from gateway.api_models import DisclosureRequest, DisclosureResponse, Problem
+from gateway.connectors.catalog import Partner
+from gateway.errors import (
+    PROBLEM_TYPE_PREFIX,
+    DoelpoortError,
+    InvalidRequest,
+    PayloadTooLarge,
+    PurposeDenied,
+    Unauthenticated,
+    UnknownPeer,
+    UnsupportedMediaType,
+)
+from gateway.identity import PeerIdentity, identity_from_der
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from gateway.tls import peer_certificate_der
+
+log = logging.getLogger("doelpoort.app")
+
+PROBLEM_JSON = "application/problem+json"
+MAX_JSON_DEPTH = 16
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def problem_from(exc: DoelpoortError) -> JSONResponse:
+    reasons = exc.reasons if isinstance(exc, PurposeDenied) else None
+    return problem(exc.status, exc.code, exc.title, exc.detail, reasons=reasons)
+
+
+def _json_depth_exceeds(body: bytes, limit: int) -> bool:
+    """Cheap scan for nesting deeper than ``limit``, before any parser recurses."""
+    depth = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
+class BodyGuard:
+    """ASGI middleware: media type, size limit and nesting depth of request bodies.
+
+    Runs before routing so an oversized or hostile body is refused without being
+    parsed, and the refusal is an ordinary problem document, not a dropped connection.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if media_type != b"application/json":
+            await problem_from(UnsupportedMediaType())(scope, receive, send)
+            return
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._too_large(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if _json_depth_exceeds(body, MAX_JSON_DEPTH):
+            err = InvalidRequest(f"JSON nesting deeper than {MAX_JSON_DEPTH} levels")
+            await problem_from(err)(scope, receive, send)
+            return
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        err = PayloadTooLarge(f"request bodies are limited to {self.max_bytes} bytes")
+        await problem_from(err)(scope, receive, send)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Pydantic echoes the offending input; a problem document must not.
+    return [
+        {"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", ""))}
+        for err in exc.errors()
+    ]
+
+
+def rt(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def peer(request: Request) -> PeerIdentity:
+    """The peer as its TLS certificate names it — never what the request says."""
+    der = peer_certificate_der(request.scope)
+    if der is None:
+        raise Unauthenticated()
+    identity = identity_from_der(der)
+    if identity is None:
+        raise UnknownPeer()
+    if rt(request).revocations.is_revoked(identity.serial):
+        raise Unauthenticated("the client certificate has been revoked")
+    return identity
+
+
+def partner(request: Request, identity: Annotated[PeerIdentity, Depends(peer)]) -> Partner:
+    """The configured partner the certificate names; 403 for anyone else."""
+    configured = rt(request).catalog.partners.get(identity.id)
+    if identity.kind != "partner" or configured is None:
+        raise UnknownPeer()
+    return configured
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    """The gateway app. Without ``runtime`` it builds one from ``settings`` at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = runtime is None
+        rt = runtime if runtime is not None else await Runtime.start(settings)
+        app.state.runtime = rt
+        try:
+            yield
+        finally:
+            if owned:
+                await rt.close()
+
+    app = FastAPI(
+        title="Doelpoort",
+        version=__version__,
+        summary="Purpose-bound, minimised, signed and logged disclosures between partners.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+
+    problem_responses: dict[int | str, dict[str, Any]] = {
+        code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
+        for code in (401, 403, 413, 415, 422, 503)
+    }
+
+    @app.post(
+        "/v1/disclosures",
+        response_model=DisclosureResponse,
+        responses=problem_responses,
+        summary="Ask for information about one subject for one purpose",
+    )
+    async def post_disclosure(
+        body: DisclosureRequest,
+        request: Request,
+        requester: Annotated[Partner, Depends(partner)],
+    ) -> Response:
+        result = await rt(request).disclosures.disclose(requester, body)
+        return JSONResponse(result)
+
+    @app.get("/.well-known/jwks.json", summary="Receipt verification keys (current and retired)")
+    async def jwks(request: Request) -> Response:
+        return JSONResponse(rt(request).signer.jwks())
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: policy engine and audit store")
+    async def readyz(request: Request) -> Response:
+        checks = rt(request).readiness()
+        ready = all(checks.values())
+        body = {"status": "ready" if ready else "unavailable", "checks": checks}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics(request: Request) -> Response:
+        return Response(rt(request).metrics.render(), media_type="text/plain; version=0.0.4")
+
+    _install_error_handlers(app)
+    app.add_middleware(RequestMetrics)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DoelpoortError)
+    async def on_doelpoort_error(request: Request, exc: DoelpoortError) -> Response:
+        if exc.status >= 500:
+            log.warning("request failed closed: %s", exc.code)
+        return problem_from(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+        err = InvalidRequest()
+        return problem(
+            err.status,
+            err.code,
+            err.title,
+            "the request body does not match the schema",
+            errors=_validation_errors(exc),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        # A bug, not input: say nothing about it to the caller; name only its class here.
+        log.error("unexpected %s", type(exc).__name__)
+        return problem(
+            500, "internal", "Internal error", "the gateway failed; nothing was disclosed"
+        )
+
+
+class RequestMetrics:
+    """ASGI middleware counting requests by route template and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            runtime: Runtime | None = getattr(scope["app"].state, "runtime", None)
+            if runtime is not None:
+                # The matched route's template, never the raw path.
+                template = getattr(scope.get("route"), "path", "unmatched")
+                runtime.metrics.requests.labels(template, str(status)).inc()
+                runtime.metrics.request_seconds.labels(template).observe(
+                    time.perf_counter() - started
+                )

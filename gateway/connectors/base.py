@@ -1,0 +1,139 @@
+"""What every connector does, and the rules they share.
+
+A connector fetches the records of one dataset that match a subject. A record matches
+when it agrees with the subject on at least one identity key of the dataset that the
+subject fully covers (a compound key such as ``[name, date_of_birth]`` needs every
+part). Values are compared normalised (:func:`normalise_key_value`): surrounding
+whitespace stripped, case folded, inner whitespace collapsed (removed altogether for
+document-style identifiers such as ``bsn`` or ``iban``), dates as ISO ``YYYY-MM-DD``.
+
+Records leave a connector with undeclared fields stripped and every value checked
+against its field's type (``None`` is always allowed). A connector raises only
+:class:`~gateway.errors.ConnectorError` subclasses, whose messages name the dataset and
+the condition, never a subject or record value.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from datetime import date
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from gateway.errors import ConnectorResponseError
+
+if TYPE_CHECKING:
+    from gateway.connectors.catalog import DatasetSpec
+
+__all__ = [
+    "ADDRESS_PARTS",
+    "Connector",
+    "check_record",
+    "normalise_key_value",
+    "subject_lookups",
+]
+
+#: Identity keys written without meaningful inner whitespace ("NL91 ABNA ..." = "NL91ABNA...").
+_COMPACT_KEYS = frozenset({"bsn", "v_number", "passport_no", "iban"})
+#: The parts of an ``address`` value.
+ADDRESS_PARTS = frozenset({"street", "house_number", "postcode", "municipality"})
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """Fetches one dataset's records about a subject."""
+
+    spec: DatasetSpec
+
+    async def fetch(self, subject: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Records matching the subject on a covered identity key, checked and stripped.
+
+        Raises only :class:`~gateway.errors.ConnectorError` subclasses.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release clients and pools; the connector is not used afterwards."""
+        ...
+
+
+def normalise_key_value(field: str, field_type: str, value: str) -> str:
+    """The form in which identity key values are compared."""
+    if field_type == "date":
+        text = value.strip()
+        try:
+            return date.fromisoformat(text).isoformat()
+        except ValueError:
+            return text
+    if field in _COMPACT_KEYS:
+        return "".join(value.split()).casefold()
+    return " ".join(value.split()).casefold()
+
+
+def subject_lookups(
+    spec: DatasetSpec, subject: Mapping[str, str]
+) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """``(identity key, normalised values)`` for every key the subject fully covers."""
+    lookups = []
+    for key in spec.covered_keys(subject):
+        values = tuple(
+            normalise_key_value(part, spec.fields[part].type, subject[part]) for part in key
+        )
+        if all(values):
+            lookups.append((key, values))
+    return lookups
+
+
+def _is_date(value: object) -> bool:
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_address(value: object) -> bool:
+    if not isinstance(value, dict) or not value.keys() <= ADDRESS_PARTS:
+        return False
+    for part, item in value.items():
+        if item is None or isinstance(item, str):
+            continue
+        if part == "house_number" and isinstance(item, int) and not isinstance(item, bool):
+            continue
+        return False
+    return True
+
+
+_TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "date": _is_date,
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
+    "boolean": lambda v: isinstance(v, bool),
+    "address": _is_address,
+}
+
+
+def check_record(spec: DatasetSpec, record: object, where: str = "") -> dict[str, Any]:
+    """The record with undeclared fields stripped; raises if a value has the wrong type.
+
+    ``where`` locates the record in messages (e.g. ``"line 12: "``); it must not hold
+    values.
+    """
+    if not isinstance(record, dict):
+        raise ConnectorResponseError(f"{spec.id}: {where}a record is not a JSON object")
+    clean: dict[str, Any] = {}
+    for name, field in spec.fields.items():
+        if name not in record:
+            continue
+        value = record[name]
+        if value is not None and not _TYPE_CHECKS[field.type](value):
+            raise ConnectorResponseError(
+                f"{spec.id}: {where}field {name!r} is not a valid {field.type}"
+            )
+        clean[name] = dict(value) if isinstance(value, dict) else value
+    return clean

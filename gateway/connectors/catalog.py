@@ -1,0 +1,469 @@
+"""The connector catalog: every partner, dataset and field of a deployment.
+
+``connectors/<partner>.yaml`` declares one partner: its id, name and roles, and the
+datasets it provides with their fields (type and category), the identity keys a record
+can be found by and the connector that fetches them (``file`` or ``http``). The YAML is
+validated strictly (unknown keys, types, categories and domains are errors) and turned
+into frozen, read-only specs. Connectors are built on first use and reused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.connectors.base import Connector
+from gateway.errors import ConfigurationError, UnknownDataset
+
+__all__ = [
+    "CATEGORIES",
+    "DOMAINS",
+    "FIELD_TYPES",
+    "SUBJECT_KEYS",
+    "Catalog",
+    "ConnectorConfig",
+    "DatasetSpec",
+    "FieldSpec",
+    "FileConnectorConfig",
+    "HttpConnectorConfig",
+    "OAuth2Config",
+    "Partner",
+]
+
+FieldType = Literal["string", "date", "integer", "number", "boolean", "address"]
+Category = Literal[
+    "identifier",
+    "identity",
+    "address",
+    "special-category",
+    "criminal",
+    "intelligence",
+    "financial",
+    "travel",
+    "immigration",
+    "detention",
+    "indicator",
+]
+Domain = Literal[
+    "intelligence", "police", "financial", "immigration", "border", "detention", "passenger"
+]
+SubjectKey = Literal["bsn", "v_number", "passport_no", "iban", "name", "date_of_birth"]
+
+FIELD_TYPES: tuple[str, ...] = get_args(FieldType)
+CATEGORIES: tuple[str, ...] = get_args(Category)
+DOMAINS: tuple[str, ...] = get_args(Domain)
+#: The identity keys a request's subject may carry; identity keys of datasets use these names.
+SUBJECT_KEYS: tuple[str, ...] = get_args(SubjectKey)
+
+#: Field types an identity key may have (they are matched as normalised strings).
+_KEY_TYPES = frozenset({"string", "date"})
+_ID_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
+_FIELD_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+_ENV_PATTERN = r"^[A-Z_][A-Z0-9_]{0,127}$"
+
+
+# ---------------------------------------------------------------------------
+# Public, frozen specs
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One field of a dataset: its name, value type and category."""
+
+    name: str
+    type: str
+    category: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileConnectorConfig:
+    """A JSONL file of records, relative to the deployment's ``var/`` directory."""
+
+    path: PurePosixPath
+    kind: Literal["file"] = "file"
+
+
+@dataclass(frozen=True, slots=True)
+class OAuth2Config:
+    """OAuth2 client credentials; the secret is read from ``client_secret_env``."""
+
+    token_url: str
+    client_id: str
+    client_secret_env: str
+    scope: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConnectorConfig:
+    """The provider's REST API: ``POST url`` with ``{"subject": {...}}``.
+
+    ``verify`` is ``True`` (the system trust store) or a CA bundle for the provider's TLS
+    (a relative path is taken relative to ``var/``).
+    """
+
+    url: str
+    timeout_s: float = 2.0
+    verify: bool | PurePosixPath = True
+    oauth2: OAuth2Config | None = None
+    kind: Literal["http"] = "http"
+
+
+ConnectorConfig = FileConnectorConfig | HttpConnectorConfig
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class DatasetSpec:
+    """A dataset a partner provides; ``id`` is ``<partner>/<dataset>``."""
+
+    id: str
+    provider: str
+    name: str
+    description: str
+    domain: str
+    fields: Mapping[str, FieldSpec]
+    identity_keys: tuple[tuple[str, ...], ...]
+    connector: ConnectorConfig
+
+    def policy_view(self) -> dict[str, Any]:
+        """Names and categories only: what the policy input may say about this dataset."""
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "domain": self.domain,
+            "fields": {
+                name: {"type": spec.type, "category": spec.category}
+                for name, spec in self.fields.items()
+            },
+            "identity_keys": [list(key) for key in self.identity_keys],
+        }
+
+    def covered_keys(self, subject: Mapping[str, object]) -> tuple[tuple[str, ...], ...]:
+        """The identity keys whose every part the subject gives (non-empty)."""
+        return tuple(
+            key
+            for key in self.identity_keys
+            if all(isinstance(subject.get(part), str) and subject[part] for part in key)
+        )
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class Partner:
+    """A partner of the deployment: requester, provider or both."""
+
+    id: str
+    name: str
+    roles: tuple[str, ...]
+    datasets: Mapping[str, DatasetSpec]
+
+
+# ---------------------------------------------------------------------------
+# YAML schema (validation only)
+# ---------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class _FieldModel(_Model):
+    type: FieldType
+    category: Category
+
+
+def _relative_path(value: str) -> str:
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or ".." in path.parts or "\\" in value:
+        raise ValueError("must be a relative path inside var/ without '..'")
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials")
+    return value
+
+
+class _FileConnectorModel(_Model):
+    kind: Literal["file"]
+    path: str
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        return _relative_path(value)
+
+
+class _OAuth2Model(_Model):
+    token_url: str
+    client_id: Annotated[str, Field(min_length=1, max_length=256)]
+    client_secret_env: Annotated[str, Field(pattern=_ENV_PATTERN)]
+    scope: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+
+    @field_validator("token_url")
+    @classmethod
+    def _check_token_url(cls, value: str) -> str:
+        return _http_url(value)
+
+
+class _HttpConnectorModel(_Model):
+    kind: Literal["http"]
+    url: str
+    timeout_s: Annotated[float, Field(gt=0, le=60, strict=False)] = 2.0
+    verify: bool | str = True
+    oauth2: _OAuth2Model | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("verify")
+    @classmethod
+    def _check_verify(cls, value: bool | str) -> bool | str:
+        if value is False:
+            raise ValueError(
+                "TLS verification cannot be switched off; give a CA bundle path instead"
+            )
+        if isinstance(value, str) and not value:
+            raise ValueError("must be true or a CA bundle path")
+        return value
+
+
+class _DatasetModel(_Model):
+    description: Annotated[str, Field(min_length=1)]
+    domain: Domain
+    identity_keys: Annotated[
+        list[Annotated[list[SubjectKey], Field(min_length=1)]], Field(min_length=1)
+    ]
+    connector: Annotated[_FileConnectorModel | _HttpConnectorModel, Field(discriminator="kind")]
+    fields: Annotated[
+        dict[Annotated[str, Field(pattern=_FIELD_PATTERN)], _FieldModel], Field(min_length=1)
+    ]
+
+
+class _PartnerModel(_Model):
+    partner: Annotated[str, Field(pattern=_ID_PATTERN)]
+    name: Annotated[str, Field(min_length=1)]
+    roles: list[Annotated[str, Field(pattern=_ID_PATTERN)]]
+    datasets: dict[Annotated[str, Field(pattern=_ID_PATTERN)], _DatasetModel]
+
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate mapping keys (PyYAML keeps the last)."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+_SECRET_KEY = re.compile(r"(secret|password|token)$", re.IGNORECASE)
+
+
+def _format_errors(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        location = ".".join(str(part) for part in error["loc"]) or "<document>"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden" and _SECRET_KEY.search(str(error["loc"][-1])):
+            message = "secrets never go in YAML; name an environment variable in client_secret_env"
+        problems.append(f"{location}: {message}")
+    return "; ".join(problems)
+
+
+def _build_dataset(partner_id: str, name: str, model: _DatasetModel, where: str) -> DatasetSpec:
+    fields = {
+        field_name: FieldSpec(field_name, spec.type, spec.category)
+        for field_name, spec in model.fields.items()
+    }
+    keys: list[tuple[str, ...]] = []
+    for key in model.identity_keys:
+        key_tuple = tuple(key)
+        for part in key_tuple:
+            if part not in fields:
+                raise ConfigurationError(
+                    f"{where}: dataset {name}: identity key {list(key_tuple)} names "
+                    f"undeclared field {part!r}"
+                )
+            if fields[part].type not in _KEY_TYPES:
+                raise ConfigurationError(
+                    f"{where}: dataset {name}: identity key field {part!r} must be of type "
+                    f"string or date, not {fields[part].type}"
+                )
+        if len(set(key_tuple)) != len(key_tuple):
+            raise ConfigurationError(
+                f"{where}: dataset {name}: identity key {list(key_tuple)} repeats a field"
+            )
+        if key_tuple in keys:
+            raise ConfigurationError(
+                f"{where}: dataset {name}: identity key {list(key_tuple)} is declared twice"
+            )
+        keys.append(key_tuple)
+
+    connector: ConnectorConfig
+    raw = model.connector
+    if isinstance(raw, _FileConnectorModel):
+        connector = FileConnectorConfig(path=PurePosixPath(raw.path))
+    else:
+        oauth2 = None
+        if raw.oauth2 is not None:
+            oauth2 = OAuth2Config(
+                token_url=raw.oauth2.token_url,
+                client_id=raw.oauth2.client_id,
+                client_secret_env=raw.oauth2.client_secret_env,
+                scope=raw.oauth2.scope,
+            )
+        verify: bool | PurePosixPath = (
+            PurePosixPath(raw.verify) if isinstance(raw.verify, str) else raw.verify
+        )
+        connector = HttpConnectorConfig(
+            url=raw.url, timeout_s=float(raw.timeout_s), verify=verify, oauth2=oauth2
+        )
+    return DatasetSpec(
+        id=f"{partner_id}/{name}",
+        provider=partner_id,
+        name=name,
+        description=model.description,
+        domain=model.domain,
+        fields=MappingProxyType(fields),
+        identity_keys=tuple(keys),
+        connector=connector,
+    )
+
+
+def _load_partner(path: Path) -> Partner:
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{where}: cannot be read ({type(exc).__name__})") from exc
+    try:
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigurationError(f"{where}: {problem}{at}") from exc
+    if not isinstance(document, dict):
+        raise ConfigurationError(f"{where}: must be a mapping with partner, name, roles, datasets")
+    try:
+        model = _PartnerModel.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigurationError(f"{where}: {_format_errors(exc)}") from exc
+    if model.partner != path.stem:
+        raise ConfigurationError(
+            f"{where}: partner id {model.partner!r} does not match the file name {path.stem!r}"
+        )
+    if len(set(model.roles)) != len(model.roles):
+        raise ConfigurationError(f"{where}: roles repeat a role")
+    datasets = {
+        name: _build_dataset(model.partner, name, dataset, where)
+        for name, dataset in model.datasets.items()
+    }
+    return Partner(
+        id=model.partner,
+        name=model.name,
+        roles=tuple(model.roles),
+        datasets=MappingProxyType(datasets),
+    )
+
+
+class Catalog:
+    """Every partner and dataset of a deployment, and one connector per dataset."""
+
+    def __init__(
+        self,
+        partners: Mapping[str, Partner],
+        datasets: Mapping[str, DatasetSpec],
+        var_dir: Path,
+    ) -> None:
+        self.partners: Mapping[str, Partner] = MappingProxyType(dict(partners))
+        self.datasets: Mapping[str, DatasetSpec] = MappingProxyType(dict(datasets))
+        self.var_dir = var_dir
+        self._connectors: dict[str, Connector] = {}
+
+    @classmethod
+    def load(cls, connectors_dir: Path, var_dir: Path) -> Catalog:
+        """Read and validate every ``*.yaml`` (and ``*.yml``) file in ``connectors_dir``."""
+        if not connectors_dir.is_dir():
+            raise ConfigurationError(f"{connectors_dir}: connectors directory not found")
+        files = sorted(
+            [*connectors_dir.glob("*.yaml"), *connectors_dir.glob("*.yml")],
+            key=lambda p: p.name,
+        )
+        if not files:
+            raise ConfigurationError(f"{connectors_dir}: no partner files (*.yaml)")
+        partners: dict[str, Partner] = {}
+        where: dict[str, Path] = {}
+        for path in files:
+            partner = _load_partner(path)
+            if partner.id in partners:
+                raise ConfigurationError(
+                    f"{path}: duplicate partner {partner.id!r} (also in {where[partner.id].name})"
+                )
+            partners[partner.id] = partner
+            where[partner.id] = path
+        return cls(partners, _index(partners.values()), var_dir)
+
+    def dataset(self, dataset_id: str) -> DatasetSpec:
+        """The dataset's spec; :class:`UnknownDataset` if the catalog does not hold it."""
+        try:
+            return self.datasets[dataset_id]
+        except KeyError:
+            raise UnknownDataset(f"unknown dataset {dataset_id!r}") from None
+
+    def connector(self, dataset_id: str) -> Connector:
+        """The dataset's connector, built on first use and reused afterwards."""
+        connector = self._connectors.get(dataset_id)
+        if connector is None:
+            connector = _build_connector(self.dataset(dataset_id), self.var_dir)
+            self._connectors[dataset_id] = connector
+        return connector
+
+    async def aclose(self) -> None:
+        """Close every connector built so far (HTTP clients, pools)."""
+        connectors, self._connectors = list(self._connectors.values()), {}
+        for connector in connectors:
+            await connector.aclose()
+
+
+def _index(partners: Iterable[Partner]) -> dict[str, DatasetSpec]:
+    return {spec.id: spec for partner in partners for spec in partner.datasets.values()}
+
+
+def _build_connector(spec: DatasetSpec, var_dir: Path) -> Connector:
+    # Imported here: the connector modules import this one for the spec types.
+    if isinstance(spec.connector, FileConnectorConfig):
+        from gateway.connectors.file import FileConnector
+
+        return FileConnector(spec, var_dir)
+    from gateway.connectors.http import HttpConnector
+
+    return HttpConnector(spec, var_dir)

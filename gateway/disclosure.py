@@ -1,0 +1,323 @@
+"""The disclosure pipeline: decide, fetch, minimise, log, sign.
+
+One call of :meth:`DisclosureService.disclose` answers one ``POST /v1/disclosures``.
+The order is the point:
+
+1. a policy decision per dataset, from an input that holds names and categories only;
+   any engine failure fails the whole request closed (503) — after logging it;
+2. only allowed datasets are fetched, concurrently; a connector or operator failure
+   withholds that dataset and is reported as its ``error`` result;
+3. every decision is appended to the audit log and the call waits for the durable
+   commit before anything leaves;
+4. the disclosure is signed; a request whose every dataset was denied gets 403.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from rfc8785 import CanonicalizationError
+
+from audit.entry import AuditRecord
+from audit.store import AuditStore
+from gateway.api_models import DisclosureRequest
+from gateway.connectors.catalog import Catalog, DatasetSpec, Partner
+from gateway.errors import (
+    ConnectorError,
+    ConnectorResponseError,
+    DoelpoortError,
+    OperatorError,
+    PolicyError,
+    PurposeDenied,
+    UnknownDataset,
+)
+from gateway.metrics import Metrics
+from gateway.operators import minimise
+from gateway.policy.engine import Decision, PolicyEngine
+from gateway.policy.input import build_policy_input
+from gateway.policy.register import Register
+from gateway.pseudonyms import PseudonymKeys
+from gateway.signing import ReceiptSigner, canonical_json
+
+log = logging.getLogger("doelpoort.disclosure")
+
+Clock = Callable[[], datetime]
+Verdict = Literal["allow", "deny", "error"]
+
+# Stands in for "no dataset" when a purpose covers none at all (e.g. it is not in the
+# register): the policy still decides, so the denial and its reason are logged.
+_NO_DATASET: dict[str, Any] = {
+    "id": "",
+    "provider": "",
+    "domain": "",
+    "fields": {},
+    "identity_keys": [],
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _Outcome:
+    """What happened to one dataset, before it is logged."""
+
+    dataset: str
+    provider: str
+    policy_input: dict[str, Any]
+    decision: Decision | None = None
+    records: list[dict[str, Any]] | None = None
+    records_sha256: str | None = None
+    error: DoelpoortError | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.error is not None:
+            return "error"
+        assert self.decision is not None
+        return "allow" if self.decision.allow else "deny"
+
+
+class DisclosureService:
+    """Wires the pipeline's parts; one instance per running gateway."""
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        register: Register,
+        engine: PolicyEngine,
+        pseudonyms: PseudonymKeys,
+        audit: AuditStore,
+        signer: ReceiptSigner,
+        metrics: Metrics,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.catalog = catalog
+        self.register = register
+        self.engine = engine
+        self.pseudonyms = pseudonyms
+        self.audit = audit
+        self.signer = signer
+        self.metrics = metrics
+        self.clock = clock
+
+    async def disclose(self, requester: Partner, request: DisclosureRequest) -> dict[str, Any]:
+        """Answer one request; raise a :mod:`gateway.errors` class on refusal or failure."""
+        now = self.clock()
+        subject = request.subject.keys()
+        datasets = self._datasets(requester, request)
+        outcomes = [self._outcome(requester, request, ds, subject, now) for ds in datasets]
+
+        policy_failure = await self._decide(outcomes)
+        if policy_failure is None:
+            await self._fetch(requester, request.purpose, outcomes, subject)
+
+        disclosure_id = f"urn:uuid:{uuid.uuid4()}"
+        subject_refs = sorted(self.pseudonyms.dpo_subject_ref(k, v) for k, v in subject.items())
+        seqs = await self._log(outcomes, requester, request, disclosure_id, subject_refs, now)
+        for outcome in outcomes:
+            self.metrics.decisions.labels(outcome.verdict).inc()
+
+        if policy_failure is not None:
+            raise policy_failure
+        if all(o.verdict == "deny" for o in outcomes):
+            reasons = [r for o in outcomes if o.decision for r in o.decision.reasons]
+            raise PurposeDenied(
+                f"purpose {request.purpose} releases nothing to {requester.id}", reasons
+            )
+
+        disclosure = {
+            "id": disclosure_id,
+            "issued_at": rfc3339(now),
+            "requester": requester.id,
+            "purpose": request.purpose,
+            "case_ref": request.case_ref,
+            "policy_digest": self.engine.digest,
+            "results": [_result(o, seq) for o, seq in zip(outcomes, seqs, strict=True)],
+        }
+        return {"disclosure": disclosure, "jws": self.signer.sign_disclosure(disclosure)}
+
+    # -- steps -----------------------------------------------------------------------
+
+    def _datasets(self, requester: Partner, request: DisclosureRequest) -> list[str]:
+        if request.datasets is not None:
+            wanted = list(dict.fromkeys(request.datasets))
+            unknown = [d for d in wanted if d not in self.catalog.datasets]
+            if unknown:
+                raise UnknownDataset(f"unknown dataset(s): {', '.join(sorted(unknown))}")
+            return wanted
+        covered = self.register.covered_datasets(request.purpose, requester.id, requester.roles)
+        if not covered:
+            # Not granted: ask the policy about everything the purpose covers, so the
+            # refusal carries its reasons and every refused dataset is logged.
+            covered = self.register.covered_datasets(request.purpose, None, None)
+        return [d for d in covered if d in self.catalog.datasets] or [""]
+
+    def _outcome(
+        self,
+        requester: Partner,
+        request: DisclosureRequest,
+        dataset_id: str,
+        subject: Mapping[str, str],
+        now: datetime,
+    ) -> _Outcome:
+        spec = self.catalog.datasets.get(dataset_id)
+        view = spec.policy_view() if spec is not None else _NO_DATASET
+        policy_input = build_policy_input(
+            requester_id=requester.id,
+            roles=requester.roles,
+            purpose=request.purpose,
+            case_ref=request.case_ref,
+            has_justification=bool(request.justification.strip()),
+            dataset_view=view,
+            subject_keys=sorted(subject),
+            now=now,
+        )
+        provider = spec.provider if spec is not None else ""
+        return _Outcome(dataset=dataset_id, provider=provider, policy_input=policy_input)
+
+    async def _decide(self, outcomes: Sequence[_Outcome]) -> PolicyError | None:
+        """Decide every dataset; on any policy failure mark all as errors (fail closed)."""
+        started = time.perf_counter()
+        answers = await asyncio.gather(
+            *(self.engine.decide(o.policy_input) for o in outcomes), return_exceptions=True
+        )
+        self.metrics.policy_seconds.observe((time.perf_counter() - started) / len(outcomes))
+        failure: PolicyError | None = None
+        for outcome, answer in zip(outcomes, answers, strict=True):
+            if isinstance(answer, Decision):
+                outcome.decision = answer
+            elif isinstance(answer, PolicyError):
+                failure = failure or answer
+            elif isinstance(answer, BaseException):
+                failure = failure or PolicyError("the policy engine failed")
+                log.error("policy engine raised %s", type(answer).__name__)
+        if failure is not None:
+            log.warning("policy failure (%s): request denied, nothing disclosed", failure.code)
+            for outcome in outcomes:
+                outcome.error = failure
+        return failure
+
+    async def _fetch(
+        self,
+        requester: Partner,
+        purpose: str,
+        outcomes: Sequence[_Outcome],
+        subject: Mapping[str, str],
+    ) -> None:
+        allowed = [o for o in outcomes if o.decision is not None and o.decision.allow]
+        if not allowed:
+            return
+        pseudonymiser = self.pseudonyms.domain(requester.id, purpose)
+
+        async def one(outcome: _Outcome) -> None:
+            spec: DatasetSpec = self.catalog.datasets[outcome.dataset]
+            assert outcome.decision is not None
+            try:
+                raw = await self.catalog.connector(outcome.dataset).fetch(subject)
+                field_types = {name: f.type for name, f in spec.fields.items()}
+                records = minimise(raw, outcome.decision.field_ops, field_types, pseudonymiser)
+                outcome.records_sha256 = _records_digest(records)
+                outcome.records = records
+            except CanonicalizationError as exc:
+                # A value JSON cannot carry exactly (e.g. an integer beyond 2**53).
+                outcome.error = ConnectorResponseError(
+                    f"dataset {outcome.dataset}: a value cannot be represented exactly"
+                )
+                log.warning("dataset %s withheld: %s", outcome.dataset, type(exc).__name__)
+            except (ConnectorError, OperatorError) as exc:
+                log.warning("dataset %s withheld: %s", outcome.dataset, exc.code)
+                outcome.error = exc
+
+        await asyncio.gather(*(one(o) for o in allowed))
+
+    async def _log(
+        self,
+        outcomes: Sequence[_Outcome],
+        requester: Partner,
+        request: DisclosureRequest,
+        disclosure_id: str,
+        subject_refs: list[str],
+        now: datetime,
+    ) -> list[int]:
+        entries = [
+            _audit_record(o, requester, request, disclosure_id, subject_refs, now) for o in outcomes
+        ]
+        started = time.perf_counter()
+        seqs = await self.audit.append(entries)
+        self.metrics.audit_seconds.observe(time.perf_counter() - started)
+        return seqs
+
+
+def _records_digest(records: list[dict[str, Any]]) -> str:
+    return "sha256:" + hashlib.sha256(canonical_json(records)).hexdigest()
+
+
+def _audit_record(
+    outcome: _Outcome,
+    requester: Partner,
+    request: DisclosureRequest,
+    disclosure_id: str,
+    subject_refs: list[str],
+    now: datetime,
+) -> AuditRecord:
+    decision = outcome.decision
+    disclosed = outcome.verdict == "allow" and outcome.records is not None
+    reasons = list(decision.reasons) if decision is not None else []
+    if outcome.error is not None:
+        reasons.append(outcome.error.title)
+    return AuditRecord(
+        time=rfc3339(now),
+        disclosure_id=disclosure_id,
+        requester=requester.id,
+        provider=outcome.provider,
+        dataset=outcome.dataset,
+        purpose=request.purpose,
+        legal_basis=decision.legal_basis if decision is not None else "",
+        case_ref=request.case_ref,
+        decision=outcome.verdict,
+        reasons=reasons,
+        field_ops=dict(decision.field_ops) if decision is not None and decision.allow else {},
+        record_count=len(outcome.records) if disclosed and outcome.records is not None else 0,
+        subject_refs=subject_refs,
+        policy_digest=decision.policy_digest if decision is not None else "",
+        records_sha256=outcome.records_sha256 if disclosed else None,
+        retention_days=decision.retention_days if decision is not None else None,
+        error=outcome.error.code if outcome.error is not None else None,
+        policy_input=outcome.policy_input,
+    )
+
+
+def _result(outcome: _Outcome, seq: int) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "dataset": outcome.dataset,
+        "decision": outcome.verdict,
+        "audit_seq": seq,
+    }
+    decision = outcome.decision
+    if outcome.error is not None:
+        result["error"] = {
+            "type": outcome.error.type_uri,
+            "title": outcome.error.title,
+            "detail": outcome.error.detail,
+        }
+    elif decision is not None and decision.allow:
+        result["field_ops"] = dict(decision.field_ops)
+        result["records"] = outcome.records or []
+    elif decision is not None:
+        result["reasons"] = list(decision.reasons)
+    return result

@@ -1,0 +1,215 @@
+"""Who is calling: the peer named by a verified client certificate, and revocation.
+
+The TLS handshake has already checked that the certificate chains to the partner CA
+(`gateway/tls.py`); this module only *names* the peer. The name comes from exactly one
+SAN URI, ``urn:doelpoort:partner:<id>`` or ``urn:doelpoort:dpo:<name>``, never from the
+request. A certificate without such a URI, or with several, names nobody.
+
+The handshake checks the CRL as it was when the gateway started. `RevocationList`
+re-reads the CRL file whenever it changes, so a certificate revoked while the gateway
+runs is refused from its next request on (401), keep-alive connections included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, TypeAlias
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+from gateway.errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+PeerKind: TypeAlias = Literal["partner", "dpo"]
+
+URN_PREFIX = "urn:doelpoort:"
+_URI_PREFIXES: dict[str, PeerKind] = {
+    URN_PREFIX + "partner:": "partner",
+    URN_PREFIX + "dpo:": "dpo",
+}
+
+# Lowercase letters, digits and hyphens, starting with a letter or digit, at most 63
+# characters: safe as a file name, a URI segment and a DNS label alike.
+_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+def is_valid_id(value: str) -> bool:
+    """Whether *value* is a well-formed partner id or DPO name."""
+    return _ID_RE.fullmatch(value) is not None
+
+
+def validate_id(value: str, what: str = "partner id") -> str:
+    """Return *value* if it is a well-formed id, else raise `ConfigurationError`."""
+    if not is_valid_id(value):
+        raise ConfigurationError(
+            f"invalid {what} {value!r}: use 1-63 characters a-z, 0-9 and '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def peer_uri(kind: PeerKind, peer_id: str) -> str:
+    """The SAN URI that names a peer, e.g. ``urn:doelpoort:partner:politie``."""
+    return f"{URN_PREFIX}{kind}:{validate_id(peer_id, f'{kind} id')}"
+
+
+@dataclass(frozen=True)
+class PeerIdentity:
+    """The peer a verified client certificate names."""
+
+    kind: PeerKind
+    id: str
+    serial: int
+    fingerprint: str  # SHA-256 of the certificate's DER, lowercase hex
+
+
+@lru_cache(maxsize=4096)
+def identity_from_der(der: bytes) -> PeerIdentity | None:
+    """Name the peer of a DER certificate, or None if it names nobody.
+
+    Cached on the DER bytes: a partner presents the same certificate on every
+    connection, so parsing is paid once per certificate, not per request.
+    """
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except (
+        ValueError,
+        x509.ExtensionNotFound,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+    ):
+        return None
+    uris = [
+        uri
+        for uri in san.value.get_values_for_type(x509.UniformResourceIdentifier)
+        if uri.lower().startswith(URN_PREFIX)
+    ]
+    # More than one Doelpoort URI is ambiguous: refuse rather than pick one.
+    if len(uris) != 1:
+        return None
+    for prefix, kind in _URI_PREFIXES.items():
+        if uris[0].startswith(prefix):
+            peer_id = uris[0].removeprefix(prefix)
+            if not is_valid_id(peer_id):
+                return None
+            return PeerIdentity(
+                kind=kind,
+                id=peer_id,
+                serial=cert.serial_number,
+                fingerprint=hashlib.sha256(der).hexdigest(),
+            )
+    return None
+
+
+# Key types that can sign a CRL (cryptography's CertificateIssuerPublicKeyTypes).
+_ISSUER_KEY_TYPES = (
+    ec.EllipticCurvePublicKey,
+    rsa.RSAPublicKey,
+    ed25519.Ed25519PublicKey,
+    ed448.Ed448PublicKey,
+    dsa.DSAPublicKey,
+)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class _LoadedCrl:
+    stat_key: tuple[int, int, int, int]
+    revoked: frozenset[int]
+    next_update: datetime | None
+
+
+class RevocationList:
+    """The partner CA's CRL, re-read whenever the file changes.
+
+    Fails closed: a CRL that cannot be read, is not signed by the CA or has passed its
+    next update makes `is_revoked` answer True for every serial. The constructor
+    raises `ConfigurationError` instead, so a broken CRL stops start-up.
+    """
+
+    def __init__(self, crl_path: Path, ca_cert_path: Path) -> None:
+        self._crl_path = Path(crl_path)
+        try:
+            self._ca = x509.load_pem_x509_certificate(Path(ca_cert_path).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError("the partner CA certificate cannot be read") from exc
+        self._lock = threading.Lock()
+        self._failing = False
+        self._loaded: _LoadedCrl | None = self._load()
+
+    def is_revoked(self, serial: int, *, now: datetime | None = None) -> bool:
+        """Whether *serial* is revoked; True as well when the CRL cannot be trusted."""
+        loaded = self._current()
+        if loaded is None:
+            return True
+        if loaded.next_update is not None and (now or _utcnow()) > loaded.next_update:
+            self._report_failure("the revocation list has expired; refusing all certificates")
+            return True
+        return serial in loaded.revoked
+
+    def _current(self) -> _LoadedCrl | None:
+        try:
+            key = self._stat_key()
+        except OSError:
+            self._report_failure("the revocation list cannot be read; refusing all certificates")
+            return None
+        loaded = self._loaded
+        if loaded is not None and loaded.stat_key == key:
+            return loaded
+        with self._lock:
+            # Another thread may have reloaded while this one waited.
+            if self._loaded is not None and self._loaded.stat_key == key:
+                return self._loaded
+            try:
+                self._loaded = self._load()
+            except ConfigurationError:
+                self._loaded = None
+                self._report_failure("the revocation list is unusable; refusing all certificates")
+                return None
+            self._failing = False
+            return self._loaded
+
+    def _stat_key(self) -> tuple[int, int, int, int]:
+        st = os.stat(self._crl_path)
+        # Inode included: `revoke` replaces the file atomically, so a new CRL is a new
+        # inode even when written within the same mtime tick and of the same size.
+        return (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
+
+    def _load(self) -> _LoadedCrl:
+        try:
+            key = self._stat_key()
+            crl = x509.load_pem_x509_crl(self._crl_path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError("the revocation list cannot be read") from exc
+        ca_key = self._ca.public_key()
+        if (
+            not isinstance(ca_key, _ISSUER_KEY_TYPES)
+            or crl.issuer != self._ca.subject
+            or not crl.is_signature_valid(ca_key)
+        ):
+            raise ConfigurationError("the revocation list is not signed by the partner CA")
+        return _LoadedCrl(
+            stat_key=key,
+            revoked=frozenset(entry.serial_number for entry in crl),
+            next_update=crl.next_update_utc,
+        )
+
+    def _report_failure(self, message: str) -> None:
+        # Once per failure, not once per request: the log must stay readable.
+        if not self._failing:
+            self._failing = True
+            logger.error(message)

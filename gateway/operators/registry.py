@@ -1,0 +1,102 @@
+"""The operator registry and the one function the pipeline calls: :func:`minimise`.
+
+An op is written ``name`` or ``name:param`` (``generalise:year``, ``mask:2``). A name no
+operator implements is :class:`~gateway.errors.UnknownOperator`, never a pass-through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from gateway.errors import InvalidDecision, OperatorError, UnknownOperator
+from gateway.operators.base import Operator, OperatorContext, Pseudonymiser
+from gateway.operators.drop import Drop
+from gateway.operators.exists import Exists
+from gateway.operators.generalise import Generalise
+from gateway.operators.keep import Keep
+from gateway.operators.mask import Mask
+from gateway.operators.pseudonymise import Pseudonymise
+
+OPERATORS: Mapping[str, Operator] = {
+    op.name: op for op in (Keep(), Drop(), Pseudonymise(), Generalise(), Mask(), Exists())
+}
+
+
+def parse_op(op: str) -> tuple[str, str | None]:
+    """Split ``"generalise:year"`` into ``("generalise", "year")``; ``"keep"`` → ``("keep", None)``.
+
+    Raises UnknownOperator if no operator has that name.
+    """
+    if not isinstance(op, str):
+        raise UnknownOperator("a field op must be a string")
+    name, sep, param = op.partition(":")
+    if name not in OPERATORS:
+        # Ops come from the policy, never from record values: safe to name.
+        raise UnknownOperator(f"no operator implements op {name!r}")
+    return name, (param if sep else None)
+
+
+def get_operator(name: str) -> Operator:
+    try:
+        return OPERATORS[name]
+    except KeyError:
+        raise UnknownOperator(f"no operator implements op {name!r}") from None
+
+
+def validate_op(op: str, field_type: str) -> None:
+    """Raise UnknownOperator or InvalidDecision unless ``op`` applies to ``field_type``."""
+    name, param = parse_op(op)
+    OPERATORS[name].validate(param, field_type)
+
+
+def minimise(
+    records: Iterable[Mapping[str, Any]],
+    field_ops: Mapping[str, str],
+    field_types: Mapping[str, str],
+    pseudonymiser: Pseudonymiser,
+) -> list[dict[str, Any]]:
+    """Apply the decision's field ops to every record.
+
+    Each output record holds exactly the fields ``field_ops`` names with an op other than
+    ``drop``, in ``field_ops`` order; every other field is dropped (default deny). A missing
+    or None value stays None (``exists`` gives False). Every op is validated against the
+    field's declared type before the first record is touched.
+
+    Raises UnknownOperator/InvalidDecision for a bad op and OperatorError for a record
+    value an op cannot transform; no message carries a value.
+    """
+    plan: list[tuple[str, str, Operator, str | None, OperatorContext]] = []
+    for field, op in field_ops.items():
+        field_type = field_types.get(field)
+        if field_type is None:
+            raise InvalidDecision(f"field op names field {field!r}, which the dataset lacks")
+        validate_op(op, field_type)
+        name, param = parse_op(op)
+        if name != "drop":
+            ctx = OperatorContext(field=field, field_type=field_type, pseudonymiser=pseudonymiser)
+            plan.append((field, op, OPERATORS[name], param, ctx))
+
+    out: list[dict[str, Any]] = []
+    for record in records:
+        if not isinstance(record, Mapping):
+            raise OperatorError("a record is not an object")
+        out.append(
+            {
+                field: _apply(record.get(field), op, operator, param, ctx)
+                for field, op, operator, param, ctx in plan
+            }
+        )
+    return out
+
+
+def _apply(value: Any, op: str, operator: Operator, param: str | None, ctx: OperatorContext) -> Any:
+    if value is None:
+        return False if operator.name == "exists" else None
+    try:
+        return operator.operate(value, param, ctx)
+    except OperatorError:
+        raise
+    except Exception:
+        # `from None`: a lower-level message (e.g. from a parser) may quote the value.
+        raise OperatorError(f"field {ctx.field}: op {op} cannot transform the value") from None

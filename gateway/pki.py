@@ -1,0 +1,459 @@
+"""Development PKI: one CA, the gateway's server certificate, partner and DPO certificates.
+
+Layout under ``pki_dir`` (`PkiPaths`)::
+
+    ca.pem  ca.key  server.pem  server.key  crl.pem
+    partners/<id>.pem  partners/<id>.key
+    dpo/<name>.pem     dpo/<name>.key
+
+Keys are ECDSA P-256 (every TLS stack speaks it), PEM PKCS#8 without a passphrase, mode
+0600, in directories of mode 0700. `init_pki` never overwrites: it creates what is
+missing and keeps what exists, so adding a partner to the configuration and running it
+again issues only that partner's certificate. `revoke` adds a partner's certificate to
+the CRL, which `gateway/tls.py` loads at start-up and `gateway/identity.RevocationList`
+re-reads while the gateway runs.
+
+This is a development PKI: a production deployment brings its own CA and CRL and points
+the gateway at them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from gateway.errors import ConfigurationError
+from gateway.identity import PeerKind, peer_uri, validate_id
+
+CA_VALIDITY = timedelta(days=10 * 365)
+LEAF_VALIDITY = timedelta(days=2 * 365)
+CRL_VALIDITY = timedelta(days=90)
+# `init_pki` re-signs a CRL this close to its next update. OpenSSL refuses every
+# handshake once the CRL has expired, so a development CRL must not quietly lapse.
+CRL_REFRESH_MARGIN = timedelta(days=30)
+# Certificates start slightly in the past so that a peer whose clock lags a little
+# does not reject a certificate issued a moment ago.
+BACKDATE = timedelta(hours=1)
+
+_KEY_MODE = 0o600
+_CERT_MODE = 0o644
+_DIR_MODE = 0o700
+
+
+@dataclass(frozen=True)
+class PkiPaths:
+    """Where each piece of the PKI lives under ``pki_dir``."""
+
+    pki_dir: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pki_dir", Path(self.pki_dir))
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.pki_dir / "ca.pem"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.pki_dir / "ca.key"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.pki_dir / "server.pem"
+
+    @property
+    def server_key(self) -> Path:
+        return self.pki_dir / "server.key"
+
+    @property
+    def crl(self) -> Path:
+        return self.pki_dir / "crl.pem"
+
+    @property
+    def partners_dir(self) -> Path:
+        return self.pki_dir / "partners"
+
+    @property
+    def dpo_dir(self) -> Path:
+        return self.pki_dir / "dpo"
+
+    # The id is validated here too, so no caller can turn it into a path elsewhere.
+    def partner_cert(self, partner_id: str) -> Path:
+        return self.partners_dir / f"{validate_id(partner_id)}.pem"
+
+    def partner_key(self, partner_id: str) -> Path:
+        return self.partners_dir / f"{validate_id(partner_id)}.key"
+
+    def dpo_cert(self, name: str) -> Path:
+        return self.dpo_dir / f"{validate_id(name, 'DPO name')}.pem"
+
+    def dpo_key(self, name: str) -> Path:
+        return self.dpo_dir / f"{validate_id(name, 'DPO name')}.key"
+
+
+@dataclass
+class PkiReport:
+    """What `init_pki` did, path by path."""
+
+    created: list[Path] = field(default_factory=list)
+    kept: list[Path] = field(default_factory=list)
+    # Files rewritten without losing anything: only a CRL re-signed near its expiry.
+    refreshed: list[Path] = field(default_factory=list)
+
+
+def init_pki(
+    pki_dir: Path,
+    partner_ids: Iterable[str],
+    *,
+    dpo_names: Sequence[str] = ("dpo",),
+    hosts: Sequence[str] = ("localhost", "127.0.0.1"),
+    now: datetime | None = None,
+) -> PkiReport:
+    """Create whatever part of the development PKI is missing; keep the rest."""
+    now = _aware(now)
+    # Validate everything before touching the disk: a typo must not leave half a PKI.
+    partners = list(dict.fromkeys(validate_id(p) for p in partner_ids))
+    dpos = list(dict.fromkeys(validate_id(d, "DPO name") for d in dpo_names))
+    if not hosts:
+        raise ConfigurationError("the server certificate needs at least one host name")
+    paths = PkiPaths(Path(pki_dir))
+    for directory in (paths.pki_dir, paths.partners_dir, paths.dpo_dir):
+        directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+
+    report = PkiReport()
+    ca_cert, ca_key = _ensure_ca(paths, now, report)
+    issuer = _Issuer(ca_cert, ca_key)
+
+    if _ensure_pair(paths.server_cert, paths.server_key, "the server certificate", report):
+        _issue(issuer, paths.server_cert, paths.server_key, _server_profile(hosts), now)
+    for partner in partners:
+        cert, key = paths.partner_cert(partner), paths.partner_key(partner)
+        if _ensure_pair(cert, key, f"partner {partner!r}", report):
+            _issue(issuer, cert, key, _peer_profile("partner", partner), now)
+    for dpo in dpos:
+        cert, key = paths.dpo_cert(dpo), paths.dpo_key(dpo)
+        if _ensure_pair(cert, key, f"DPO {dpo!r}", report):
+            _issue(issuer, cert, key, _peer_profile("dpo", dpo), now)
+
+    _ensure_crl(paths, issuer, now, report)
+    return report
+
+
+def revoke(pki_dir: Path, partner_id: str, *, now: datetime | None = None) -> int:
+    """Add a partner's certificate to the CRL and return its serial number.
+
+    Earlier revocations are kept; revoking twice is harmless. The CRL is replaced
+    atomically, so a running gateway never reads half a file.
+    """
+    now = _aware(now)
+    paths = PkiPaths(Path(pki_dir))
+    cert_path = paths.partner_cert(partner_id)
+    if not cert_path.exists():
+        raise ConfigurationError(
+            f"no certificate for partner {partner_id!r} in this PKI; nothing was revoked"
+        )
+    issuer = _Issuer(*_load_ca(paths))
+    cert = _load_cert(cert_path)
+    try:
+        cert.verify_directly_issued_by(issuer.cert)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise ConfigurationError(
+            f"the certificate of partner {partner_id!r} was not issued by this CA"
+        ) from exc
+
+    entries, number = _read_crl(paths, issuer)
+    if cert.serial_number not in {entry.serial_number for entry in entries}:
+        entries.append(
+            x509.RevokedCertificateBuilder()
+            .serial_number(cert.serial_number)
+            .revocation_date(now)
+            .build()
+        )
+    _write_crl(paths, issuer, entries, number + 1, now)
+    return cert.serial_number
+
+
+# --- internals ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Issuer:
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+
+@dataclass(frozen=True)
+class _Profile:
+    subject: x509.Name
+    sans: list[x509.GeneralName]
+    usage: x509.ObjectIdentifier
+
+
+def _aware(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    # A naive datetime is taken as UTC, the only zone a certificate knows.
+    return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+
+
+def _server_profile(hosts: Sequence[str]) -> _Profile:
+    sans: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            sans.append(x509.DNSName(host))
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, hosts[0]),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Doelpoort gateway"),
+        ]
+    )
+    return _Profile(subject, sans, ExtendedKeyUsageOID.SERVER_AUTH)
+
+
+def _peer_profile(kind: PeerKind, peer_id: str) -> _Profile:
+    organisation = "Doelpoort partners" if kind == "partner" else "Doelpoort DPO"
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, peer_id),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+        ]
+    )
+    uri = x509.UniformResourceIdentifier(peer_uri(kind, peer_id))
+    return _Profile(subject, [uri], ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+def _ensure_ca(
+    paths: PkiPaths, now: datetime, report: PkiReport
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    have_cert, have_key = paths.ca_cert.exists(), paths.ca_key.exists()
+    if have_cert and have_key:
+        report.kept += [paths.ca_cert, paths.ca_key]
+        return _load_ca(paths)
+    if have_cert or have_key:
+        raise ConfigurationError("the CA certificate and key must both exist or both be absent")
+    # A new CA beside certificates of an old one would leave them silently unverifiable.
+    leftovers = [paths.server_cert, paths.server_key, paths.crl]
+    leftovers += list(paths.partners_dir.glob("*")) + list(paths.dpo_dir.glob("*"))
+    if any(p.exists() for p in leftovers):
+        raise ConfigurationError(
+            "the CA is missing but certificates issued by it remain; "
+            "restore the CA or remove the PKI directory"
+        )
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "Doelpoort development CA"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Doelpoort (development only)"),
+        ]
+    )
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + CA_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(ca=True), critical=True)
+        .add_extension(ski, critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    _create(paths.ca_key, _key_pem(key), _KEY_MODE)
+    _create(paths.ca_cert, cert.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
+    report.created += [paths.ca_cert, paths.ca_key]
+    return cert, key
+
+
+def _ensure_pair(cert: Path, key: Path, what: str, report: PkiReport) -> bool:
+    """True if the pair must be issued; False (and reported kept) if it exists."""
+    have_cert, have_key = cert.exists(), key.exists()
+    if have_cert and have_key:
+        report.kept += [cert, key]
+        return False
+    if have_cert or have_key:
+        raise ConfigurationError(
+            f"only half of the key pair of {what} exists; remove it to have it re-issued"
+        )
+    report.created += [cert, key]
+    return True
+
+
+def _issue(
+    issuer: _Issuer, cert_path: Path, key_path: Path, profile: _Profile, now: datetime
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    issuer_ski = issuer.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(profile.subject)
+        .issuer_name(issuer.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(min(now + LEAF_VALIDITY, issuer.cert.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(ca=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([profile.usage]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(profile.sans), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski.value),
+            critical=False,
+        )
+        .sign(issuer.key, hashes.SHA256())
+    )
+    # Key first: a crash in between leaves a key without a certificate, which the next
+    # run reports, never a certificate whose key is lost.
+    _create(key_path, _key_pem(key), _KEY_MODE)
+    _create(cert_path, cert.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
+
+
+def _ensure_crl(paths: PkiPaths, issuer: _Issuer, now: datetime, report: PkiReport) -> None:
+    if not paths.crl.exists():
+        _write_crl(paths, issuer, [], 1, now)
+        report.created.append(paths.crl)
+        return
+    entries, number = _read_crl(paths, issuer)
+    crl = x509.load_pem_x509_crl(paths.crl.read_bytes())
+    next_update = crl.next_update_utc
+    if next_update is None or next_update - now < CRL_REFRESH_MARGIN:
+        _write_crl(paths, issuer, entries, number + 1, now)
+        report.refreshed.append(paths.crl)
+    else:
+        report.kept.append(paths.crl)
+
+
+def _read_crl(paths: PkiPaths, issuer: _Issuer) -> tuple[list[x509.RevokedCertificate], int]:
+    """The CRL's entries and number; an absent CRL is empty with number 0."""
+    if not paths.crl.exists():
+        return [], 0
+    try:
+        crl = x509.load_pem_x509_crl(paths.crl.read_bytes())
+    except ValueError as exc:
+        raise ConfigurationError("the CRL cannot be read") from exc
+    if crl.issuer != issuer.cert.subject or not crl.is_signature_valid(issuer.key.public_key()):
+        raise ConfigurationError("the CRL is not signed by this CA")
+    try:
+        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        number = 0
+    return list(crl), number
+
+
+def _write_crl(
+    paths: PkiPaths,
+    issuer: _Issuer,
+    entries: list[x509.RevokedCertificate],
+    number: int,
+    now: datetime,
+) -> None:
+    issuer_ski = issuer.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.cert.subject)
+        .last_update(now)
+        .next_update(now + CRL_VALIDITY)
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski.value),
+            critical=False,
+        )
+    )
+    for entry in entries:
+        builder = builder.add_revoked_certificate(entry)
+    crl = builder.sign(issuer.key, hashes.SHA256())
+    _replace(paths.crl, crl.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
+
+
+def _load_ca(paths: PkiPaths) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    if not (paths.ca_cert.exists() and paths.ca_key.exists()):
+        raise ConfigurationError("the CA certificate or key is missing; run `doelpoort pki init`")
+    cert = _load_cert(paths.ca_cert)
+    try:
+        key = serialization.load_pem_private_key(paths.ca_key.read_bytes(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError("the CA key cannot be read") from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
+        raise ConfigurationError("the CA key does not match the CA certificate")
+    return cert, key
+
+
+def _load_cert(path: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except ValueError as exc:
+        raise ConfigurationError(f"{path.name} is not a PEM certificate") from exc
+
+
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _write_temp(path: Path, data: bytes, mode: int) -> Path:
+    """Write *data* to a fresh file beside *path* with *mode* from the start, fsynced."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return Path(tmp)
+
+
+def _create(path: Path, data: bytes, mode: int) -> None:
+    """Create *path* atomically; refuse if it exists (never overwrite)."""
+    tmp = _write_temp(path, data, mode)
+    try:
+        os.link(tmp, path)  # fails if *path* exists, unlike rename
+    except FileExistsError as exc:
+        raise ConfigurationError(f"{path.name} appeared while the PKI was being created") from exc
+    finally:
+        os.unlink(tmp)
+
+
+def _replace(path: Path, data: bytes, mode: int) -> None:
+    """Replace *path* atomically: readers see the old file or the new, never a mix."""
+    os.replace(_write_temp(path, data, mode), path)

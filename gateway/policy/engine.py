@@ -1,0 +1,230 @@
+"""Policy engines: turn a policy input into a :class:`Decision`, or raise. Never both.
+
+Every path that is not a well-formed decision raises a
+:class:`~gateway.errors.PolicyError` (503, nothing disclosed): engine error, no answer
+(undefined), timeout, a decision of the wrong shape, an op no operator implements, an op
+that does not suit its field's type, or an op for a field the dataset does not have. An
+allowing :class:`Decision` is only ever built after all of that was checked.
+
+:class:`EmbeddedEngine` evaluates the compiled bundle in-process with regopy. A remote OPA
+engine (``opa-python-client``, SPEC §6) is a later issue: it will be a second class
+satisfying :class:`PolicyEngine`, querying ``/v1/data/doelpoort/disclosure/decision``
+with the same input and passing the answer through :func:`decision_from_result`, so both
+engines validate decisions identically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from regopy import Interpreter
+
+from gateway.errors import (
+    ConfigurationError,
+    DoelpoortError,
+    InvalidDecision,
+    PolicyEvaluationError,
+    PolicyUnavailable,
+)
+from gateway.operators import validate_op
+from gateway.policy.bundle import PolicyBundle, compile_bundle
+
+_NO_REASON = "denied by the policy without a reason"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One policy decision for one dataset."""
+
+    allow: bool
+    reasons: tuple[str, ...]
+    field_ops: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    retention_days: int = 0
+    legal_basis: str = ""
+    policy_digest: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form, as the audit log stores it."""
+        return {
+            "allow": self.allow,
+            "reasons": list(self.reasons),
+            "field_ops": dict(self.field_ops),
+            "retention_days": self.retention_days,
+            "legal_basis": self.legal_basis,
+            "policy_digest": self.policy_digest,
+        }
+
+
+class PolicyEngine(Protocol):
+    """What the pipeline needs of a policy engine."""
+
+    @property
+    def digest(self) -> str:
+        """The digest of the policy bundle every decision of this engine comes from."""
+
+    async def decide(self, policy_input: Mapping[str, Any]) -> Decision:
+        """Decide one dataset; raises PolicyError on anything but a valid decision."""
+
+    def ready(self) -> bool:
+        """Whether the engine can answer (for /readyz)."""
+
+    async def aclose(self) -> None: ...
+
+
+def decision_from_result(result: object, policy_input: Mapping[str, Any], digest: str) -> Decision:
+    """Validate a raw decision document against the contract and the input's dataset.
+
+    Raises InvalidDecision, UnknownOperator or PolicyEvaluationError; never returns an
+    allowing decision that was not fully checked.
+    """
+    if not isinstance(result, dict):
+        raise InvalidDecision("the decision is not an object")
+    missing = {"allow", "reasons", "field_ops", "retention_days", "legal_basis"} - set(result)
+    if missing:
+        raise InvalidDecision(f"the decision lacks {', '.join(sorted(missing))}")
+    allow, reasons, ops = result["allow"], result["reasons"], result["field_ops"]
+    retention, legal_basis = result["retention_days"], result["legal_basis"]
+    if not isinstance(allow, bool):
+        raise InvalidDecision("decision.allow is not a boolean")
+    if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+        raise InvalidDecision("decision.reasons is not a list of strings")
+    if not isinstance(ops, dict) or not all(isinstance(o, str) for o in ops.values()):
+        raise InvalidDecision("decision.field_ops is not an object of strings")
+    if not isinstance(retention, int) or isinstance(retention, bool) or retention < 0:
+        raise InvalidDecision("decision.retention_days is not a non-negative integer")
+    if not isinstance(legal_basis, str):
+        raise InvalidDecision("decision.legal_basis is not a string")
+    if not allow:
+        # Ops of a denial are never applied; keep none so none can leak into a result.
+        return Decision(
+            allow=False,
+            reasons=tuple(reasons) or (_NO_REASON,),
+            retention_days=retention,
+            legal_basis=legal_basis,
+            policy_digest=digest,
+        )
+    if retention <= 0 or not legal_basis:
+        raise InvalidDecision("an allowing decision needs retention_days and a legal_basis")
+    fields = _input_fields(policy_input)
+    for name, op in ops.items():
+        spec = fields.get(name)
+        if spec is None:
+            raise InvalidDecision(f"decision.field_ops names field {name!r}, not in the dataset")
+        validate_op(op, spec["type"])
+    return Decision(
+        allow=True,
+        reasons=tuple(reasons),
+        field_ops=MappingProxyType(dict(ops)),
+        retention_days=retention,
+        legal_basis=legal_basis,
+        policy_digest=digest,
+    )
+
+
+def _input_fields(policy_input: Mapping[str, Any]) -> Mapping[str, Mapping[str, str]]:
+    try:
+        fields = policy_input["dataset"]["fields"]
+    except (KeyError, TypeError):
+        raise InvalidDecision("the policy input has no dataset fields") from None
+    if not isinstance(fields, Mapping):
+        raise InvalidDecision("the policy input's dataset fields are not an object")
+    return fields
+
+
+class EmbeddedEngine:
+    """The regopy (rego-cpp) engine, in-process.
+
+    Evaluation runs on a small thread pool — regopy releases the GIL — with one
+    Interpreter and one compiled bundle per worker thread, since interpreters are not
+    thread-safe. A decision that takes longer than ``timeout_s`` raises
+    PolicyEvaluationError; the evaluation itself cannot be interrupted and finishes in
+    its worker, whose result is discarded.
+    """
+
+    def __init__(self, bundle: PolicyBundle, *, timeout_s: float = 1.0, workers: int = 2) -> None:
+        if timeout_s <= 0 or workers < 1:
+            raise ValueError("timeout_s must be positive and workers at least 1")
+        self._bundle = bundle
+        self._timeout_s = timeout_s
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rego")
+        self._local = threading.local()
+        self._closed = False
+
+    @property
+    def digest(self) -> str:
+        return self._bundle.digest
+
+    def ready(self) -> bool:
+        return not self._closed
+
+    async def aclose(self) -> None:
+        self._closed = True
+        # Do not wait for an evaluation that timed out: it is abandoned, not awaited.
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def decide(self, policy_input: Mapping[str, Any]) -> Decision:
+        if self._closed:
+            raise PolicyUnavailable("the policy engine is closed")
+        try:
+            document = json.dumps(policy_input)
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(self._executor, self._evaluate, document)
+            async with asyncio.timeout(self._timeout_s):
+                result = await future
+            return decision_from_result(result, policy_input, self.digest)
+        except TimeoutError:
+            raise PolicyEvaluationError(
+                f"the policy did not decide within {self._timeout_s:g} s"
+            ) from None
+        except DoelpoortError:
+            raise
+        except Exception as exc:
+            # Fail closed on anything unforeseen (e.g. an executor shut down under us).
+            raise PolicyEvaluationError(f"the policy engine failed: {type(exc).__name__}") from exc
+
+    def _evaluate(self, document: str) -> object:
+        """Runs in a worker thread: one decision with this thread's own interpreter."""
+        compiled = getattr(self._local, "compiled", None)
+        if compiled is None:
+            try:
+                compiled = self._bundle.compile()
+            except ConfigurationError as exc:
+                raise PolicyUnavailable("the policy bundle could not be loaded") from exc
+            self._local.compiled = compiled
+        _builder, bundle = compiled
+        interpreter = getattr(self._local, "interpreter", None)
+        if interpreter is None:
+            interpreter = Interpreter()
+            self._local.interpreter = interpreter
+        # The input as a JSON term: regopy's set_input(dict) does not escape quotes in
+        # strings when it writes the output back, which would corrupt the answer.
+        interpreter.set_input_term(document)
+        output = interpreter.query_bundle_entrypoint(bundle, self._bundle.entrypoint)
+        # Read everything out of the Output now: a regopy Node must not outlive it.
+        ok = output.ok()
+        text = str(output)
+        del output
+        if not ok:
+            raise PolicyEvaluationError("the policy raised an error")
+        if text == "undefined":
+            raise PolicyEvaluationError("the policy gave no decision (undefined)")
+        try:
+            expressions = json.loads(text)["expressions"]
+        except (ValueError, KeyError, TypeError):
+            raise PolicyEvaluationError("the policy engine's answer is not readable") from None
+        if not isinstance(expressions, list) or len(expressions) != 1:
+            raise PolicyEvaluationError("the policy engine gave no single decision")
+        return expressions[0]
+
+
+def embedded_engine(policies_dir: Path, *, timeout_s: float = 1.0) -> EmbeddedEngine:
+    """Compile ``policies_dir`` and start an embedded engine on it."""
+    return EmbeddedEngine(compile_bundle(policies_dir), timeout_s=timeout_s)

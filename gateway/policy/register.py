@@ -1,0 +1,234 @@
+"""The purpose register (doelbindingsregister): ``policies/register.yaml``, validated.
+
+The Rego policy reads the register as ``data.register`` (:meth:`Register.as_data`). The
+loader is strict on purpose: an unknown key (say ``excluded_domain`` for
+``excluded_domains``) would otherwise be ignored by the policy and quietly widen a
+purpose, so it is a ConfigurationError at start-up. Op names are checked against the
+operator registry here; whether an op suits a field's type is checked per decision,
+because only the dataset knows its field types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from gateway.errors import ConfigurationError, DoelpoortError
+from gateway.operators import parse_op
+
+REGISTER_FILE = "register.yaml"
+
+_PURPOSE_KEYS = {
+    "title",
+    "legal_basis",
+    "retention_days",
+    "requester_roles",
+    "requires_justification",
+    "datasets",
+    "excluded_domains",
+    "excluded_categories",
+    "clear_categories",
+}
+_GRANT_KEYS = {"field_ops", "requesters"}
+
+
+@dataclass(frozen=True)
+class DatasetGrant:
+    """What a purpose releases of one dataset."""
+
+    field_ops: Mapping[str, str]
+    #: Partners this dataset is narrowed to; None: every partner holding a purpose role.
+    requesters: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Purpose:
+    name: str
+    title: str
+    legal_basis: str
+    retention_days: int
+    requester_roles: tuple[str, ...]
+    requires_justification: bool
+    datasets: Mapping[str, DatasetGrant]
+    excluded_domains: tuple[str, ...] = ()
+    excluded_categories: tuple[str, ...] = ()
+    #: None: no constraint; a tuple: only these categories may be released in clear.
+    clear_categories: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Register:
+    purposes: Mapping[str, Purpose]
+
+    @classmethod
+    def load(cls, path: Path) -> Register:
+        """Read and validate a register file (or ``<dir>/register.yaml`` for a directory).
+
+        Raises ConfigurationError on any problem.
+        """
+        if path.is_dir():
+            path = path / REGISTER_FILE
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ConfigurationError(f"{path}: cannot read the purpose register: {exc}") from exc
+        try:
+            return cls.from_mapping(raw)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{path}: {exc.detail}") from exc
+
+    @classmethod
+    def from_mapping(cls, raw: object) -> Register:
+        top = _mapping(raw, "the register", {"purposes"})
+        purposes = _mapping(top.get("purposes"), "purposes")
+        return cls(
+            purposes=MappingProxyType(
+                {name: _purpose(_name(name, "purpose"), spec) for name, spec in purposes.items()}
+            )
+        )
+
+    def as_data(self) -> dict[str, Any]:
+        """The register as Rego data (``data.register``), every default spelled out."""
+        return {
+            "purposes": {
+                name: {
+                    "title": p.title,
+                    "legal_basis": p.legal_basis,
+                    "retention_days": p.retention_days,
+                    "requester_roles": list(p.requester_roles),
+                    "requires_justification": p.requires_justification,
+                    "excluded_domains": list(p.excluded_domains),
+                    "excluded_categories": list(p.excluded_categories),
+                    "clear_categories": (
+                        None if p.clear_categories is None else list(p.clear_categories)
+                    ),
+                    "datasets": {
+                        dataset: _grant_data(grant) for dataset, grant in p.datasets.items()
+                    },
+                }
+                for name, p in self.purposes.items()
+            }
+        }
+
+    def covered_datasets(
+        self, purpose: str, requester_id: str | None, roles: Iterable[str] | None
+    ) -> list[str]:
+        """The datasets a request for ``purpose`` asks for when it names none.
+
+        Those the purpose names for this requester (by role and, where a dataset is
+        narrowed, by partner), in register order. Unknown purpose or no matching role:
+        []. ``None`` for both requester and roles lists every dataset the purpose names
+        (used to log a refusal per dataset). The policy still decides each dataset; this
+        only picks what to ask it about.
+        """
+        p = self.purposes.get(purpose)
+        if p is None:
+            return []
+        if roles is not None and not set(roles) & set(p.requester_roles):
+            return []
+        return [
+            dataset
+            for dataset, grant in p.datasets.items()
+            if requester_id is None or grant.requesters is None or requester_id in grant.requesters
+        ]
+
+
+def load_register(policies_dir: Path) -> Register:
+    return Register.load(policies_dir / REGISTER_FILE)
+
+
+def _grant_data(grant: DatasetGrant) -> dict[str, Any]:
+    # No "requesters" key at all (rather than null) when the grant is not narrowed: the
+    # policy tests for its absence.
+    data: dict[str, Any] = {"field_ops": dict(grant.field_ops)}
+    if grant.requesters is not None:
+        data["requesters"] = list(grant.requesters)
+    return data
+
+
+def _purpose(name: str, raw: object) -> Purpose:
+    where = f"purpose {name}"
+    spec = _mapping(raw, where, _PURPOSE_KEYS)
+    for key in ("legal_basis", "retention_days", "requester_roles", "datasets"):
+        if key not in spec:
+            raise ConfigurationError(f"{where}: {key} is required")
+    retention = spec["retention_days"]
+    if not isinstance(retention, int) or isinstance(retention, bool) or retention <= 0:
+        raise ConfigurationError(f"{where}: retention_days must be a positive integer")
+    justification = spec.get("requires_justification", True)
+    if not isinstance(justification, bool):
+        raise ConfigurationError(f"{where}: requires_justification must be true or false")
+    roles = _names(spec["requester_roles"], f"{where}: requester_roles")
+    if not roles:
+        raise ConfigurationError(f"{where}: requester_roles must name at least one role")
+    clear = spec.get("clear_categories")
+    datasets = _mapping(spec["datasets"], f"{where}: datasets")
+    return Purpose(
+        name=name,
+        title=_text(spec.get("title", name), f"{where}: title"),
+        legal_basis=_text(spec["legal_basis"], f"{where}: legal_basis"),
+        retention_days=retention,
+        requester_roles=roles,
+        # Absent means required: forgetting the key must not drop the safeguard.
+        requires_justification=justification,
+        datasets=MappingProxyType(
+            {
+                _name(dataset, f"{where}: dataset"): _grant(f"{where}, dataset {dataset}", g)
+                for dataset, g in datasets.items()
+            }
+        ),
+        excluded_domains=_names(spec.get("excluded_domains", []), f"{where}: excluded_domains"),
+        excluded_categories=_names(
+            spec.get("excluded_categories", []), f"{where}: excluded_categories"
+        ),
+        clear_categories=None if clear is None else _names(clear, f"{where}: clear_categories"),
+    )
+
+
+def _grant(where: str, raw: object) -> DatasetGrant:
+    spec = _mapping(raw, where, _GRANT_KEYS)
+    ops = _mapping(spec.get("field_ops"), f"{where}: field_ops")
+    for field, op in ops.items():
+        _name(field, f"{where}: field")
+        if not isinstance(op, str):
+            raise ConfigurationError(f"{where}: the op of field {field} must be a string")
+        try:
+            parse_op(op)
+        except DoelpoortError as exc:
+            raise ConfigurationError(f"{where}: field {field}: {exc.detail}") from exc
+    requesters = spec.get("requesters")
+    return DatasetGrant(
+        field_ops=MappingProxyType(dict(ops)),
+        requesters=None if requesters is None else _names(requesters, f"{where}: requesters"),
+    )
+
+
+def _mapping(raw: object, where: str, allowed: set[str] | None = None) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{where} must be a mapping")
+    if allowed is not None and (unknown := set(map(str, raw)) - allowed):
+        raise ConfigurationError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    return raw
+
+
+def _names(raw: object, where: str) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        raise ConfigurationError(f"{where} must be a list")
+    return tuple(_name(item, where) for item in raw)
+
+
+def _name(raw: object, where: str) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise ConfigurationError(f"{where}: every name must be a non-empty string")
+    return raw
+
+
+def _text(raw: object, where: str) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigurationError(f"{where} must be non-empty text")
+    return raw

@@ -1,0 +1,160 @@
+"""Keyed pseudonyms: stable within one domain (requester x purpose), unlinkable across.
+
+Construction (see docs/data-model.md, "Pseudonyms")::
+
+    master     = 32 random bytes in <keys_dir>/master.key (mode 0600, never overwritten)
+    domain key = HKDF-SHA256(ikm=master, salt=none, length=32,
+                             info="doelpoort/pseudonym/v1" 0x00 requester 0x00 purpose)
+    pseudonym  = "psn:" + base32(HMAC-SHA256(domain key, normalise(value))[:20])
+                 lowercase, no padding (160 bits, 32 characters)
+
+``normalise`` makes trivially different spellings of one identifier agree: for a string,
+Unicode NFC, strip, collapse runs of whitespace to one space, casefold; any other value is
+its canonical JSON (RFC 8785), so ``123`` and ``"123"`` give the same pseudonym.
+
+No table reversing pseudonyms is kept anywhere. A subject can only be found again by
+someone who already holds the identifier and asks the gateway to compute its pseudonym:
+the DPO does so with :meth:`PseudonymKeys.dpo_subject_ref`, the reference the audit log
+stores instead of identifiers.
+
+Not built yet (SPEC §7 SHOULD): re-identification escrow — sealing the identifier to the
+DPO's public key with a PyNaCl sealed box next to each pseudonym, opened only offline by
+the DPO. It belongs here, as a method of :class:`DomainPseudonymiser` that returns the
+sealed box alongside the pseudonym; the DPO's private key must never reach the gateway.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import stat
+import threading
+import unicodedata
+from pathlib import Path
+from typing import Any, cast
+
+import rfc8785
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from gateway.errors import ConfigurationError
+
+MASTER_KEY_FILE = "master.key"
+MASTER_KEY_BYTES = 32
+PREFIX = "psn:"
+INFO_PREFIX = b"doelpoort/pseudonym/v1\x00"
+#: The DPO's own domain. Its info label has no 0x00-separated requester/purpose pair, so
+#: it cannot collide with any partner's domain.
+DPO_INFO = b"doelpoort/dpo-subject-ref/v1"
+TRUNCATE_BYTES = 20  # 160 bits; base32 of 20 bytes needs no padding
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def load_or_create_master_key(keys_dir: Path) -> bytes:
+    """Return the master secret, creating ``keys_dir/master.key`` (0600) if it is absent.
+
+    An existing file is never overwritten. Raises ConfigurationError if the file has the
+    wrong length or is readable by anyone but its owner.
+    """
+    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = keys_dir / MASTER_KEY_FILE
+    try:
+        # O_EXCL: two processes starting at once cannot both write a key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_master_key(path)
+    try:
+        os.write(fd, os.urandom(MASTER_KEY_BYTES))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return _read_master_key(path)
+
+
+def _read_master_key(path: Path) -> bytes:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigurationError(
+            f"{path} is accessible to group or others (mode {mode:o}); it must be 0600"
+        )
+    key = path.read_bytes()
+    if len(key) != MASTER_KEY_BYTES:
+        raise ConfigurationError(f"{path} must hold exactly {MASTER_KEY_BYTES} bytes")
+    return key
+
+
+def normalise(value: object) -> bytes:
+    """The bytes a pseudonym is computed over (see the module docstring)."""
+    if isinstance(value, str):
+        text = unicodedata.normalize("NFC", value)
+        return _WHITESPACE.sub(" ", text.strip()).casefold().encode()
+    try:
+        return bytes(rfc8785.dumps(cast(Any, value)))
+    except Exception:
+        # The library's message may quote the value.
+        raise TypeError("value cannot be pseudonymised: not JSON") from None
+
+
+def hkdf_sha256(ikm: bytes, info: bytes, length: int = 32, salt: bytes | None = None) -> bytes:
+    """RFC 5869 HKDF with SHA-256 (cryptography's implementation)."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+
+
+def _pseudonym(key: bytes, message: bytes) -> str:
+    digest = hmac.new(key, message, hashlib.sha256).digest()[:TRUNCATE_BYTES]
+    return PREFIX + base64.b32encode(digest).decode("ascii").lower().rstrip("=")
+
+
+class DomainPseudonymiser:
+    """Pseudonyms of one domain. Holds only the derived domain key, not the master."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, domain_key: bytes) -> None:
+        self._key = domain_key
+
+    def pseudonym(self, value: object) -> str:
+        return _pseudonym(self._key, normalise(value))
+
+    def __repr__(self) -> str:
+        return "DomainPseudonymiser(<key hidden>)"
+
+
+class PseudonymKeys:
+    """Derives one key per domain from the master secret and caches it."""
+
+    def __init__(self, master: bytes) -> None:
+        if len(master) != MASTER_KEY_BYTES:
+            raise ConfigurationError(f"the master secret must be {MASTER_KEY_BYTES} bytes")
+        self._master = master
+        self._domains: dict[tuple[str, str], DomainPseudonymiser] = {}
+        self._lock = threading.Lock()
+        self._dpo_key = hkdf_sha256(master, DPO_INFO)
+
+    def domain(self, requester: str, purpose: str) -> DomainPseudonymiser:
+        """The pseudonymiser of the domain requester x purpose."""
+        for part in (requester, purpose):
+            if not part or "\x00" in part:
+                # A NUL would let two different (requester, purpose) pairs share an info.
+                raise ValueError("requester and purpose must be non-empty and hold no NUL")
+        with self._lock:
+            found = self._domains.get((requester, purpose))
+            if found is None:
+                info = INFO_PREFIX + requester.encode() + b"\x00" + purpose.encode()
+                found = DomainPseudonymiser(hkdf_sha256(self._master, info))
+                self._domains[(requester, purpose)] = found
+            return found
+
+    def dpo_subject_ref(self, key_name: str, value: object) -> str:
+        """The audit log's subject reference: a pseudonym in the DPO's own domain over
+        ``key_name + ":" + normalise(value)``, so the DPO can later find a subject's
+        entries by computing this from an identifier (e.g. ``("bsn", "…")``)."""
+        message = key_name.encode() + b":" + normalise(value)
+        return _pseudonym(self._dpo_key, message)
+
+    def __repr__(self) -> str:
+        return "PseudonymKeys(<master hidden>)"

@@ -1,0 +1,249 @@
+"""HTTPS with mutual TLS on uvicorn, and the peer certificate in the ASGI scope.
+
+The gateway terminates TLS itself. `server_ssl_context` requires a client certificate
+from the partner CA (TLS 1.2+, the CRL checked for the leaf), so a missing, foreign or
+revoked-before-start-up certificate never gets past the handshake.
+
+`TLSHttpToolsProtocol` then hands the certificate the handshake verified to the app as
+the ASGI TLS extension (https://asgi.readthedocs.io/en/latest/specs/tls.html), in
+``scope["extensions"]["tls"]``. The app reads it back with `peer_certificate_der`; no
+header the client writes can take its place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import threading
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from functools import lru_cache
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeAlias
+
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.errors import ConfigurationError
+from gateway.identity import RevocationList
+from gateway.pki import PkiPaths
+
+Scope: TypeAlias = MutableMapping[str, Any]
+Message: TypeAlias = MutableMapping[str, Any]
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Private key beside the spec's keys: the verified DER, so the app need not decode PEM.
+PEER_DER_KEY = "_doelpoort_der"
+
+_TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+# TLS 1.2 suites: forward secrecy and AEAD only. TLS 1.3 suites are all AEAD already.
+_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+def server_ssl_context(paths: PkiPaths) -> ssl.SSLContext:
+    """The server's TLS context: our certificate, partner-CA client certificates only."""
+    for path in (paths.server_cert, paths.server_key, paths.ca_cert, paths.crl):
+        if not path.is_file():
+            raise ConfigurationError(f"{path.name} is missing; run `doelpoort pki init`")
+    # Fail at start-up, not per handshake: OpenSSL rejects every client once the CRL is
+    # unreadable, badly signed or expired, and says little about why.
+    if RevocationList(paths.crl, paths.ca_cert).is_revoked(-1):
+        raise ConfigurationError("the CRL is expired or unusable; run `doelpoort pki init`")
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(_TLS12_CIPHERS)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    try:
+        ctx.load_cert_chain(paths.server_cert, paths.server_key)
+        # Only the partner CA, never the system store: no public CA vouches for partners.
+        ctx.load_verify_locations(cafile=paths.ca_cert)
+        ctx.load_verify_locations(cafile=paths.crl)  # OpenSSL reads CRLs from PEM files too
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigurationError("the server certificate, key or partner CA is unusable") from exc
+    ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF | ssl.VERIFY_X509_STRICT
+    # No session tickets: a TLS 1.3 connection always presents its certificate and has it
+    # verified afresh, rather than resuming on a ticket issued before it expired. (TLS 1.2
+    # clients may still resume from the in-process session cache for a few minutes; the
+    # session keeps the verified certificate, and the app checks the live CRL per request.)
+    ctx.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_TICKET
+    ctx.num_tickets = 0
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+class TLSHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, plus the ASGI TLS extension in every scope."""
+
+    _tls: dict[str, object] | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # asyncio calls this once the handshake has completed, so the certificate is
+        # already verified; computed once here, shared by every request on the connection.
+        ssl_object = transport.get_extra_info("ssl_object")
+        if isinstance(ssl_object, ssl.SSLObject):
+            certfile = self.config.ssl_certfile
+            self._tls = _tls_extension(ssl_object, Path(certfile) if certfile else None)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._tls is not None:
+            self.scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]
+
+
+def peer_certificate_der(scope: Scope) -> bytes | None:
+    """The client certificate the handshake verified, as DER; None without one."""
+    tls = (scope.get("extensions") or {}).get("tls")
+    if not isinstance(tls, dict) or tls.get("client_cert_error") is not None:
+        return None
+    der = tls.get(PEER_DER_KEY)
+    if isinstance(der, bytes):
+        return der
+    chain = tls.get("client_cert_chain") or []
+    if not chain or not isinstance(chain[0], str):
+        return None
+    try:
+        return ssl.PEM_cert_to_DER_cert(chain[0])
+    except ValueError:
+        return None
+
+
+def build_server(
+    app: ASGIApp,
+    *,
+    host: str,
+    port: int,
+    paths: PkiPaths,
+    log_level: str = "warning",
+) -> uvicorn.Server:
+    """A uvicorn server for *app* on HTTPS with mutual TLS."""
+    context = server_ssl_context(paths)  # built now, so configuration errors surface here
+
+    def context_factory(
+        _config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]
+    ) -> ssl.SSLContext:
+        return context
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        # The stdlib loop: its SSL transport exposes `ssl_object`, which the protocol reads.
+        loop="asyncio",
+        http=TLSHttpToolsProtocol,
+        ws="none",  # websocket upgrades would bypass the TLS extension; we serve none
+        ssl_certfile=str(paths.server_cert),  # also read back as the extension's server_cert
+        ssl_keyfile=str(paths.server_key),
+        ssl_context_factory=context_factory,
+        access_log=False,
+        log_level=log_level,
+        # Forwarded headers must not rewrite the client address or scheme; the
+        # proxy mode, where one is trusted, is explicit and separate.
+        proxy_headers=False,
+        server_header=False,
+    )
+    return uvicorn.Server(config)
+
+
+class ServerThread:
+    """Run a uvicorn server in a background thread (tests, benchmarks).
+
+    ``with ServerThread(build_server(app, host="127.0.0.1", port=0, paths=p)) as s:``
+    then ``s.port`` is the port it listens on; leaving the block shuts it down.
+    """
+
+    def __init__(self, server: uvicorn.Server, *, startup_timeout: float = 10.0) -> None:
+        self.server = server
+        self._startup_timeout = startup_timeout
+        self._thread = threading.Thread(target=self._run, name="doelpoort-server", daemon=True)
+        self._error: BaseException | None = None
+        self.port = 0
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except BaseException as exc:  # SystemExit on a failed start-up included
+            self._error = exc
+
+    def __enter__(self) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + self._startup_timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self._stop()
+                raise RuntimeError("the server did not start") from self._error
+            time.sleep(0.01)
+        sockets = self.server.servers[0].sockets
+        self.port = int(sockets[0].getsockname()[1])
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=30)
+
+
+# --- the extension --------------------------------------------------------------------
+
+
+def _tls_extension(ssl_object: ssl.SSLObject, server_certfile: Path | None) -> dict[str, object]:
+    der = ssl_object.getpeercert(binary_form=True)
+    cipher = ssl_object.cipher()
+    version = ssl_object.version()
+    pem, name = _client_cert_info(der) if der else (None, None)
+    return {
+        "server_cert": _server_cert_pem(server_certfile) if server_certfile else None,
+        # Python 3.11 exposes only the leaf, not the verified chain.
+        "client_cert_chain": [pem] if pem else [],
+        "client_cert_name": name,
+        # CERT_REQUIRED: a connection exists only if verification succeeded.
+        "client_cert_error": None,
+        "tls_version": _TLS_VERSIONS.get(version or ""),
+        "cipher_suite": _cipher_id(ssl_object.context, cipher[0]) if cipher else None,
+        PEER_DER_KEY: der,
+    }
+
+
+@lru_cache(maxsize=4096)
+def _client_cert_info(der: bytes) -> tuple[str, str | None]:
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    try:
+        name: str | None = x509.load_der_x509_certificate(der).subject.rfc4514_string()
+    except ValueError:
+        name = None
+    return pem, name
+
+
+@lru_cache(maxsize=16)
+def _server_cert_pem(path: Path) -> str | None:
+    with contextlib.suppress(OSError, ValueError):
+        # Only the first certificate: the spec's server_cert is the leaf, not a chain.
+        leaf = x509.load_pem_x509_certificates(path.read_bytes())[0]
+        return leaf.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    return None
+
+
+_CIPHER_IDS: dict[str, int] = {}
+
+
+def _cipher_id(context: ssl.SSLContext, name: str) -> int | None:
+    """The IANA 16-bit id of an OpenSSL cipher name (names are global, so cached)."""
+    if name not in _CIPHER_IDS:
+        for cipher in context.get_ciphers():
+            # OpenSSL ids carry a 0x0300 prefix above the two IANA bytes.
+            _CIPHER_IDS.setdefault(str(cipher["name"]), int(cipher["id"]) & 0xFFFF)
+    return _CIPHER_IDS.get(name)

@@ -1,0 +1,120 @@
+# Purpose binding (doelbinding) for disclosures.
+#
+# Entry point: data.doelpoort.disclosure.decision
+#
+# The gateway asks this policy once per dataset of a request. The input names who asks
+# (requester id and roles), for which purpose, which dataset (its domain, its fields with
+# their types and categories, its identity keys) and which identity keys the requester
+# gave. It never holds identifiers or record values. The purpose register
+# (policies/register.yaml) is loaded as data.register.
+#
+# A decision allows only when no rule in deny.rego objects. Field ops come from the
+# register, restricted to the fields the dataset declares; a field no op names is dropped
+# by the gateway (default deny per field as well as per request).
+package doelpoort.disclosure
+
+import rego.v1
+
+# Fail closed: anything the rules below do not explicitly allow is denied, with a reason
+# the requester and the DPO can read.
+default decision := {
+	"allow": false,
+	"reasons": ["no rule of the purpose register allows this disclosure"],
+	"field_ops": {},
+	"retention_days": 0,
+	"legal_basis": "",
+}
+
+decision := {
+	"allow": true,
+	"reasons": [],
+	"field_ops": field_ops,
+	"retention_days": purpose.retention_days,
+	"legal_basis": purpose.legal_basis,
+} if {
+	count(deny) == 0
+	well_formed_input
+	grant
+}
+
+# A denial still reports the purpose's legal basis, so the audit entry of a refused
+# request states under which framework it was refused.
+decision := {
+	"allow": false,
+	"reasons": sort(deny),
+	"field_ops": {},
+	"retention_days": 0,
+	"legal_basis": legal_basis,
+} if {
+	count(deny) > 0
+}
+
+# --- what the register says about this request -----------------------------------------
+
+# The purpose entry; undefined when the purpose is not in the register.
+purpose := data.register.purposes[input.purpose]
+
+# The purpose's entry for the requested dataset; undefined when the purpose does not
+# name the dataset.
+grant := purpose.datasets[input.dataset.id]
+
+default legal_basis := ""
+
+legal_basis := purpose.legal_basis
+
+# The requester holds at least one role the purpose is granted to.
+role_granted if {
+	some role in input.requester.roles
+	role in purpose.requester_roles
+}
+
+# A dataset entry may narrow the purpose to named partners (e.g. intelligence signals
+# only to the partners the AIVD shares them with). No list: every granted role may ask.
+requester_covered if {
+	grant
+	not grant.requesters
+}
+
+requester_covered if {
+	input.requester.id in grant.requesters
+}
+
+# The register's op for every field the dataset declares. Ops for fields the dataset does
+# not declare are left out: the register cannot conjure a field into a disclosure.
+field_ops := object.filter(grant.field_ops, object.keys(input.dataset.fields))
+
+# The op name without its parameter ("generalise:year" -> "generalise").
+op_name(op) := split(op, ":")[0]
+
+# Ops that never release a field's content in clear.
+non_clear_ops := {"drop", "pseudonymise", "exists"}
+
+# At least one of the dataset's identity keys is fully covered by the key names the
+# requester gave. Without one the provider cannot find the subject unambiguously, and a
+# partial key (a name without a date of birth) invites a fishing expedition.
+identity_key_given if {
+	some key in input.dataset.identity_keys
+	count(key) > 0
+	every part in key {
+		part in input.subject_keys
+	}
+}
+
+# The shape the gateway's input builder guarantees. Rules above read these values; a
+# missing one would make a rule undefined, and an undefined deny rule would allow.
+well_formed_input if {
+	is_string(input.action)
+	is_string(input.purpose)
+	is_string(input.requester.id)
+	is_array(input.requester.roles)
+	is_boolean(input.has_justification)
+	is_string(input.dataset.id)
+	is_string(input.dataset.domain)
+	is_object(input.dataset.fields)
+	every _, spec in input.dataset.fields {
+		is_string(spec.type)
+		is_string(spec.category)
+	}
+	is_array(input.dataset.identity_keys)
+	is_array(input.subject_keys)
+}

@@ -1,0 +1,105 @@
+"""Helpers for the audit tests: records, a fake clock, stores on real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from audit.entry import AuditRecord
+from audit.reader import AuditReader
+from audit.store import AuditStore
+from audit.verify import VerifyReport, verify_log
+
+ORIGIN = "test.doelpoort.local/audit"
+KEY_NAME = "test.doelpoort.local/audit"
+
+
+class FakeClock:
+    """A monotonic clock that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_record(i: int = 0, **overrides: Any) -> AuditRecord:
+    """A plausible allow decision; `i` makes the body unique."""
+    content: dict[str, Any] = {
+        "time": "2026-11-22T10:00:00Z",
+        "disclosure_id": f"urn:uuid:00000000-0000-4000-8000-{i:012d}",
+        "requester": "politie",
+        "provider": "ind",
+        "dataset": "ind/residence",
+        "purpose": "ct-assessment",
+        "legal_basis": "Wpg art. 16",
+        "case_ref": "CTI-2026-0042",
+        "decision": "allow",
+        "reasons": ["purpose ct-assessment covers ind/residence for politie"],
+        "field_ops": {"name": "pseudonymise", "date_of_birth": "generalise:year"},
+        "record_count": 1,
+        "subject_refs": [f"psn:dpo:{i}"],
+        "policy_digest": "sha256:" + "ab" * 32,
+        "records_sha256": "cd" * 32,
+        "retention_days": 180,
+        "error": None,
+        "policy_input": {
+            "requester": {"id": "politie", "roles": ["police"]},
+            "purpose": "ct-assessment",
+            "dataset": {"id": "ind/residence", "fields": {"name": "identity"}},
+            "identity_keys": ["bsn"],
+        },
+    }
+    content.update(overrides)
+    return AuditRecord(**content)
+
+
+@contextmanager
+def open_store(path: Path, key: Ed25519PrivateKey, **options: Any) -> Iterator[AuditStore]:
+    """A store on `path` with a fake clock unless one is given; closed on exit."""
+    options.setdefault("clock", FakeClock())
+    store = AuditStore.open(path, log_key=key, origin=ORIGIN, key_name=KEY_NAME, **options)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def write_log(path: Path, key: Ed25519PrivateKey, n: int, *, every: int = 1000) -> None:
+    """`n` entries, one commit each, so checkpoints land at multiples of `every` (and at n)."""
+    with open_store(path, key, checkpoint_every=every) as store:
+
+        async def append_all() -> None:
+            for i in range(n):
+                await store.append([make_record(i)])
+
+        asyncio.run(append_all())
+
+
+def verify(path: Path, key: Ed25519PrivateKey) -> VerifyReport:
+    with AuditReader(path) as reader:
+        return verify_log(reader, key.public_key(), origin=ORIGIN, key_name=KEY_NAME)
+
+
+def attack(path: Path, statement: str, *params: Any) -> list[Any]:
+    """Run SQL as an attacker with file access would: the append-only triggers go first."""
+    conn = sqlite3.connect(path)
+    try:
+        for table in ("entries", "checkpoints"):
+            for event in ("update", "delete"):
+                conn.execute(f"DROP TRIGGER IF EXISTS {table}_no_{event}")
+        rows = conn.execute(statement, params).fetchall()
+        conn.commit()
+        return rows
+    finally:
+        conn.close()

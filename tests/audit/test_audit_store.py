@@ -1,0 +1,241 @@
+"""The audit store on a real SQLite file: group commit, durability, failure, checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from audit_support import ORIGIN, FakeClock, attack, make_record, open_store, verify, write_log
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from audit.checkpoint import open_checkpoint
+from audit.entry import GENESIS_PREV, leaf_bytes
+from audit.hasher import leaf_hash
+from audit.reader import AuditReader
+from audit.store import AuditStore
+from audit.tree import reference_root
+from gateway.errors import AuditError
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "var" / "audit.sqlite3"
+
+
+@pytest.fixture
+def key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def test_concurrent_appends_share_commits(db: Path, key: Ed25519PrivateKey) -> None:
+    tasks, per_task = 100, 2
+
+    async def run(store: AuditStore) -> list[list[int]]:
+        async def one(i: int) -> list[int]:
+            return await store.append([make_record(i * per_task + j) for j in range(per_task)])
+
+        return await asyncio.gather(*(one(i) for i in range(tasks)))
+
+    with open_store(db, key) as store:
+        results = asyncio.run(run(store))
+        assert store.commit_count < tasks
+        assert store.size == tasks * per_task
+        assert store.healthy()
+    for seqs in results:
+        assert seqs == list(range(seqs[0], seqs[0] + per_task))  # a batch stays together
+    assert sorted(s for seqs in results for s in seqs) == list(range(1, tasks * per_task + 1))
+    assert verify(db, key).entries == tasks * per_task
+
+
+def test_entries_survive_reopen_and_the_chain_continues(db: Path, key: Ed25519PrivateKey) -> None:
+    write_log(db, key, 3)
+    with open_store(db, key) as store:
+        assert store.size == 3
+        assert asyncio.run(store.append([make_record(10), make_record(11)])) == [4, 5]
+    with AuditReader(db) as reader:
+        entries = list(reader.iter_entries())
+        assert reader.count() == 5
+    assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
+    assert entries[0].prev == GENESIS_PREV
+    leaves: list[bytes] = []
+    for entry in entries:
+        if leaves:
+            assert entry.prev == leaves[-1]
+        leaves.append(leaf_hash(leaf_bytes(entry.seq, entry.prev, entry.body)))
+    assert entries[3].body == make_record(10).body()
+    report = verify(db, key)
+    assert (report.entries, report.uncovered_tail) == (5, 0)
+    assert report.root == reference_root(leaves)
+
+
+def test_iter_entries_streams_from_a_start(db: Path, key: Ed25519PrivateKey) -> None:
+    write_log(db, key, 5)
+    with AuditReader(db) as reader:
+        assert [e.seq for e in reader.iter_entries(start=4)] == [4, 5]
+
+
+def test_database_is_wal_and_filter_columns_follow_the_body(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    with open_store(db, key) as store:
+        record = make_record(1, requester="kmar", purpose="vertrek", decision="deny")
+        asyncio.run(store.append([record]))
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        row = conn.execute(
+            "SELECT requester, provider, dataset, purpose, decision, time FROM entries"
+        ).fetchone()
+        assert row == ("kmar", "ind", "ind/residence", "vertrek", "deny", record.time)
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT seq FROM entries WHERE requester = 'kmar'"
+        ).fetchall()
+        assert "ix_entries_requester" in str(plan)
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE entries SET body = '{}'")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM checkpoints")
+    finally:
+        conn.close()
+
+
+def test_write_failure_fails_the_batch_and_marks_unhealthy(
+    db: Path, key: Ed25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def run(store: AuditStore) -> None:
+        assert await store.append([make_record(1)]) == [1]
+        # A real failure inside SQLite: a trigger that aborts, as a full disk would.
+        attack(
+            db,
+            "CREATE TRIGGER fail BEFORE INSERT ON entries "
+            "WHEN json_extract(NEW.body, '$.purpose') = 'boom' "
+            "BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+        )
+        with pytest.raises(AuditError) as failed:
+            await store.append([make_record(2), make_record(3, purpose="boom")])
+        assert isinstance(failed.value.__cause__, sqlite3.Error)
+        assert not store.healthy()
+        assert store.size == 1
+        attack(db, "DROP TRIGGER fail")
+        assert await store.append([make_record(4)]) == [2]  # no gap: state rolled back
+        assert store.healthy()
+
+    with open_store(db, key) as store:
+        asyncio.run(run(store))
+    assert verify(db, key).entries == 2
+    assert "audit write of 2 entries failed" in caplog.text
+    for fragment in ("psn:dpo:", "urn:uuid:", "CTI-2026", "politie"):
+        assert fragment not in caplog.text  # the store never logs bodies
+
+
+def test_every_waiter_of_a_failed_commit_gets_audit_error(db: Path, key: Ed25519PrivateKey) -> None:
+    async def run(store: AuditStore) -> list[object]:
+        return await asyncio.gather(
+            *(store.append([make_record(i)]) for i in range(20)), return_exceptions=True
+        )
+
+    with open_store(db, key) as store:
+        attack(
+            db, "CREATE TRIGGER fail BEFORE INSERT ON entries BEGIN SELECT RAISE(ABORT, 'io'); END"
+        )
+        results = asyncio.run(run(store))
+        assert all(isinstance(r, AuditError) for r in results)
+        assert not store.healthy()
+        assert store.size == 0
+
+
+def test_a_record_that_cannot_be_encoded_is_an_audit_error(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    with open_store(db, key) as store:
+        bad = make_record(1, policy_input={"score": float("nan")})
+        with pytest.raises(AuditError, match="canonical JSON"):
+            asyncio.run(store.append([make_record(0), bad]))
+        assert store.size == 0
+        assert store.healthy()
+
+
+def test_checkpoints_every_n_entries_and_on_close(db: Path, key: Ed25519PrivateKey) -> None:
+    write_log(db, key, 7, every=3)
+    with AuditReader(db) as reader:
+        stored = reader.checkpoints()
+    assert [c.size for c in stored] == [3, 6, 7]
+    for c in stored:
+        cp = open_checkpoint(c.note, "test.doelpoort.local/audit", key.public_key(), ORIGIN)
+        assert (cp.size, cp.root) == (c.size, c.root)
+        assert c.created_at.endswith("Z")
+
+
+def test_checkpoint_after_the_interval(db: Path, key: Ed25519PrivateKey) -> None:
+    clock = FakeClock()
+
+    async def run(store: AuditStore) -> None:
+        await store.append([make_record(1), make_record(2)])
+        clock.advance(0.5)
+        await store.append([make_record(3)])
+        with AuditReader(db) as reader:
+            assert reader.checkpoints() == []
+        clock.advance(0.6)
+        await store.append([make_record(4)])
+        with AuditReader(db) as reader:
+            assert [c.size for c in reader.checkpoints()] == [4]
+
+    with open_store(db, key, clock=clock, checkpoint_interval_s=1.0) as store:
+        asyncio.run(run(store))
+
+
+def test_no_new_checkpoint_when_nothing_was_added(db: Path, key: Ed25519PrivateKey) -> None:
+    write_log(db, key, 2)
+    with open_store(db, key):
+        pass
+    with AuditReader(db) as reader:
+        assert [c.size for c in reader.checkpoints()] == [2]
+
+
+def test_close_is_idempotent_and_refuses_appends(db: Path, key: Ed25519PrivateKey) -> None:
+    with open_store(db, key) as store:
+        store.close()
+        store.close()
+        assert not store.healthy()
+        with pytest.raises(AuditError, match="closed"):
+            asyncio.run(store.append([make_record(1)]))
+    assert asyncio.run(_append_nothing(db, key)) == []
+
+
+async def _append_nothing(db: Path, key: Ed25519PrivateKey) -> list[int]:
+    with open_store(db, key) as store:
+        return await store.append([])
+
+
+def test_open_refuses_a_log_that_is_not_intact(db: Path, key: Ed25519PrivateKey) -> None:
+    write_log(db, key, 4)
+    attack(db, "UPDATE entries SET body = replace(body, 'allow', 'deny') WHERE seq = 2")
+    with pytest.raises(AuditError, match="near seq 3"):
+        AuditStore.open(db, log_key=key, origin=ORIGIN, key_name="k")
+
+
+def test_open_refuses_a_log_shorter_than_its_checkpoint(db: Path, key: Ed25519PrivateKey) -> None:
+    write_log(db, key, 4)
+    attack(db, "DELETE FROM entries WHERE seq = 4")
+    with pytest.raises(AuditError, match="near seq 4"):
+        AuditStore.open(db, log_key=key, origin=ORIGIN, key_name="k")
+
+
+def test_reader_never_creates_a_database(tmp_path: Path) -> None:
+    with pytest.raises(AuditError, match="no audit database"):
+        AuditReader(tmp_path / "missing.sqlite3")
+    assert not (tmp_path / "missing.sqlite3").exists()
+
+
+def test_reader_reads_while_the_store_writes(db: Path, key: Ed25519PrivateKey) -> None:
+    async def run(store: AuditStore) -> None:
+        await store.append([make_record(1)])
+        with AuditReader(db) as reader:
+            assert reader.count() == 1
+            await store.append([make_record(2)])
+            assert [e.seq for e in reader.iter_entries()] == [1, 2]
+
+    with open_store(db, key) as store:
+        asyncio.run(run(store))

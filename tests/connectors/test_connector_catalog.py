@@ -1,0 +1,358 @@
+"""The connector catalog: the real deployment loads, and every bad file is named."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+import yaml
+from connector_support import REPO, partner_doc, write_partners
+
+from gateway.connectors import SUBJECT_KEYS, Catalog, Connector
+from gateway.connectors.catalog import (
+    CATEGORIES,
+    DOMAINS,
+    FIELD_TYPES,
+    FileConnectorConfig,
+    HttpConnectorConfig,
+    OAuth2Config,
+)
+from gateway.errors import ConfigurationError, UnknownDataset
+
+CONNECTORS = REPO / "connectors"
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Catalog:
+    return Catalog.load(CONNECTORS, tmp_path)
+
+
+# ---------------------------------------------------------------------------
+# The demo deployment
+# ---------------------------------------------------------------------------
+
+
+def test_real_deployment_loads(catalog: Catalog) -> None:
+    assert len(catalog.partners) >= 6
+    assert set(catalog.partners) >= {"aivd", "dji", "fiu", "ind", "kmar", "politie", "nctv"}
+    assert set(catalog.datasets) == {
+        "aivd/ct-signals",
+        "dji/detention",
+        "fiu/transactions",
+        "ind/residence",
+        "kmar/border-crossings",
+        "kmar/passenger-records",
+        "politie/incidents",
+    }
+    for partner in catalog.partners.values():
+        assert partner.roles
+        for name, spec in partner.datasets.items():
+            assert catalog.datasets[spec.id] is spec
+            assert spec.id == f"{partner.id}/{name}"
+            assert spec.provider == partner.id
+            assert isinstance(spec.connector, FileConnectorConfig)
+            for key in spec.identity_keys:
+                assert set(key) <= set(spec.fields) & set(SUBJECT_KEYS)
+
+
+def test_policy_view_has_names_and_categories_only(catalog: Catalog) -> None:
+    view = catalog.datasets["ind/residence"].policy_view()
+    assert set(view) == {"id", "provider", "domain", "fields", "identity_keys"}
+    assert view["id"] == "ind/residence"
+    assert view["provider"] == "ind"
+    assert view["domain"] == "immigration"
+    assert view["fields"]["bsn"] == {"type": "string", "category": "identifier"}
+    assert view["fields"]["address"] == {"type": "address", "category": "address"}
+    assert view["identity_keys"] == [["bsn"], ["v_number"], ["name", "date_of_birth"]]
+    # A fresh, JSON-shaped structure each time: callers may not mutate the catalog.
+    view["fields"].clear()
+    assert catalog.datasets["ind/residence"].policy_view()["fields"]
+
+
+def test_purpose_register_names_only_catalogued_datasets_and_fields(catalog: Catalog) -> None:
+    register = yaml.safe_load((REPO / "policies" / "register.yaml").read_text("utf-8"))
+    for purpose in register["purposes"].values():
+        for dataset_id, entry in purpose["datasets"].items():
+            spec = catalog.dataset(dataset_id)
+            assert set(entry["field_ops"]) <= set(spec.fields), dataset_id
+
+
+def test_specs_are_read_only(catalog: Catalog) -> None:
+    spec = catalog.datasets["dji/detention"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.domain = "police"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        spec.fields["extra"] = spec.fields["bsn"]  # type: ignore[index]
+    with pytest.raises(TypeError):
+        catalog.datasets["x/y"] = spec  # type: ignore[index]
+
+
+def test_connector_is_built_once_and_unknown_dataset_refused(catalog: Catalog) -> None:
+    first = catalog.connector("ind/residence")
+    assert isinstance(first, Connector)
+    assert catalog.connector("ind/residence") is first
+    assert first.spec is catalog.datasets["ind/residence"]
+    with pytest.raises(UnknownDataset):
+        catalog.connector("ind/nothing")
+
+
+def test_http_connector_config_is_parsed(tmp_path: Path) -> None:
+    doc = partner_doc(
+        connector={
+            "kind": "http",
+            "url": "https://provider.example/api/records",
+            "timeout_s": 1,
+            "verify": "pki/provider-ca.pem",
+            "oauth2": {
+                "token_url": "https://provider.example/oauth/token",
+                "client_id": "doelpoort",
+                "client_secret_env": "PROVIDER_SECRET",
+                "scope": "records:read",
+            },
+        }
+    )
+    catalog = Catalog.load(write_partners(tmp_path / "c", doc), tmp_path)
+    connector = catalog.datasets["provider/records"].connector
+    assert connector == HttpConnectorConfig(
+        url="https://provider.example/api/records",
+        timeout_s=1.0,
+        verify=PurePosixPath("pki/provider-ca.pem"),
+        oauth2=OAuth2Config(
+            token_url="https://provider.example/oauth/token",
+            client_id="doelpoort",
+            client_secret_env="PROVIDER_SECRET",
+            scope="records:read",
+        ),
+    )
+
+
+def test_http_defaults(tmp_path: Path) -> None:
+    doc = partner_doc(connector={"kind": "http", "url": "http://127.0.0.1:9/records"})
+    catalog = Catalog.load(write_partners(tmp_path / "c", doc), tmp_path)
+    connector = catalog.datasets["provider/records"].connector
+    assert isinstance(connector, HttpConnectorConfig)
+    assert (connector.timeout_s, connector.verify, connector.oauth2) == (2.0, True, None)
+
+
+def test_vocabularies_match_the_readme() -> None:
+    readme = (CONNECTORS / "README.md").read_text("utf-8")
+    for word in (*FIELD_TYPES, *CATEGORIES, *DOMAINS):
+        assert f"`{word}`" in readme, word
+
+
+# ---------------------------------------------------------------------------
+# Validation errors: each names the file and the problem
+# ---------------------------------------------------------------------------
+
+
+def _dataset(doc: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = doc["datasets"]["records"]
+    return result
+
+
+def _edit(change: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(partner_doc())
+    change(doc)
+    return doc
+
+
+INVALID: list[tuple[str, Any, str]] = [
+    (
+        "unknown-type",
+        lambda d: _dataset(d)["fields"].__setitem__(
+            "score", {"type": "float", "category": "indicator"}
+        ),
+        "fields.score.type",
+    ),
+    (
+        "unknown-category",
+        lambda d: _dataset(d)["fields"].__setitem__(
+            "score", {"type": "integer", "category": "gossip"}
+        ),
+        "fields.score.category",
+    ),
+    ("unknown-domain", lambda d: _dataset(d).__setitem__("domain", "tax"), "domain"),
+    (
+        "identity-key-undeclared",
+        lambda d: _dataset(d)["fields"].pop("iban"),
+        "undeclared field 'iban'",
+    ),
+    (
+        "identity-key-not-a-subject-key",
+        lambda d: _dataset(d).__setitem__("identity_keys", [["score"]]),
+        "identity_keys.0.0",
+    ),
+    (
+        "identity-key-wrong-type",
+        lambda d: _dataset(d)["fields"].__setitem__(
+            "iban", {"type": "integer", "category": "identifier"}
+        ),
+        "must be of type string or date",
+    ),
+    (
+        "identity-key-repeated",
+        lambda d: _dataset(d).__setitem__("identity_keys", [["bsn"], ["bsn"]]),
+        "declared twice",
+    ),
+    (
+        "identity-key-empty",
+        lambda d: _dataset(d).__setitem__("identity_keys", [[]]),
+        "identity_keys.0",
+    ),
+    (
+        "no-identity-keys",
+        lambda d: _dataset(d).__setitem__("identity_keys", []),
+        "identity_keys",
+    ),
+    ("no-fields", lambda d: _dataset(d).__setitem__("fields", {}), "fields"),
+    ("unknown-key", lambda d: d.__setitem__("owner", "someone"), "owner: Extra inputs"),
+    (
+        "unknown-field-key",
+        lambda d: _dataset(d)["fields"]["bsn"].__setitem__("pii", True),
+        "fields.bsn.pii",
+    ),
+    ("missing-name", lambda d: d.pop("name"), "name: Field required"),
+    ("bad-partner-id", lambda d: d.__setitem__("partner", "Provider!"), "partner"),
+    ("bad-role", lambda d: d.__setitem__("roles", ["CT Infobox"]), "roles.0"),
+    ("repeated-role", lambda d: d.__setitem__("roles", ["a", "a"]), "roles repeat"),
+    (
+        "unknown-connector-kind",
+        lambda d: _dataset(d).__setitem__("connector", {"kind": "ftp", "path": "x"}),
+        "connector",
+    ),
+    (
+        "absolute-path",
+        lambda d: _dataset(d).__setitem__("connector", {"kind": "file", "path": "/etc/passwd"}),
+        "relative path",
+    ),
+    (
+        "escaping-path",
+        lambda d: _dataset(d).__setitem__("connector", {"kind": "file", "path": "../x.jsonl"}),
+        "relative path",
+    ),
+    (
+        "bad-url",
+        lambda d: _dataset(d).__setitem__("connector", {"kind": "http", "url": "ftp://x/y"}),
+        "http(s) URL",
+    ),
+    (
+        "credentials-in-url",
+        lambda d: _dataset(d).__setitem__(
+            "connector", {"kind": "http", "url": "https://user:pw@x/y"}
+        ),
+        "credentials",
+    ),
+    (
+        "verify-off",
+        lambda d: _dataset(d).__setitem__(
+            "connector", {"kind": "http", "url": "https://x/y", "verify": False}
+        ),
+        "cannot be switched off",
+    ),
+    (
+        "timeout-zero",
+        lambda d: _dataset(d).__setitem__(
+            "connector", {"kind": "http", "url": "https://x/y", "timeout_s": 0}
+        ),
+        "timeout_s",
+    ),
+    (
+        "secret-in-yaml",
+        lambda d: _dataset(d).__setitem__(
+            "connector",
+            {
+                "kind": "http",
+                "url": "https://x/y",
+                "oauth2": {
+                    "token_url": "https://x/token",
+                    "client_id": "gw",
+                    "client_secret": "hunter2",
+                },
+            },
+        ),
+        "secrets never go in YAML",
+    ),
+    (
+        "bad-secret-env-name",
+        lambda d: _dataset(d).__setitem__(
+            "connector",
+            {
+                "kind": "http",
+                "url": "https://x/y",
+                "oauth2": {
+                    "token_url": "https://x/token",
+                    "client_id": "gw",
+                    "client_secret_env": "not a name",
+                },
+            },
+        ),
+        "client_secret_env",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "problem"), [pytest.param(c, p, id=i) for i, c, p in INVALID])
+def test_invalid_partner_file(tmp_path: Path, change: Any, problem: str) -> None:
+    directory = write_partners(tmp_path / "c", _edit(change), names=["provider.yaml"])
+    with pytest.raises(ConfigurationError) as caught:
+        Catalog.load(directory, tmp_path)
+    message = str(caught.value)
+    assert "provider.yaml" in message
+    assert problem in message
+    assert "hunter2" not in message
+
+
+def test_file_name_must_match_partner_id(tmp_path: Path) -> None:
+    directory = write_partners(tmp_path / "c", partner_doc("provider"), names=["other.yaml"])
+    with pytest.raises(ConfigurationError, match=r"other\.yaml.*does not match the file name"):
+        Catalog.load(directory, tmp_path)
+
+
+def test_duplicate_partner(tmp_path: Path) -> None:
+    directory = write_partners(
+        tmp_path / "c",
+        partner_doc("provider"),
+        partner_doc("provider"),
+        names=["provider.yaml", "provider.yml"],
+    )
+    with pytest.raises(ConfigurationError, match=r"provider\.yml: duplicate partner 'provider'"):
+        Catalog.load(directory, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        pytest.param("partner: [unclosed\n", "line", id="invalid-yaml"),
+        pytest.param("partner: a\npartner: b\n", "duplicate key 'partner'", id="duplicate-key"),
+        pytest.param("- just\n- a list\n", "must be a mapping", id="not-a-mapping"),
+        pytest.param("", "must be a mapping", id="empty"),
+        pytest.param("x: !!python/object:os.system {}\n", "provider.yaml", id="unsafe-tag"),
+    ],
+)
+def test_unparseable_partner_file(tmp_path: Path, text: str, problem: str) -> None:
+    directory = tmp_path / "c"
+    directory.mkdir()
+    (directory / "provider.yaml").write_text(text, "utf-8")
+    with pytest.raises(ConfigurationError) as caught:
+        Catalog.load(directory, tmp_path)
+    assert "provider.yaml" in str(caught.value)
+    assert problem in str(caught.value)
+
+
+def test_unreadable_partner_file(tmp_path: Path) -> None:
+    directory = tmp_path / "c"
+    directory.mkdir()
+    (directory / "provider.yaml").write_bytes(b"partner: \xff\xfe\n")
+    with pytest.raises(ConfigurationError, match=r"provider\.yaml: cannot be read"):
+        Catalog.load(directory, tmp_path)
+
+
+def test_missing_or_empty_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="not found"):
+        Catalog.load(tmp_path / "absent", tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigurationError, match="no partner files"):
+        Catalog.load(tmp_path / "empty", tmp_path)

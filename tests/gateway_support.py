@@ -1,0 +1,148 @@
+"""End-to-end support: a real deployment in a temporary ``var/``, served over real mTLS.
+
+`running_gateway` builds one: the development PKI (plus a certificate for "ghost", a
+partner the CA signed but the deployment does not configure), keys and synthetic
+records, then serves the real app with the real TLS server in a thread. Log records
+of the whole process are kept so privacy tests can scan what the server wrote.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import shutil
+import ssl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gateway.app import create_app
+from gateway.bootstrap import bootstrap
+from gateway.demo import load_subjects
+from gateway.pki import PkiPaths, init_pki
+from gateway.settings import PROJECT_ROOT, Settings
+from gateway.tls import ServerThread, build_server
+
+GHOST = "ghost"
+
+
+class LogCollector(logging.Handler):
+    """Keeps every formatted log line the process writes."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@dataclass
+class Deployment:
+    settings: Settings
+    port: int
+    log: LogCollector
+
+    @property
+    def paths(self) -> PkiPaths:
+        return PkiPaths(self.settings.pki_dir)
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def subjects(self) -> dict[str, dict[str, str]]:
+        return load_subjects(self.settings)
+
+    def ssl_context(self, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.paths.ca_cert))
+        if cert is not None and key is not None:
+            context.load_cert_chain(str(cert), str(key))
+        return context
+
+    def client(self, partner: str) -> httpx.Client:
+        context = self.ssl_context(
+            self.paths.partner_cert(partner), self.paths.partner_key(partner)
+        )
+        return httpx.Client(base_url=self.base_url, verify=context, timeout=10.0)
+
+    def dpo_client(self) -> httpx.Client:
+        context = self.ssl_context(self.paths.dpo_cert("dpo"), self.paths.dpo_key("dpo"))
+        return httpx.Client(base_url=self.base_url, verify=context, timeout=10.0)
+
+    def disclose(self, partner: str, body: dict[str, Any]) -> httpx.Response:
+        with self.client(partner) as client:
+            return client.post("/v1/disclosures", json=body)
+
+
+def make_settings(
+    var_dir: Path,
+    *,
+    policies_dir: Path | None = None,
+    connectors_dir: Path | None = None,
+) -> Settings:
+    settings = replace(Settings(), var_dir=var_dir, host="127.0.0.1", port=0)
+    if policies_dir is not None:
+        settings = replace(settings, policies_dir=policies_dir)
+    if connectors_dir is not None:
+        settings = replace(settings, connectors_dir=connectors_dir)
+    return settings
+
+
+def copy_tree(name: str, destination: Path) -> Path:
+    """A writable copy of ``policies/`` or ``connectors/`` for a test to change."""
+    target = destination / name
+    shutil.copytree(PROJECT_ROOT / name, target)
+    return target
+
+
+@contextmanager
+def running_gateway(
+    settings: Settings, before_start: Callable[[Settings], None] | None = None
+) -> Iterator[Deployment]:
+    """Set up ``settings.var_dir`` and serve the app; ``before_start`` may break things."""
+    bootstrap(settings, echo=lambda _line: None)
+    if before_start is not None:
+        before_start(settings)
+    partners = sorted(p.stem for p in settings.connectors_dir.glob("*.yaml"))
+    init_pki(settings.pki_dir, [*partners, GHOST])
+    collector = LogCollector()
+    root = logging.getLogger()
+    root.addHandler(collector)
+    previous = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        server = build_server(
+            create_app(settings), host="127.0.0.1", port=0, paths=PkiPaths(settings.pki_dir)
+        )
+        with ServerThread(server) as thread:
+            yield Deployment(settings=settings, port=thread.port, log=collector)
+    finally:
+        root.removeHandler(collector)
+        root.setLevel(previous)
+
+
+def b64url_decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def verify_with_plain_cryptography(receipt: str, jwks: dict[str, Any]) -> dict[str, Any]:
+    """A receipt verifier that shares no code with the signing path."""
+    header_b64, payload_b64, signature_b64 = receipt.split(".")
+    header = json.loads(b64url_decode(header_b64))
+    assert header["alg"] == "EdDSA"
+    (jwk,) = [k for k in jwks["keys"] if k["kid"] == header["kid"]]
+    assert jwk["kty"] == "OKP"
+    assert jwk["crv"] == "Ed25519"
+    public = Ed25519PublicKey.from_public_bytes(b64url_decode(jwk["x"]))
+    public.verify(b64url_decode(signature_b64), f"{header_b64}.{payload_b64}".encode())
+    payload: dict[str, Any] = json.loads(b64url_decode(payload_b64))
+    return payload

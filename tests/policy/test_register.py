@@ -1,0 +1,122 @@
+"""The purpose register loader: strict, so a typo cannot quietly widen a purpose."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from policy_support import POLICIES
+
+from gateway.errors import ConfigurationError
+from gateway.policy import Register
+
+RAW: dict[str, Any] = yaml.safe_load((POLICIES / "register.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def register() -> Register:
+    return Register.load(POLICIES / "register.yaml")
+
+
+def test_the_real_register_loads(register: Register) -> None:
+    assert set(register.purposes) == {"ct-assessment", "vertrek", "tf-screening", "pnr-request"}
+    vertrek = register.purposes["vertrek"]
+    assert vertrek.excluded_domains == ("intelligence", "police", "financial")
+    assert vertrek.clear_categories is None
+    assert register.purposes["tf-screening"].clear_categories == ("indicator",)
+    assert register.purposes["ct-assessment"].datasets["aivd/ct-signals"].requesters == (
+        "aivd",
+        "nctv",
+        "politie",
+        "om",
+    )
+    assert register.purposes["ct-assessment"].datasets["ind/residence"].requesters is None
+
+
+def test_load_accepts_the_policies_directory(register: Register) -> None:
+    assert Register.load(POLICIES) == register
+
+
+def test_as_data_spells_out_every_default(register: Register) -> None:
+    data = register.as_data()
+    pnr = data["purposes"]["pnr-request"]
+    assert pnr["excluded_domains"] == []
+    assert pnr["clear_categories"] is None
+    assert pnr["requires_justification"] is True
+    grants = data["purposes"]["ct-assessment"]["datasets"]
+    assert "requesters" not in grants["ind/residence"]
+    assert grants["fiu/transactions"]["requesters"] == ["fiod", "politie", "aivd", "nctv", "om"]
+    assert yaml.safe_load(yaml.safe_dump(data)) == data  # plain data
+
+
+def test_covered_datasets(register: Register) -> None:
+    politie = ["ct-infobox", "pnr-competent-authority"]
+    assert register.covered_datasets("ct-assessment", "politie", politie) == [
+        "ind/residence",
+        "kmar/border-crossings",
+        "politie/incidents",
+        "aivd/ct-signals",
+        "fiu/transactions",
+    ]
+    # IND holds the role but neither narrowed dataset names it.
+    assert register.covered_datasets("ct-assessment", "ind", ["ct-infobox", "laov"]) == [
+        "ind/residence",
+        "kmar/border-crossings",
+        "politie/incidents",
+    ]
+    assert register.covered_datasets("ct-assessment", "voorbeeldbank", ["fec-obliged-entity"]) == []
+    assert register.covered_datasets("no-such-purpose", "politie", politie) == []
+    assert register.covered_datasets("tf-screening", None, None) == ["fiu/transactions"]
+
+
+def test_requires_justification_defaults_to_true() -> None:
+    raw = copy.deepcopy(RAW)
+    del raw["purposes"]["vertrek"]["requires_justification"]
+    assert Register.from_mapping(raw).purposes["vertrek"].requires_justification is True
+
+
+def _broken(edit: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(RAW)
+    edit(raw["purposes"])
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda p: p["vertrek"].update(excluded_domain=["police"]), "unknown key"),
+        (lambda p: p["vertrek"]["datasets"]["dji/detention"].update(ops={}), "unknown key"),
+        (lambda p: p["vertrek"].pop("legal_basis"), "legal_basis is required"),
+        (lambda p: p["vertrek"].update(retention_days=0), "retention_days"),
+        (lambda p: p["vertrek"].update(retention_days="forever"), "retention_days"),
+        (lambda p: p["vertrek"].update(requester_roles=[]), "requester_roles"),
+        (lambda p: p["vertrek"].update(requires_justification="yes"), "requires_justification"),
+        (lambda p: p["vertrek"].update(excluded_categories="criminal"), "must be a list"),
+        (lambda p: p["vertrek"].update(legal_basis="  "), "legal_basis"),
+        (
+            lambda p: p["vertrek"]["datasets"]["dji/detention"]["field_ops"].update(name="reveal"),
+            "no operator implements op 'reveal'",
+        ),
+        (
+            lambda p: p["vertrek"]["datasets"]["dji/detention"]["field_ops"].update(name=3),
+            "must be a string",
+        ),
+        (lambda p: p.update(broken=[]), "must be a mapping"),
+    ],
+)
+def test_a_bad_register_is_a_configuration_error(edit: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Register.from_mapping(_broken(edit))
+
+
+def test_a_bad_file_names_itself(tmp_path: Path) -> None:
+    path = tmp_path / "register.yaml"
+    path.write_text("purposes: [\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=r"register\.yaml"):
+        Register.load(path)
+    path.write_text("purposes: {x: {legal_basis: y}}\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=r"register\.yaml: purpose x"):
+        Register.load(path)

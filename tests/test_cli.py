@@ -1,0 +1,89 @@
+"""The ``doelpoort`` command as an operator and a DPO use it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from gateway_support import Deployment, make_settings, running_gateway
+from typer.testing import CliRunner
+
+from gateway._cli import app
+from gateway.demo import run_demo
+
+runner = CliRunner()
+
+
+def test_setup_creates_state_once(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    first = runner.invoke(app, ["setup", "--var-dir", str(var)])
+    assert first.exit_code == 0, first.output
+    assert (var / "pki" / "ca.pem").exists()
+    assert (var / "pki" / "partners" / "voorbeeldbank.pem").exists()
+    assert (var / "pki" / "dpo" / "dpo.pem").exists()
+    assert (var / "demo" / "subjects.json").exists()
+    before = (var / "pki" / "ca.pem").read_bytes()
+    second = runner.invoke(app, ["setup", "--var-dir", str(var)])
+    assert second.exit_code == 0
+    assert "created" not in second.output
+    assert (var / "pki" / "ca.pem").read_bytes() == before
+
+
+def test_revoke_unknown_partner_is_a_clear_error(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    runner.invoke(app, ["pki", "init", "--var-dir", str(var)])
+    result = runner.invoke(app, ["pki", "revoke", "nobody", "--var-dir", str(var)])
+    assert result.exit_code == 1
+    assert "nobody" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_revocation_verify_and_tamper_on_a_running_gateway(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "var")
+    var = str(settings.var_dir)
+    with running_gateway(settings) as gw:
+        body = {
+            "purpose": "ct-assessment",
+            "case_ref": "CTI-2026-0100",
+            "justification": "cli test",
+            "subject": gw.subjects["ct_subject"],
+        }
+        assert gw.disclose("kmar", body).status_code == 200
+        revoked = runner.invoke(app, ["pki", "revoke", "kmar", "--var-dir", var])
+        assert revoked.exit_code == 0, revoked.output
+        refused = gw.disclose("kmar", body)
+        assert refused.status_code == 401
+        assert refused.json()["type"] == "urn:doelpoort:problem:unauthenticated"
+        assert gw.disclose("politie", body).status_code == 200
+
+    intact = runner.invoke(app, ["audit", "verify", "--var-dir", var])
+    assert intact.exit_code == 0, intact.output
+    assert "intact" in intact.output
+
+    with sqlite3.connect(settings.audit_db_path) as db:
+        # An attacker with file access first removes the append-only guard.
+        db.execute("DROP TRIGGER entries_no_update")
+        db.execute("UPDATE entries SET body = replace(body, 'kmar', 'ind') WHERE seq = 2")
+    tampered = runner.invoke(app, ["audit", "verify", "--var-dir", var])
+    assert tampered.exit_code != 0
+    assert "seq 2" in tampered.output
+
+
+def test_demo_plays_every_step_as_expected(gateway: Deployment) -> None:
+    lines: list[str] = []
+    code = asyncio.run(run_demo(gateway.settings, gateway.base_url, echo=lines.append))
+    output = "\n".join(lines)
+    assert code == 0, output
+    assert "UNEXPECTED" not in output
+    assert "synthetic" in output
+    assert "denied" in output or "refused" in output
+
+
+def test_demo_without_a_gateway_says_how_to_start_one(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "var")
+    runner.invoke(app, ["setup", "--var-dir", str(settings.var_dir)])
+    lines: list[str] = []
+    code = asyncio.run(run_demo(settings, "https://127.0.0.1:9", echo=lines.append))
+    assert code == 2
+    assert "make run" in "\n".join(lines)

@@ -1,0 +1,144 @@
+"""Bad input gets a clear 4xx problem document, never a 500, and loses nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from gateway_support import Deployment
+
+PROBLEM = "application/problem+json"
+
+
+def valid_body(gateway: Deployment) -> dict[str, Any]:
+    return {
+        "purpose": "ct-assessment",
+        "case_ref": "CTI-2026-0042",
+        "justification": "test",
+        "subject": gateway.subjects["ct_subject"],
+    }
+
+
+def post_raw(
+    gateway: Deployment, content: bytes, content_type: str = "application/json"
+) -> httpx.Response:
+    with gateway.client("politie") as client:
+        return client.post(
+            "/v1/disclosures", content=content, headers={"content-type": content_type}
+        )
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    problem: dict[str, Any] = response.json()
+    assert problem["type"] == f"urn:doelpoort:problem:{code}"
+    assert problem["status"] == status
+    assert problem["title"]
+    assert problem["detail"]
+    return problem
+
+
+def test_body_over_64_kib_is_413(gateway: Deployment) -> None:
+    body = valid_body(gateway)
+    body["justification"] = "x" * (70 * 1024)
+    assert_problem(
+        post_raw(gateway, httpx.Request("POST", "/", json=body).content), 413, "payload-too-large"
+    )
+
+
+def test_chunked_body_over_the_limit_is_413(gateway: Deployment) -> None:
+    def chunks() -> Any:
+        for _ in range(80):
+            yield b" " * 1024
+
+    with gateway.client("politie") as client:
+        response = client.post(
+            "/v1/disclosures", content=chunks(), headers={"content-type": "application/json"}
+        )
+    assert_problem(response, 413, "payload-too-large")
+
+
+def test_wrong_media_type_is_415(gateway: Deployment) -> None:
+    assert_problem(
+        post_raw(gateway, b"purpose=x", "application/x-www-form-urlencoded"),
+        415,
+        "unsupported-media-type",
+    )
+    assert_problem(post_raw(gateway, b"{}", "text/plain"), 415, "unsupported-media-type")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{",
+        b"not json",
+        b"\xff\xfe",
+        b"[]",
+        b"null",
+        b'{"purpose": 1}',
+    ],
+)
+def test_malformed_json_is_422(gateway: Deployment, content: bytes) -> None:
+    assert_problem(post_raw(gateway, content), 422, "invalid-request")
+
+
+def test_deep_nesting_is_422(gateway: Deployment) -> None:
+    assert_problem(post_raw(gateway, b"[" * 5000 + b"]" * 5000), 422, "invalid-request")
+    nested = b'{"subject": ' + b'{"a":' * 100 + b"1" + b"}" * 101
+    assert_problem(post_raw(gateway, nested), 422, "invalid-request")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("purpose", "x" * 200),
+        ("purpose", "Bad Purpose"),
+        ("case_ref", "x" * 500),
+        ("justification", ""),
+        ("justification", "x" * 5000),
+        ("datasets", []),
+        ("datasets", ["not a dataset"]),
+        ("datasets", ["ind/residence"] * 100),
+        ("subject", {}),
+        ("subject", {"bsn": "123456789"}),  # fails the eleven-test
+        ("subject", {"bsn": 123456782}),  # wrong type
+        ("subject", {"name": "Only A Name"}),
+        ("subject", {"bsn": "1" * 10_000}),
+        ("subject", {"shoe_size": "42"}),
+        ("unexpected", "field"),
+    ],
+)
+def test_invalid_fields_are_422_without_echoing_input(
+    gateway: Deployment, field: str, value: Any
+) -> None:
+    body = valid_body(gateway)
+    body[field] = value
+    with gateway.client("politie") as client:
+        response = client.post("/v1/disclosures", json=body)
+    problem = assert_problem(response, 422, "invalid-request")
+    if isinstance(value, str) and len(value) > 3:
+        assert value not in response.text
+    assert all("input" not in error for error in problem["errors"])
+
+
+def test_unknown_dataset_is_422(gateway: Deployment) -> None:
+    body = valid_body(gateway) | {"datasets": ["nobody/nothing"]}
+    with gateway.client("politie") as client:
+        assert_problem(client.post("/v1/disclosures", json=body), 422, "unknown-dataset")
+
+
+def test_unknown_route_and_method_are_problems(gateway: Deployment) -> None:
+    with gateway.client("politie") as client:
+        assert_problem(client.get("/v1/nothing"), 404, "not-found")
+        assert_problem(client.get("/v1/disclosures"), 405, "method-not-allowed")
+
+
+def test_server_stays_healthy_after_bad_input(gateway: Deployment) -> None:
+    for content in (b"{", b"[" * 10_000, b"\x00" * 1000):
+        assert post_raw(gateway, content).status_code < 500
+    with gateway.client("politie") as client:
+        assert client.get("/healthz").status_code == 200
+        ok = client.post("/v1/disclosures", json=valid_body(gateway))
+    assert ok.status_code == 200

@@ -1,0 +1,181 @@
+"""Keyed pseudonyms: derivation, stability, unlinkability, and the master key file."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.errors import ConfigurationError
+from gateway.pseudonyms import (
+    INFO_PREFIX,
+    MASTER_KEY_FILE,
+    PseudonymKeys,
+    hkdf_sha256,
+    load_or_create_master_key,
+    normalise,
+)
+
+MASTER = bytes(range(32))
+
+
+def test_hkdf_rfc5869_test_case_1() -> None:
+    ikm = bytes.fromhex("0b" * 22)
+    salt = bytes.fromhex("000102030405060708090a0b0c")
+    info = bytes.fromhex("f0f1f2f3f4f5f6f7f8f9")
+    okm = hkdf_sha256(ikm, info, length=42, salt=salt)
+    assert okm.hex() == (
+        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
+    )
+
+
+def test_the_construction_is_the_documented_one() -> None:
+    info = INFO_PREFIX + b"politie\x00ct-assessment"
+    assert info == b"doelpoort/pseudonym/v1\x00politie\x00ct-assessment"
+    key = hkdf_sha256(MASTER, info)
+    mac = hmac.new(key, b"jan de vries", hashlib.sha256).digest()[:20]
+    expected = "psn:" + base64.b32encode(mac).decode().lower()
+    got = PseudonymKeys(MASTER).domain("politie", "ct-assessment").pseudonym("  Jan\t de VRIES ")
+    assert got == expected
+    assert len(got) == 4 + 32  # 160 bits, no padding
+    assert got == got.lower()
+    assert "=" not in got
+
+
+def test_stable_within_a_domain_and_across_instances() -> None:
+    a = PseudonymKeys(MASTER).domain("politie", "ct-assessment")
+    b = PseudonymKeys(MASTER).domain("politie", "ct-assessment")
+    assert a.pseudonym("123456782") == b.pseudonym("123456782")
+
+
+def test_domain_keys_are_cached() -> None:
+    keys = PseudonymKeys(MASTER)
+    assert keys.domain("politie", "ct-assessment") is keys.domain("politie", "ct-assessment")
+
+
+@pytest.mark.parametrize(
+    ("requester", "purpose"),
+    [
+        ("nctv", "ct-assessment"),  # other requester
+        ("politie", "pnr-request"),  # other purpose
+        ("ct-assessment", "politie"),  # swapped
+    ],
+)
+def test_unlinkable_across_domains(requester: str, purpose: str) -> None:
+    keys = PseudonymKeys(MASTER)
+    home = keys.domain("politie", "ct-assessment")
+    other = keys.domain(requester, purpose)
+    values = [f"{n:09d}" for n in range(200)]
+    assert not {home.pseudonym(v) for v in values} & {other.pseudonym(v) for v in values}
+
+
+def test_another_master_gives_other_pseudonyms() -> None:
+    a = PseudonymKeys(MASTER).domain("politie", "ct-assessment")
+    b = PseudonymKeys(bytes(32)).domain("politie", "ct-assessment")
+    assert a.pseudonym("123456782") != b.pseudonym("123456782")
+
+
+@pytest.mark.parametrize(("requester", "purpose"), [("", "x"), ("x", ""), ("a\x00b", "c")])
+def test_ambiguous_domains_are_refused(requester: str, purpose: str) -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        PseudonymKeys(MASTER).domain(requester, purpose)
+
+
+def test_the_master_must_be_32_bytes() -> None:
+    with pytest.raises(ConfigurationError):
+        PseudonymKeys(b"short")
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Jan de Vries", "  jan   DE vries\n"),
+        ("Straße", "STRASSE"),  # casefold
+        ("e\u0301", "\u00e9"),  # NFC
+        (123456782, "123456782"),
+        ({"b": 1, "a": 2}, {"a": 2, "b": 1}),
+    ],
+)
+def test_normalisation_makes_spellings_agree(a: object, b: object) -> None:
+    assert normalise(a) == normalise(b)
+
+
+def test_normalisation_keeps_different_values_apart() -> None:
+    assert normalise("123456782") != normalise("123456783")
+    assert normalise(True) == b"true"
+    assert normalise(None) == b"null"
+    assert normalise("a b") != normalise("ab")
+
+
+def test_dpo_subject_ref_is_its_own_domain() -> None:
+    keys = PseudonymKeys(MASTER)
+    ref = keys.dpo_subject_ref("bsn", "123456782")
+    assert ref == keys.dpo_subject_ref("bsn", " 123456782 ")
+    assert ref.startswith("psn:")
+    assert "123456782" not in ref
+    assert ref != keys.dpo_subject_ref("v_number", "123456782")
+    # Not the pseudonym any partner domain would see, not even a DPO-named one.
+    for requester, purpose in [("politie", "ct-assessment"), ("dpo", "subject-reference")]:
+        domain = keys.domain(requester, purpose)
+        assert ref not in {domain.pseudonym("123456782"), domain.pseudonym("bsn:123456782")}
+
+
+def test_nothing_secret_in_repr() -> None:
+    keys = PseudonymKeys(MASTER)
+    assert MASTER.hex() not in repr(keys)
+    assert "hidden" in repr(keys.domain("politie", "ct-assessment"))
+
+
+@given(st.text(min_size=1, max_size=30))
+def test_pseudonyms_of_distinct_normalised_values_differ(value: str) -> None:
+    domain = PseudonymKeys(MASTER).domain("politie", "ct-assessment")
+    other = value + "x"
+    assert domain.pseudonym(value) != domain.pseudonym(other)
+
+
+# --- the master key file ---------------------------------------------------------------
+
+
+def test_the_master_key_is_created_with_mode_0600(tmp_path: Path) -> None:
+    keys_dir = tmp_path / "var" / "keys"
+    master = load_or_create_master_key(keys_dir)
+    path = keys_dir / MASTER_KEY_FILE
+    assert len(master) == 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_bytes() == master
+    assert master != bytes(32)
+
+
+def test_an_existing_master_key_is_never_overwritten(tmp_path: Path) -> None:
+    first = load_or_create_master_key(tmp_path)
+    mtime = (tmp_path / MASTER_KEY_FILE).stat().st_mtime_ns
+    assert load_or_create_master_key(tmp_path) == first
+    assert (tmp_path / MASTER_KEY_FILE).stat().st_mtime_ns == mtime
+
+
+def test_two_deployments_get_different_masters(tmp_path: Path) -> None:
+    assert load_or_create_master_key(tmp_path / "a") != load_or_create_master_key(tmp_path / "b")
+
+
+def test_a_master_key_readable_by_others_is_refused(tmp_path: Path) -> None:
+    load_or_create_master_key(tmp_path)
+    os.chmod(tmp_path / MASTER_KEY_FILE, 0o644)
+    with pytest.raises(ConfigurationError, match="0600"):
+        load_or_create_master_key(tmp_path)
+
+
+def test_a_master_key_of_the_wrong_length_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / MASTER_KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"too short")
+    os.close(fd)
+    with pytest.raises(ConfigurationError, match="32 bytes"):
+        load_or_create_master_key(tmp_path)
+    assert path.read_bytes() == b"too short"
