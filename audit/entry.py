@@ -13,9 +13,8 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import rfc8785
-
 from audit.hasher import HASH_SIZE
+from gateway.canonical import canonical_json
 
 Decision = Literal["allow", "deny", "error"]
 DECISIONS: frozenset[str] = frozenset({"allow", "deny", "error"})
@@ -67,7 +66,7 @@ class AuditRecord:
     def body(self) -> bytes:
         """RFC 8785 canonical JSON of the record: the entry body that gets hashed."""
         content = {f.name: getattr(self, f.name) for f in fields(self)}
-        return rfc8785.dumps(content)
+        return canonical_json(content)
 
     @classmethod
     def from_body(cls, body: bytes | str) -> AuditRecord:

@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from rfc8785 import CanonicalizationError
-
 from audit.entry import AuditRecord
 from audit.store import AuditStore
 from gateway.api_models import DisclosureRequest
+from gateway.canonical import CanonicalizationError, canonical_json
 from gateway.connectors.catalog import Catalog, DatasetSpec, Partner
 from gateway.errors import (
     ConnectorError,
@@ -45,7 +44,7 @@ from gateway.policy.engine import Decision, PolicyEngine
 from gateway.policy.input import build_policy_input
 from gateway.policy.register import Register
 from gateway.pseudonyms import PseudonymKeys
-from gateway.signing import ReceiptSigner, canonical_json
+from gateway.signing import ReceiptSigner
 
 log = logging.getLogger("doelpoort.disclosure")
 

@@ -34,12 +34,11 @@ import stat
 import threading
 import unicodedata
 from pathlib import Path
-from typing import Any, cast
 
-import rfc8785
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from gateway.canonical import canonical_json
 from gateway.errors import ConfigurationError
 
 MASTER_KEY_FILE = "master.key"
@@ -93,7 +92,7 @@ def normalise(value: object) -> bytes:
         text = unicodedata.normalize("NFC", value)
         return _WHITESPACE.sub(" ", text.strip()).casefold().encode()
     try:
-        return bytes(rfc8785.dumps(cast(Any, value)))
+        return canonical_json(value)
     except Exception:
         # The library's message may quote the value.
         raise TypeError("value cannot be pseudonymised: not JSON") from None

@@ -18,13 +18,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import rfc8785
 from joserfc import jws
 from joserfc.errors import JoseError, UnsupportedAlgorithmError
 from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import KeySet, OKPKey
 from joserfc.jws import JWSRegistry
 
+from gateway.canonical import CanonicalizationError, canonical_json
 from gateway.errors import SigningError
 
 ALGORITHM = "EdDSA"
@@ -33,11 +33,6 @@ _CURRENT = "current"
 
 class InvalidReceipt(Exception):
     """The receipt does not verify against the published keys."""
-
-
-def canonical_json(value: Any) -> bytes:
-    """RFC 8785 canonical JSON: the exact bytes a receipt signs."""
-    return rfc8785.dumps(value)
 
 
 class _EdDSAOnly(JWSRegistry):
@@ -77,7 +72,7 @@ class ReceiptSigner:
             return jws.serialize_compact(
                 {"alg": ALGORITHM, "kid": self._kid}, payload, self._current, registry=_REGISTRY
             )
-        except (JoseError, rfc8785.CanonicalizationError) as exc:
+        except (JoseError, CanonicalizationError) as exc:
             raise SigningError() from exc
 
     def jwks(self) -> dict[str, Any]:

@@ -15,9 +15,9 @@ from gateway_support import b64url_decode, verify_with_plain_cryptography
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.canonical import canonical_json
 from gateway.signing import (
     InvalidReceipt,
-    canonical_json,
     load_signer,
     rotate_signing_key,
     verify_receipt,

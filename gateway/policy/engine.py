@@ -36,6 +36,7 @@ from gateway.errors import (
 )
 from gateway.operators import validate_op
 from gateway.policy.bundle import PolicyBundle, compile_bundle
+from gateway.policy.memo import DecisionMemo, input_dependencies
 
 _NO_REASON = "denied by the policy without a reason"
 
@@ -157,6 +158,13 @@ class EmbeddedEngine:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rego")
         self._local = threading.local()
         self._closed = False
+        dependencies = input_dependencies(source for _name, source in bundle.modules)
+        self._memo = DecisionMemo[Decision](dependencies) if dependencies is not None else None
+
+    @property
+    def memo(self) -> DecisionMemo[Decision] | None:
+        """The decision memo, or None when the policy's inputs cannot be told apart."""
+        return self._memo
 
     @property
     def digest(self) -> str:
@@ -173,13 +181,21 @@ class EmbeddedEngine:
     async def decide(self, policy_input: Mapping[str, Any]) -> Decision:
         if self._closed:
             raise PolicyUnavailable("the policy engine is closed")
+        memo_key = self._memo.key(policy_input) if self._memo is not None else None
+        if memo_key is not None and self._memo is not None:
+            remembered = self._memo.get(memo_key)
+            if remembered is not None:
+                return remembered
         try:
             document = json.dumps(policy_input)
             loop = asyncio.get_running_loop()
             future = loop.run_in_executor(self._executor, self._evaluate, document)
             async with asyncio.timeout(self._timeout_s):
                 result = await future
-            return decision_from_result(result, policy_input, self.digest)
+            decision = decision_from_result(result, policy_input, self.digest)
+            if memo_key is not None and self._memo is not None:
+                self._memo.put(memo_key, decision)
+            return decision
         except TimeoutError:
             raise PolicyEvaluationError(
                 f"the policy did not decide within {self._timeout_s:g} s"
