@@ -14,7 +14,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from audit.hasher import HASH_SIZE
-from gateway.canonical import canonical_json
+
+# allow_nan=False: NaN and Infinity are not JSON; encoding them must fail, not pass.
+_BODY_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 Decision = Literal["allow", "deny", "error"]
 DECISIONS: frozenset[str] = frozenset({"allow", "deny", "error"})
@@ -64,9 +68,14 @@ class AuditRecord:
             raise ValueError("record_count must not be negative")
 
     def body(self) -> bytes:
-        """RFC 8785 canonical JSON of the record: the entry body that gets hashed."""
+        """The entry body that gets hashed: compact JSON with sorted keys, UTF-8.
+
+        The body is stored byte for byte and verification hashes the stored bytes, so it
+        needs to be well-formed JSON, not canonical: the standard library's C encoder
+        makes it several times faster than RFC 8785 would (receipts do use RFC 8785).
+        """
         content = {f.name: getattr(self, f.name) for f in fields(self)}
-        return canonical_json(content)
+        return _BODY_ENCODER.encode(content).encode("utf-8")
 
     @classmethod
     def from_body(cls, body: bytes | str) -> AuditRecord:

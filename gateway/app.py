@@ -153,7 +153,9 @@ def rt(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
-def peer(request: Request) -> PeerIdentity:
+# The dependencies are coroutines on purpose: FastAPI runs plain functions in a worker
+# thread, a hop that costs more than the work they do.
+async def peer(request: Request) -> PeerIdentity:
     """The peer as its TLS certificate names it — never what the request says."""
     der = peer_certificate_der(request.scope)
     if der is None:
@@ -166,7 +168,7 @@ def peer(request: Request) -> PeerIdentity:
     return identity
 
 
-def partner(request: Request, identity: Annotated[PeerIdentity, Depends(peer)]) -> Partner:
+async def partner(request: Request, identity: Annotated[PeerIdentity, Depends(peer)]) -> Partner:
     """The configured partner the certificate names; 403 for anyone else."""
     configured = rt(request).catalog.partners.get(identity.id)
     if identity.kind != "partner" or configured is None:

@@ -42,13 +42,23 @@ def canonical_json(value: Any) -> bytes:
 
 def _plain(value: Any) -> bool:
     """Whether the standard encoder's output is already canonical for ``value``."""
-    kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
-        return bool(-_INT_MAX <= value <= _INT_MAX)
-    if kind is dict:
-        return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
-    if kind is list or kind is tuple:
-        return all(_plain(item) for item in value)
-    return False
+    # Iterative and branch-light: this walk runs on every receipt.
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is dict:
+            for key in item:
+                if type(key) is not str or not key.isascii():
+                    return False
+            pending.extend(item.values())
+        elif kind is list or kind is tuple:
+            pending.extend(item)
+        elif kind is int:
+            if not -_INT_MAX <= item <= _INT_MAX:
+                return False
+        else:
+            return False
+    return True

@@ -5,8 +5,8 @@ Construction (see docs/data-model.md, "Pseudonyms")::
     master     = 32 random bytes in <keys_dir>/master.key (mode 0600, never overwritten)
     domain key = HKDF-SHA256(ikm=master, salt=none, length=32,
                              info="doelpoort/pseudonym/v1" 0x00 requester 0x00 purpose)
-    pseudonym  = "psn:" + base32(HMAC-SHA256(domain key, normalise(value))[:20])
-                 lowercase, no padding (160 bits, 32 characters)
+    pseudonym  = "psn:" + hex(HMAC-SHA256(domain key, normalise(value))[:16])
+                 (128 bits, 32 lowercase hex characters)
 
 ``normalise`` makes trivially different spellings of one identifier agree: for a string,
 Unicode NFC, strip, collapse runs of whitespace to one space, casefold; any other value is
@@ -25,11 +25,8 @@ sealed box alongside the pseudonym; the DPO's private key must never reach the g
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import os
-import re
 import stat
 import threading
 import unicodedata
@@ -48,9 +45,7 @@ INFO_PREFIX = b"doelpoort/pseudonym/v1\x00"
 #: The DPO's own domain. Its info label has no 0x00-separated requester/purpose pair, so
 #: it cannot collide with any partner's domain.
 DPO_INFO = b"doelpoort/dpo-subject-ref/v1"
-TRUNCATE_BYTES = 20  # 160 bits; base32 of 20 bytes needs no padding
-
-_WHITESPACE = re.compile(r"\s+")
+TRUNCATE_BYTES = 16  # 128 bits: SPEC §7's floor for pseudonyms
 
 
 def load_or_create_master_key(keys_dir: Path) -> bytes:
@@ -89,8 +84,9 @@ def _read_master_key(path: Path) -> bytes:
 def normalise(value: object) -> bytes:
     """The bytes a pseudonym is computed over (see the module docstring)."""
     if isinstance(value, str):
-        text = unicodedata.normalize("NFC", value)
-        return _WHITESPACE.sub(" ", text.strip()).casefold().encode()
+        # ASCII is already NFC; str.split() splits on exactly what \s matches.
+        text = value if value.isascii() else unicodedata.normalize("NFC", value)
+        return " ".join(text.split()).casefold().encode()
     try:
         return canonical_json(value)
     except Exception:
@@ -104,8 +100,8 @@ def hkdf_sha256(ikm: bytes, info: bytes, length: int = 32, salt: bytes | None = 
 
 
 def _pseudonym(key: bytes, message: bytes) -> str:
-    digest = hmac.new(key, message, hashlib.sha256).digest()[:TRUNCATE_BYTES]
-    return PREFIX + base64.b32encode(digest).decode("ascii").lower().rstrip("=")
+    # hmac.digest is the one-shot C implementation: several times faster than hmac.new.
+    return PREFIX + hmac.digest(key, message, "sha256")[:TRUNCATE_BYTES].hex()
 
 
 class DomainPseudonymiser:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import os
@@ -40,13 +39,14 @@ def test_the_construction_is_the_documented_one() -> None:
     info = INFO_PREFIX + b"politie\x00ct-assessment"
     assert info == b"doelpoort/pseudonym/v1\x00politie\x00ct-assessment"
     key = hkdf_sha256(MASTER, info)
-    mac = hmac.new(key, b"jan de vries", hashlib.sha256).digest()[:20]
-    expected = "psn:" + base64.b32encode(mac).decode().lower()
-    got = PseudonymKeys(MASTER).domain("politie", "ct-assessment").pseudonym("  Jan\t de VRIES ")
+    mac = hmac.new(key, b"jan fictief-0001", hashlib.sha256).digest()[:16]
+    expected = "psn:" + mac.hex()
+    got = (
+        PseudonymKeys(MASTER).domain("politie", "ct-assessment").pseudonym("  Jan\t FICTIEF-0001 ")
+    )
     assert got == expected
-    assert len(got) == 4 + 32  # 160 bits, no padding
+    assert len(got) == 4 + 32  # 128 bits as hex
     assert got == got.lower()
-    assert "=" not in got
 
 
 def test_stable_within_a_domain_and_across_instances() -> None:
@@ -96,7 +96,7 @@ def test_the_master_must_be_32_bytes() -> None:
 @pytest.mark.parametrize(
     ("a", "b"),
     [
-        ("Jan de Vries", "  jan   DE vries\n"),
+        ("Jan Fictief", "  jan   FICTIEF\n"),
         ("Straße", "STRASSE"),  # casefold
         ("e\u0301", "\u00e9"),  # NFC
         (123456782, "123456782"),

@@ -46,6 +46,9 @@ class Connector(Protocol):
     """Fetches one dataset's records about a subject."""
 
     spec: DatasetSpec
+    #: True when a fetch never waits on I/O once loaded (an in-memory index), so the
+    #: pipeline awaits it inline instead of paying for a task per dataset.
+    in_process: bool
 
     async def fetch(self, subject: Mapping[str, str]) -> list[dict[str, Any]]:
         """Records matching the subject on a covered identity key, checked and stripped.

@@ -46,6 +46,8 @@ def _copy(record: dict[str, Any]) -> dict[str, Any]:
 class FileConnector:
     """Serves a dataset from a JSONL file under ``var/``."""
 
+    in_process = True
+
     def __init__(self, spec: DatasetSpec, var_dir: Path) -> None:
         if not isinstance(spec.connector, FileConnectorConfig):
             raise TypeError("FileConnector needs a file connector config")

@@ -56,6 +56,8 @@ _UNAVAILABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.ProxyError)
 class HttpConnector:
     """Fetches a dataset from the provider's REST API."""
 
+    in_process = False
+
     def __init__(self, spec: DatasetSpec, var_dir: Path) -> None:
         if not isinstance(spec.connector, HttpConnectorConfig):
             raise TypeError("HttpConnector needs an http connector config")

@@ -13,7 +13,7 @@ from gateway.policy.engine import (
     decision_from_result,
     embedded_engine,
 )
-from gateway.policy.input import build_policy_input
+from gateway.policy.input import build_policy_input, dataset_input
 from gateway.policy.register import DatasetGrant, Purpose, Register, load_register
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "Register",
     "build_policy_input",
     "compile_bundle",
+    "dataset_input",
     "decision_from_result",
     "embedded_engine",
     "load_register",

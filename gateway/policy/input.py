@@ -16,7 +16,7 @@ from typing import Any
 from gateway.errors import ConfigurationError, InvalidRequest
 
 # Subject key names (bsn, v_number, date_of_birth). The pattern is also the guard that a
-# caller cannot pass identifier *values* where names belong: "123456782" or "J. de Vries"
+# caller cannot pass identifier *values* where names belong: "123456782" or "J. Fictief"
 # do not match it.
 _KEY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
@@ -28,16 +28,16 @@ def build_policy_input(
     purpose: str,
     case_ref: str,
     has_justification: bool,
-    dataset_view: Mapping[str, Any],
+    dataset: Mapping[str, Any],
     subject_keys: Iterable[str],
     now: datetime,
     action: str = "disclose",
 ) -> dict[str, Any]:
     """The policy input document (docs/data-model.md, "Policy input and decision").
 
-    ``dataset_view`` is the dataset's policy view: ``id``, ``provider``, ``domain``,
-    ``fields`` (name → ``{"type", "category"}``) and ``identity_keys`` (lists of field
-    names). ``subject_keys`` are the *names* of the identity keys the requester gave.
+    ``dataset`` is the dataset's section as :func:`dataset_input` prepared it (once per
+    dataset, not per request). ``subject_keys`` are the *names* of the identity keys the
+    requester gave.
     Raises InvalidRequest for bad request-derived arguments and ConfigurationError for a
     malformed dataset view.
     """
@@ -62,12 +62,18 @@ def build_policy_input(
         "purpose": purpose,
         "case_ref": case_ref,
         "has_justification": has_justification,
-        "dataset": _dataset(dataset_view),
+        "dataset": dataset,
         "subject_keys": keys,
     }
 
 
-def _dataset(view: Mapping[str, Any]) -> dict[str, Any]:
+def dataset_input(view: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a dataset's policy view and turn it into the input's ``dataset`` section.
+
+    The view holds ``id``, ``provider``, ``domain``, ``fields`` (name → ``{"type",
+    "category"}``) and ``identity_keys`` (lists of field names). Raises
+    ConfigurationError for a malformed view.
+    """
     try:
         dataset_id, provider, domain = view["id"], view["provider"], view["domain"]
         fields = view["fields"]

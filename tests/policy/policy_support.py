@@ -18,7 +18,13 @@ from typing import Any
 
 import yaml
 
-from gateway.policy import Decision, EmbeddedEngine, build_policy_input, compile_bundle
+from gateway.policy import (
+    Decision,
+    EmbeddedEngine,
+    build_policy_input,
+    compile_bundle,
+    dataset_input,
+)
 from gateway.policy.bundle import PolicyBundle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,7 +81,7 @@ def policy_input(
         purpose=purpose,
         case_ref="CTI-2026-0042",
         has_justification=justification,
-        dataset_view=view if view is not None else dataset_views()[dataset],
+        dataset=dataset_input(view if view is not None else dataset_views()[dataset]),
         subject_keys=subject_keys,
         now=NOW,
     )
