@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 from pathlib import Path
@@ -103,7 +102,12 @@ def pki_init(var_dir: VarDir = None) -> None:
     report = init_pki(settings.pki_dir, sorted(catalog.partners))
     for path in report.created:
         typer.echo(f"created {path}")
-    typer.echo(f"{len(report.created)} created, {len(report.kept)} kept in {settings.pki_dir}")
+    for path in report.refreshed:
+        typer.echo(f"re-signed {path}")
+    typer.echo(
+        f"{len(report.created)} created, {len(report.refreshed)} re-signed, "
+        f"{len(report.kept)} kept in {settings.pki_dir}"
+    )
 
 
 @pki_app.command("revoke")
@@ -182,6 +186,3 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
-
-
-__all__ = ["app", "json", "main"]
