@@ -39,4 +39,4 @@ demo: $(STAMP)
 	$(BIN)/doelpoort demo
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

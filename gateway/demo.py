@@ -109,8 +109,8 @@ def _format_records(records: list[Mapping[str, Any]], echo: Echo) -> None:
 def _report(step: Step, response: httpx.Response, jwks: Mapping[str, Any], echo: Echo) -> bool:
     body = response.json()
     ok = response.status_code == step.expect
-    mark = "✓" if ok else "✗ UNEXPECTED"
-    echo(f"   → HTTP {response.status_code} {mark}")
+    mark = "as the story expects" if ok else "UNEXPECTED"
+    echo(f"   → HTTP {response.status_code} ({mark})")
     if response.status_code != 200:
         echo(f"     refused: {body.get('detail')}")
         for reason in body.get("reasons", []):
@@ -160,8 +160,16 @@ async def run_demo(settings: Settings, base_url: str, echo: Echo = print) -> int
             body["datasets"] = step.datasets
         echo(f"{number}. {step.story}")
         echo(f"   {step.partner} asks for purpose '{step.purpose}' by {', '.join(subject)}")
-        async with client_for(settings, step.partner, base_url) as client:
-            response = await client.post("/v1/disclosures", json=body)
+        try:
+            async with client_for(settings, step.partner, base_url) as client:
+                response = await client.post("/v1/disclosures", json=body)
+        except httpx.TransportError as exc:
+            # A revoked or untrusted certificate fails the TLS handshake: no HTTP answer.
+            echo(f"   → no answer: the gateway closed the connection ({type(exc).__name__});")
+            echo(f"     is the certificate of {step.partner} revoked? (UNEXPECTED)")
+            failures += 1
+            echo("")
+            continue
         if not _report(step, response, jwks, echo):
             failures += 1
         echo("")

@@ -129,13 +129,28 @@ class DisclosureService:
         disclosure_id = f"urn:uuid:{uuid.uuid4()}"
         subject_refs = sorted(self.pseudonyms.dpo_subject_ref(k, v) for k, v in subject.items())
         seqs = await self._log(outcomes, requester, request, disclosure_id, subject_refs, now)
-        for outcome in outcomes:
-            self.metrics.decisions.labels(outcome.verdict).inc()
+        verdicts = [o.verdict for o in outcomes]
+        for verdict in verdicts:
+            self.metrics.decisions.labels(verdict).inc()
+        # Names, counts and sequence numbers only: never the subject or a value.
+        log.info(
+            "%s asked for %s: %d allow, %d deny, %d error (audit seq %d-%d)",
+            requester.id,
+            request.purpose,
+            verdicts.count("allow"),
+            verdicts.count("deny"),
+            verdicts.count("error"),
+            seqs[0],
+            seqs[-1],
+        )
 
         if policy_failure is not None:
             raise policy_failure
         if all(o.verdict == "deny" for o in outcomes):
-            reasons = [r for o in outcomes if o.decision for r in o.decision.reasons]
+            # The same reason (e.g. "not granted") often holds for every dataset: once.
+            reasons = list(
+                dict.fromkeys(r for o in outcomes if o.decision for r in o.decision.reasons)
+            )
             raise PurposeDenied(
                 f"purpose {request.purpose} releases nothing to {requester.id}", reasons
             )
