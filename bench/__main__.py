@@ -67,7 +67,7 @@ def bench_http(settings: Settings, seconds: float, connections: int, rate: float
     body = json.dumps(
         {
             "purpose": "ct-assessment",
-            "case_ref": "BENCH-0001",
+            "case_ref": "BENCH-2026-1",
             "justification": "benchmark of the synthetic demo deployment",
             "subject": subject,
             "datasets": DATASETS,

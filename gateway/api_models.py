@@ -15,9 +15,12 @@ Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 DatasetId = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9][a-z0-9-]{0,62}$")
 ]
-CaseRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")]
+# A case reference names a case, never a person: a registry prefix, a year and a number
+# of at most six digits (so a BSN or another identifier cannot pass for one).
+CaseRef = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9]{1,11}-[0-9]{4}-[0-9]{1,6}$")]
+# [0-9], not \d: \d also matches other scripts' digits, which would dodge DPO look-ups.
 IsoDate = Annotated[
-    str, StringConstraints(pattern=r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
+    str, StringConstraints(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
 ]
 
 
@@ -37,10 +40,12 @@ class _Strict(BaseModel):
 class Subject(_Strict):
     """Identity keys of one subject: at least one; ``name`` only with ``date_of_birth``."""
 
-    bsn: Annotated[str, StringConstraints(pattern=r"^\d{9}$")] | None = None
-    v_number: Annotated[str, StringConstraints(pattern=r"^\d{6,12}$")] | None = None
+    bsn: Annotated[str, StringConstraints(pattern=r"^[0-9]{9}$")] | None = None
+    v_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{6,12}$")] | None = None
     passport_no: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{6,12}$")] | None = None
-    iban: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}\d{2}[A-Z0-9]{10,30}$")] | None = None
+    iban: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}$")] | None = (
+        None
+    )
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     date_of_birth: IsoDate | None = None
 

@@ -195,7 +195,13 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         version=__version__,
         summary="Purpose-bound, minimised, signed and logged disclosures between partners.",
         lifespan=lifespan,
+        # Served below behind the peer check; no browser UI on a partner gateway.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
+    # Everything but the probes needs a verified, unrevoked peer: partner or DPO.
+    known_peer = [Depends(peer)]
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
 
     problem_responses: dict[int | str, dict[str, Any]] = {
@@ -217,7 +223,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         result = await rt(request).disclosures.disclose(requester, body)
         return JSONResponse(result)
 
-    @app.get("/.well-known/jwks.json", summary="Receipt verification keys (current and retired)")
+    @app.get(
+        "/.well-known/jwks.json",
+        summary="Receipt verification keys (current and retired)",
+        dependencies=known_peer,
+    )
     async def jwks(request: Request) -> Response:
         return JSONResponse(rt(request).signer.jwks())
 
@@ -232,12 +242,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         body = {"status": "ready" if ready else "unavailable", "checks": checks}
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics", dependencies=known_peer)
     async def metrics(request: Request) -> Response:
         return Response(rt(request).metrics.render(), media_type="text/plain; version=0.0.4")
 
+    @app.get("/openapi.json", include_in_schema=False, dependencies=known_peer)
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(request.app.openapi())
+
     _install_error_handlers(app)
     app.add_middleware(RequestMetrics)
+    app.add_middleware(ContainFailures)
     return app
 
 
@@ -261,16 +276,44 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:
+            # FastAPI's "error parsing the body" (e.g. an integer beyond Python's digit
+            # limit): bad input like any other, so the same 422.
+            err = InvalidRequest("the request body could not be parsed as JSON")
+            return problem_from(err)
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
 
-    @app.exception_handler(Exception)
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        # A bug, not input: say nothing about it to the caller; name only its class here.
-        log.error("unexpected %s", type(exc).__name__)
-        return problem(
-            500, "internal", "Internal error", "the gateway failed; nothing was disclosed"
-        )
+
+class ContainFailures:
+    """Outermost ASGI middleware: a bug becomes a 500 problem and one log line.
+
+    Starlette's own error middleware would log the traceback and re-raise, and an
+    exception's message may quote a value (``KeyError('<a BSN>')``). Here only the
+    exception's class is logged, and nothing is re-raised to the server.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            log.error("request failed: unexpected %s", type(exc).__name__)
+            if scope["type"] == "http" and not started:
+                response = problem(
+                    500, "internal", "Internal error", "the gateway failed; nothing was disclosed"
+                )
+                await response(scope, receive, send)
 
 
 class RequestMetrics:

@@ -36,6 +36,7 @@ from gateway.errors import (
     OperatorError,
     PolicyError,
     PurposeDenied,
+    SigningError,
     UnknownDataset,
 )
 from gateway.metrics import Metrics
@@ -81,6 +82,7 @@ class _Outcome:
     records: list[dict[str, Any]] | None = None
     records_sha256: str | None = None
     error: DoelpoortError | None = None
+    note: str = ""
 
     @property
     def verdict(self) -> Verdict:
@@ -122,12 +124,12 @@ class DisclosureService:
         datasets = self._datasets(requester, request)
         outcomes = [self._outcome(requester, request, ds, subject, now) for ds in datasets]
 
-        policy_failure = await self._decide(outcomes)
-        if policy_failure is None:
-            await self._fetch(requester, request.purpose, outcomes, subject)
-
         disclosure_id = f"urn:uuid:{uuid.uuid4()}"
         subject_refs = sorted(self.pseudonyms.dpo_subject_ref(k, v) for k, v in subject.items())
+        policy_failure = await self._decide(outcomes)
+        if policy_failure is None:
+            # Never raises: every failure becomes that dataset's error, so it is logged.
+            await self._fetch(requester, request.purpose, outcomes, subject)
         seqs = await self._log(outcomes, requester, request, disclosure_id, subject_refs, now)
         verdicts = [o.verdict for o in outcomes]
         for verdict in verdicts:
@@ -164,7 +166,36 @@ class DisclosureService:
             "policy_digest": self.engine.digest,
             "results": [_result(o, seq) for o, seq in zip(outcomes, seqs, strict=True)],
         }
-        return {"disclosure": disclosure, "jws": self.signer.sign_disclosure(disclosure)}
+        try:
+            receipt = self.signer.sign_disclosure(disclosure)
+        except Exception as exc:
+            withdrawal = (requester, request, disclosure_id, subject_refs, now)
+            await self._withdraw(outcomes, seqs, exc, *withdrawal)
+            raise SigningError() from exc
+        return {"disclosure": disclosure, "jws": receipt}
+
+    async def _withdraw(
+        self,
+        outcomes: Sequence[_Outcome],
+        seqs: Sequence[int],
+        cause: Exception,
+        requester: Partner,
+        request: DisclosureRequest,
+        disclosure_id: str,
+        subject_refs: list[str],
+        now: datetime,
+    ) -> None:
+        """Log that logged allows were never released, so the DPO sees what went out."""
+        log.error("receipt signing failed (%s): disclosure withheld", type(cause).__name__)
+        withdrawn = SigningError()
+        for outcome, seq in zip(outcomes, seqs, strict=True):
+            if outcome.verdict == "allow":
+                outcome.records = None
+                outcome.error = withdrawn
+                outcome.note = f"withdraws audit entry {seq}: nothing was released"
+        withdrawals = [o for o in outcomes if o.note]
+        if withdrawals:
+            await self._log(withdrawals, requester, request, disclosure_id, subject_refs, now)
 
     def _dataset_input(self, dataset_id: str) -> dict[str, Any]:
         """The policy input's dataset section, prepared once per dataset."""
@@ -261,9 +292,16 @@ class DisclosureService:
                     f"dataset {outcome.dataset}: a value cannot be represented exactly"
                 )
                 log.warning("dataset %s withheld: %s", outcome.dataset, type(exc).__name__)
-            except (ConnectorError, OperatorError) as exc:
+            except (ConnectorError, OperatorError, PolicyError) as exc:
                 log.warning("dataset %s withheld: %s", outcome.dataset, exc.code)
                 outcome.error = exc
+            except Exception as exc:
+                # A bug in a connector or operator: withhold the dataset, log only the
+                # class (its message may quote a value), and keep the decision on record.
+                log.error("dataset %s withheld: unexpected %s", outcome.dataset, type(exc).__name__)
+                outcome.error = ConnectorResponseError(
+                    f"dataset {outcome.dataset}: the connector failed unexpectedly"
+                )
 
         # In-memory connectors answer without waiting: await them inline. Remote ones
         # run concurrently, so a request costs its slowest provider, not their sum.
@@ -272,7 +310,7 @@ class DisclosureService:
         for outcome in local:
             await one(outcome)
         if remote:
-            await asyncio.gather(*(one(o) for o in remote))
+            await asyncio.gather(*(one(o) for o in remote), return_exceptions=True)
 
     async def _log(
         self,
@@ -309,6 +347,8 @@ def _audit_record(
     reasons = list(decision.reasons) if decision is not None else []
     if outcome.error is not None:
         reasons.append(outcome.error.title)
+    if outcome.note:
+        reasons.append(outcome.note)
     return AuditRecord(
         time=rfc3339(now),
         disclosure_id=disclosure_id,

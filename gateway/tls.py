@@ -78,10 +78,24 @@ def server_ssl_context(paths: PkiPaths) -> ssl.SSLContext:
     return ctx
 
 
+#: Request line plus headers. httptools buffers a header whole before handing it over,
+#: so the limit is enforced on the bytes received, before they reach the parser.
+MAX_HEAD_BYTES = 32 * 1024
+
+_HEAD_TOO_LARGE = (
+    b'{"type":"urn:doelpoort:problem:headers-too-large","title":"Request headers too large",'
+    b'"status":431,"detail":"request line and headers are limited to %d bytes"}' % MAX_HEAD_BYTES
+)
+
+
 class TLSHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, plus the ASGI TLS extension in every scope."""
+    """uvicorn's httptools protocol, plus the ASGI TLS extension in every scope and a
+    limit on the size of request heads (431)."""
 
     _tls: dict[str, object] | None = None
+    _in_head = True
+    _head_bytes = 0
+    _head_tail = b""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -96,6 +110,38 @@ class TLSHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         if self._tls is not None:
             self.scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            # Count only the head: a chunk may also carry (part of) the body.
+            seen = self._head_tail + data
+            end = seen.find(b"\r\n\r\n")
+            head_part = len(data) if end < 0 else end + 4 - len(self._head_tail)
+            if self._head_bytes + head_part > MAX_HEAD_BYTES:
+                self._refuse_head()
+                return
+            self._head_bytes += head_part
+            self._head_tail = seen[-3:]
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head, self._head_bytes, self._head_tail = True, 0, b""
+
+    def _refuse_head(self) -> None:
+        if self.transport.is_closing():
+            return
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/problem+json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (len(_HEAD_TOO_LARGE), _HEAD_TOO_LARGE)
+        )
+        self.transport.close()
 
 
 def peer_certificate_der(scope: Scope) -> bytes | None:

@@ -21,11 +21,13 @@ from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.bootstrap import bootstrap
 from gateway.demo import load_subjects
 from gateway.pki import PkiPaths, init_pki
+from gateway.runtime import Runtime
 from gateway.settings import PROJECT_ROOT, Settings
 from gateway.tls import ServerThread, build_server
 
@@ -49,6 +51,13 @@ class Deployment:
     settings: Settings
     port: int
     log: LogCollector
+    app: FastAPI
+
+    @property
+    def runtime(self) -> Runtime:
+        """The running gateway's parts, for tests that inject a fault into one of them."""
+        runtime: Runtime = self.app.state.runtime
+        return runtime
 
     @property
     def paths(self) -> PkiPaths:
@@ -114,20 +123,27 @@ def running_gateway(
         before_start(settings)
     partners = sorted(p.stem for p in settings.connectors_dir.glob("*.yaml"))
     init_pki(settings.pki_dir, [*partners, GHOST])
+    app = create_app(settings)
+    # Built before the log handlers are attached: uvicorn configures its loggers here.
+    server = build_server(app, host="127.0.0.1", port=0, paths=PkiPaths(settings.pki_dir))
     collector = LogCollector()
-    root = logging.getLogger()
-    root.addHandler(collector)
-    previous = root.level
-    root.setLevel(logging.DEBUG)
+    # uvicorn's loggers do not propagate to the root logger: listen to them as well.
+    loggers = [
+        logging.getLogger(),
+        logging.getLogger("uvicorn"),
+        logging.getLogger("uvicorn.error"),
+    ]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(collector)
+        logger.setLevel(logging.DEBUG)
     try:
-        server = build_server(
-            create_app(settings), host="127.0.0.1", port=0, paths=PkiPaths(settings.pki_dir)
-        )
         with ServerThread(server) as thread:
-            yield Deployment(settings=settings, port=thread.port, log=collector)
+            yield Deployment(settings=settings, port=thread.port, log=collector, app=app)
     finally:
-        root.removeHandler(collector)
-        root.setLevel(previous)
+        for logger, level in zip(loggers, previous, strict=True):
+            logger.removeHandler(collector)
+            logger.setLevel(level)
 
 
 def b64url_decode(part: str) -> bytes:

@@ -105,7 +105,24 @@ def test_vertrek_never_releases_security_data(gateway: Deployment) -> None:
     subject = gateway.subjects["departure_subject"]
     allowed = gateway.disclose("dtv", request("vertrek", subject))
     assert allowed.status_code == 200, allowed.text
-    assert set(results_by_dataset(allowed)) <= {"ind/residence", "dji/detention"}
+    results = results_by_dataset(allowed)
+    assert set(results) <= {"ind/residence", "dji/detention"}
+    # Identity, residence and detention facts only: no criminal, financial or
+    # intelligence field, and no BSN (not needed for departure).
+    departure_fields = {
+        "v_number",
+        "name",
+        "date_of_birth",
+        "nationality",
+        "residence_status",
+        "lawful_residence",
+        "status_since",
+        "facility",
+        "expected_release",
+    }
+    released = {field for r in results.values() for rec in r["records"] for field in rec}
+    assert released
+    assert released <= departure_fields
     refused = gateway.disclose(
         "dtv",
         request(
@@ -156,6 +173,12 @@ def test_unknown_purpose_is_denied_and_logged(gateway: Deployment) -> None:
     )
     assert response.status_code == 403
     assert any("no-such-purpose" in r for r in response.json()["reasons"])
+    with sqlite3.connect(gateway.settings.audit_db_path) as db:
+        (logged,) = db.execute(
+            "SELECT count(*) FROM entries WHERE json_extract(body, '$.purpose') = 'no-such-purpose'"
+            " AND json_extract(body, '$.decision') = 'deny'"
+        ).fetchone()
+    assert logged == 1
 
 
 def test_pnr_request_is_minimised(gateway: Deployment) -> None:

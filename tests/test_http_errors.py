@@ -78,6 +78,7 @@ def test_wrong_media_type_is_415(gateway: Deployment) -> None:
         b"[]",
         b"null",
         b'{"purpose": 1}',
+        b'{"purpose": ' + b"9" * 5000 + b"}",  # beyond Python's int digit limit
     ],
 )
 def test_malformed_json_is_422(gateway: Deployment, content: bytes) -> None:
@@ -96,6 +97,10 @@ def test_deep_nesting_is_422(gateway: Deployment) -> None:
         ("purpose", "x" * 200),
         ("purpose", "Bad Purpose"),
         ("case_ref", "x" * 500),
+        ("case_ref", "999900997"),  # an identifier is not a case reference
+        ("case_ref", "CTI-2026-999900997"),
+        ("subject", {"v_number": "٩٩٠٠٠٠٠٠٠٢"}),  # Arabic-Indic digits
+        ("subject", {"name": "X", "date_of_birth": "١٩٩٠-01-01"}),
         ("justification", ""),
         ("justification", "x" * 5000),
         ("datasets", []),

@@ -51,7 +51,7 @@ class Connector(Protocol):
     in_process: bool
 
     async def fetch(self, subject: Mapping[str, str]) -> list[dict[str, Any]]:
-        """Records matching the subject on a covered identity key, checked and stripped.
+        """Records agreeing with every identity key the subject covers, checked and stripped.
 
         Raises only :class:`~gateway.errors.ConnectorError` subclasses.
         """

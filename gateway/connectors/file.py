@@ -59,10 +59,13 @@ class FileConnector:
 
     async def fetch(self, subject: Mapping[str, str]) -> list[dict[str, Any]]:
         loaded = self._loaded or await self._load()
-        hits: set[int] = set()
+        # One subject: a record must agree with every identity key the request gave
+        # (and the dataset knows), so two keys naming two people match no one.
+        hits: set[int] | None = None
         for key, values in subject_lookups(self.spec, subject):
-            hits.update(loaded.index[key].get(values, ()))
-        return [_copy(loaded.records[i]) for i in sorted(hits)]
+            found = set(loaded.index[key].get(values, ()))
+            hits = found if hits is None else hits & found
+        return [_copy(loaded.records[i]) for i in sorted(hits or ())]
 
     async def aclose(self) -> None:
         self._loaded = None
@@ -115,7 +118,7 @@ class FileConnector:
                 continue
             try:
                 raw = json.loads(line, parse_constant=_reject_constant)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise ConnectorResponseError(
                     f"{spec.id}: data file line {number} is not valid JSON"
                 ) from exc

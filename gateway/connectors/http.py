@@ -217,7 +217,7 @@ class HttpConnector:
             )
         try:
             document = response.json()
-        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, hostile nesting
             raise ConnectorResponseError(f"{spec_id}: the provider's answer is not JSON") from exc
         if not isinstance(document, dict) or not isinstance(document.get("records"), list):
             raise ConnectorResponseError(f"{spec_id}: the provider's answer has no list of records")
