@@ -25,16 +25,14 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from audit.errors import CheckpointError
 from audit.hasher import HASH_SIZE
-from audit.keys import load_log_public_key, load_or_create_log_key
 
 __all__ = [
     "Checkpoint",
     "CheckpointError",
     "key_id",
-    "load_log_public_key",
-    "load_or_create_log_key",
     "open_checkpoint",
     "open_note",
+    "parse_verifier_key",
     "sign_checkpoint",
     "sign_note",
     "verifier_key",
@@ -83,6 +81,30 @@ def verifier_key(key_name: str, public_key: Ed25519PublicKey) -> str:
     _check_key_name(key_name)
     raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
     return f"{key_name}+{key_id(key_name, public_key).hex()}+{_b64(ED25519_TYPE + raw)}"
+
+
+def parse_verifier_key(text: str) -> tuple[str, Ed25519PublicKey]:
+    """The key name and Ed25519 key of a `<name>+<hex key ID>+<base64>` verifier key.
+
+    The inverse of `verifier_key`. Raises `ValueError` when the string is malformed, is
+    not an Ed25519 key, or its key ID does not match its name and key.
+    """
+    parts = text.strip().split("+", 2)  # the base64 key may itself hold "+"
+    if len(parts) != 3:
+        raise ValueError("a verifier key is <name>+<hex key ID>+<base64 key>")
+    name, hex_id, encoded = parts
+    _check_key_name(name)
+    try:
+        want_id = bytes.fromhex(hex_id)
+        blob = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("the verifier key's key ID or key is not hex and base64") from None
+    if len(want_id) != KEY_ID_SIZE or len(blob) != 33 or blob[:1] != ED25519_TYPE:
+        raise ValueError("the verifier key is not a 4-byte key ID and an Ed25519 key")
+    public_key = Ed25519PublicKey.from_public_bytes(blob[1:])
+    if key_id(name, public_key) != want_id:
+        raise ValueError(f"the verifier key's key ID {hex_id} does not match its name and key")
+    return name, public_key
 
 
 def sign_note(text: str, key_name: str, private_key: Ed25519PrivateKey) -> str:

@@ -11,6 +11,10 @@ table at open. When the size has grown by `checkpoint_every` entries, or
 `checkpoint_interval_s` has passed, it signs a checkpoint into the same transaction as
 the entries (an Ed25519 signature and an O(log n) root: tens of microseconds), or on its
 own when the log is idle, and always on `close()`.
+
+A failed write may still have landed (the COMMIT reached the disk, then the error came),
+so after any failure the writer rebuilds its state from the table before it writes again;
+while that rebuild fails, every append fails and the store stays unhealthy.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ __all__ = ["AuditReader", "AuditStore", "StoredCheckpoint", "StoredEntry"]
 log = logging.getLogger(__name__)
 
 CheckpointRow = tuple[int, bytes, str, str]
+
+APPEND_TIMEOUT_S = 30.0
+"""How long `append` waits for the writer before it answers with an `AuditError`."""
 
 
 @dataclass
@@ -90,6 +97,7 @@ class AuditStore:
         checkpoint_interval_s: float,
         clock: Callable[[], float],
         now: Callable[[], datetime],
+        append_timeout_s: float = APPEND_TIMEOUT_S,
     ) -> None:
         self._conn = connection
         self._close_connection = close_connection
@@ -106,6 +114,8 @@ class AuditStore:
         self._lock = threading.Lock()
         self._closed = False
         self._healthy = True
+        self._stale = False  # a write failed: rebuild the state from the table first
+        self._append_timeout_s = append_timeout_s
         self.commit_count = 0
         """Transactions that committed entries: fewer than batches when commits are shared."""
         self._writer = threading.Thread(target=self._run, name="audit-writer", daemon=True)
@@ -123,6 +133,7 @@ class AuditStore:
         checkpoint_interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = _utc_now,
+        append_timeout_s: float = APPEND_TIMEOUT_S,
     ) -> AuditStore:
         """Open (or create) the log at `path` and start its writer.
 
@@ -130,8 +141,10 @@ class AuditStore:
         latest checkpoint: appending to it would sign a checkpoint that contradicts one
         signed before. `doelpoort audit verify` names the first bad entry.
         """
-        if checkpoint_every < 1 or checkpoint_interval_s <= 0:
-            raise ValueError("checkpoint_every and checkpoint_interval_s must be positive")
+        if checkpoint_every < 1 or checkpoint_interval_s <= 0 or append_timeout_s <= 0:
+            raise ValueError(
+                "checkpoint_every, checkpoint_interval_s and append_timeout_s must be positive"
+            )
         Checkpoint(origin=origin, size=0, root=bytes(32))  # validates the origin early
         try:
             engine = create_writer_engine(path)
@@ -161,6 +174,7 @@ class AuditStore:
             checkpoint_interval_s=checkpoint_interval_s,
             clock=clock,
             now=now,
+            append_timeout_s=append_timeout_s,
         )
 
     @property
@@ -169,14 +183,18 @@ class AuditStore:
         return self._state.size
 
     def healthy(self) -> bool:
-        """False after a failed write, until a later write succeeds; False once closed."""
-        return self._healthy and not self._closed
+        """False after a failed write, until a later write succeeds; False once closed
+        or when the writer thread has stopped."""
+        return self._healthy and not self._closed and self._writer.is_alive()
 
     async def append(self, records: Sequence[AuditRecord]) -> list[int]:
         """Store `records` and return their sequence numbers once they are durable.
 
-        Raises `AuditError` when a record cannot be encoded, the write fails or the store
-        is closed; then none of the records is stored.
+        Raises `AuditError` when a record cannot be encoded, the write fails, the store
+        is closed or its writer has stopped; then none of the records is stored (unless a
+        COMMIT that reported failure landed after all). It also raises when the writer has
+        not answered within `append_timeout_s`; the records may still be stored later.
+        Either way the log errs towards an entry too many, never one too few.
         """
         try:
             bodies = [record.body() for record in records]
@@ -189,8 +207,17 @@ class AuditStore:
         with self._lock:
             if self._closed:
                 raise AuditError("the audit store is closed")
+            if not self._writer.is_alive():
+                raise AuditError("the audit writer has stopped; restart the gateway")
             self._queue.put(pending)
-        return await pending.future
+        try:
+            return await asyncio.wait_for(pending.future, self._append_timeout_s)
+        except TimeoutError:
+            if not self._writer.is_alive():
+                raise AuditError("the audit writer has stopped; restart the gateway") from None
+            raise AuditError(
+                f"the audit log did not confirm the write within {self._append_timeout_s:g} s"
+            ) from None
 
     def close(self) -> None:
         """Write what is pending, sign a final checkpoint, and stop. Idempotent."""
@@ -236,7 +263,24 @@ class AuditStore:
         waited = self._clock() - self._checkpoint_time
         return max(0.0, self._checkpoint_interval_s - waited)
 
+    def _rebuild_if_stale(self) -> bool:
+        """After a failed write, reload the state from the table; False if that fails."""
+        if not self._stale:
+            return True
+        try:
+            self._state = _load_state(self._conn)
+        except Exception as exc:
+            self._healthy = False
+            log.error("audit state could not be rebuilt: %s: %s", type(exc).__name__, exc)
+            return False
+        self._stale = False
+        return True
+
     def _commit_group(self, group: list[_Pending]) -> None:
+        if not self._rebuild_if_stale():
+            for pending in group:
+                _settle(pending, AuditError("the audit log could not be written"))
+            return
         state = self._state
         tree = state.tree.copy()
         seq, prev = state.size, state.last_leaf
@@ -257,6 +301,7 @@ class AuditStore:
             self._transaction(rows, checkpoint)
         except Exception as exc:  # whatever it was, the waiters must hear of it
             self._healthy = False
+            self._stale = True  # the commit may have landed all the same
             log.error(
                 "audit write of %d entries failed: %s: %s", len(rows), type(exc).__name__, exc
             )
@@ -284,6 +329,9 @@ class AuditStore:
         return (cp.size, cp.root, note, utc_timestamp(self._now()))
 
     def _checkpoint_when_idle(self, *, force: bool) -> None:
+        if not self._rebuild_if_stale():
+            self._checkpoint_time = self._clock()  # retry after an interval, not at once
+            return
         size = self._state.size
         if not (force and size > self._state.checkpoint_size) and not self._checkpoint_due(size):
             return
@@ -292,6 +340,7 @@ class AuditStore:
             self._transaction([], checkpoint)
         except Exception as exc:
             self._healthy = False
+            self._stale = True
             self._checkpoint_time = self._clock()  # retry after an interval, not at once
             log.error("audit checkpoint at size %d failed: %s: %s", size, type(exc).__name__, exc)
             return

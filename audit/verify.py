@@ -16,6 +16,22 @@ recorded (j-1 was changed); otherwise entry j itself is out of place. Two entrie
 record the same `prev` mean the first of them was inserted. A root mismatch that no
 broken link explains (the chain was rewritten to match) is blamed on the first entry
 after the last checkpoint that still holds.
+
+Coverage: entries that no signed checkpoint covers are only chained, and whoever can
+write the file can rewrite a chain. So a log with entries but no checkpoint covering any
+of them (all checkpoints deleted) fails at seq 1; an uncovered tail after the latest
+checkpoint is normal for a running gateway and is reported, or fails at its first entry
+when longer than `max_uncovered`.
+
+Stored checkpoints are signed by a key that lives on the gateway host; a **trusted
+checkpoint** is one the DPO kept elsewhere. The log must hold at least its size (else the
+first missing seq, size + 1, is bad: the tail was truncated) and have its root at that
+size. When the root differs, the first bad seq is the first entry after the largest
+stored checkpoint below the trusted size that matches the entries (1 if there is none).
+If a stored checkpoint at or above the trusted size also matches the entries, the log key
+signed two different histories (someone else holds it, or the gateway kept writing to a
+restored older copy of its log): no stored signature can be relied on, and the first bad
+seq is 1.
 """
 
 from __future__ import annotations
@@ -27,7 +43,7 @@ from hashlib import sha256
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from audit.checkpoint import open_checkpoint
+from audit.checkpoint import Checkpoint, open_checkpoint
 from audit.entry import GENESIS_PREV, SEQ_SIZE
 from audit.errors import AuditVerificationError, CheckpointError
 from audit.hasher import EMPTY_ROOT, HASH_SIZE
@@ -46,9 +62,11 @@ class VerifyReport:
     entries: int
     checkpoints: int
     uncovered_tail: int
-    """Entries after the latest checkpoint: chained, but not yet signed for."""
+    """Entries after the latest checkpoint (stored or trusted): chained, not yet signed for."""
     root: bytes
     elapsed_s: float
+    trusted_size: int | None = None
+    """Size of the DPO's trusted checkpoint the log was checked against, if one was given."""
 
     @property
     def entries_per_s(self) -> float:
@@ -92,16 +110,30 @@ def verify_log(
     *,
     origin: str,
     key_name: str,
+    trusted: str | None = None,
+    max_uncovered: int | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> VerifyReport:
-    """Check the whole stored log; raise `AuditVerificationError` naming the first bad seq."""
+    """Check the whole stored log; raise `AuditVerificationError` naming the first bad seq.
+
+    `trusted` is a signed checkpoint note the DPO kept from an earlier run (outside the
+    gateway host): the log must still hold at least its size, with its root at that size.
+    A log with entries that no signed checkpoint covers fails at seq 1; entries after the
+    latest checkpoint (the uncovered tail) are only reported, unless there are more than
+    `max_uncovered` of them. Raises `CheckpointError` when `trusted` is not a checkpoint of
+    this origin signed by `public_key`.
+    """
+    if max_uncovered is not None and max_uncovered < 0:
+        raise ValueError("max_uncovered must not be negative")
+    pinned = _open_trusted(trusted, public_key, origin, key_name)
     started = clock()
     # Checkpoints first: entries read afterwards can only be more, never fewer.
     stored = reader.checkpoints()
     signed, checkpoint_problem = _open_checkpoints(stored, public_key, origin, key_name)
-    count, tree, walk_problem = _walk(reader.iter_rows(), signed)
-    problems = [p for p in (checkpoint_problem, walk_problem) if p is not None]
-    if walk_problem is None:
+    walk = _walk(reader.iter_rows(), signed, pinned.size if pinned else 0)
+    count = walk.count
+    problems = [p for p in (checkpoint_problem, walk.problem) if p is not None]
+    if walk.problem is None:
         beyond = [size for size, _ in signed if size > count]
         if beyond:
             problems.append(
@@ -111,17 +143,93 @@ def verify_log(
                     f"holds: got {count}, want {beyond[0]}",
                 )
             )
-    if problems:
-        first = min(problems, key=lambda p: p.seq)
-        raise AuditVerificationError(first.seq, first.reason)
+    if pinned is not None:
+        problems.extend(_check_trusted(pinned, walk))
     latest = signed[-1][0] if signed else 0
+    covered = max(latest, pinned.size if pinned else 0)
+    if count > 0 and covered == 0 and checkpoint_problem is None:
+        problems.append(
+            _Problem(
+                1,
+                f"no signed checkpoint covers any of the {count} entries: the checkpoints "
+                "were removed, or the gateway has not yet signed its first one (it signs "
+                "within a second of an append and when it stops)",
+            )
+        )
+    elif walk.problem is None and max_uncovered is not None and count - covered > max_uncovered:
+        problems.append(
+            _Problem(
+                covered + 1,
+                f"{count - covered} entries after the latest checkpoint (size {covered}) "
+                f"are not under any signed checkpoint, more than the {max_uncovered} allowed",
+            )
+        )
+    if problems:
+        problems.sort(key=lambda p: p.seq)
+        first, others = problems[0], problems[1:]
+        reason = first.reason
+        if others:
+            reason += "; also: " + "; ".join(p.reason for p in others)
+        raise AuditVerificationError(first.seq, reason)
     return VerifyReport(
         entries=count,
         checkpoints=len(signed),
-        uncovered_tail=count - latest,
-        root=tree.root(),
+        uncovered_tail=count - covered,
+        root=walk.tree.root(),
         elapsed_s=clock() - started,
+        trusted_size=pinned.size if pinned else None,
     )
+
+
+def _open_trusted(
+    trusted: str | None, public_key: Ed25519PublicKey, origin: str, key_name: str
+) -> Checkpoint | None:
+    if trusted is None:
+        return None
+    try:
+        return open_checkpoint(trusted, key_name, public_key, origin)
+    except CheckpointError as exc:
+        raise CheckpointError(f"the trusted checkpoint: {exc.detail}") from exc
+
+
+def _check_trusted(pinned: Checkpoint, walk: _Walk) -> list[_Problem]:
+    """What the trusted checkpoint says about the walked log (see the module docstring)."""
+    if pinned.size == 0:
+        if pinned.root != EMPTY_ROOT:
+            return [_Problem(1, f"trusted checkpoint at size 0 has root {pinned.root.hex()}")]
+        return []
+    if walk.trusted_root is None:  # the walk never reached the trusted size
+        if walk.problem is not None:
+            return []  # it stopped at an earlier problem, which is reported
+        return [
+            _Problem(
+                walk.count + 1,
+                f"the log holds {walk.count} entries, fewer than the trusted checkpoint at "
+                f"size {pinned.size}: entries {walk.count + 1} to {pinned.size} were removed",
+            )
+        ]
+    if walk.trusted_root == pinned.root:
+        return []
+    forks = [size for size in walk.vouched if size >= pinned.size]
+    if forks:
+        return [
+            _Problem(
+                1,
+                f"the trusted checkpoint at size {pinned.size} does not match the entries: "
+                f"root got {walk.trusted_root.hex()}, want {pinned.root.hex()}; and the log "
+                f"key also signed the rewritten log (checkpoint at size {forks[0]}), so no "
+                "stored checkpoint can be relied on: someone else holds the log key, or the "
+                "gateway kept writing to an older copy of its log",
+            )
+        ]
+    agrees = max((size for size in walk.vouched if size < pinned.size), default=0)
+    return [
+        _Problem(
+            agrees + 1,
+            f"the trusted checkpoint at size {pinned.size} does not match the entries: "
+            f"root got {walk.trusted_root.hex()}, want {pinned.root.hex()}",
+        )
+    ]
 
 
 def _open_checkpoints(
@@ -151,17 +259,37 @@ def _open_checkpoints(
     return signed, None
 
 
+@dataclass
+class _Walk:
+    count: int
+    """Entries walked: all of them, or up to the first problem."""
+    tree: CompactRange
+    problem: _Problem | None
+    vouched: list[int]
+    """Sizes of the stored checkpoints whose root was recomputed and matched."""
+    trusted_root: bytes | None
+    """The root recomputed at the trusted checkpoint's size, if the walk got that far."""
+
+
 def _walk(
-    entries: Iterable[tuple[int, bytes, bytes]], signed: list[tuple[int, bytes]]
-) -> tuple[int, CompactRange, _Problem | None]:
+    entries: Iterable[tuple[int, bytes, bytes]],
+    signed: list[tuple[int, bytes]],
+    trusted_size: int = 0,
+) -> _Walk:
     """Stream the entries once: sequence, chain, and roots at the signed sizes.
 
-    Returns the number of entries walked, the tree, and the first problem (if any).
+    Also records the root at `trusted_size` (when positive) for the caller to compare.
     """
     tree = CompactRange()
     append = tree.append
-    targets = iter([(size, root) for size, root in signed if size > 0])
-    target_size, target_root = next(targets, (0, b""))
+    stored_roots = dict(signed)
+    sizes = {size for size, _ in signed if size > 0}
+    if trusted_size > 0:
+        sizes.add(trusted_size)
+    targets = iter(sorted(sizes))
+    target_size = next(targets, 0)
+    vouched_sizes: list[int] = []
+    trusted_root: bytes | None = None
     vouched = 0  # size of the last checkpoint whose root was recomputed and matched
     expected, last_leaf, last_prev = 1, GENESIS_PREV, b""
     broken: _Break | None = None  # a broken link, waiting for the next row to assign blame
@@ -174,39 +302,47 @@ def _walk(
             return mismatch
         return found
 
+    def done(problem: _Problem | None) -> _Walk:
+        return _Walk(tree.size, tree, problem, vouched_sizes, trusted_root)
+
     sha, leaf_prefix = sha256, _LEAF_PREFIX  # locals: this loop runs once per entry
     for seq, prev, body in entries:
         leaf = sha(leaf_prefix + seq.to_bytes(SEQ_SIZE, "big") + prev + body).digest()
         if seq != expected:
             if broken is not None:
-                return tree.size, tree, settle(broken.blame(linked=False, vouched=vouched))
+                return done(settle(broken.blame(linked=False, vouched=vouched)))
             if seq > expected:
                 found = _Problem(expected, f"entry {expected} is missing: got seq {seq}")
             else:
                 found = _Problem(seq, f"unexpected entry seq {seq}: want {expected}")
-            return tree.size, tree, settle(found)
+            return done(settle(found))
         if broken is not None:
-            blamed = broken.blame(linked=prev == broken.leaf, vouched=vouched)
-            return tree.size, tree, settle(blamed)
+            return done(settle(broken.blame(linked=prev == broken.leaf, vouched=vouched)))
         if prev != last_leaf:
             if len(prev) != HASH_SIZE:
                 found = _Problem(seq, f"entry {seq} has a {len(prev)}-byte prev, want 32")
-                return tree.size, tree, settle(found)
+                return done(settle(found))
             if seq > 1 and prev == last_prev:
                 found = _Problem(
                     seq - 1,
                     f"entry {seq - 1} was inserted: entries {seq - 1} and {seq} both "
                     f"record prev {prev.hex()}",
                 )
-                return tree.size, tree, settle(found)
+                return done(settle(found))
             broken = _Break(seq, leaf, prev, last_leaf)
         elif mismatch is not None:
-            return tree.size, tree, mismatch  # links hold: the chain was rewritten to match
+            return done(mismatch)  # links hold: the chain was rewritten to match
         append(leaf)
         if seq == target_size:
             root = tree.root()
-            if root == target_root:
+            if seq == trusted_size:
+                trusted_root = root
+            target_root = stored_roots.get(seq)
+            if target_root is None:
+                pass  # only the trusted checkpoint is at this size
+            elif root == target_root:
                 vouched = seq
+                vouched_sizes.append(seq)
             else:
                 mismatch_size = seq
                 mismatch = _Problem(
@@ -214,9 +350,9 @@ def _walk(
                     f"checkpoint at size {seq} does not match the entries: "
                     f"root got {root.hex()}, want {target_root.hex()}",
                 )
-            target_size, target_root = next(targets, (0, b""))
+            target_size = next(targets, 0)
         last_prev, last_leaf = prev, leaf
         expected += 1
     if broken is not None:
-        return tree.size, tree, settle(broken.blame(linked=True, vouched=vouched))
-    return tree.size, tree, mismatch
+        return done(settle(broken.blame(linked=True, vouched=vouched)))
+    return done(mismatch)

@@ -133,39 +133,163 @@ def keys_rotate(var_dir: VarDir = None) -> None:
     typer.echo(f"new receipt signing key {kid}; restart the gateway to use it")
 
 
+LogKeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--log-key",
+        help="Your own copy of the log's public key: PEM, or a verifier key "
+        "<name>+<hex key ID>+<base64>. Without it, var/keys/audit-log.pub is used.",
+        dir_okay=False,
+    ),
+]
+
+
 @audit_app.command("verify")
-def audit_verify(var_dir: VarDir = None) -> None:
+def audit_verify(
+    var_dir: VarDir = None,
+    log_key: LogKeyOption = None,
+    trusted_checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--trusted-checkpoint",
+            help="A checkpoint you saved earlier (`doelpoort audit checkpoint`): the log "
+            "must still hold it, unchanged.",
+            dir_okay=False,
+        ),
+    ] = None,
+    max_uncovered: Annotated[
+        int | None,
+        typer.Option(
+            "--max-uncovered",
+            min=0,
+            help="Fail when more than N newest entries are not yet under a checkpoint "
+            "(default: only report them).",
+        ),
+    ] = None,
+) -> None:
     """Recompute the Merkle tree, check every checkpoint; name the first bad entry."""
-    from audit.keys import load_log_public_key
+    from audit.errors import AuditVerificationError, CheckpointError
+    from audit.keys import load_log_public_key, read_public_key_file
     from audit.store import AuditReader
-    from audit.verify import AuditVerificationError, verify_log
+    from audit.verify import verify_log
+    from gateway.errors import ConfigurationError
     from gateway.runtime import LOG_KEY_NAME
 
     settings = _settings(var_dir)
     if not settings.audit_db_path.exists():
         raise _fail(f"no audit log at {settings.audit_db_path}", 2)
+    trusted: str | None = None
+    if trusted_checkpoint is not None:
+        try:
+            trusted = trusted_checkpoint.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            message = f"cannot read the trusted checkpoint {trusted_checkpoint}: {exc}"
+            raise _fail(message, 2) from exc
+    try:
+        if log_key is not None:
+            public_key = read_public_key_file(log_key, LOG_KEY_NAME)
+        else:
+            public_key = load_log_public_key(settings.keys_dir)
+    except ConfigurationError as exc:
+        raise _fail(str(exc), 2) from exc
+    if log_key is None:
+        typer.secho(
+            f"warning: the log's public key was read from {settings.keys_dir}, the "
+            "gateway's own state directory: whoever can change the log there can also "
+            "re-sign it, and this run would not notice. Pass your own copy with --log-key "
+            "(and your last saved checkpoint with --trusted-checkpoint).",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     reader = AuditReader(settings.audit_db_path)
     try:
         report = verify_log(
             reader,
-            load_log_public_key(settings.keys_dir),
+            public_key,
             origin=settings.origin,
             key_name=LOG_KEY_NAME,
+            trusted=trusted,
+            max_uncovered=max_uncovered,
         )
     except AuditVerificationError as exc:
+        raise _fail(f"audit log NOT intact: {exc}") from exc
+    except CheckpointError as exc:
         raise _fail(
-            f"audit log NOT intact: first bad entry is seq {exc.first_bad_seq}: {exc}"
+            f"audit log NOT verified: {exc} (is it a checkpoint of this log, and the right key?)"
         ) from exc
     finally:
         reader.close()
-    typer.echo(
-        f"audit log intact: {report.entries} entries, {report.checkpoints} signed checkpoints"
-        + (
-            f", {report.uncovered_tail} newest entries not yet under a checkpoint"
-            if report.uncovered_tail
-            else ""
+    summary = f"audit log intact: {report.entries} entries, {report.checkpoints} signed checkpoints"
+    if report.trusted_size is not None:
+        summary += f", consistent with your trusted checkpoint at size {report.trusted_size}"
+    typer.echo(summary)
+    if report.uncovered_tail:
+        first = report.entries - report.uncovered_tail + 1
+        typer.secho(
+            f"warning: the {report.uncovered_tail} newest entries (seq {first} to "
+            f"{report.entries}) are not yet under a signed checkpoint",
+            fg=typer.colors.YELLOW,
+            err=True,
         )
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    var_dir: VarDir = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write the note to FILE instead of stdout.", dir_okay=False
+        ),
+    ] = None,
+) -> None:
+    """Print the latest signed checkpoint, to keep as your next trusted checkpoint."""
+    from audit.store import AuditReader
+
+    settings = _settings(var_dir)
+    if not settings.audit_db_path.exists():
+        raise _fail(f"no audit log at {settings.audit_db_path}", 2)
+    with AuditReader(settings.audit_db_path) as reader:
+        stored = reader.checkpoints()
+    if not stored:
+        raise _fail(
+            "the audit log has no signed checkpoint yet; the gateway signs one within a "
+            "second of its first entry and when it stops",
+            2,
+        )
+    latest = stored[-1]
+    if output is None:
+        typer.echo(latest.note, nl=False)
+    else:
+        try:
+            output.write_text(latest.note, encoding="utf-8")
+        except OSError as exc:
+            raise _fail(f"cannot write {output}: {exc}", 2) from exc
+    typer.echo(
+        f"checkpoint at size {latest.size}, signed {latest.created_at}. Keep it off the "
+        "gateway host; run `doelpoort audit verify --log-key YOUR-COPY "
+        "--trusted-checkpoint FILE` with it next time.",
+        err=True,
     )
+
+
+@audit_app.command("export-key")
+def audit_export_key(var_dir: VarDir = None) -> None:
+    """Write var/keys/audit-log.pub from the log key, and print its verifier key."""
+    from audit.checkpoint import verifier_key
+    from audit.keys import export_log_public_key, load_log_key
+    from gateway.errors import ConfigurationError
+    from gateway.runtime import LOG_KEY_NAME
+
+    settings = _settings(var_dir)
+    try:
+        path, written = export_log_public_key(settings.keys_dir)
+        public_key = load_log_key(settings.keys_dir).public_key()
+    except ConfigurationError as exc:
+        raise _fail(str(exc), 2) from exc
+    typer.echo(f"{'wrote' if written else 'kept (it matches the log key)'} {path}", err=True)
+    typer.echo("verifier key (give the DPO a copy for `audit verify --log-key`):", err=True)
+    typer.echo(verifier_key(LOG_KEY_NAME, public_key))
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,98 @@ def test_write_failure_fails_the_batch_and_marks_unhealthy(
     assert "audit write of 2 entries failed" in caplog.text
     for fragment in ("psn:dpo:", "urn:uuid:", "CTI-2026", "politie"):
         assert fragment not in caplog.text  # the store never logs bodies
+
+
+def landed_behind_the_stores_back(db: Path, seq: int, record: int) -> None:
+    """Commit entry `seq` correctly chained from a second connection: a failed commit of
+    the store's that reached the disk all the same looks exactly like this."""
+    conn = sqlite3.connect(db)
+    try:
+        prev, body = conn.execute(
+            "SELECT prev, CAST(body AS BLOB) FROM entries WHERE seq = ?", (seq - 1,)
+        ).fetchone()
+        last_leaf = leaf_hash(leaf_bytes(seq - 1, prev, body))
+        new_body = make_record(record).body().decode()
+        conn.execute("INSERT INTO entries VALUES (?, ?, ?)", (seq, last_leaf, new_body))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_a_failed_commit_that_landed_is_picked_up_before_the_next_write(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    async def run(store: AuditStore) -> None:
+        assert await store.append([make_record(1)]) == [1]
+        attack(
+            db,
+            "CREATE TRIGGER fail BEFORE INSERT ON entries "
+            "WHEN json_extract(NEW.body, '$.purpose') = 'boom' "
+            "BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+        )
+        with pytest.raises(AuditError):
+            await store.append([make_record(2, purpose="boom")])
+        assert not store.healthy()
+        # Seq 2 lands after all; without a rebuild, the store would write seq 2 again
+        # and fail on every later append until restarted.
+        landed_behind_the_stores_back(db, 2, record=2)
+        attack(db, "DROP TRIGGER fail")
+        assert await store.append([make_record(3)]) == [3]
+        assert store.healthy()
+        assert store.size == 3
+        assert await store.append([make_record(4), make_record(5)]) == [4, 5]
+
+    with open_store(db, key) as store:
+        asyncio.run(run(store))
+    report = verify(db, key)
+    assert (report.entries, report.uncovered_tail) == (5, 0)
+
+
+def test_a_failed_rebuild_keeps_the_store_unhealthy(
+    db: Path, key: Ed25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def run(store: AuditStore) -> None:
+        assert await store.append([make_record(1)]) == [1]
+        attack(
+            db, "CREATE TRIGGER fail BEFORE INSERT ON entries BEGIN SELECT RAISE(ABORT, 'io'); END"
+        )
+        with pytest.raises(AuditError):
+            await store.append([make_record(2)])
+        attack(db, "DROP TRIGGER fail")
+        # Meanwhile a row that does not chain appears: the state cannot be rebuilt.
+        forged = make_record(9).body().decode()
+        attack(db, "INSERT INTO entries VALUES (2, zeroblob(32), ?)", forged)
+        for i in range(2):
+            with pytest.raises(AuditError, match="could not be written"):
+                await store.append([make_record(3 + i)])
+            assert not store.healthy()
+        assert store.size == 1
+
+    with open_store(db, key) as store:
+        asyncio.run(run(store))
+    assert "audit state could not be rebuilt: AuditError" in caplog.text
+    assert "not intact near seq 2" in caplog.text
+
+
+# The writer thread is killed on purpose; pytest reports that as an unhandled exception.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_append_does_not_wait_forever_on_a_stopped_writer(db: Path, key: Ed25519PrivateKey) -> None:
+    def stop_the_writer() -> datetime:
+        raise SystemExit  # ends the writer thread mid-commit, before it answers anyone
+
+    async def run(store: AuditStore) -> None:
+        with pytest.raises(AuditError, match="writer has stopped"):
+            await store.append([make_record(1)])  # waits out the timeout
+        assert not store.healthy()
+        with pytest.raises(AuditError, match="writer has stopped"):
+            await store.append([make_record(2)])  # refused at once
+
+    with open_store(
+        db, key, checkpoint_every=1, now=stop_the_writer, append_timeout_s=0.2
+    ) as store:
+        asyncio.run(run(store))
+    with AuditReader(db) as reader:
+        assert reader.count() == 0
 
 
 def test_every_waiter_of_a_failed_commit_gets_audit_error(db: Path, key: Ed25519PrivateKey) -> None:

@@ -1,7 +1,8 @@
 """verify_log: an intact log passes; each kind of tampering names the first bad seq.
 
 Every test starts from the same log: 20 entries with signed checkpoints at sizes
-5, 10, 15 and 20. Tampering is done as an attacker with write access to the file would.
+5, 10, 15 and 20. Tampering is done as an attacker with write access to the file would;
+the last tests give that attacker the log key too, and the DPO a trusted checkpoint.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.checkpoint import Checkpoint, sign_checkpoint
 from audit.entry import leaf_bytes
-from audit.errors import AuditVerificationError
-from audit.hasher import leaf_hash
+from audit.errors import AuditVerificationError, CheckpointError
+from audit.hasher import EMPTY_ROOT, leaf_hash
 from audit.reader import AuditReader
 from audit.tree import reference_root
-from audit.verify import verify_log
+from audit.verify import VerifyReport, verify_log
 
 SIZE = 20
 
@@ -218,3 +219,212 @@ def test_wrong_key_or_origin_trusts_no_checkpoint(db: Path, key: Ed25519PrivateK
         verify_log(reader, key.public_key(), origin="elsewhere/log", key_name=KEY_NAME)
     assert failed.value.first_bad_seq == 1
     assert "origin" in failed.value.reason
+
+
+# -- coverage: entries no signed checkpoint vouches for ----------------------------------
+
+
+def rewrite_from(db: Path, seq: int) -> None:
+    """Change entry `seq` and recompute every later prev, so that no link breaks."""
+    attack(db, "UPDATE entries SET body = replace(body, 'allow', 'deny') WHERE seq = ?", seq)
+    for later in range(seq + 1, SIZE + 1):
+        attack(db, "UPDATE entries SET prev = ? WHERE seq = ?", leaves(db)[later - 2], later)
+
+
+def test_rewrite_with_every_checkpoint_deleted_fails_at_1(db: Path, key: Ed25519PrivateKey) -> None:
+    """C1: no link breaks and no checkpoint is left to contradict the entries."""
+    rewrite_from(db, 12)
+    attack(db, "DELETE FROM checkpoints")
+    failed = first_bad(db, key)
+    assert failed.first_bad_seq == 1
+    assert f"no signed checkpoint covers any of the {SIZE} entries" in failed.reason
+
+
+def test_only_a_size_0_checkpoint_covers_nothing(db: Path, key: Ed25519PrivateKey) -> None:
+    attack(db, "DELETE FROM checkpoints")
+    note = sign_checkpoint(Checkpoint(ORIGIN, 0, EMPTY_ROOT), KEY_NAME, key)
+    attack(db, "INSERT INTO checkpoints VALUES (0, ?, ?, 'now')", EMPTY_ROOT, note)
+    assert first_bad(db, key).first_bad_seq == 1
+
+
+def test_a_broken_link_is_still_reported_without_checkpoints(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    attack(db, "UPDATE entries SET prev = zeroblob(32) WHERE seq = 7")
+    attack(db, "DELETE FROM checkpoints")
+    failed = first_bad(db, key)
+    assert failed.first_bad_seq == 1
+    assert "also: entry 7 does not follow entry 6" in failed.reason
+
+
+def test_unverifiable_checkpoints_are_not_reported_as_missing(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    with AuditReader(db) as reader, pytest.raises(AuditVerificationError) as failed:
+        verify_log(
+            reader, Ed25519PrivateKey.generate().public_key(), origin=ORIGIN, key_name=KEY_NAME
+        )
+    assert failed.value.first_bad_seq == 1
+    assert "no signature of key" in failed.value.reason
+    assert "no signed checkpoint covers" not in failed.value.reason
+
+
+@pytest.mark.parametrize(("allowed", "passes"), [(None, True), (5, True), (4, False), (0, False)])
+def test_max_uncovered(db: Path, key: Ed25519PrivateKey, allowed: int | None, passes: bool) -> None:
+    attack(db, "DELETE FROM checkpoints WHERE size = 20")  # as if the writer crashed
+    with AuditReader(db) as reader:
+        if passes:
+            report = verify_log(
+                reader, key.public_key(), origin=ORIGIN, key_name=KEY_NAME, max_uncovered=allowed
+            )
+            assert report.uncovered_tail == 5
+            return
+        with pytest.raises(AuditVerificationError) as failed:
+            verify_log(
+                reader, key.public_key(), origin=ORIGIN, key_name=KEY_NAME, max_uncovered=allowed
+            )
+    assert failed.value.first_bad_seq == 16
+    assert "5 entries after the latest checkpoint (size 15)" in failed.value.reason
+
+
+def test_max_uncovered_is_met_by_a_fully_covered_log(db: Path, key: Ed25519PrivateKey) -> None:
+    with AuditReader(db) as reader:
+        report = verify_log(
+            reader, key.public_key(), origin=ORIGIN, key_name=KEY_NAME, max_uncovered=0
+        )
+    assert report.uncovered_tail == 0
+    with AuditReader(db) as reader, pytest.raises(ValueError, match="negative"):
+        verify_log(reader, key.public_key(), origin=ORIGIN, key_name=KEY_NAME, max_uncovered=-1)
+
+
+# -- the DPO's trusted checkpoint -------------------------------------------------------
+
+
+def stored_note(db: Path, size: int) -> str:
+    with AuditReader(db) as reader:
+        (note,) = [c.note for c in reader.checkpoints() if c.size == size]
+    return note
+
+
+def verify_trusted(db: Path, key: Ed25519PrivateKey, trusted: str) -> VerifyReport:
+    with AuditReader(db) as reader:
+        return verify_log(
+            reader, key.public_key(), origin=ORIGIN, key_name=KEY_NAME, trusted=trusted
+        )
+
+
+def first_bad_trusted(db: Path, key: Ed25519PrivateKey, trusted: str) -> AuditVerificationError:
+    with pytest.raises(AuditVerificationError) as failed:
+        verify_trusted(db, key, trusted)
+    return failed.value
+
+
+def resign(db: Path, key: Ed25519PrivateKey, *sizes: int) -> None:
+    """The attacker holds the log key: replace the checkpoints at `sizes` with new ones."""
+    for size in sizes:
+        root = reference_root(leaves(db)[:size])
+        note = sign_checkpoint(Checkpoint(ORIGIN, size, root), KEY_NAME, key)
+        attack(db, "DELETE FROM checkpoints WHERE size = ?", size)
+        attack(db, "INSERT INTO checkpoints VALUES (?, ?, ?, 'now')", size, root, note)
+
+
+@pytest.mark.parametrize("size", [5, 15, 20])
+def test_intact_log_holds_the_trusted_checkpoint(
+    db: Path, key: Ed25519PrivateKey, size: int
+) -> None:
+    report = verify_trusted(db, key, stored_note(db, size))
+    assert (report.entries, report.trusted_size, report.uncovered_tail) == (SIZE, size, 0)
+
+
+def test_trusted_checkpoint_at_an_unstored_size(db: Path, key: Ed25519PrivateKey) -> None:
+    root = reference_root(leaves(db)[:12])
+    note = sign_checkpoint(Checkpoint(ORIGIN, 12, root), KEY_NAME, key)
+    assert verify_trusted(db, key, note).trusted_size == 12
+    empty = sign_checkpoint(Checkpoint(ORIGIN, 0, EMPTY_ROOT), KEY_NAME, key)
+    assert verify_trusted(db, key, empty).trusted_size == 0
+
+
+def test_truncated_tail_passes_alone_but_not_the_trusted_checkpoint(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    """H2: every entry and checkpoint above 10 is gone; what remains is self-consistent."""
+    trusted = stored_note(db, 20)
+    attack(db, "DELETE FROM entries WHERE seq > 10")
+    attack(db, "DELETE FROM checkpoints WHERE size > 10")
+    assert verify(db, key).entries == 10  # nothing in the file itself can tell
+    failed = first_bad_trusted(db, key, trusted)
+    assert failed.first_bad_seq == 11
+    assert "holds 10 entries, fewer than the trusted checkpoint at size 20" in failed.reason
+
+
+def test_truncated_below_the_trusted_size_with_an_old_one(db: Path, key: Ed25519PrivateKey) -> None:
+    trusted = stored_note(db, 15)
+    attack(db, "DELETE FROM entries WHERE seq > 13")
+    attack(db, "DELETE FROM checkpoints WHERE size > 10")
+    assert first_bad_trusted(db, key, trusted).first_bad_seq == 14
+
+
+def test_rewrite_resigned_with_the_real_key_is_caught_by_the_trusted_checkpoint(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    """The attacker holds the key: checkpoints 15 and 20 are re-signed over the rewrite."""
+    trusted = stored_note(db, 20)
+    rewrite_from(db, 12)
+    resign(db, key, 15, 20)
+    assert verify(db, key).entries == SIZE  # the stored evidence is all consistent
+    failed = first_bad_trusted(db, key, trusted)
+    # The key signed two histories at size 20, so checkpoints 5 and 10 vouch for nothing.
+    assert failed.first_bad_seq == 1
+    assert "trusted checkpoint at size 20 does not match the entries" in failed.reason
+    assert "the log key also signed the rewritten log (checkpoint at size 20)" in failed.reason
+
+
+def test_resigned_rewrite_against_an_older_trusted_checkpoint(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    trusted = stored_note(db, 15)
+    rewrite_from(db, 12)
+    resign(db, key, 15, 20)
+    failed = first_bad_trusted(db, key, trusted)
+    assert failed.first_bad_seq == 1
+    assert "checkpoint at size 15)" in failed.reason
+
+
+def test_rewrite_with_later_checkpoints_deleted_blames_after_the_last_that_agrees(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    """No key: the attacker deletes the checkpoints that would contradict the rewrite."""
+    trusted = stored_note(db, 20)
+    rewrite_from(db, 12)
+    attack(db, "DELETE FROM checkpoints WHERE size > 10")
+    assert verify(db, key).uncovered_tail == 10  # alone, only a warning
+    failed = first_bad_trusted(db, key, trusted)
+    assert failed.first_bad_seq == 11  # checkpoint 10 still agrees with the entries
+    assert "root got" in failed.reason
+
+
+def test_rewrite_with_every_checkpoint_deleted_against_a_trusted_one(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    trusted = stored_note(db, 15)
+    rewrite_from(db, 12)
+    attack(db, "DELETE FROM checkpoints")
+    failed = first_bad_trusted(db, key, trusted)
+    assert failed.first_bad_seq == 1
+    assert "trusted checkpoint at size 15 does not match" in failed.reason
+
+
+def test_trusted_checkpoint_of_another_key_or_origin_is_refused(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    root = reference_root(leaves(db))
+    other_key = sign_checkpoint(
+        Checkpoint(ORIGIN, 20, root), KEY_NAME, Ed25519PrivateKey.generate()
+    )
+    with pytest.raises(CheckpointError, match="the trusted checkpoint: no signature of key"):
+        verify_trusted(db, key, other_key)
+    other_origin = sign_checkpoint(Checkpoint("elsewhere/log", 20, root), KEY_NAME, key)
+    with pytest.raises(CheckpointError, match="the trusted checkpoint: origin"):
+        verify_trusted(db, key, other_origin)
+    with pytest.raises(CheckpointError, match="the trusted checkpoint: note has no signature"):
+        verify_trusted(db, key, "not a note")

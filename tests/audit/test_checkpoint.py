@@ -22,6 +22,7 @@ from audit.checkpoint import (
     key_id,
     open_checkpoint,
     open_note,
+    parse_verifier_key,
     sign_checkpoint,
     sign_note,
     verifier_key,
@@ -64,6 +65,41 @@ def test_go_note_vector_signs_byte_for_byte() -> None:
     assert verifier_key("PeterNeumann", go_key.public_key()) == GO_VERIFIER
     assert sign_note(GO_TEXT, "PeterNeumann", go_key) == GO_NOTE
     assert open_note(GO_NOTE, "PeterNeumann", go_key.public_key()) == GO_TEXT
+
+
+def test_go_verifier_key_parses(key: Ed25519PrivateKey) -> None:
+    name, public = parse_verifier_key(GO_VERIFIER + "\n")
+    assert name == "PeterNeumann"
+    raw = Encoding.Raw, PublicFormat.Raw
+    assert public.public_bytes(*raw) == _go_key().public_key().public_bytes(*raw)
+    assert parse_verifier_key(verifier_key(NAME, key.public_key()))[0] == NAME
+
+
+def test_verifier_key_whose_base64_holds_a_plus() -> None:
+    public = next(
+        k.public_key()
+        for k in iter(Ed25519PrivateKey.generate, None)
+        if "+" in verifier_key(NAME, k.public_key()).split("+", 2)[2]
+    )
+    name, parsed = parse_verifier_key(verifier_key(NAME, public))
+    raw = Encoding.Raw, PublicFormat.Raw
+    assert (name, parsed.public_bytes(*raw)) == (NAME, public.public_bytes(*raw))
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("PeterNeumann+c74f20a3", "<name>"),
+        (GO_VERIFIER.replace("c74f20a3", "c74f20a4"), "does not match"),
+        (GO_VERIFIER.replace("c74f20a3", "c74f20"), "4-byte key ID"),
+        (GO_VERIFIER.replace("+ARpc", "+AhPc"), "Ed25519"),
+        (GO_VERIFIER.replace("+ARpc", "+A!pc"), "hex and base64"),
+        (GO_VERIFIER.replace("PeterNeumann", "Peter Neumann"), "key names"),
+    ],
+)
+def test_malformed_verifier_keys(text: str, complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        parse_verifier_key(text)
 
 
 def test_checkpoint_note_format(key: Ed25519PrivateKey) -> None:
