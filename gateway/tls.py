@@ -182,7 +182,7 @@ def build_server(
         host=host,
         port=port,
         # The stdlib loop: its SSL transport exposes `ssl_object`, which the protocol reads.
-        loop="asyncio",
+        loop="uvloop",
         http=TLSHttpToolsProtocol,
         ws="none",  # websocket upgrades would bypass the TLS extension; we serve none
         ssl_certfile=str(paths.server_cert),  # also read back as the extension's server_cert

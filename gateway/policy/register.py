@@ -3,7 +3,10 @@
 The Rego policy reads the register as ``data.register`` (:meth:`Register.as_data`). The
 loader is strict on purpose: an unknown key (say ``excluded_domain`` for
 ``excluded_domains``) would otherwise be ignored by the policy and quietly widen a
-purpose, so it is a ConfigurationError at start-up. Op names are checked against the
+purpose, so it is a ConfigurationError at start-up. So is a domain or category name the
+connector catalog does not know (``allowed_domains: [imigration]`` would otherwise allow
+nothing, ``pseudonym_categories: [identifiers]`` would quietly drop the identifiers, and
+``excluded_domains: [polices]`` would exclude nothing). Op names are checked against the
 operator registry here; whether an op suits a field's type is checked per decision,
 because only the dataset knows its field types.
 """
@@ -18,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from gateway.connectors.catalog import CATEGORIES, DOMAINS
 from gateway.errors import ConfigurationError, DoelpoortError
 from gateway.operators import parse_op
 
@@ -30,10 +34,16 @@ _PURPOSE_KEYS = {
     "requester_roles",
     "requires_justification",
     "datasets",
+    "allowed_domains",
     "excluded_domains",
     "excluded_categories",
     "clear_categories",
+    "reduced_categories",
+    "pseudonym_categories",
 }
+#: The category lists of a purpose's category allow-list, from the most to the least
+#: released (see the Purpose fields below and policies/doelpoort/deny.rego).
+_TIER_KEYS = ("clear_categories", "reduced_categories", "pseudonym_categories")
 _GRANT_KEYS = {"field_ops", "requesters"}
 
 
@@ -55,10 +65,17 @@ class Purpose:
     requester_roles: tuple[str, ...]
     requires_justification: bool
     datasets: Mapping[str, DatasetGrant]
+    #: None: no constraint; a tuple: the only domains whose datasets the purpose may cover.
+    allowed_domains: tuple[str, ...] | None = None
     excluded_domains: tuple[str, ...] = ()
     excluded_categories: tuple[str, ...] = ()
-    #: None: no constraint; a tuple: only these categories may be released in clear.
+    # The category allow-list. All None: no constraint. Any of them a tuple: a field of a
+    # clear category may have any op, of a reduced category only pseudonymise, mask,
+    # generalise or drop, of a pseudonym category only pseudonymise or drop, and of any
+    # other category only drop.
     clear_categories: tuple[str, ...] | None = None
+    reduced_categories: tuple[str, ...] | None = None
+    pseudonym_categories: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,11 +119,12 @@ class Register:
                     "retention_days": p.retention_days,
                     "requester_roles": list(p.requester_roles),
                     "requires_justification": p.requires_justification,
+                    "allowed_domains": _optional_list(p.allowed_domains),
                     "excluded_domains": list(p.excluded_domains),
                     "excluded_categories": list(p.excluded_categories),
-                    "clear_categories": (
-                        None if p.clear_categories is None else list(p.clear_categories)
-                    ),
+                    "clear_categories": _optional_list(p.clear_categories),
+                    "reduced_categories": _optional_list(p.reduced_categories),
+                    "pseudonym_categories": _optional_list(p.pseudonym_categories),
                     "datasets": {
                         dataset: _grant_data(grant) for dataset, grant in p.datasets.items()
                     },
@@ -142,6 +160,12 @@ def load_register(policies_dir: Path) -> Register:
     return Register.load(policies_dir / REGISTER_FILE)
 
 
+def _optional_list(names: tuple[str, ...] | None) -> list[str] | None:
+    # null (not []) when the register does not give the key: the policy tells "no
+    # constraint" from "an empty allow-list" by it.
+    return None if names is None else list(names)
+
+
 def _grant_data(grant: DatasetGrant) -> dict[str, Any]:
     # No "requesters" key at all (rather than null) when the grant is not narrowed: the
     # policy tests for its absence.
@@ -166,7 +190,12 @@ def _purpose(name: str, raw: object) -> Purpose:
     roles = _names(spec["requester_roles"], f"{where}: requester_roles")
     if not roles:
         raise ConfigurationError(f"{where}: requester_roles must name at least one role")
-    clear = spec.get("clear_categories")
+    allowed_domains = _optional_known(spec, "allowed_domains", DOMAINS, where)
+    if allowed_domains == ():
+        # An empty allow-list would refuse every dataset: surely a mistake, so say so.
+        raise ConfigurationError(f"{where}: allowed_domains must name at least one domain")
+    tiers = {key: _optional_known(spec, key, CATEGORIES, where) for key in _TIER_KEYS}
+    _check_disjoint(tiers, where)
     datasets = _mapping(spec["datasets"], f"{where}: datasets")
     return Purpose(
         name=name,
@@ -182,12 +211,53 @@ def _purpose(name: str, raw: object) -> Purpose:
                 for dataset, g in datasets.items()
             }
         ),
-        excluded_domains=_names(spec.get("excluded_domains", []), f"{where}: excluded_domains"),
-        excluded_categories=_names(
-            spec.get("excluded_categories", []), f"{where}: excluded_categories"
-        ),
-        clear_categories=None if clear is None else _names(clear, f"{where}: clear_categories"),
+        allowed_domains=allowed_domains,
+        excluded_domains=_known(spec, "excluded_domains", DOMAINS, where),
+        excluded_categories=_known(spec, "excluded_categories", CATEGORIES, where),
+        clear_categories=tiers["clear_categories"],
+        reduced_categories=tiers["reduced_categories"],
+        pseudonym_categories=tiers["pseudonym_categories"],
     )
+
+
+def _optional_known(
+    spec: Mapping[str, Any], key: str, known: tuple[str, ...], where: str
+) -> tuple[str, ...] | None:
+    """``spec[key]`` as a list of names from ``known``; None when the key is absent.
+
+    A key given without a list (``allowed_domains:`` with the list deleted) is an error,
+    not "no constraint".
+    """
+    if key not in spec:
+        return None
+    return _known(spec, key, known, where)
+
+
+def _known(
+    spec: Mapping[str, Any], key: str, known: tuple[str, ...], where: str
+) -> tuple[str, ...]:
+    """``spec[key]`` (default []) as a list of names from ``known``, without repeats."""
+    names = _names(spec.get(key, []), f"{where}: {key}")
+    if unknown := sorted(set(names) - set(known)):
+        raise ConfigurationError(
+            f"{where}: {key}: unknown name(s) {', '.join(unknown)} (known: {', '.join(known)})"
+        )
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"{where}: {key} names a value twice")
+    return names
+
+
+def _check_disjoint(tiers: Mapping[str, tuple[str, ...] | None], where: str) -> None:
+    # A category in two tiers would be ambiguous to a reader (the policy applies the
+    # stricter one), so the register must put each category in one tier at most.
+    seen: dict[str, str] = {}
+    for key, names in tiers.items():
+        for name in names or ():
+            if name in seen:
+                raise ConfigurationError(
+                    f"{where}: category {name} is in both {seen[name]} and {key}"
+                )
+            seen[name] = key
 
 
 def _grant(where: str, raw: object) -> DatasetGrant:

@@ -2,9 +2,10 @@
 # disclosure.rego allows only when this set is empty. Reasons name purposes, partners,
 # datasets, fields and categories — never identifiers or record values.
 #
-# The constraints (excluded_domains, excluded_categories, clear_categories,
-# requires_justification) are checked against the field ops the register grants, so a
-# register edit that grants too much is refused here instead of widening a purpose.
+# The purpose constraints (allowed_domains, excluded_domains, excluded_categories, the
+# category allow-list clear/reduced/pseudonym_categories, requires_justification) are
+# checked against the dataset and the field ops the register grants, so a register edit
+# that grants too much is refused here instead of widening a purpose.
 package doelpoort.disclosure
 
 import rego.v1
@@ -39,42 +40,90 @@ deny contains sprintf(
 	not requester_covered
 }
 
-# A purpose that is not a security purpose (e.g. vertrek) must never reach intelligence,
-# police or financial systems, whatever the dataset entries say.
+# --- domains --------------------------------------------------------------------------
+
+# A purpose with allowed_domains covers datasets of those domains only, whatever dataset
+# entries the register adds. vertrek is not a security purpose: it covers immigration
+# and detention data and nothing else, so neither a domain the deny-list below forgets
+# (KMar passenger or border data) nor one the catalog adds later can reach it.
+#
+# Like coverage, only reported to a requester the purpose is granted to (anyone else is
+# refused for that already), and not for the placeholder "no dataset" (empty id), which
+# is refused for not being covered. The reason is built with concat() alone: regopy 1.5
+# mis-quotes a concat() result passed to sprintf().
+deny contains concat("", [
+	"purpose ", input.purpose, " only covers ", and_list(purpose.allowed_domains),
+	" data; ", input.dataset.id, " is ", input.dataset.domain, " data",
+]) if {
+	is_array(purpose.allowed_domains)
+	role_granted
+	input.dataset.id != ""
+	not input.dataset.domain in purpose.allowed_domains
+}
+
+# Defence in depth next to allowed_domains: a purpose that is not a security purpose
+# (e.g. vertrek) must never reach intelligence, police or financial systems, even when
+# someone widens its allow-list.
 deny contains sprintf("purpose %s excludes %s data", [input.purpose, input.dataset.domain]) if {
 	input.dataset.domain in purpose.excluded_domains
 }
+
+# --- field categories -------------------------------------------------------------------
 
 # An excluded category may only ever be dropped. A dataset entry that keeps, masks or
 # even pseudonymises such a field is a register misconfiguration: deny the whole dataset.
 deny contains sprintf(
 	"purpose %s excludes %s data (field %s)",
-	[input.purpose, category, field],
+	[input.purpose, f.category, field],
 ) if {
-	count(purpose.excluded_categories) > 0 # cheap guard: most purposes exclude none
-	some field, op in field_ops
-	op != "drop"
-	category := input.dataset.fields[field].category
-	category in purpose.excluded_categories
+	count(purpose.excluded_categories) > 0 # cheap guard first: most purposes exclude none
+	some field, f in released
+	f.category in purpose.excluded_categories
 }
 
-# A purpose with clear_categories (e.g. tf-screening) releases content in clear only for
-# those categories; every other field may only be pseudonymised, reduced to exists, or
-# dropped. Masking and generalising still release part of the content, so they count as
-# clear.
+# The category allow-list (tf-screening, pnr-request). A purpose that gives any of
+# clear_categories, reduced_categories or pseudonym_categories releases only the
+# categories it lists, each no further than its list allows (ops in disclosure.rego):
 #
-# (The reason names the field's category rather than listing clear_categories: regopy
-# 1.5 mis-quotes a concat() result passed to sprintf().)
+#   clear      any op                                  (tf-screening: the indicator)
+#   reduced    pseudonymise, mask, generalise or drop  (pnr-request: who travelled)
+#   pseudonym  pseudonymise or drop                    (tf-screening: identifiers)
+#   unlisted   drop only                               (amounts, names, payment)
+#
+# exists is deliberately clear-only: "this person has a reported transaction" is itself
+# a signal, not a pseudonym. A category in two lists gets the stricter rule (the register
+# loader refuses that anyway). Each reason names the field, its category and its op.
+
 deny contains sprintf(
-	"purpose %s does not release %s data in clear (field %s has op %s)",
-	[input.purpose, category, field, op],
+	"purpose %s releases %s data only pseudonymised (field %s has op %s)",
+	[input.purpose, f.category, field, f.op],
 ) if {
-	is_array(purpose.clear_categories)
-	some field, op in field_ops
-	not op_name(op) in non_clear_ops
-	category := input.dataset.fields[field].category
-	not category in purpose.clear_categories
+	count(pseudonym_categories) > 0 # cheap guards first, here and below
+	some field, f in released
+	f.category in pseudonym_categories
+	not f.name in pseudonym_ops
 }
+
+deny contains sprintf(
+	"purpose %s releases %s data only pseudonymised, masked or generalised (field %s has op %s)",
+	[input.purpose, f.category, field, f.op],
+) if {
+	count(reduced_categories) > 0
+	some field, f in released
+	f.category in reduced_categories
+	not f.name in reduced_ops
+}
+
+deny contains sprintf(
+	"purpose %s does not release %s data (field %s has op %s)",
+	[input.purpose, f.category, field, f.op],
+) if {
+	lists_categories
+	some field, f in released
+	not f.category in listed_categories
+}
+
+# --- the request ------------------------------------------------------------------------
 
 deny contains sprintf("purpose %s requires a justification", [input.purpose]) if {
 	purpose.requires_justification == true

@@ -86,8 +86,54 @@ field_ops := object.filter(grant.field_ops, object.keys(input.dataset.fields))
 # The op name without its parameter ("generalise:year" -> "generalise").
 op_name(op) := split(op, ":")[0]
 
-# Ops that never release a field's content in clear.
-non_clear_ops := {"drop", "pseudonymise", "exists"}
+# The fields the register releases (any op but drop), each with its category, op and op
+# name: worked out once per decision for the category rules in deny.rego.
+released[field] := {"category": category, "op": op, "name": name} if {
+	some field, op in field_ops
+	name := op_name(op)
+	name != "drop"
+	category := input.dataset.fields[field].category
+}
+
+# Ops (by name) the category allow-list permits for a reduced and a pseudonym category
+# (deny.rego). A clear category may have any op; an unlisted one only drop.
+reduced_ops := {"pseudonymise", "mask", "generalise", "drop"}
+
+pseudonym_ops := {"pseudonymise", "drop"}
+
+# The purpose's category lists as sets; empty when the register does not give one (the
+# loader spells an absent list as null, so is_array tells "not given" from []).
+clear_categories := listed(purpose.clear_categories)
+
+reduced_categories := listed(purpose.reduced_categories)
+
+pseudonym_categories := listed(purpose.pseudonym_categories)
+
+listed_categories := (clear_categories | reduced_categories) | pseudonym_categories
+
+listed(list) := {name | some name in list} if is_array(list)
+
+default listed(_) := set()
+
+# The purpose gives a category allow-list: any of its three lists switches it on.
+lists_categories if is_array(purpose.clear_categories)
+
+lists_categories if is_array(purpose.reduced_categories)
+
+lists_categories if is_array(purpose.pseudonym_categories)
+
+# "a", "a and b", "a, b and c" — for reasons. concat() only (see deny.rego). Defined for
+# every list, so a reason built from it can never be undefined (which would allow).
+and_list(names) := "no" if count(names) == 0
+
+and_list(names) := names[0] if count(names) == 1
+
+and_list(names) := concat("", [
+	concat(", ", array.slice(names, 0, count(names) - 1)),
+	" and ", names[count(names) - 1],
+]) if {
+	count(names) > 1
+}
 
 # At least one of the dataset's identity keys is fully covered by the key names the
 # requester gave. Without one the provider cannot find the subject unambiguously, and a

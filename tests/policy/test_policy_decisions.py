@@ -160,7 +160,12 @@ def test_a_register_edit_cannot_widen_vertrek_to_security_datasets(tmp_path: Pat
                 decision = decide(requester, "vertrek", dataset)
                 assert not decision.allow, (requester, dataset)
                 domain = dataset_views()[dataset]["domain"]
-                assert decision.reasons == (f"purpose vertrek excludes {domain} data",)
+                # Both the allow-list and the deny-list (defence in depth) object.
+                assert decision.reasons == (
+                    f"purpose vertrek excludes {domain} data",
+                    f"purpose vertrek only covers immigration and detention data;"
+                    f" {dataset} is {domain} data",
+                )
 
 
 @pytest.mark.parametrize("op", ["keep", "pseudonymise", "exists"])
@@ -208,7 +213,7 @@ def test_tf_screening_gives_the_bank_only_pseudonyms_and_the_indicator(decide: D
         assert op == "pseudonymise" or (op == "keep" and fields[field]["category"] == "indicator")
 
 
-@pytest.mark.parametrize("op", ["keep", "mask", "mask:2", "generalise:year"])
+@pytest.mark.parametrize("op", ["keep", "mask", "mask:2", "generalise:year", "exists"])
 def test_tf_screening_denies_a_register_edit_that_releases_iban_in_clear(
     tmp_path: Path, op: str
 ) -> None:
@@ -225,7 +230,8 @@ def test_tf_screening_denies_a_register_edit_that_releases_iban_in_clear(
         decision = decide("voorbeeldbank", "tf-screening", "fiu/transactions", ["iban"])
     assert not decision.allow
     assert decision.reasons == (
-        f"purpose tf-screening does not release identifier data in clear (field iban has op {op})",
+        "purpose tf-screening releases identifier data only pseudonymised"
+        f" (field iban has op {op})",
     )
 
 
@@ -292,14 +298,15 @@ def test_another_action_is_denied(decide: Decider) -> None:
 # --- every combination of the demo -----------------------------------------------------
 
 
-def test_no_allowed_demo_decision_releases_an_excluded_category_or_domain(
-    decide: Decider,
-) -> None:
+def test_no_allowed_demo_decision_breaks_a_purpose_constraint(decide: Decider) -> None:
     allowed = 0
     for purpose, spec in REGISTER["purposes"].items():
         excluded_categories = set(spec.get("excluded_categories", []))
         excluded_domains = set(spec.get("excluded_domains", []))
-        clear = spec.get("clear_categories")
+        allowed_domains = spec.get("allowed_domains")
+        tiers = [spec.get(k) for k in ("clear_categories", "reduced_categories")]
+        pseudonym = spec.get("pseudonym_categories")
+        lists_categories = any(t is not None for t in [*tiers, pseudonym])
         for requester in partners():
             for dataset, view in dataset_views().items():
                 keys = view["identity_keys"][0]
@@ -310,16 +317,21 @@ def test_no_allowed_demo_decision_releases_an_excluded_category_or_domain(
                     continue
                 allowed += 1
                 assert view["domain"] not in excluded_domains
+                assert allowed_domains is None or view["domain"] in allowed_domains
                 assert set(roles_of(requester)) & set(spec["requester_roles"])
                 for field, op in decision.field_ops.items():
                     category = view["fields"][field]["category"]
-                    assert op == "drop" or category not in excluded_categories
-                    if clear is not None and op.split(":")[0] not in {
-                        "drop",
-                        "pseudonymise",
-                        "exists",
-                    }:
-                        assert category in clear
+                    name = op.split(":")[0]
+                    assert name == "drop" or category not in excluded_categories
+                    if not lists_categories or name == "drop":
+                        continue
+                    if category in (spec.get("clear_categories") or []):
+                        continue
+                    if category in (spec.get("reduced_categories") or []):
+                        assert name in {"pseudonymise", "mask", "generalise"}
+                    else:
+                        assert category in (pseudonym or [])
+                        assert name == "pseudonymise"
     assert allowed > 10
 
 

@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 import yaml
-from policy_support import POLICIES
+from policy_support import POLICIES, dataset_views
 
+from gateway.connectors.catalog import CATEGORIES, DOMAINS
 from gateway.errors import ConfigurationError
 from gateway.policy import Register
 
 RAW: dict[str, Any] = yaml.safe_load((POLICIES / "register.yaml").read_text(encoding="utf-8"))
+TIER_KEYS = ("clear_categories", "reduced_categories", "pseudonym_categories")
 
 
 @pytest.fixture
@@ -36,6 +38,55 @@ def test_the_real_register_loads(register: Register) -> None:
     assert register.purposes["ct-assessment"].datasets["ind/residence"].requesters is None
 
 
+def test_the_real_registers_purpose_constraints(register: Register) -> None:
+    vertrek = register.purposes["vertrek"]
+    assert vertrek.allowed_domains == ("immigration", "detention")
+    assert vertrek.excluded_domains == ("intelligence", "police", "financial")
+    tf = register.purposes["tf-screening"]
+    assert tf.allowed_domains == ("financial",)
+    assert (tf.clear_categories, tf.reduced_categories, tf.pseudonym_categories) == (
+        ("indicator",),
+        None,
+        ("identifier",),
+    )
+    pnr = register.purposes["pnr-request"]
+    assert pnr.allowed_domains == ("passenger",)
+    assert (pnr.clear_categories, pnr.reduced_categories, pnr.pseudonym_categories) == (
+        ("travel",),
+        ("identifier", "identity"),
+        None,
+    )
+    ct = register.purposes["ct-assessment"]
+    assert ct.allowed_domains is None
+    assert (ct.clear_categories, ct.reduced_categories, ct.pseudonym_categories) == (None,) * 3
+
+
+def test_every_dataset_a_purpose_names_is_in_its_allowed_domains(register: Register) -> None:
+    # Otherwise the register names a dataset its own allow-list refuses: a dead entry
+    # that someone will "fix" by widening the allow-list.
+    views = dataset_views()
+    for purpose in register.purposes.values():
+        if purpose.allowed_domains is None:
+            continue
+        for dataset in purpose.datasets:
+            assert views[dataset]["domain"] in purpose.allowed_domains, (purpose.name, dataset)
+
+
+def test_the_loader_knows_every_domain_and_category_of_the_demo_datasets() -> None:
+    # The loader checks names against the connector catalog's DOMAINS and CATEGORIES; the
+    # demo connectors (read here as plain YAML) use nothing else.
+    for view in dataset_views().values():
+        assert view["domain"] in DOMAINS
+        assert {f["category"] for f in view["fields"].values()} <= set(CATEGORIES)
+    raw = copy.deepcopy(RAW)
+    raw["purposes"]["ct-assessment"].update(
+        allowed_domains=list(DOMAINS), excluded_categories=list(CATEGORIES)
+    )
+    loaded = Register.from_mapping(raw).purposes["ct-assessment"]
+    assert loaded.allowed_domains == DOMAINS
+    assert loaded.excluded_categories == CATEGORIES
+
+
 def test_load_accepts_the_policies_directory(register: Register) -> None:
     assert Register.load(POLICIES) == register
 
@@ -44,8 +95,12 @@ def test_as_data_spells_out_every_default(register: Register) -> None:
     data = register.as_data()
     pnr = data["purposes"]["pnr-request"]
     assert pnr["excluded_domains"] == []
-    assert pnr["clear_categories"] is None
+    assert pnr["pseudonym_categories"] is None
     assert pnr["requires_justification"] is True
+    ct = data["purposes"]["ct-assessment"]
+    for key in ("allowed_domains", *TIER_KEYS):
+        assert ct[key] is None  # absent: no constraint, told apart from [] by the policy
+    assert ct["excluded_categories"] == []
     grants = data["purposes"]["ct-assessment"]["datasets"]
     assert "requesters" not in grants["ind/residence"]
     assert grants["fiu/transactions"]["requesters"] == ["fiod", "politie", "aivd", "nctv", "om"]
@@ -105,6 +160,39 @@ def _broken(edit: Any) -> dict[str, Any]:
             "must be a string",
         ),
         (lambda p: p.update(broken=[]), "must be a mapping"),
+        # Domain and category names must be the catalog's: a typo would otherwise allow
+        # nothing, exclude nothing or quietly drop a category.
+        (
+            lambda p: p["vertrek"].update(allowed_domains=["imigration", "detention"]),
+            r"vertrek: allowed_domains: unknown name\(s\) imigration",
+        ),
+        (lambda p: p["vertrek"].update(excluded_domains=["polices"]), "unknown name"),
+        (lambda p: p["vertrek"].update(excluded_categories=["crimnal"]), "unknown name"),
+        (lambda p: p["tf-screening"].update(clear_categories=["indicators"]), "unknown name"),
+        (
+            lambda p: p["tf-screening"].update(pseudonym_categories=["identifiers"]),
+            "pseudonym_categories: unknown name",
+        ),
+        (
+            lambda p: p["pnr-request"].update(reduced_categories=["travel", "passport"]),
+            "reduced_categories: unknown name",
+        ),
+        (lambda p: p["vertrek"].update(allowed_domains=[]), "at least one domain"),
+        (lambda p: p["vertrek"].update(allowed_domains=None), "must be a list"),
+        (lambda p: p["vertrek"].update(allowed_domains="immigration"), "must be a list"),
+        (lambda p: p["tf-screening"].update(clear_categories=None), "must be a list"),
+        (
+            lambda p: p["vertrek"].update(allowed_domains=["immigration", "immigration"]),
+            "twice",
+        ),
+        (
+            lambda p: p["tf-screening"].update(pseudonym_categories=["identifier", "indicator"]),
+            "category indicator is in both clear_categories and pseudonym_categories",
+        ),
+        (
+            lambda p: p["pnr-request"].update(pseudonym_categories=["identity"]),
+            "category identity is in both reduced_categories and pseudonym_categories",
+        ),
     ],
 )
 def test_a_bad_register_is_a_configuration_error(edit: Any, message: str) -> None:
