@@ -101,7 +101,11 @@ def test_as_data_spells_out_every_default(register: Register) -> None:
     for key in ("allowed_domains", *TIER_KEYS):
         assert ct[key] is None  # absent: no constraint, told apart from [] by the policy
     assert ct["excluded_categories"] == ["special-category"]
-    assert data["purposes"]["vertrek"]["excluded_domains"] == ["intelligence", "police", "financial"]
+    assert data["purposes"]["vertrek"]["excluded_domains"] == [
+        "intelligence",
+        "police",
+        "financial",
+    ]
     grants = data["purposes"]["ct-assessment"]["datasets"]
     assert "requesters" not in grants["ind/residence"]
     assert grants["fiu/transactions"]["requesters"] == ["fiod", "politie", "aivd", "nctv", "om"]
