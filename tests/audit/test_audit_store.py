@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -202,25 +203,40 @@ def test_a_failed_rebuild_keeps_the_store_unhealthy(
     assert "not intact near seq 2" in caplog.text
 
 
-# The writer thread is killed on purpose; pytest reports that as an unhandled exception.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_append_does_not_wait_forever_on_a_stopped_writer(db: Path, key: Ed25519PrivateKey) -> None:
-    def stop_the_writer() -> datetime:
-        raise SystemExit  # ends the writer thread mid-commit, before it answers anyone
+def test_a_checkpoint_that_cannot_be_signed_fails_the_batch(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    def broken_clock() -> datetime:
+        raise RuntimeError("clock unavailable")  # needed to stamp the checkpoint
 
     async def run(store: AuditStore) -> None:
-        with pytest.raises(AuditError, match="writer has stopped"):
-            await store.append([make_record(1)])  # waits out the timeout
+        with pytest.raises(AuditError):
+            await store.append([make_record(1)])
         assert not store.healthy()
-        with pytest.raises(AuditError, match="writer has stopped"):
-            await store.append([make_record(2)])  # refused at once
 
-    with open_store(
-        db, key, checkpoint_every=1, now=stop_the_writer, append_timeout_s=0.2
-    ) as store:
+    with open_store(db, key, checkpoint_every=1, now=broken_clock) as store:
         asyncio.run(run(store))
-    with AuditReader(db) as reader:
-        assert reader.count() == 0
+        with AuditReader(db) as reader:
+            assert reader.count() == 0
+
+
+def test_an_idle_log_gets_a_checkpoint_without_further_appends(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    async def run(store: AuditStore) -> None:
+        await store.append([make_record(1)])
+        # The idle timer fires after checkpoint_interval_s on the event loop.
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            with AuditReader(db) as reader:
+                if reader.checkpoints():
+                    return
+        raise AssertionError("no idle checkpoint")
+
+    with open_store(db, key, checkpoint_interval_s=0.02, clock=time.monotonic) as store:
+        asyncio.run(run(store))
+        with AuditReader(db) as reader:
+            assert [c.size for c in reader.checkpoints()] == [1]
 
 
 def test_every_waiter_of_a_failed_commit_gets_audit_error(db: Path, key: Ed25519PrivateKey) -> None:
@@ -244,7 +260,7 @@ def test_a_record_that_cannot_be_encoded_is_an_audit_error(
 ) -> None:
     with open_store(db, key) as store:
         bad = make_record(1, policy_input={"score": float("nan")})
-        with pytest.raises(AuditError, match="canonical JSON"):
+        with pytest.raises(AuditError, match="encoded as JSON"):
             asyncio.run(store.append([make_record(0), bad]))
         assert store.size == 0
         assert store.healthy()
