@@ -1,16 +1,15 @@
 """The durable, append-only audit store with group commit on the event loop.
 
-`append` adds its batch to the group of the current event-loop iteration and waits. The
-first append of an iteration schedules one flush for the end of it; the flush writes the
-whole group in one transaction, commits (one fsync for all of them), and only then
-resolves each waiter with its sequence numbers. The busier the gateway, the more
-requests reach the log in one iteration and share each fsync.
+`append` adds its batch to the waiting group and waits. On the event loop, the group is
+numbered, chained and hashed, and its checkpoint signed when one is due; then one
+transaction writes it and commits (one fsync for all of it) on a single SQLite thread,
+and only then is each waiter resolved with its sequence numbers. At most one transaction
+is in flight: whatever arrives meanwhile forms the next group, so the busier the gateway,
+the more requests share each fsync.
 
-Why on the loop and not on a writer thread: while a group commits, none of its requests
-may answer anyway, and on the 2-core reference machine a third runnable thread (beside
-the event loop and the load on the other core) cost more in scheduling and GIL hand-offs
-than the overlap saved — measured in ``bench/``: about a third less CPU per disclosure.
-The loop is blocked for one fsync per group (a few hundred microseconds).
+The thread does nothing but run SQLite, which releases the GIL; all Python work stays on
+the loop. An earlier design did it all on a writer thread, and on the 2-core reference
+machine the GIL hand-offs cost about a third more CPU per disclosure (measured).
 
 The store keeps the last leaf hash and the compact range in memory, rebuilt from the
 table at open. When the size has grown by `checkpoint_every` entries, or
@@ -26,6 +25,7 @@ while that rebuild fails, every append fails and the store stays unhealthy.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import sqlite3
@@ -65,6 +65,17 @@ class _Pending:
 
     bodies: list[bytes]
     future: asyncio.Future[list[int]]
+
+
+@dataclass
+class _Prepared:
+    """A group numbered, chained and hashed, ready for its transaction."""
+
+    group: list[_Pending]
+    rows: list[tuple[int, bytes, str]]
+    assigned: list[list[int]]
+    state: _LogState
+    checkpoint: CheckpointRow | None
 
 
 @dataclass
@@ -110,6 +121,11 @@ class AuditStore:
         self._now = now
         self._checkpoint_time = clock()
         self._group: list[_Pending] = []
+        # At most one transaction in flight, on one thread that does nothing but SQLite
+        # (which releases the GIL): the loop keeps serving requests meanwhile, and they
+        # form the next group.
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="audit")
+        self._inflight: tuple[_Prepared, concurrent.futures.Future[None]] | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._healthy = True
@@ -209,17 +225,56 @@ class AuditStore:
         self._closed = True
         if self._idle_timer is not None:
             self._idle_timer.cancel()
-        self._flush()
+        if self._inflight is not None:
+            prepared, inflight = self._inflight
+            self._inflight = None
+            concurrent.futures.wait([inflight])
+            self._finish(prepared, inflight.exception())
+        group, self._group = self._group, []
+        if group and self._rebuild_if_stale():
+            try:
+                prepared = self._prepare(group)
+                self._transaction(prepared.rows, prepared.checkpoint)
+            except Exception as exc:
+                self._finish(_Prepared(group, [], [], self._state, None), exc)
+            else:
+                self._finish(prepared, None)
+        elif group:
+            for pending in group:
+                _settle(pending, AuditError("the audit log could not be written"))
         self._checkpoint_when_idle(force=True)
+        self._executor.shutdown(wait=True)
         self._close_connection()
 
     # -- group commit --------------------------------------------------------------------
 
     def _flush(self) -> None:
+        """Start committing the waiting group, unless a commit is already in flight."""
+        if self._inflight is not None or not self._group:
+            self._arm_idle_timer()
+            return
         group, self._group = self._group, []
-        if group:
-            self._commit_group(group)
-        self._arm_idle_timer()
+        if not self._rebuild_if_stale():
+            for pending in group:
+                _settle(pending, AuditError("the audit log could not be written"))
+            return
+        try:
+            prepared = self._prepare(group)
+        except Exception as exc:  # e.g. the checkpoint could not be signed
+            self._finish(_Prepared(group, [], [], self._state, None), exc)
+            return
+        inflight = self._executor.submit(self._transaction, prepared.rows, prepared.checkpoint)
+        self._inflight = (prepared, inflight)
+        asyncio.wrap_future(inflight).add_done_callback(lambda _: self._committed())
+
+    def _committed(self) -> None:
+        """The in-flight commit ended: settle it, then start the next group at once."""
+        if self._inflight is None:  # close() settled it already
+            return
+        prepared, inflight = self._inflight
+        self._inflight = None
+        self._finish(prepared, inflight.exception())
+        self._flush()
 
     def _arm_idle_timer(self) -> None:
         """Sign a checkpoint once the log has been quiet for an interval."""
@@ -238,7 +293,8 @@ class AuditStore:
         self._idle_timer = None
         if self._closed:
             return
-        self._checkpoint_when_idle(force=False)
+        if self._inflight is None:  # the connection is the loop's only between commits
+            self._checkpoint_when_idle(force=False)
         self._arm_idle_timer()
 
     def _rebuild_if_stale(self) -> bool:
@@ -254,11 +310,8 @@ class AuditStore:
         self._stale = False
         return True
 
-    def _commit_group(self, group: list[_Pending]) -> None:
-        if not self._rebuild_if_stale():
-            for pending in group:
-                _settle(pending, AuditError("the audit log could not be written"))
-            return
+    def _prepare(self, group: list[_Pending]) -> _Prepared:
+        """Number, chain and hash a group against the committed state (on the loop)."""
         state = self._state
         tree = state.tree.copy()
         seq, prev = state.size, state.last_leaf
@@ -274,24 +327,31 @@ class AuditStore:
                 seqs.append(seq)
                 prev = leaf
             assigned.append(seqs)
-        try:
-            checkpoint = self._checkpoint_row(tree) if self._checkpoint_due(seq) else None
-            self._transaction(rows, checkpoint)
-        except Exception as exc:  # whatever it was, the waiters must hear of it
+        checkpoint = self._checkpoint_row(tree) if self._checkpoint_due(seq) else None
+        return _Prepared(
+            group, rows, assigned, _LogState(seq, prev, tree, state.checkpoint_size), checkpoint
+        )
+
+    def _finish(self, prepared: _Prepared, error: BaseException | None) -> None:
+        """Settle a group's waiters once its transaction has ended (on the loop)."""
+        if error is not None:  # whatever it was, the waiters must hear of it
             self._healthy = False
             self._stale = True  # the commit may have landed all the same
             log.error(
-                "audit write of %d entries failed: %s: %s", len(rows), type(exc).__name__, exc
+                "audit write of %d entries failed: %s: %s",
+                len(prepared.rows),
+                type(error).__name__,
+                error,
             )
-            for pending in group:
-                _settle(pending, AuditError("the audit log could not be written"), exc)
+            for pending in prepared.group:
+                _settle(pending, AuditError("the audit log could not be written"), error)
             return
-        self._state = _LogState(seq, prev, tree, state.checkpoint_size)
+        self._state = prepared.state
         self.commit_count += 1
         self._healthy = True
-        if checkpoint is not None:
-            self._checkpoint_written(checkpoint)
-        for pending, seqs in zip(group, assigned, strict=True):
+        if prepared.checkpoint is not None:
+            self._checkpoint_written(prepared.checkpoint)
+        for pending, seqs in zip(prepared.group, prepared.assigned, strict=True):
             _settle(pending, seqs)
 
     def _checkpoint_due(self, size: int) -> bool:
