@@ -293,8 +293,10 @@ class AuditStore:
         self._idle_timer = None
         if self._closed:
             return
-        if self._inflight is None:  # the connection is the loop's only between commits
-            self._checkpoint_when_idle(force=False)
+        if self._inflight is not None:
+            # Not idle after all; the connection is busy. The commit's end re-arms us.
+            return
+        self._checkpoint_when_idle(force=False)
         self._arm_idle_timer()
 
     def _rebuild_if_stale(self) -> bool:
