@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,7 +40,6 @@ from gateway.tls import peer_certificate_der
 log = logging.getLogger("doelpoort.app")
 
 PROBLEM_JSON = "application/problem+json"
-MAX_JSON_DEPTH = 16
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -56,29 +56,6 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
 def problem_from(exc: DoelpoortError) -> JSONResponse:
     reasons = exc.reasons if isinstance(exc, PurposeDenied) else None
     return problem(exc.status, exc.code, exc.title, exc.detail, reasons=reasons)
-
-
-def _json_depth_exceeds(body: bytes, limit: int) -> bool:
-    """Cheap scan for nesting deeper than ``limit``, before any parser recurses."""
-    depth = 0
-    in_string = escaped = False
-    for byte in body:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
-            depth += 1
-            if depth > limit:
-                return True
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return False
 
 
 class BodyGuard:
@@ -120,10 +97,6 @@ class BodyGuard:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if _json_depth_exceeds(body, MAX_JSON_DEPTH):
-            err = InvalidRequest(f"JSON nesting deeper than {MAX_JSON_DEPTH} levels")
-            await problem_from(err)(scope, receive, send)
-            return
 
         replayed = False
 
@@ -141,7 +114,7 @@ class BodyGuard:
         await problem_from(err)(scope, receive, send)
 
 
-def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+def _validation_errors(exc: RequestValidationError | ValidationError) -> list[dict[str, Any]]:
     # Pydantic echoes the offending input; a problem document must not.
     return [
         {"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", ""))}
@@ -174,6 +147,18 @@ async def partner(request: Request, identity: Annotated[PeerIdentity, Depends(pe
     if identity.kind != "partner" or configured is None:
         raise UnknownPeer()
     return configured
+
+
+def _component_schemas(model: type[BaseModel]) -> dict[str, Any]:
+    """JSON Schemas of ``model`` and its nested models, for OpenAPI components."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    nested: dict[str, Any] = schema.pop("$defs", {})
+    return {**nested, model.__name__: schema}
+
+
+def _request_body(model: type[BaseModel]) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"required": True, "content": {"application/json": {"schema": ref}}}
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
@@ -214,12 +199,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         response_model=DisclosureResponse,
         responses=problem_responses,
         summary="Ask for information about one subject for one purpose",
+        openapi_extra={"requestBody": _request_body(DisclosureRequest)},
     )
-    async def post_disclosure(
-        body: DisclosureRequest,
-        request: Request,
-        requester: Annotated[Partner, Depends(partner)],
-    ) -> Response:
+    async def post_disclosure(request: Request) -> Response:
+        # Identity first: who asks decides whether their input is even looked at.
+        requester = await partner(request, await peer(request))
+        # pydantic-core parses and validates in one pass (and bounds nesting); this is
+        # the hot path, and FastAPI's generic body handling costs a third of a bare call.
+        body = DisclosureRequest.model_validate_json(await request.body())
         result = await rt(request).disclosures.disclose(requester, body)
         return JSONResponse(result)
 
@@ -248,7 +235,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=known_peer)
     async def openapi(request: Request) -> Response:
-        return JSONResponse(request.app.openapi())
+        document = request.app.openapi()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in _component_schemas(DisclosureRequest).items():
+            schemas.setdefault(name, schema)
+        return JSONResponse(document)
 
     _install_error_handlers(app)
     app.add_middleware(RequestMetrics)
@@ -262,6 +253,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status >= 500:
             log.warning("request failed closed: %s", exc.code)
         return problem_from(exc)
+
+    @app.exception_handler(ValidationError)
+    async def on_body_error(request: Request, exc: ValidationError) -> Response:
+        err = InvalidRequest()
+        return problem(
+            err.status,
+            err.code,
+            err.title,
+            "the request body does not match the schema",
+            errors=_validation_errors(exc),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:

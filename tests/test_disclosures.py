@@ -246,7 +246,12 @@ def test_jwks_health_and_readiness(gateway: Deployment) -> None:
         ready = client.get("/readyz")
         assert ready.status_code == 200
         assert ready.json()["checks"] == {"policy_engine": True, "audit_store": True}
-        assert client.get("/openapi.json").json()["paths"]["/v1/disclosures"]
+        document = client.get("/openapi.json").json()
+    operation = document["paths"]["/v1/disclosures"]["post"]
+    ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    request_schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert set(request_schema["required"]) >= {"purpose", "case_ref", "justification", "subject"}
+    assert "Subject" in document["components"]["schemas"]
 
 
 def test_metrics_count_requests_and_decisions(gateway: Deployment) -> None:
