@@ -321,8 +321,10 @@ class DisclosureService:
         subject_refs: list[str],
         now: datetime,
     ) -> list[int]:
+        stamp = rfc3339(now)
         entries = [
-            _audit_record(o, requester, request, disclosure_id, subject_refs, now) for o in outcomes
+            _audit_record(o, requester, request, disclosure_id, subject_refs, stamp)
+            for o in outcomes
         ]
         started = time.perf_counter()
         seqs = await self.audit.append(entries)
@@ -340,7 +342,7 @@ def _audit_record(
     request: DisclosureRequest,
     disclosure_id: str,
     subject_refs: list[str],
-    now: datetime,
+    time: str,
 ) -> AuditRecord:
     decision = outcome.decision
     disclosed = outcome.verdict == "allow" and outcome.records is not None
@@ -350,7 +352,7 @@ def _audit_record(
     if outcome.note:
         reasons.append(outcome.note)
     return AuditRecord(
-        time=rfc3339(now),
+        time=time,
         disclosure_id=disclosure_id,
         requester=requester.id,
         provider=outcome.provider,

@@ -6,6 +6,7 @@ operator implements is :class:`~gateway.errors.UnknownOperator`, never a pass-th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ OPERATORS: Mapping[str, Operator] = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def parse_op(op: str) -> tuple[str, str | None]:
     """Split ``"generalise:year"`` into ``("generalise", "year")``; ``"keep"`` → ``("keep", None)``.
 
@@ -44,6 +46,7 @@ def get_operator(name: str) -> Operator:
         raise UnknownOperator(f"no operator implements op {name!r}") from None
 
 
+@functools.lru_cache(maxsize=1024)  # pure: ops are few; a failure raises and is not kept
 def validate_op(op: str, field_type: str) -> None:
     """Raise UnknownOperator or InvalidDecision unless ``op`` applies to ``field_type``."""
     name, param = parse_op(op)

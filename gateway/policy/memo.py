@@ -59,12 +59,29 @@ class DecisionMemo(Generic[V]):
         self._keys = tuple(sorted(dependencies))
         self._size = size
         self._entries: OrderedDict[str, V] = OrderedDict()
+        # The input's dataset section is one long-lived object per dataset (prepared
+        # once, never changed): encode it once, recognised by identity.
+        self._encoded: dict[int, tuple[object, str]] = {}
         self.hits = 0
         self.misses = 0
 
     def key(self, policy_input: Mapping[str, Any]) -> str:
-        relevant = {k: policy_input.get(k) for k in self._keys}
-        return json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+        # JSON never holds a raw 0x1F, so the joined encodings cannot run together.
+        return "\x1f".join(
+            self._encode_dataset(policy_input.get(k))
+            if k == "dataset"
+            else _json(policy_input.get(k))
+            for k in self._keys
+        )
+
+    def _encode_dataset(self, value: object) -> str:
+        known = self._encoded.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        text = _json(value)
+        if len(self._encoded) < 1024:  # one per dataset; the bound is a safety net
+            self._encoded[id(value)] = (value, text)
+        return text
 
     def get(self, key: str) -> V | None:
         value = self._entries.get(key)
@@ -80,3 +97,7 @@ class DecisionMemo(Generic[V]):
         self._entries.move_to_end(key)
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
