@@ -124,6 +124,24 @@ def pki_revoke(partner: str, var_dir: VarDir = None) -> None:
     typer.echo(f"revoked {partner} (serial {serial:x}); the gateway rejects it from now on")
 
 
+@pki_app.command("reissue")
+def pki_reissue(partner: str, var_dir: VarDir = None) -> None:
+    """Revoke a partner's certificate and issue a new key and certificate."""
+    from gateway.errors import ConfigurationError
+    from gateway.pki import PkiPaths, reissue
+
+    settings = _settings(var_dir)
+    try:
+        serial = reissue(settings.pki_dir, partner)
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from exc
+    paths = PkiPaths(settings.pki_dir)
+    typer.echo(
+        f"reissued {partner} (new serial {serial:x}); the old certificate is revoked. "
+        f"Hand over {paths.partner_cert(partner)} and its key."
+    )
+
+
 @keys_app.command("rotate")
 def keys_rotate(var_dir: VarDir = None) -> None:
     """Start signing receipts with a new key; the old one stays published as retired."""

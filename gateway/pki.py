@@ -185,6 +185,24 @@ def revoke(pki_dir: Path, partner_id: str, *, now: datetime | None = None) -> in
     return cert.serial_number
 
 
+def reissue(pki_dir: Path, partner_id: str, *, now: datetime | None = None) -> int:
+    """Revoke a partner's certificate and issue a new key and certificate in its place.
+
+    For a lost or compromised key, or a partner whose access ends and later resumes.
+    Returns the new certificate's serial number. The old one stays on the CRL.
+    """
+    now = _aware(now)
+    revoke(pki_dir, partner_id, now=now)
+    paths = PkiPaths(Path(pki_dir))
+    cert, key = paths.partner_cert(partner_id), paths.partner_key(partner_id)
+    # The old pair is revoked already; a crash after this unlink leaves no pair, which
+    # `pki init` recreates, never a usable old one.
+    cert.unlink()
+    key.unlink(missing_ok=True)
+    _issue(_Issuer(*_load_ca(paths)), cert, key, _peer_profile("partner", partner_id), now)
+    return _load_cert(cert).serial_number
+
+
 # --- internals ---------------------------------------------------------------------
 
 

@@ -56,6 +56,11 @@ def test_revocation_verify_and_tamper_on_a_running_gateway(tmp_path: Path) -> No
         assert refused.status_code == 401
         assert refused.json()["type"] == "urn:doelpoort:problem:unauthenticated"
         assert gw.disclose("politie", body).status_code == 200
+        old_cert = gw.paths.partner_cert("kmar").read_bytes()
+        reissued = runner.invoke(app, ["pki", "reissue", "kmar", "--var-dir", var])
+        assert reissued.exit_code == 0, reissued.output
+        assert gw.paths.partner_cert("kmar").read_bytes() != old_cert
+        assert gw.disclose("kmar", body).status_code == 200  # the new certificate works
 
     intact = runner.invoke(app, ["audit", "verify", "--var-dir", var])
     assert intact.exit_code == 0, intact.output

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.errors import ConfigurationError
-from gateway.pki import CRL_VALIDITY, PkiPaths, init_pki, revoke
+from gateway.pki import CRL_VALIDITY, PkiPaths, init_pki, reissue, revoke
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 PARTNERS = ["politie", "kmar"]
@@ -165,6 +165,27 @@ def test_revoke_of_an_unknown_partner_raises(paths: PkiPaths) -> None:
     with pytest.raises(ConfigurationError, match="invalid partner id"):
         revoke(paths.pki_dir, "../ca", now=NOW)
     assert paths.crl.read_bytes() == before
+
+
+def test_reissue_revokes_the_old_certificate_and_issues_a_new_pair(tmp_path: Path) -> None:
+    init_pki(tmp_path, PARTNERS, now=NOW)
+    paths = PkiPaths(tmp_path)
+    old_serial = load(paths.partner_cert("kmar")).serial_number
+    old_key = paths.partner_key("kmar").read_bytes()
+
+    new_serial = reissue(tmp_path, "kmar", now=NOW + timedelta(hours=1))
+
+    new = load(paths.partner_cert("kmar"))
+    assert new.serial_number == new_serial != old_serial
+    assert paths.partner_key("kmar").read_bytes() != old_key
+    assert stat.S_IMODE(paths.partner_key("kmar").stat().st_mode) == 0o600
+    san = new.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == ["urn:doelpoort:partner:kmar"]
+    crl = load_crl(paths)
+    assert crl.get_revoked_certificate_by_serial_number(old_serial) is not None
+    assert crl.get_revoked_certificate_by_serial_number(new_serial) is None
+    with pytest.raises(ConfigurationError, match="no certificate for partner 'fiod'"):
+        reissue(tmp_path, "fiod", now=NOW)
 
 
 def test_init_refreshes_a_crl_near_expiry_and_keeps_its_revocations(tmp_path: Path) -> None:
