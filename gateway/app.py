@@ -254,8 +254,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             log.warning("request failed closed: %s", exc.code)
         return problem_from(exc)
 
-    @app.exception_handler(ValidationError)
-    async def on_body_error(request: Request, exc: ValidationError) -> Response:
+    async def on_invalid_body(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ValidationError | RequestValidationError)
         err = InvalidRequest()
         return problem(
             err.status,
@@ -265,16 +265,9 @@ def _install_error_handlers(app: FastAPI) -> None:
             errors=_validation_errors(exc),
         )
 
-    @app.exception_handler(RequestValidationError)
-    async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
-        err = InvalidRequest()
-        return problem(
-            err.status,
-            err.code,
-            err.title,
-            "the request body does not match the schema",
-            errors=_validation_errors(exc),
-        )
+    # pydantic's own error (the disclosure body) and FastAPI's wrapper of it (others).
+    app.add_exception_handler(ValidationError, on_invalid_body)
+    app.add_exception_handler(RequestValidationError, on_invalid_body)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
