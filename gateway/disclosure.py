@@ -125,7 +125,7 @@ class DisclosureService:
         outcomes = [self._outcome(requester, request, ds, subject, now) for ds in datasets]
 
         disclosure_id = f"urn:uuid:{uuid.uuid4()}"
-        subject_refs = sorted(self.pseudonyms.dpo_subject_ref(k, v) for k, v in subject.items())
+        subject_refs = self.pseudonyms.dpo_subject_refs(subject)
         policy_failure = await self._decide(outcomes)
         if policy_failure is None:
             # Never raises: every failure becomes that dataset's error, so it is logged.
@@ -323,7 +323,9 @@ class DisclosureService:
     ) -> list[int]:
         stamp = rfc3339(now)
         entries = [
-            _audit_record(o, requester, request, disclosure_id, subject_refs, stamp)
+            _audit_record(
+                o, requester, request, disclosure_id, subject_refs, stamp, self.engine.digest
+            )
             for o in outcomes
         ]
         started = time.perf_counter()
@@ -343,7 +345,10 @@ def _audit_record(
     disclosure_id: str,
     subject_refs: list[str],
     time: str,
+    policy_digest: str,
 ) -> AuditRecord:
+    """The audit entry of one outcome; ``policy_digest`` is the engine's, for entries
+    whose decision failed (a decision carries its own)."""
     decision = outcome.decision
     disclosed = outcome.verdict == "allow" and outcome.records is not None
     reasons = list(decision.reasons) if decision is not None else []
@@ -365,7 +370,7 @@ def _audit_record(
         field_ops=dict(decision.field_ops) if decision is not None and decision.allow else {},
         record_count=len(outcome.records) if disclosed and outcome.records is not None else 0,
         subject_refs=subject_refs,
-        policy_digest=decision.policy_digest if decision is not None else "",
+        policy_digest=decision.policy_digest if decision is not None else policy_digest,
         records_sha256=outcome.records_sha256 if disclosed else None,
         retention_days=decision.retention_days if decision is not None else None,
         error=outcome.error.code if outcome.error is not None else None,

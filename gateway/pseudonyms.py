@@ -30,6 +30,7 @@ import os
 import stat
 import threading
 import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
@@ -150,6 +151,21 @@ class PseudonymKeys:
         entries by computing this from an identifier (e.g. ``("bsn", "…")``)."""
         message = key_name.encode() + b":" + normalise(value)
         return _pseudonym(self._dpo_key, message)
+
+    def dpo_subject_refs(self, subject: Mapping[str, str]) -> list[str]:
+        """The subject references of a request's identity keys, sorted.
+
+        One reference per key; a name and a date of birth identify a subject only
+        together, so they make one reference (``name+date_of_birth``) — a date of birth
+        alone would link the DPO's look-up to everyone born that day.
+        """
+        keys = dict(subject)
+        refs = []
+        if "name" in keys and "date_of_birth" in keys:
+            compound = normalise(keys.pop("name")) + b"\x00" + normalise(keys.pop("date_of_birth"))
+            refs.append(_pseudonym(self._dpo_key, b"name+date_of_birth:" + compound))
+        refs.extend(self.dpo_subject_ref(name, value) for name, value in keys.items())
+        return sorted(refs)
 
     def __repr__(self) -> str:
         return "PseudonymKeys(<master hidden>)"

@@ -63,6 +63,13 @@ def test_policy_conflict_is_503_and_logged(tmp_path: Path, policies: Path) -> No
         assert response.json()["type"].startswith("urn:doelpoort:problem:policy")
         assert "records" not in response.text
         assert [d for d, _ in decisions(gw)] == ["error", "error"]
+        # Even a failed decision names the policy bundle that failed to make it.
+        with sqlite3.connect(gw.settings.audit_db_path) as db:
+            digests = {
+                row[0]
+                for row in db.execute("SELECT json_extract(body, '$.policy_digest') FROM entries")
+            }
+        assert digests == {gw.runtime.engine.digest}
 
 
 def test_unknown_field_op_from_the_policy_is_503(tmp_path: Path, policies: Path) -> None:

@@ -179,3 +179,19 @@ def test_a_master_key_of_the_wrong_length_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="32 bytes"):
         load_or_create_master_key(tmp_path)
     assert path.read_bytes() == b"too short"
+
+
+def test_dpo_subject_refs_keep_name_and_date_of_birth_together() -> None:
+    keys = PseudonymKeys(MASTER)
+    one = keys.dpo_subject_refs({"name": "Sam Fictief-9001", "date_of_birth": "1980-04-01"})
+    namesake = keys.dpo_subject_refs({"name": "Sam Fictief-9001", "date_of_birth": "1975-01-01"})
+    same_day = keys.dpo_subject_refs({"name": "Kim Fictief-9002", "date_of_birth": "1980-04-01"})
+    assert len(one) == 1
+    # Neither the name nor the date alone links two people in the DPO's look-up.
+    assert not set(one) & (set(namesake) | set(same_day))
+    with_bsn = keys.dpo_subject_refs(
+        {"bsn": "999900018", "name": "Sam Fictief-9001", "date_of_birth": "1980-04-01"}
+    )
+    assert set(one) < set(with_bsn)
+    assert keys.dpo_subject_ref("bsn", "999900018") in with_bsn
+    assert with_bsn == sorted(with_bsn)
