@@ -43,10 +43,9 @@ class Runtime:
     @classmethod
     async def start(cls, settings: Settings, *, clock: Clock = utc_now) -> Runtime:
         catalog = Catalog.load(settings.connectors_dir, settings.var_dir)
-        register = Register.load(settings.policies_dir)
-        engine = EmbeddedEngine(
-            compile_bundle(settings.policies_dir), timeout_s=settings.policy_timeout_s
-        )
+        bundle = compile_bundle(settings.policies_dir)
+        register = bundle.register  # the very register the policy was compiled with
+        engine = EmbeddedEngine(bundle, timeout_s=settings.policy_timeout_s)
         pseudonyms = PseudonymKeys(load_or_create_master_key(settings.keys_dir))
         signer = load_signer(settings.keys_dir)
         audit = AuditStore.open(
