@@ -66,13 +66,12 @@ class DecisionMemo(Generic[V]):
         self.misses = 0
 
     def key(self, policy_input: Mapping[str, Any]) -> str:
-        # JSON never holds a raw 0x1F, so the joined encodings cannot run together.
-        return "\x1f".join(
-            self._encode_dataset(policy_input.get(k))
-            if k == "dataset"
-            else _json(policy_input.get(k))
-            for k in self._keys
-        )
+        # One encoding for the small keys, the dataset's remembered one appended; JSON
+        # never holds a raw 0x1F, so the two parts cannot run together.
+        rest = {k: policy_input.get(k) for k in self._keys if k != "dataset"}
+        if len(rest) == len(self._keys):
+            return _json(rest)
+        return _json(rest) + "\x1f" + self._encode_dataset(policy_input.get("dataset"))
 
     def _encode_dataset(self, value: object) -> str:
         known = self._encoded.get(id(value))
