@@ -51,6 +51,22 @@ def _bare_app(response_body: bytes) -> FastAPI:
     return app
 
 
+def _add_stack_only_route(app: FastAPI) -> None:
+    """Bench-only: the gateway's identity check, limits and validation, then the bytes.
+
+    Added to the app the benchmark builds, never to the served product, so the report
+    can say how much of the cost is the pipeline and how much the HTTP stack.
+    """
+    from gateway.api_models import DisclosureRequest
+    from gateway.app import partner, peer
+
+    @app.post("/bench/stack-only", include_in_schema=False)
+    async def stack_only(request: Request) -> Response:
+        await partner(request, await peer(request))
+        DisclosureRequest.model_validate_json(await request.body())
+        return Response(request.app.state.bench_response, media_type="application/json")
+
+
 def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1]
 
@@ -85,7 +101,9 @@ def bench_http(settings: Settings, seconds: float, connections: int, rate: float
             paths.partner_key("politie"),
         )
 
-    gateway = build_server(create_app(settings), host="127.0.0.1", port=0, paths=paths)
+    gateway_app = create_app(settings)
+    _add_stack_only_route(gateway_app)
+    gateway = build_server(gateway_app, host="127.0.0.1", port=0, paths=paths)
     with ServerThread(gateway) as server:
         import httpx
 
@@ -111,6 +129,11 @@ def bench_http(settings: Settings, seconds: float, connections: int, rate: float
         latencies, lat_bad = _in_child(
             fixed_rate, target(server.port, "/v1/disclosures"), rate, seconds
         )
+        gateway_app.state.bench_response = sample.content
+        print(f"· same app stack, no pipeline ({connections} connections) …", flush=True)
+        stack_rps, stack_bad = _in_child(
+            throughput, target(server.port, "/bench/stack-only"), connections, seconds
+        )
 
     bare = build_server(_bare_app(sample.content), host="127.0.0.1", port=0, paths=paths)
     with ServerThread(bare) as server:
@@ -123,6 +146,11 @@ def bench_http(settings: Settings, seconds: float, connections: int, rate: float
     print(f"disclosure throughput   {full_rps:8.0f} req/s   (non-200: {full_bad})")
     print(f"bare endpoint           {bare_rps:8.0f} req/s   (non-200: {bare_bad})")
     print(f"ratio                   {full_rps / bare_rps:8.2f}        (target ≥ 0.5)")
+    print(
+        f"for comparison: the gateway's own stack without the pipeline (identity, limits, "
+        f"validation) {stack_rps:.0f} req/s (non-200: {stack_bad}), ratio "
+        f"{full_rps / stack_rps:.2f}"
+    )
     print(
         f"latency at {rate:.0f} req/s    p50 {_percentile(latencies, 0.5) * 1000:.1f} ms, "
         f"p99 {_percentile(latencies, 0.99) * 1000:.1f} ms   (target p99 < 25 ms; "
