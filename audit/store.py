@@ -32,7 +32,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -50,6 +50,7 @@ from audit.entry import GENESIS_PREV, AuditRecord, leaf_bytes, utc_timestamp
 from audit.hasher import leaf_hash
 from audit.reader import AuditReader, StoredCheckpoint, StoredEntry
 from audit.tree import CompactRange
+from gateway.clock import utc_now
 from gateway.errors import AuditError
 
 __all__ = ["AuditReader", "AuditStore", "StoredCheckpoint", "StoredEntry"]
@@ -86,10 +87,6 @@ class _LogState:
     last_leaf: bytes
     tree: CompactRange
     checkpoint_size: int
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class AuditStore:
@@ -144,7 +141,7 @@ class AuditStore:
         checkpoint_every: int = 1000,
         checkpoint_interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = _utc_now,
+        now: Callable[[], datetime] = utc_now,
     ) -> AuditStore:
         """Open (or create) the log at `path`.
 

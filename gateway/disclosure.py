@@ -19,15 +19,16 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from audit.entry import AuditRecord
 from audit.store import AuditStore
 from gateway.api_models import DisclosureRequest
 from gateway.canonical import CanonicalizationError, canonical_json
+from gateway.clock import Clock, rfc3339, utc_now
 from gateway.connectors.catalog import Catalog, DatasetSpec, Partner
 from gateway.errors import (
     ConnectorError,
@@ -49,7 +50,6 @@ from gateway.signing import ReceiptSigner
 
 log = logging.getLogger("doelpoort.disclosure")
 
-Clock = Callable[[], datetime]
 Verdict = Literal["allow", "deny", "error"]
 
 # Stands in for "no dataset" when a purpose covers none at all (e.g. it is not in the
@@ -61,14 +61,6 @@ _NO_DATASET: dict[str, Any] = {
     "fields": {},
     "identity_keys": [],
 }
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(eq=False)

@@ -18,7 +18,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, TypeAlias
@@ -26,6 +26,7 @@ from typing import Literal, TypeAlias
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
+from gateway.clock import utc_now
 from gateway.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -122,10 +123,6 @@ _ISSUER_KEY_TYPES = (
 )
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(frozen=True)
 class _LoadedCrl:
     stat_key: tuple[int, int, int, int]
@@ -156,7 +153,7 @@ class RevocationList:
         loaded = self._current()
         if loaded is None:
             return True
-        if loaded.next_update is not None and (now or _utcnow()) > loaded.next_update:
+        if loaded.next_update is not None and (now or utc_now()) > loaded.next_update:
             self._report_failure("the revocation list has expired; refusing all certificates")
             return True
         return serial in loaded.revoked

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.clock import utc_now
 from gateway.errors import ConfigurationError
 from gateway.identity import PeerKind, peer_uri, validate_id
 
@@ -221,7 +222,7 @@ class _Profile:
 
 def _aware(now: datetime | None) -> datetime:
     if now is None:
-        return datetime.now(UTC)
+        return utc_now()
     # A naive datetime is taken as UTC, the only zone a certificate knows.
     return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from audit.keys import load_or_create_log_key
 from audit.store import AuditStore
+from gateway.clock import Clock, utc_now
 from gateway.connectors.catalog import Catalog
-from gateway.disclosure import Clock, DisclosureService, utc_now
+from gateway.disclosure import DisclosureService
 from gateway.identity import RevocationList
 from gateway.metrics import Metrics
 from gateway.pki import PkiPaths

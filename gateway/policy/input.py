@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from gateway.clock import rfc3339
 from gateway.errors import ConfigurationError, InvalidRequest
 
 # Subject key names (bsn, v_number, date_of_birth). The pattern is also the guard that a
@@ -57,7 +58,7 @@ def build_policy_input(
         raise InvalidRequest("roles must be a list of strings")
     return {
         "action": action,
-        "time": now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "time": rfc3339(now),
         "requester": {"id": requester_id, "roles": sorted(set(roles))},
         "purpose": purpose,
         "case_ref": case_ref,
