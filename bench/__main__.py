@@ -62,7 +62,7 @@ def _add_stack_only_route(app: FastAPI) -> None:
 
     @app.post("/bench/stack-only", include_in_schema=False)
     async def stack_only(request: Request) -> Response:
-        await partner(request, await peer(request))
+        partner(request, await peer(request))
         DisclosureRequest.model_validate_json(await request.body())
         return Response(request.app.state.bench_response, media_type="application/json")
 

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -43,6 +43,7 @@ PROBLEM_JSON = "application/problem+json"
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    """A problem document for an HTTP condition outside the error tree (404, 405)."""
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_PREFIX + code,
         "title": title,
@@ -53,13 +54,16 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-def problem_from(exc: DoelpoortError) -> JSONResponse:
-    reasons = exc.reasons if isinstance(exc, PurposeDenied) else None
-    return problem(exc.status, exc.code, exc.title, exc.detail, reasons=reasons)
+def problem_from(exc: DoelpoortError, **extra: Any) -> JSONResponse:
+    body = exc.problem()
+    if isinstance(exc, PurposeDenied):
+        body["reasons"] = exc.reasons
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=exc.status, media_type=PROBLEM_JSON)
 
 
 class BodyGuard:
-    """ASGI middleware: media type, size limit and nesting depth of request bodies.
+    """ASGI middleware: media type and size limit of request bodies.
 
     Runs before routing so an oversized or hostile body is refused without being
     parsed, and the refusal is an ordinary problem document, not a dropped connection.
@@ -141,7 +145,7 @@ async def peer(request: Request) -> PeerIdentity:
     return identity
 
 
-async def partner(request: Request, identity: Annotated[PeerIdentity, Depends(peer)]) -> Partner:
+def partner(request: Request, identity: PeerIdentity) -> Partner:
     """The configured partner the certificate names; 403 for anyone else."""
     configured = rt(request).catalog.partners.get(identity.id)
     if identity.kind != "partner" or configured is None:
@@ -161,19 +165,16 @@ def _request_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": ref}}}
 
 
-def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
-    """The gateway app. Without ``runtime`` it builds one from ``settings`` at start-up."""
+def create_app(settings: Settings) -> FastAPI:
+    """The gateway app; its :class:`Runtime` is built from ``settings`` at start-up."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = runtime is None
-        rt = runtime if runtime is not None else await Runtime.start(settings)
-        app.state.runtime = rt
+        app.state.runtime = runtime = await Runtime.start(settings)
         try:
             yield
         finally:
-            if owned:
-                await rt.close()
+            await runtime.close()
 
     app = FastAPI(
         title="Doelpoort",
@@ -203,7 +204,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     async def post_disclosure(request: Request) -> Response:
         # Identity first: who asks decides whether their input is even looked at.
-        requester = await partner(request, await peer(request))
+        requester = partner(request, await peer(request))
         # pydantic-core parses and validates in one pass (and bounds nesting); this is
         # the hot path, and FastAPI's generic body handling costs a third of a bare call.
         body = DisclosureRequest.model_validate_json(await request.body())
@@ -256,14 +257,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def on_invalid_body(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ValidationError | RequestValidationError)
-        err = InvalidRequest()
-        return problem(
-            err.status,
-            err.code,
-            err.title,
-            "the request body does not match the schema",
-            errors=_validation_errors(exc),
-        )
+        err = InvalidRequest("the request body does not match the schema")
+        return problem_from(err, errors=_validation_errors(exc))
 
     # pydantic's own error (the disclosure body) and FastAPI's wrapper of it (others).
     app.add_exception_handler(ValidationError, on_invalid_body)
@@ -305,10 +300,8 @@ class ContainFailures:
         except Exception as exc:
             log.error("request failed: unexpected %s", type(exc).__name__)
             if scope["type"] == "http" and not started:
-                response = problem(
-                    500, "internal", "Internal error", "the gateway failed; nothing was disclosed"
-                )
-                await response(scope, receive, send)
+                bug = DoelpoortError("the gateway failed; nothing was disclosed")
+                await problem_from(bug)(scope, receive, send)
 
 
 class RequestMetrics:

@@ -11,6 +11,7 @@ values: they name fields, datasets and conditions only.
     │   ├── InvalidRequest            422  malformed or out-of-bounds input
     │   ├── UnknownDataset            422  a dataset the catalog does not hold
     │   ├── PayloadTooLarge           413  body over the limit
+    │   ├── HeadersTooLarge           431  request line and headers over the limit
     │   └── UnsupportedMediaType      415  body is not application/json
     ├── AccessError                        401/403: who is calling
     │   ├── Unauthenticated           401  no usable client certificate (revoked)
@@ -53,6 +54,15 @@ class DoelpoortError(Exception):
     def type_uri(self) -> str:
         return PROBLEM_TYPE_PREFIX + self.code
 
+    def problem(self) -> dict[str, object]:
+        """The RFC 9457 problem document of this error."""
+        return {
+            "type": self.type_uri,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+
 
 class RequestError(DoelpoortError):
     code = "bad-request"
@@ -76,6 +86,12 @@ class PayloadTooLarge(RequestError):
     code = "payload-too-large"
     status = 413
     title = "Request body too large"
+
+
+class HeadersTooLarge(RequestError):
+    code = "headers-too-large"
+    status = 431
+    title = "Request headers too large"
 
 
 class UnsupportedMediaType(RequestError):

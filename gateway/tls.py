@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl
 import threading
 import time
@@ -28,7 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.errors import ConfigurationError
+from gateway.errors import ConfigurationError, HeadersTooLarge
 from gateway.identity import RevocationList
 from gateway.pki import PkiPaths
 
@@ -82,10 +83,11 @@ def server_ssl_context(paths: PkiPaths) -> ssl.SSLContext:
 #: so the limit is enforced on the bytes received, before they reach the parser.
 MAX_HEAD_BYTES = 32 * 1024
 
-_HEAD_TOO_LARGE = (
-    b'{"type":"urn:doelpoort:problem:headers-too-large","title":"Request headers too large",'
-    b'"status":431,"detail":"request line and headers are limited to %d bytes"}' % MAX_HEAD_BYTES
-)
+# The app never sees such a request, so the transport answers with the same problem
+# document the app would have written.
+_HEAD_TOO_LARGE = json.dumps(
+    HeadersTooLarge(f"request line and headers are limited to {MAX_HEAD_BYTES} bytes").problem()
+).encode()
 
 
 class TLSHttpToolsProtocol(HttpToolsProtocol):
@@ -181,7 +183,8 @@ def build_server(
         app,
         host=host,
         port=port,
-        # The stdlib loop: its SSL transport exposes `ssl_object`, which the protocol reads.
+        # uvloop: faster than the stdlib loop, and its SSL transport also exposes
+        # `ssl_object`, which the protocol reads (tests/test_tls.py holds it to that).
         loop="uvloop",
         http=TLSHttpToolsProtocol,
         ws="none",  # websocket upgrades would bypass the TLS extension; we serve none
