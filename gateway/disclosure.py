@@ -29,7 +29,7 @@ from audit.store import AuditStore
 from gateway.api_models import DisclosureRequest
 from gateway.canonical import CanonicalizationError, canonical_json
 from gateway.clock import Clock, rfc3339, utc_now
-from gateway.connectors.catalog import Catalog, DatasetSpec, Partner
+from gateway.connectors.catalog import Catalog, Partner
 from gateway.errors import (
     ConnectorError,
     ConnectorResponseError,
@@ -63,18 +63,31 @@ _NO_DATASET: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True)
+class _DatasetPlan:
+    """What the pipeline needs of one dataset, worked out once per gateway."""
+
+    id: str
+    provider: str
+    policy_section: dict[str, Any]  # the policy input's ``dataset``; never changed
+    field_types: Mapping[str, str]
+
+
 @dataclass(eq=False)
 class _Outcome:
     """What happened to one dataset, before it is logged."""
 
-    dataset: str
-    provider: str
+    plan: _DatasetPlan
     policy_input: dict[str, Any]
     decision: Decision | None = None
     records: list[dict[str, Any]] | None = None
     records_sha256: str | None = None
     error: DoelpoortError | None = None
     note: str = ""
+
+    @property
+    def dataset(self) -> str:
+        return self.plan.id
 
     @property
     def verdict(self) -> Verdict:
@@ -107,7 +120,7 @@ class DisclosureService:
         self.signer = signer
         self.metrics = metrics
         self.clock = clock
-        self._dataset_inputs: dict[str, dict[str, Any]] = {}
+        self._plans: dict[str, _DatasetPlan] = {}
 
     async def disclose(self, requester: Partner, request: DisclosureRequest) -> dict[str, Any]:
         """Answer one request; raise a :mod:`gateway.errors` class on refusal or failure."""
@@ -189,14 +202,21 @@ class DisclosureService:
         if withdrawals:
             await self._log(withdrawals, requester, request, disclosure_id, subject_refs, now)
 
-    def _dataset_input(self, dataset_id: str) -> dict[str, Any]:
-        """The policy input's dataset section, prepared once per dataset."""
-        prepared = self._dataset_inputs.get(dataset_id)
-        if prepared is None:
+    def _plan(self, dataset_id: str) -> _DatasetPlan:
+        plan = self._plans.get(dataset_id)
+        if plan is None:
             spec = self.catalog.datasets.get(dataset_id)
-            prepared = dataset_input(spec.policy_view() if spec is not None else _NO_DATASET)
-            self._dataset_inputs[dataset_id] = prepared
-        return prepared
+            if spec is None:
+                plan = _DatasetPlan(dataset_id, "", dataset_input(_NO_DATASET), {})
+            else:
+                plan = _DatasetPlan(
+                    dataset_id,
+                    spec.provider,
+                    dataset_input(spec.policy_view()),
+                    {name: field.type for name, field in spec.fields.items()},
+                )
+            self._plans[dataset_id] = plan
+        return plan
 
     # -- steps -----------------------------------------------------------------------
 
@@ -222,19 +242,18 @@ class DisclosureService:
         subject: Mapping[str, str],
         now: datetime,
     ) -> _Outcome:
-        spec = self.catalog.datasets.get(dataset_id)
+        plan = self._plan(dataset_id)
         policy_input = build_policy_input(
             requester_id=requester.id,
             roles=requester.roles,
             purpose=request.purpose,
             case_ref=request.case_ref,
             has_justification=bool(request.justification.strip()),
-            dataset=self._dataset_input(dataset_id),
+            dataset=plan.policy_section,
             subject_keys=sorted(subject),
             now=now,
         )
-        provider = spec.provider if spec is not None else ""
-        return _Outcome(dataset=dataset_id, provider=provider, policy_input=policy_input)
+        return _Outcome(plan=plan, policy_input=policy_input)
 
     async def _decide(self, outcomes: Sequence[_Outcome]) -> PolicyError | None:
         """Decide every dataset; on any policy failure mark all as errors (fail closed)."""
@@ -270,12 +289,12 @@ class DisclosureService:
         pseudonymiser = self.pseudonyms.domain(requester.id, purpose)
 
         async def one(outcome: _Outcome) -> None:
-            spec: DatasetSpec = self.catalog.datasets[outcome.dataset]
             assert outcome.decision is not None
             try:
                 raw = await self.catalog.connector(outcome.dataset).fetch(subject)
-                field_types = {name: f.type for name, f in spec.fields.items()}
-                records = minimise(raw, outcome.decision.field_ops, field_types, pseudonymiser)
+                records = minimise(
+                    raw, outcome.decision.field_ops, outcome.plan.field_types, pseudonymiser
+                )
                 outcome.records_sha256 = _records_digest(records)
                 outcome.records = records
             except CanonicalizationError as exc:
@@ -297,10 +316,12 @@ class DisclosureService:
 
         # In-memory connectors answer without waiting: await them inline. Remote ones
         # run concurrently, so a request costs its slowest provider, not their sum.
-        local = [o for o in allowed if self.catalog.connector(o.dataset).in_process]
-        remote = [o for o in allowed if not self.catalog.connector(o.dataset).in_process]
-        for outcome in local:
-            await one(outcome)
+        remote = []
+        for outcome in allowed:
+            if self.catalog.connector(outcome.dataset).in_process:
+                await one(outcome)
+            else:
+                remote.append(outcome)
         if remote:
             await asyncio.gather(*(one(o) for o in remote), return_exceptions=True)
 
@@ -336,7 +357,7 @@ def _audit_record(
     request: DisclosureRequest,
     disclosure_id: str,
     subject_refs: list[str],
-    time: str,
+    stamp: str,
     policy_digest: str,
 ) -> AuditRecord:
     """The audit entry of one outcome; ``policy_digest`` is the engine's, for entries
@@ -349,10 +370,10 @@ def _audit_record(
     if outcome.note:
         reasons.append(outcome.note)
     return AuditRecord(
-        time=time,
+        time=stamp,
         disclosure_id=disclosure_id,
         requester=requester.id,
-        provider=outcome.provider,
+        provider=outcome.plan.provider,
         dataset=outcome.dataset,
         purpose=request.purpose,
         legal_basis=decision.legal_basis if decision is not None else "",
@@ -360,7 +381,7 @@ def _audit_record(
         decision=outcome.verdict,
         reasons=reasons,
         field_ops=dict(decision.field_ops) if decision is not None and decision.allow else {},
-        record_count=len(outcome.records) if disclosed and outcome.records is not None else 0,
+        record_count=len(outcome.records) if disclosed and outcome.records else 0,
         subject_refs=subject_refs,
         policy_digest=decision.policy_digest if decision is not None else policy_digest,
         records_sha256=outcome.records_sha256 if disclosed else None,
