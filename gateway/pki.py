@@ -19,10 +19,7 @@ the gateway at them.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.atomic_files import create_file, replace_file
 from gateway.clock import utc_now
 from gateway.errors import ConfigurationError
 from gateway.identity import PeerKind, peer_uri, validate_id
@@ -401,7 +399,7 @@ def _write_crl(
     for entry in entries:
         builder = builder.add_revoked_certificate(entry)
     crl = builder.sign(issuer.key, hashes.SHA256())
-    _replace(paths.crl, crl.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
+    replace_file(paths.crl, crl.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
 
 
 def _load_ca(paths: PkiPaths) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
@@ -446,33 +444,9 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _write_temp(path: Path, data: bytes, mode: int) -> Path:
-    """Write *data* to a fresh file beside *path* with *mode* from the start, fsynced."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return Path(tmp)
-
-
 def _create(path: Path, data: bytes, mode: int) -> None:
     """Create *path* atomically; refuse if it exists (never overwrite)."""
-    tmp = _write_temp(path, data, mode)
     try:
-        os.link(tmp, path)  # fails if *path* exists, unlike rename
+        create_file(path, data, mode)
     except FileExistsError as exc:
         raise ConfigurationError(f"{path.name} appeared while the PKI was being created") from exc
-    finally:
-        os.unlink(tmp)
-
-
-def _replace(path: Path, data: bytes, mode: int) -> None:
-    """Replace *path* atomically: readers see the old file or the new, never a mix."""
-    os.replace(_write_temp(path, data, mode), path)

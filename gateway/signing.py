@@ -13,7 +13,6 @@ The safe API is two verbs: :func:`ReceiptSigner.sign_disclosure` and
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import KeySet, OKPKey
 from joserfc.jws import JWSRegistry
 
+from gateway.atomic_files import create_file, replace_file
 from gateway.canonical import CanonicalizationError, canonical_json
 from gateway.errors import SigningError
 
@@ -106,22 +106,14 @@ def _receipts_dir(keys_dir: Path) -> Path:
     return keys_dir / "receipts"
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-
-
 def rotate_signing_key(keys_dir: Path) -> str:
     """Create a new Ed25519 key, make it current, keep the old one as retired."""
     directory = _receipts_dir(keys_dir)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = OKPKey.generate_key("Ed25519")
     kid = key.thumbprint()
-    _write_private(directory / f"{kid}.key", key.as_pem(private=True))
-    tmp = directory / f".{_CURRENT}.tmp"
-    tmp.write_text(kid + "\n")
-    tmp.replace(directory / _CURRENT)
+    create_file(directory / f"{kid}.key", key.as_pem(private=True))
+    replace_file(directory / _CURRENT, (kid + "\n").encode())
     return kid
 
 
