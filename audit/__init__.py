@@ -5,7 +5,7 @@ docs/data-model.md, section "Audit log". Modules, one concept each:
 
 * `hasher` — RFC 9162 leaf and node hashes
 * `tree` — the compact range (append, root) and the reference tree for tests
-* `entry` — `AuditRecord`, its canonical body, and the leaf bytes of a stored entry
+* `entry` — `AuditRecord`, its canonical body, and the leaf bytes and hash of an entry
 * `checkpoint` — C2SP signed-note checkpoints; `keys` — the log key on disk
 * `store` — the durable group-commit writer; `reader` — read-only access
 * `verify` — recompute everything and name the first bad entry

@@ -58,10 +58,13 @@ APPEND_ONLY_TRIGGERS = tuple(
     for event in ("UPDATE", "DELETE")
 )
 
-INSERT_ENTRY = "INSERT INTO entries (seq, prev, body) VALUES (?, ?, ?)"
+# The body is bound as the UTF-8 bytes that were hashed; CAST(? AS TEXT) stores them as
+# TEXT (the column is STRICT) without decoding them in Python.
+INSERT_ENTRY = "INSERT INTO entries (seq, prev, body) VALUES (?, ?, CAST(? AS TEXT))"
 INSERT_CHECKPOINT = "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)"
 # CAST(body AS BLOB) hands back the stored UTF-8 bytes without decoding them.
 SELECT_ENTRIES = "SELECT seq, prev, CAST(body AS BLOB) FROM entries WHERE seq >= ? ORDER BY seq"
+SELECT_LAST_ENTRY = "SELECT seq, prev, CAST(body AS BLOB) FROM entries ORDER BY seq DESC LIMIT 1"
 SELECT_CHECKPOINTS = "SELECT size, root, note, created_at FROM checkpoints ORDER BY size"
 SELECT_LATEST_CHECKPOINT = "SELECT size, root FROM checkpoints ORDER BY size DESC LIMIT 1"
 

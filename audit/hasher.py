@@ -14,15 +14,18 @@ HASH_SIZE = 32
 EMPTY_ROOT = sha256(b"").digest()
 """Root hash of the empty tree: SHA-256 of the empty string."""
 
-_LEAF_PREFIX = b"\x00"
-_NODE_PREFIX = b"\x01"
+LEAF_PREFIX = b"\x00"
+"""Prefix of a leaf's hash input."""
+
+NODE_PREFIX = b"\x01"
+"""Prefix of an interior node's hash input."""
 
 
 def leaf_hash(data: bytes) -> bytes:
     """SHA-256(0x00 || data): the hash of one leaf."""
-    return sha256(_LEAF_PREFIX + data).digest()
+    return sha256(LEAF_PREFIX + data).digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
     """SHA-256(0x01 || left || right): the hash of an interior node."""
-    return sha256(_NODE_PREFIX + left + right).digest()
+    return sha256(NODE_PREFIX + left + right).digest()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
@@ -83,15 +84,24 @@ def load_log_public_key(keys_dir: Path) -> Ed25519PublicKey:
     return key
 
 
-def export_log_public_key(keys_dir: Path) -> tuple[Path, bool]:
-    """Write `keys_dir/audit-log.pub` from the private key; (its path, whether it was written).
+class ExportedKey(NamedTuple):
+    """What `export_log_public_key` did: the file, whether it wrote it, and the key."""
+
+    path: Path
+    written: bool
+    """False when the file was there already, matching the log key."""
+    public_key: Ed25519PublicKey
+
+
+def export_log_public_key(keys_dir: Path) -> ExportedKey:
+    """Write `keys_dir/audit-log.pub` from the private key, unless it is there already.
 
     Raises `ConfigurationError` when there is no private key, or when an `audit-log.pub`
     exists that does not belong to it (it is never overwritten: find out why first).
     """
-    key = load_log_key(keys_dir)
+    public_key = load_log_key(keys_dir).public_key()
     path = keys_dir / PUBLIC_KEY_FILE
-    pem = public_key_pem(key.public_key())
+    pem = public_key_pem(public_key)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
@@ -101,10 +111,10 @@ def export_log_public_key(keys_dir: Path) -> tuple[Path, bool]:
                 "it was not overwritten. Find out who changed it, then move it away and "
                 "export again."
             ) from None
-        return path, False
+        return ExportedKey(path, False, public_key)
     with os.fdopen(fd, "wb") as out:
         out.write(pem)
-    return path, True
+    return ExportedKey(path, True, public_key)
 
 
 def read_public_key_file(path: Path, key_name: str) -> Ed25519PublicKey:

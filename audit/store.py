@@ -18,8 +18,11 @@ the entries (an Ed25519 signature and an O(log n) root: tens of microseconds); a
 signs one when the log goes idle, and `close()` always does.
 
 A failed write may still have landed (the COMMIT reached the disk, then the error came),
-so after any failure the store rebuilds its state from the table before it writes again;
-while that rebuild fails, every append fails and the store stays unhealthy.
+so the table holds either the state from before it or the one it prepared. Before it
+writes again, the store reads the last entry and the latest checkpoint to tell which, in
+O(1). Only when the table holds neither does it rebuild its state from the whole table,
+at most once per `checkpoint_interval_s`; until it knows the state, every append fails at
+once and the store stays unhealthy.
 """
 
 from __future__ import annotations
@@ -31,8 +34,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -41,23 +43,24 @@ from audit._schema import (
     INSERT_CHECKPOINT,
     INSERT_ENTRY,
     SELECT_ENTRIES,
+    SELECT_LAST_ENTRY,
     SELECT_LATEST_CHECKPOINT,
     create_writer_engine,
     driver_connection,
 )
 from audit.checkpoint import Checkpoint, sign_checkpoint
-from audit.entry import GENESIS_PREV, AuditRecord, leaf_bytes, utc_timestamp
-from audit.hasher import leaf_hash
-from audit.reader import AuditReader, StoredCheckpoint, StoredEntry
+from audit.entry import GENESIS_PREV, AuditRecord, entry_leaf_hash
+from audit.hasher import EMPTY_ROOT
 from audit.tree import CompactRange
-from gateway.clock import utc_now
+from gateway.clock import Clock, rfc3339_micro, utc_now
 from gateway.errors import AuditError
 
-__all__ = ["AuditReader", "AuditStore", "StoredCheckpoint", "StoredEntry"]
+__all__ = ["AuditStore"]
 
 log = logging.getLogger(__name__)
 
 CheckpointRow = tuple[int, bytes, str, str]
+EntryRow = tuple[int, bytes, bytes]
 
 
 @dataclass
@@ -73,7 +76,7 @@ class _Prepared:
     """A group numbered, chained and hashed, ready for its transaction."""
 
     group: list[_Pending]
-    rows: list[tuple[int, bytes, str]]
+    rows: list[EntryRow]
     assigned: list[list[int]]
     state: _LogState
     checkpoint: CheckpointRow | None
@@ -81,7 +84,7 @@ class _Prepared:
 
 @dataclass
 class _LogState:
-    """What the writer knows about the committed log."""
+    """What the store knows about the committed log."""
 
     size: int
     last_leaf: bytes
@@ -104,7 +107,7 @@ class AuditStore:
         checkpoint_every: int,
         checkpoint_interval_s: float,
         clock: Callable[[], float],
-        now: Callable[[], datetime],
+        now: Clock,
     ) -> None:
         self._conn = connection
         self._close_connection = close_connection
@@ -126,7 +129,9 @@ class AuditStore:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._healthy = True
-        self._stale = False  # a write failed: rebuild the state from the table first
+        # After a failed write: the states the table may hold (before it, or with it).
+        self._possible: tuple[_LogState, _LogState] | None = None
+        self._reloaded_at: float | None = None  # the last full rebuild after a failure
         self.commit_count = 0
         """Transactions that committed entries: fewer than batches when commits are shared."""
 
@@ -141,17 +146,20 @@ class AuditStore:
         checkpoint_every: int = 1000,
         checkpoint_interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = utc_now,
+        now: Clock = utc_now,
     ) -> AuditStore:
         """Open (or create) the log at `path`.
 
         Raises `AuditError` when the stored log is not consistent with itself or its
         latest checkpoint: appending to it would sign a checkpoint that contradicts one
-        signed before. `doelpoort audit verify` names the first bad entry.
+        signed before. `doelpoort audit verify` names the first bad entry. Raises
+        `ValueError` for an origin or key name that no checkpoint could carry.
         """
         if checkpoint_every < 1 or checkpoint_interval_s <= 0:
             raise ValueError("checkpoint_every and checkpoint_interval_s must be positive")
-        Checkpoint(origin=origin, size=0, root=bytes(32))  # validates the origin early
+        # Sign one note (not stored), so a bad origin or key name fails here and not at
+        # the first checkpoint, which would fail every batch that carries it.
+        sign_checkpoint(Checkpoint(origin=origin, size=0, root=EMPTY_ROOT), key_name, log_key)
         try:
             engine = create_writer_engine(path)
             proxy = engine.raw_connection()
@@ -228,17 +236,14 @@ class AuditStore:
             concurrent.futures.wait([inflight])
             self._finish(prepared, inflight.exception())
         group, self._group = self._group, []
-        if group and self._rebuild_if_stale():
+        last = self._prepare_or_fail(group) if group else None
+        if last is not None:
             try:
-                prepared = self._prepare(group)
-                self._transaction(prepared.rows, prepared.checkpoint)
+                self._transaction(last.rows, last.checkpoint)
             except Exception as exc:
-                self._finish(_Prepared(group, [], [], self._state, None), exc)
+                self._finish(last, exc)
             else:
-                self._finish(prepared, None)
-        elif group:
-            for pending in group:
-                _settle(pending, AuditError("the audit log could not be written"))
+                self._finish(last, None)
         self._checkpoint_when_idle(force=True)
         self._executor.shutdown(wait=True)
         self._close_connection()
@@ -247,18 +252,12 @@ class AuditStore:
 
     def _flush(self) -> None:
         """Start committing the waiting group, unless a commit is already in flight."""
-        if self._inflight is not None or not self._group:
-            self._arm_idle_timer()
-            return
+        if self._inflight is not None:
+            return  # `_committed` flushes again when it ends
         group, self._group = self._group, []
-        if not self._rebuild_if_stale():
-            for pending in group:
-                _settle(pending, AuditError("the audit log could not be written"))
-            return
-        try:
-            prepared = self._prepare(group)
-        except Exception as exc:  # e.g. the checkpoint could not be signed
-            self._finish(_Prepared(group, [], [], self._state, None), exc)
+        prepared = self._prepare_or_fail(group) if group else None
+        if prepared is None:  # nothing in flight and nothing waiting
+            self._arm_idle_timer()
             return
         inflight = self._executor.submit(self._transaction, prepared.rows, prepared.checkpoint)
         self._inflight = (prepared, inflight)
@@ -277,7 +276,7 @@ class AuditStore:
         """Sign a checkpoint once the log has been quiet for an interval."""
         if self._closed or self._idle_timer is not None:
             return
-        if self._state.size <= self._state.checkpoint_size and not self._stale:
+        if self._state.size <= self._state.checkpoint_size and self._possible is None:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -296,17 +295,53 @@ class AuditStore:
         self._checkpoint_when_idle(force=False)
         self._arm_idle_timer()
 
-    def _rebuild_if_stale(self) -> bool:
-        """After a failed write, reload the state from the table; False if that fails."""
-        if not self._stale:
+    def _prepare_or_fail(self, group: list[_Pending]) -> _Prepared | None:
+        """The group ready for its transaction; or None, its waiters failed."""
+        if not self._recover():
+            self._fail(group, None)
+            return None
+        try:
+            return self._prepare(group)
+        except Exception as exc:  # e.g. the checkpoint could not be signed
+            self._fail(group, exc)
+            return None
+
+    def _fail(self, group: list[_Pending], error: BaseException | None) -> None:
+        """Fail every waiter of a group that was not written (or may not have been)."""
+        self._healthy = False
+        if error is not None:
+            entries = sum(len(pending.bodies) for pending in group)
+            log.error(
+                "audit write of %d entries failed: %s: %s", entries, type(error).__name__, error
+            )
+        for pending in group:
+            _settle(pending, AuditError("the audit log could not be written"), error)
+
+    def _write_failed(self, landed: _LogState) -> None:
+        """A transaction failed; the table holds the committed state or, if it landed, `landed`."""
+        self._healthy = False
+        self._possible = (self._state, landed)
+
+    def _recover(self) -> bool:
+        """After a failed write, learn which state the table holds; False while unknown."""
+        if self._possible is None:
             return True
         try:
-            self._state = _load_state(self._conn)
+            state = _match_state(self._conn, self._possible)
+            if state is None:  # neither: someone else wrote; rebuild from the whole table
+                now = self._clock()
+                if self._reloaded_at is not None and (
+                    now - self._reloaded_at < self._checkpoint_interval_s
+                ):
+                    return False  # O(n): at most once per interval
+                self._reloaded_at = now
+                state = _load_state(self._conn)
         except Exception as exc:
             self._healthy = False
             log.error("audit state could not be rebuilt: %s: %s", type(exc).__name__, exc)
             return False
-        self._stale = False
+        self._state = state
+        self._possible = None
         return True
 
     def _prepare(self, group: list[_Pending]) -> _Prepared:
@@ -314,14 +349,14 @@ class AuditStore:
         state = self._state
         tree = state.tree.copy()
         seq, prev = state.size, state.last_leaf
-        rows: list[tuple[int, bytes, str]] = []
+        rows: list[EntryRow] = []
         assigned: list[list[int]] = []
         for pending in group:
             seqs = []
             for body in pending.bodies:
                 seq += 1
-                leaf = leaf_hash(leaf_bytes(seq, prev, body))
-                rows.append((seq, prev, body.decode()))
+                leaf = entry_leaf_hash(seq, prev, body)
+                rows.append((seq, prev, body))
                 tree.append(leaf)
                 seqs.append(seq)
                 prev = leaf
@@ -334,16 +369,11 @@ class AuditStore:
     def _finish(self, prepared: _Prepared, error: BaseException | None) -> None:
         """Settle a group's waiters once its transaction has ended (on the loop)."""
         if error is not None:  # whatever it was, the waiters must hear of it
-            self._healthy = False
-            self._stale = True  # the commit may have landed all the same
-            log.error(
-                "audit write of %d entries failed: %s: %s",
-                len(prepared.rows),
-                type(error).__name__,
-                error,
-            )
-            for pending in prepared.group:
-                _settle(pending, AuditError("the audit log could not be written"), error)
+            landed = prepared.state  # the commit may have landed all the same
+            if prepared.checkpoint is not None:
+                landed = replace(landed, checkpoint_size=prepared.checkpoint[0])
+            self._write_failed(landed)
+            self._fail(prepared.group, error)
             return
         self._state = prepared.state
         self.commit_count += 1
@@ -363,21 +393,23 @@ class AuditStore:
     def _checkpoint_row(self, tree: CompactRange) -> CheckpointRow:
         cp = Checkpoint(origin=self._origin, size=tree.size, root=tree.root())
         note = sign_checkpoint(cp, self._key_name, self._log_key)
-        return (cp.size, cp.root, note, utc_timestamp(self._now()))
+        return (cp.size, cp.root, note, rfc3339_micro(self._now()))
 
     def _checkpoint_when_idle(self, *, force: bool) -> None:
-        if not self._rebuild_if_stale():
+        if not self._recover():
             self._checkpoint_time = self._clock()  # retry after an interval, not at once
             return
         size = self._state.size
         if not (force and size > self._state.checkpoint_size) and not self._checkpoint_due(size):
             return
+        checkpoint: CheckpointRow | None = None
         try:
             checkpoint = self._checkpoint_row(self._state.tree)
             self._transaction([], checkpoint)
         except Exception as exc:
             self._healthy = False
-            self._stale = True
+            if checkpoint is not None:  # the transaction ran: it may have landed
+                self._write_failed(replace(self._state, checkpoint_size=checkpoint[0]))
             self._checkpoint_time = self._clock()  # retry after an interval, not at once
             log.error("audit checkpoint at size %d failed: %s: %s", size, type(exc).__name__, exc)
             return
@@ -388,9 +420,7 @@ class AuditStore:
         self._state.checkpoint_size = checkpoint[0]
         self._checkpoint_time = self._clock()
 
-    def _transaction(
-        self, rows: list[tuple[int, bytes, str]], checkpoint: CheckpointRow | None
-    ) -> None:
+    def _transaction(self, rows: list[EntryRow], checkpoint: CheckpointRow | None) -> None:
         cur = self._conn.cursor()
         try:
             cur.execute("BEGIN IMMEDIATE")
@@ -433,7 +463,7 @@ def _load_state(conn: sqlite3.Connection) -> _LogState:
             size += 1
             if seq != size or prev != last_leaf:
                 raise _inconsistent(size)
-            last_leaf = leaf_hash(leaf_bytes(seq, prev, body))
+            last_leaf = entry_leaf_hash(seq, prev, body)
             tree.append(last_leaf)
             if size == checkpoint_size and tree.root() != checkpoint_root:
                 raise _inconsistent(size)
@@ -442,6 +472,25 @@ def _load_state(conn: sqlite3.Connection) -> _LogState:
     if checkpoint_size > size:
         raise _inconsistent(size + 1)
     return _LogState(size, last_leaf, tree, checkpoint_size)
+
+
+def _match_state(conn: sqlite3.Connection, possible: Sequence[_LogState]) -> _LogState | None:
+    """The one of `possible` that the table holds, by its last entry and latest checkpoint.
+
+    The last entry's leaf hash chains back through every entry before it, so the seq and
+    leaf of the last row tell the candidates apart in O(1).
+    """
+    row = conn.execute(SELECT_LAST_ENTRY).fetchone()
+    latest = conn.execute(SELECT_LATEST_CHECKPOINT).fetchone()
+    found = (
+        row[0] if row else 0,
+        entry_leaf_hash(*row) if row else GENESIS_PREV,
+        latest[0] if latest else 0,
+    )
+    for state in possible:
+        if (state.size, state.last_leaf, state.checkpoint_size) == found:
+            return state
+    return None
 
 
 def _inconsistent(seq: int) -> AuditError:

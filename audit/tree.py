@@ -12,9 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from hashlib import sha256
 
-from audit.hasher import EMPTY_ROOT, node_hash
-
-_NODE_PREFIX = b"\x01"
+from audit.hasher import EMPTY_ROOT, NODE_PREFIX, node_hash
 
 
 class CompactRange:
@@ -40,7 +38,7 @@ class CompactRange:
         # completed: merge them pairwise. (node_hash inlined: this is verify's hot loop.)
         while n & 1:
             right = hashes.pop()
-            hashes[-1] = sha256(_NODE_PREFIX + hashes[-1] + right).digest()
+            hashes[-1] = sha256(NODE_PREFIX + hashes[-1] + right).digest()
             n >>= 1
         self._size += 1
 

@@ -39,20 +39,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from hashlib import sha256
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit.checkpoint import Checkpoint, open_checkpoint
-from audit.entry import GENESIS_PREV, SEQ_SIZE
+from audit.entry import GENESIS_PREV, entry_leaf_hash
 from audit.errors import AuditVerificationError, CheckpointError
 from audit.hasher import EMPTY_ROOT, HASH_SIZE
 from audit.reader import AuditReader, StoredCheckpoint
 from audit.tree import CompactRange
 
 __all__ = ["AuditVerificationError", "VerifyReport", "verify_log"]
-
-_LEAF_PREFIX = b"\x00"
 
 
 @dataclass(frozen=True)
@@ -305,9 +302,9 @@ def _walk(
     def done(problem: _Problem | None) -> _Walk:
         return _Walk(tree.size, tree, problem, vouched_sizes, trusted_root)
 
-    sha, leaf_prefix = sha256, _LEAF_PREFIX  # locals: this loop runs once per entry
+    hash_entry = entry_leaf_hash  # a local: this loop runs once per entry
     for seq, prev, body in entries:
-        leaf = sha(leaf_prefix + seq.to_bytes(SEQ_SIZE, "big") + prev + body).digest()
+        leaf = hash_entry(seq, prev, body)
         if seq != expected:
             if broken is not None:
                 return done(settle(broken.blame(linked=False, vouched=vouched)))

@@ -161,10 +161,10 @@ def bench_http(settings: Settings, seconds: float, connections: int, rate: float
 def bench_verify(var_dir: Path, entries: int) -> None:
     print(f"· filling an audit log with {entries} entries …", flush=True)
     db = fill_log(var_dir / "verify-bench", entries)
-    seconds, verified = time_verify(db)
+    report = time_verify(db)
     print(
-        f"audit verify            {verified / seconds:8.0f} entries/s (target ≥ 100,000; "
-        f"{verified} entries in {seconds:.2f} s)"
+        f"audit verify            {report.entries_per_s:8.0f} entries/s (target ≥ 100,000; "
+        f"{report.entries} entries in {report.elapsed_s:.2f} s)"
     )
 
 

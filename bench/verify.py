@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 from audit.entry import AuditRecord
 from audit.keys import load_log_public_key, load_or_create_log_key
-from audit.store import AuditReader, AuditStore
-from audit.verify import verify_log
+from audit.reader import AuditReader
+from audit.store import AuditStore
+from audit.verify import VerifyReport, verify_log
 
 ORIGIN = "bench.doelpoort.local/audit"
 KEY_NAME = "doelpoort-bench"
@@ -83,13 +83,8 @@ def fill_log(directory: Path, entries: int, batch: int = 2_000) -> Path:
     return db
 
 
-def time_verify(db: Path) -> tuple[float, int]:
-    """Seconds taken by one full verification, and the entries it covered."""
+def time_verify(db: Path) -> VerifyReport:
+    """One full verification; its report holds the entries and the seconds it took."""
     public_key = load_log_public_key(db.parent)
-    reader = AuditReader(db)
-    try:
-        started = time.perf_counter()
-        report = verify_log(reader, public_key, origin=ORIGIN, key_name=KEY_NAME)
-        return time.perf_counter() - started, report.entries
-    finally:
-        reader.close()
+    with AuditReader(db) as reader:
+        return verify_log(reader, public_key, origin=ORIGIN, key_name=KEY_NAME)

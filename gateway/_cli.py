@@ -188,55 +188,55 @@ def audit_verify(
     """Recompute the Merkle tree, check every checkpoint; name the first bad entry."""
     from audit.errors import AuditVerificationError, CheckpointError
     from audit.keys import load_log_public_key, read_public_key_file
-    from audit.store import AuditReader
+    from audit.reader import AuditReader
     from audit.verify import verify_log
-    from gateway.errors import ConfigurationError
+    from gateway.errors import AuditError, ConfigurationError
     from gateway.runtime import LOG_KEY_NAME
 
     settings = _settings(var_dir)
-    if not settings.audit_db_path.exists():
-        raise _fail(f"no audit log at {settings.audit_db_path}", 2)
-    trusted: str | None = None
-    if trusted_checkpoint is not None:
+    try:
+        reader = AuditReader(settings.audit_db_path)
+    except AuditError as exc:  # no database there (a reader never creates one)
+        raise _fail(f"no audit log at {settings.audit_db_path}", 2) from exc
+    with reader:
+        trusted: str | None = None
+        if trusted_checkpoint is not None:
+            try:
+                trusted = trusted_checkpoint.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                message = f"cannot read the trusted checkpoint {trusted_checkpoint}: {exc}"
+                raise _fail(message, 2) from exc
         try:
-            trusted = trusted_checkpoint.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            message = f"cannot read the trusted checkpoint {trusted_checkpoint}: {exc}"
-            raise _fail(message, 2) from exc
-    try:
-        if log_key is not None:
-            public_key = read_public_key_file(log_key, LOG_KEY_NAME)
-        else:
-            public_key = load_log_public_key(settings.keys_dir)
-    except ConfigurationError as exc:
-        raise _fail(str(exc), 2) from exc
-    if log_key is None:
-        typer.secho(
-            f"warning: the log's public key was read from {settings.keys_dir}, the "
-            "gateway's own state directory: whoever can change the log there can also "
-            "re-sign it, and this run would not notice. Pass your own copy with --log-key "
-            "(and your last saved checkpoint with --trusted-checkpoint).",
-            fg=typer.colors.YELLOW,
-            err=True,
-        )
-    reader = AuditReader(settings.audit_db_path)
-    try:
-        report = verify_log(
-            reader,
-            public_key,
-            origin=settings.origin,
-            key_name=LOG_KEY_NAME,
-            trusted=trusted,
-            max_uncovered=max_uncovered,
-        )
-    except AuditVerificationError as exc:
-        raise _fail(f"audit log NOT intact: {exc}") from exc
-    except CheckpointError as exc:
-        raise _fail(
-            f"audit log NOT verified: {exc} (is it a checkpoint of this log, and the right key?)"
-        ) from exc
-    finally:
-        reader.close()
+            if log_key is not None:
+                public_key = read_public_key_file(log_key, LOG_KEY_NAME)
+            else:
+                public_key = load_log_public_key(settings.keys_dir)
+                typer.secho(
+                    f"warning: the log's public key was read from {settings.keys_dir}, the "
+                    "gateway's own state directory: whoever can change the log there can "
+                    "also re-sign it, and this run would not notice. Pass your own copy with "
+                    "--log-key (and your last saved checkpoint with --trusted-checkpoint).",
+                    fg=typer.colors.YELLOW,
+                    err=True,
+                )
+        except ConfigurationError as exc:
+            raise _fail(str(exc), 2) from exc
+        try:
+            report = verify_log(
+                reader,
+                public_key,
+                origin=settings.origin,
+                key_name=LOG_KEY_NAME,
+                trusted=trusted,
+                max_uncovered=max_uncovered,
+            )
+        except AuditVerificationError as exc:
+            raise _fail(f"audit log NOT intact: {exc}") from exc
+        except CheckpointError as exc:
+            raise _fail(
+                f"audit log NOT verified: {exc} "
+                "(is it a checkpoint of this log, and the right key?)"
+            ) from exc
     summary = f"audit log intact: {report.entries} entries, {report.checkpoints} signed checkpoints"
     if report.trusted_size is not None:
         summary += f", consistent with your trusted checkpoint at size {report.trusted_size}"
@@ -262,12 +262,15 @@ def audit_checkpoint(
     ] = None,
 ) -> None:
     """Print the latest signed checkpoint, to keep as your next trusted checkpoint."""
-    from audit.store import AuditReader
+    from audit.reader import AuditReader
+    from gateway.errors import AuditError
 
     settings = _settings(var_dir)
-    if not settings.audit_db_path.exists():
-        raise _fail(f"no audit log at {settings.audit_db_path}", 2)
-    with AuditReader(settings.audit_db_path) as reader:
+    try:
+        reader = AuditReader(settings.audit_db_path)
+    except AuditError as exc:  # no database there (a reader never creates one)
+        raise _fail(f"no audit log at {settings.audit_db_path}", 2) from exc
+    with reader:
         stored = reader.checkpoints()
     if not stored:
         raise _fail(
@@ -295,19 +298,19 @@ def audit_checkpoint(
 def audit_export_key(var_dir: VarDir = None) -> None:
     """Write var/keys/audit-log.pub from the log key, and print its verifier key."""
     from audit.checkpoint import verifier_key
-    from audit.keys import export_log_public_key, load_log_key
+    from audit.keys import export_log_public_key
     from gateway.errors import ConfigurationError
     from gateway.runtime import LOG_KEY_NAME
 
     settings = _settings(var_dir)
     try:
-        path, written = export_log_public_key(settings.keys_dir)
-        public_key = load_log_key(settings.keys_dir).public_key()
+        exported = export_log_public_key(settings.keys_dir)
     except ConfigurationError as exc:
         raise _fail(str(exc), 2) from exc
-    typer.echo(f"{'wrote' if written else 'kept (it matches the log key)'} {path}", err=True)
+    done = "wrote" if exported.written else "kept (it matches the log key)"
+    typer.echo(f"{done} {exported.path}", err=True)
     typer.echo("verifier key (give the DPO a copy for `audit verify --log-key`):", err=True)
-    typer.echo(verifier_key(LOG_KEY_NAME, public_key))
+    typer.echo(verifier_key(LOG_KEY_NAME, exported.public_key))
 
 
 @app.command()

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from audit_support import make_record
 
-from audit.entry import GENESIS_PREV, AuditRecord, leaf_bytes, utc_timestamp
+from audit.entry import GENESIS_PREV, AuditRecord, entry_leaf_hash, leaf_bytes
+from audit.hasher import leaf_hash
+from gateway.clock import rfc3339_micro
 
 
 def test_body_is_canonical_json_with_every_field() -> None:
@@ -50,12 +52,12 @@ def test_invalid_records_are_refused(field: str, value: object) -> None:
         make_record(0, **{field: value})
 
 
-def test_utc_timestamp_is_rfc3339_utc() -> None:
+def test_rfc3339_micro_is_rfc3339_utc() -> None:
     moment = datetime(2026, 11, 22, 11, 0, tzinfo=timezone(timedelta(hours=1)))
-    assert utc_timestamp(moment) == "2026-11-22T10:00:00.000000Z"
-    assert utc_timestamp(datetime(2026, 1, 1, tzinfo=UTC)).endswith("Z")
+    assert rfc3339_micro(moment) == "2026-11-22T10:00:00.000000Z"
+    assert rfc3339_micro(datetime(2026, 1, 1, tzinfo=UTC)).endswith("Z")
     with pytest.raises(ValueError, match="timezone"):
-        utc_timestamp(datetime(2026, 1, 1))
+        rfc3339_micro(datetime(2026, 1, 1))
 
 
 def test_leaf_bytes_layout() -> None:
@@ -63,6 +65,7 @@ def test_leaf_bytes_layout() -> None:
     leaf = leaf_bytes(258, prev, b"{}")
     assert leaf == b"\x00\x00\x00\x00\x00\x00\x01\x02" + prev + b"{}"
     assert leaf_bytes(1, GENESIS_PREV, b"x")[8:40] == bytes(32)
+    assert entry_leaf_hash(258, prev, b"{}") == leaf_hash(leaf)
 
 
 @pytest.mark.parametrize(("seq", "prev"), [(0, bytes(32)), (1, bytes(31)), (1, bytes(33))])

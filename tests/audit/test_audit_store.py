@@ -7,14 +7,15 @@ import sqlite3
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from audit_support import ORIGIN, FakeClock, attack, make_record, open_store, verify, write_log
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+import audit.store
 from audit.checkpoint import open_checkpoint
-from audit.entry import GENESIS_PREV, leaf_bytes
-from audit.hasher import leaf_hash
+from audit.entry import GENESIS_PREV, entry_leaf_hash
 from audit.reader import AuditReader
 from audit.store import AuditStore
 from audit.tree import reference_root
@@ -65,7 +66,7 @@ def test_entries_survive_reopen_and_the_chain_continues(db: Path, key: Ed25519Pr
     for entry in entries:
         if leaves:
             assert entry.prev == leaves[-1]
-        leaves.append(leaf_hash(leaf_bytes(entry.seq, entry.prev, entry.body)))
+        leaves.append(entry_leaf_hash(entry.seq, entry.prev, entry.body))
     assert entries[3].body == make_record(10).body()
     report = verify(db, key)
     assert (report.entries, report.uncovered_tail) == (5, 0)
@@ -140,7 +141,7 @@ def landed_behind_the_stores_back(db: Path, seq: int, record: int) -> None:
         prev, body = conn.execute(
             "SELECT prev, CAST(body AS BLOB) FROM entries WHERE seq = ?", (seq - 1,)
         ).fetchone()
-        last_leaf = leaf_hash(leaf_bytes(seq - 1, prev, body))
+        last_leaf = entry_leaf_hash(seq - 1, prev, body)
         new_body = make_record(record).body().decode()
         conn.execute("INSERT INTO entries VALUES (?, ?, ?)", (seq, last_leaf, new_body))
         conn.commit()
@@ -201,6 +202,75 @@ def test_a_failed_rebuild_keeps_the_store_unhealthy(
         asyncio.run(run(store))
     assert "audit state could not be rebuilt: AuditError" in caplog.text
     assert "not intact near seq 2" in caplog.text
+
+
+def count_full_rebuilds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, note each time the store re-reads the whole table."""
+    calls: list[int] = []
+    load_state = audit.store._load_state
+
+    def counted(conn: sqlite3.Connection) -> Any:
+        calls.append(1)
+        return load_state(conn)
+
+    monkeypatch.setattr(audit.store, "_load_state", counted)
+    return calls
+
+
+def test_a_failed_commit_that_landed_is_recognised_by_its_last_entry(
+    db: Path, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def run(store: AuditStore) -> None:
+        assert await store.append([make_record(1)]) == [1]
+        transaction = store._transaction
+
+        def commit_then_fail(*args: Any) -> None:
+            transaction(*args)
+            raise sqlite3.OperationalError("disk I/O error")  # reported after the COMMIT
+
+        monkeypatch.setattr(store, "_transaction", commit_then_fail)
+        with pytest.raises(AuditError):
+            await store.append([make_record(2), make_record(3)])
+        assert not store.healthy()
+        monkeypatch.setattr(store, "_transaction", transaction)
+        rebuilds = count_full_rebuilds(monkeypatch)
+        assert await store.append([make_record(4)]) == [4]
+        assert store.healthy()
+        assert rebuilds == []  # the last entry told which state the table holds
+
+    with open_store(db, key) as store:
+        asyncio.run(run(store))
+    assert verify(db, key).entries == 4
+
+
+def test_a_failed_rebuild_is_retried_once_per_interval(
+    db: Path, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+
+    async def run(store: AuditStore) -> None:
+        assert await store.append([make_record(1)]) == [1]
+        attack(
+            db, "CREATE TRIGGER fail BEFORE INSERT ON entries BEGIN SELECT RAISE(ABORT, 'io'); END"
+        )
+        with pytest.raises(AuditError):
+            await store.append([make_record(2)])
+        attack(db, "DROP TRIGGER fail")
+        forged = make_record(9).body().decode()
+        attack(db, "INSERT INTO entries VALUES (2, zeroblob(32), ?)", forged)
+        rebuilds = count_full_rebuilds(monkeypatch)
+        for i in range(3):
+            with pytest.raises(AuditError, match="could not be written"):
+                await store.append([make_record(3 + i)])
+        assert len(rebuilds) == 1
+        clock.advance(60)
+        with pytest.raises(AuditError, match="could not be written"):
+            await store.append([make_record(6)])
+        assert len(rebuilds) == 2
+        assert not store.healthy()
+
+    with open_store(db, key, clock=clock, checkpoint_interval_s=60) as store:
+        asyncio.run(run(store))
 
 
 def test_a_checkpoint_that_cannot_be_signed_fails_the_batch(
@@ -323,6 +393,16 @@ def test_open_refuses_a_log_that_is_not_intact(db: Path, key: Ed25519PrivateKey)
     attack(db, "UPDATE entries SET body = replace(body, 'allow', 'deny') WHERE seq = 2")
     with pytest.raises(AuditError, match="near seq 3"):
         AuditStore.open(db, log_key=key, origin=ORIGIN, key_name="k")
+
+
+def test_open_refuses_an_origin_or_key_name_no_checkpoint_can_carry(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    with pytest.raises(ValueError, match="key names"):
+        AuditStore.open(db, log_key=key, origin=ORIGIN, key_name="two words")
+    with pytest.raises(ValueError, match="origin"):
+        AuditStore.open(db, log_key=key, origin="two\nlines", key_name="k")
+    assert not db.exists()
 
 
 def test_open_refuses_a_log_shorter_than_its_checkpoint(db: Path, key: Ed25519PrivateKey) -> None:

@@ -14,9 +14,9 @@ from audit_support import KEY_NAME, ORIGIN, attack, make_record, verify, write_l
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.checkpoint import Checkpoint, sign_checkpoint
-from audit.entry import leaf_bytes
+from audit.entry import entry_leaf_hash
 from audit.errors import AuditVerificationError, CheckpointError
-from audit.hasher import EMPTY_ROOT, leaf_hash
+from audit.hasher import EMPTY_ROOT
 from audit.reader import AuditReader
 from audit.tree import reference_root
 from audit.verify import VerifyReport, verify_log
@@ -45,7 +45,7 @@ def first_bad(db: Path, key: Ed25519PrivateKey) -> AuditVerificationError:
 
 def leaves(db: Path) -> list[bytes]:
     with AuditReader(db) as reader:
-        return [leaf_hash(leaf_bytes(*entry)) for entry in reader.iter_entries()]
+        return [entry_leaf_hash(*entry) for entry in reader.iter_entries()]
 
 
 def forged_body(i: int) -> str:
