@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from gateway.demo_data import subjects_path
 from gateway.pki import PkiPaths
 from gateway.settings import Settings
 from gateway.signing import InvalidReceipt, verify_receipt
@@ -36,7 +37,7 @@ class Step:
 
 
 def load_subjects(settings: Settings) -> dict[str, dict[str, str]]:
-    path = settings.demo_data_dir / "subjects.json"
+    path = subjects_path(settings.var_dir)
     data: dict[str, Any] = json.loads(path.read_text())
     return {name: entry["subject"] for name, entry in data["subjects"].items()}
 

@@ -28,6 +28,7 @@ from datetime import date, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from gateway.api_models import bsn_is_valid
 from gateway.connectors.catalog import Catalog, DatasetSpec, FileConnectorConfig
 
 __all__ = [
@@ -69,14 +70,6 @@ _TODAY = date(2026, 6, 1)
 # ---------------------------------------------------------------------------
 # Check digits
 # ---------------------------------------------------------------------------
-
-
-def bsn_is_valid(value: str) -> bool:
-    """Whether ``value`` is nine digits passing the 11-test (weights 9..2 and -1)."""
-    if len(value) != 9 or not value.isascii() or not value.isdigit():
-        return False
-    total = sum(int(d) * w for d, w in zip(value, _BSN_WEIGHTS, strict=True))
-    return total % 11 == 0 and value != "000000000"
 
 
 def _bsn_check_digit(first_eight: str) -> int | None:

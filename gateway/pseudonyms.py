@@ -9,8 +9,13 @@ Construction (see docs/data-model.md, "Pseudonyms")::
                  (128 bits, 32 lowercase hex characters)
 
 ``normalise`` makes trivially different spellings of one identifier agree: for a string,
-Unicode NFC, strip, collapse runs of whitespace to one space, casefold; any other value is
-its canonical JSON (RFC 8785), so ``123`` and ``"123"`` give the same pseudonym.
+:func:`normalise_text` (Unicode NFC, strip, collapse runs of whitespace to one space,
+casefold — the connectors compare identity keys in the same form); any other value is its
+canonical JSON (RFC 8785), so ``123`` and ``"123"`` give the same pseudonym.
+
+The master secret is created only by ``doelpoort setup`` (:func:`load_or_create_master_key`);
+the running gateway only loads it (:func:`load_master_key`), so a lost key stops start-up
+instead of being replaced by one that changes every pseudonym.
 
 No table reversing pseudonyms is kept anywhere. A subject can only be found again by
 someone who already holds the identifier and asks the gateway to compute its pseudonym:
@@ -70,6 +75,22 @@ def load_or_create_master_key(keys_dir: Path) -> bytes:
     return _read_master_key(path)
 
 
+def load_master_key(keys_dir: Path) -> bytes:
+    """Return the existing master secret in ``keys_dir/master.key``; never creates one.
+
+    Raises ConfigurationError if the file is missing (run ``doelpoort setup``), has the
+    wrong length or is readable by anyone but its owner.
+    """
+    path = keys_dir / MASTER_KEY_FILE
+    if not path.exists():
+        raise ConfigurationError(
+            f"there is no pseudonym master key {path}: run `doelpoort setup` to create the keys"
+            " of a new deployment, or restore the lost key from a backup (a new key changes"
+            " every pseudonym)"
+        )
+    return _read_master_key(path)
+
+
 def _read_master_key(path: Path) -> bytes:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
@@ -82,12 +103,17 @@ def _read_master_key(path: Path) -> bytes:
     return key
 
 
+def normalise_text(value: str) -> str:
+    """Unicode NFC, stripped, runs of whitespace collapsed to one space, casefolded."""
+    # ASCII is already NFC; str.split() splits on exactly what \s matches.
+    text = value if value.isascii() else unicodedata.normalize("NFC", value)
+    return " ".join(text.split()).casefold()
+
+
 def normalise(value: object) -> bytes:
     """The bytes a pseudonym is computed over (see the module docstring)."""
     if isinstance(value, str):
-        # ASCII is already NFC; str.split() splits on exactly what \s matches.
-        text = value if value.isascii() else unicodedata.normalize("NFC", value)
-        return " ".join(text.split()).casefold().encode()
+        return normalise_text(value).encode()
     try:
         return canonical_json(value)
     except Exception:

@@ -1,32 +1,44 @@
 """A running gateway's parts, built from :class:`~gateway.settings.Settings`.
 
 Start-up fails loudly on a bad deployment (unreadable connectors, a policy that does
-not compile, a missing key); after that, every failure is a per-request problem.
+not compile, a register that does not fit the connector catalog, a missing key); after
+that, every failure is a per-request problem. Start-up only ever loads keys: creating
+them is ``doelpoort setup``'s job (gateway/bootstrap.py), so a lost audit key or master
+secret stops the gateway instead of being silently replaced (which would fork the audit
+log or change every pseudonym).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
-from audit.keys import load_or_create_log_key
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from audit.keys import load_log_key
 from audit.store import AuditStore
 from gateway.clock import Clock, utc_now
 from gateway.connectors.catalog import Catalog
 from gateway.disclosure import DisclosureService
+from gateway.errors import ConfigurationError, SigningError
 from gateway.identity import RevocationList
 from gateway.metrics import Metrics
 from gateway.pki import PkiPaths
 from gateway.policy.bundle import compile_bundle
 from gateway.policy.engine import EmbeddedEngine, PolicyEngine
 from gateway.policy.register import Register
-from gateway.pseudonyms import PseudonymKeys, load_or_create_master_key
+from gateway.pseudonyms import PseudonymKeys, load_master_key
 from gateway.settings import Settings
 from gateway.signing import ReceiptSigner, load_signer
 
 log = logging.getLogger("doelpoort.runtime")
 
 LOG_KEY_NAME = "doelpoort-audit"
+_SETUP_HINT = (
+    "run `doelpoort setup` to create the keys of a new deployment, or restore the lost key"
+    " from a backup"
+)
 
 
 @dataclass
@@ -46,12 +58,14 @@ class Runtime:
         catalog = Catalog.load(settings.connectors_dir, settings.var_dir)
         bundle = compile_bundle(settings.policies_dir)
         register = bundle.register  # the very register the policy was compiled with
+        register.check_against(catalog.datasets)
+        pseudonyms = PseudonymKeys(load_master_key(settings.keys_dir))
+        signer = _load_signer(settings.keys_dir)
+        log_key = _load_log_key(settings.keys_dir)
         engine = EmbeddedEngine(bundle, timeout_s=settings.policy_timeout_s)
-        pseudonyms = PseudonymKeys(load_or_create_master_key(settings.keys_dir))
-        signer = load_signer(settings.keys_dir)
         audit = AuditStore.open(
             settings.audit_db_path,
-            log_key=load_or_create_log_key(settings.keys_dir),
+            log_key=log_key,
             origin=settings.origin,
             key_name=LOG_KEY_NAME,
         )
@@ -88,3 +102,19 @@ class Runtime:
         await self.engine.aclose()
         await self.catalog.aclose()
         self.audit.close()
+
+
+def _load_log_key(keys_dir: Path) -> Ed25519PrivateKey:
+    try:
+        return load_log_key(keys_dir)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{exc.detail}: {_SETUP_HINT}") from exc
+
+
+def _load_signer(keys_dir: Path) -> ReceiptSigner:
+    try:
+        return load_signer(keys_dir, create=False)
+    except SigningError as exc:
+        raise ConfigurationError(
+            f"receipt signing key: {exc.detail}; for a new deployment, run `doelpoort setup`"
+        ) from exc

@@ -18,6 +18,7 @@ from gateway.pseudonyms import (
     MASTER_KEY_FILE,
     PseudonymKeys,
     hkdf_sha256,
+    load_master_key,
     load_or_create_master_key,
     normalise,
 )
@@ -179,6 +180,25 @@ def test_a_master_key_of_the_wrong_length_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="32 bytes"):
         load_or_create_master_key(tmp_path)
     assert path.read_bytes() == b"too short"
+
+
+def test_load_master_key_reads_the_key_setup_created(tmp_path: Path) -> None:
+    created = load_or_create_master_key(tmp_path)
+    assert load_master_key(tmp_path) == created
+
+
+def test_load_master_key_never_creates_one(tmp_path: Path) -> None:
+    keys_dir = tmp_path / "keys"
+    with pytest.raises(ConfigurationError, match=r"run `doelpoort setup`"):
+        load_master_key(keys_dir)
+    assert not keys_dir.exists()
+
+
+def test_load_master_key_refuses_a_bad_file(tmp_path: Path) -> None:
+    load_or_create_master_key(tmp_path)
+    os.chmod(tmp_path / MASTER_KEY_FILE, 0o640)
+    with pytest.raises(ConfigurationError, match="0600"):
+        load_master_key(tmp_path)
 
 
 def test_dpo_subject_refs_keep_name_and_date_of_birth_together() -> None:

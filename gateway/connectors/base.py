@@ -1,11 +1,12 @@
 """What every connector does, and the rules they share.
 
 A connector fetches the records of one dataset that match a subject. A record matches
-when it agrees with the subject on at least one identity key of the dataset that the
-subject fully covers (a compound key such as ``[name, date_of_birth]`` needs every
-part). Values are compared normalised (:func:`normalise_key_value`): surrounding
-whitespace stripped, case folded, inner whitespace collapsed (removed altogether for
-document-style identifiers such as ``bsn`` or ``iban``), dates as ISO ``YYYY-MM-DD``.
+when it agrees with the subject on every identity key of the dataset that the subject
+fully covers (a compound key such as ``[name, date_of_birth]`` needs every part), so
+keys naming two different people match no one (:func:`record_matches`). Values are
+compared normalised (:func:`normalise_key_value`): Unicode NFC, surrounding whitespace
+stripped, case folded, inner whitespace collapsed (removed altogether for document-style
+identifiers such as ``bsn`` or ``iban``), dates as ISO ``YYYY-MM-DD``.
 
 Records leave a connector with undeclared fields stripped and every value checked
 against its field's type (``None`` is always allowed). A connector raises only
@@ -17,20 +18,20 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from gateway.connectors.catalog import FIELD_TYPES, DatasetSpec
 from gateway.errors import ConnectorResponseError
-
-if TYPE_CHECKING:
-    from gateway.connectors.catalog import DatasetSpec
+from gateway.pseudonyms import normalise_text
 
 __all__ = [
     "ADDRESS_PARTS",
     "Connector",
     "check_record",
     "normalise_key_value",
+    "record_matches",
     "subject_lookups",
 ]
 
@@ -53,7 +54,8 @@ class Connector(Protocol):
     async def fetch(self, subject: Mapping[str, str]) -> list[dict[str, Any]]:
         """Records agreeing with every identity key the subject covers, checked and stripped.
 
-        Raises only :class:`~gateway.errors.ConnectorError` subclasses.
+        The records may be shared with later fetches (an in-memory index): callers must
+        not change them. Raises only :class:`~gateway.errors.ConnectorError` subclasses.
         """
         ...
 
@@ -70,9 +72,10 @@ def normalise_key_value(field: str, field_type: str, value: str) -> str:
             return date.fromisoformat(text).isoformat()
         except ValueError:
             return text
+    text = normalise_text(value)
     if field in _COMPACT_KEYS:
-        return "".join(value.split()).casefold()
-    return " ".join(value.split()).casefold()
+        return text.replace(" ", "")
+    return text
 
 
 def subject_lookups(
@@ -87,6 +90,28 @@ def subject_lookups(
         if all(values):
             lookups.append((key, values))
     return lookups
+
+
+def record_matches(
+    spec: DatasetSpec,
+    record: Mapping[str, Any],
+    lookups: Iterable[tuple[tuple[str, ...], tuple[str, ...]]],
+) -> bool:
+    """Whether ``record`` agrees with every ``(identity key, normalised values)`` lookup.
+
+    ``lookups`` is what :func:`subject_lookups` gave for the subject. A record lacking a
+    part of a looked-up key (missing, None or empty) does not agree with it.
+    """
+    for key, values in lookups:
+        found: list[str] = []
+        for part in key:
+            value = record.get(part)
+            if not isinstance(value, str) or not value:
+                return False
+            found.append(normalise_key_value(part, spec.fields[part].type, value))
+        if tuple(found) != values:
+            return False
+    return True
 
 
 def _is_date(value: object) -> bool:
@@ -119,6 +144,8 @@ _TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
     "boolean": lambda v: isinstance(v, bool),
     "address": _is_address,
 }
+if _TYPE_CHECKS.keys() != set(FIELD_TYPES):  # the catalog's field types are the one source
+    raise RuntimeError("every field type of the connector catalog needs a value check")
 
 
 def check_record(spec: DatasetSpec, record: object, where: str = "") -> dict[str, Any]:

@@ -14,14 +14,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.connectors.base import Connector
 from gateway.errors import ConfigurationError, UnknownDataset
+
+if TYPE_CHECKING:
+    # Annotations only: gateway.connectors.base imports this module at run time.
+    from gateway.connectors.base import Connector
 
 __all__ = [
     "CATEGORIES",

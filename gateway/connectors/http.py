@@ -11,6 +11,11 @@ Failures map onto the connector errors:
 - token could not be obtained, or refused twice → :class:`ConnectorAuthError`
 - non-2xx, not JSON, wrong shape or field types → :class:`ConnectorResponseError`
 
+The provider is not trusted to match: every record it returns is checked, and only those
+that agree with every identity key the subject covers are kept
+(:func:`~gateway.connectors.base.record_matches`); others are dropped as extra candidates
+(their number is logged at debug level, never their values).
+
 Messages name the dataset and the condition only; neither subject values nor the
 provider's response body ever appear in them.
 """
@@ -18,6 +23,7 @@ provider's response body ever appear in them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import ssl
 import warnings
@@ -28,7 +34,7 @@ from typing import Any
 import authlib.deprecate
 import httpx
 
-from gateway.connectors.base import check_record, subject_lookups
+from gateway.connectors.base import check_record, record_matches, subject_lookups
 from gateway.connectors.catalog import DatasetSpec, HttpConnectorConfig, OAuth2Config
 from gateway.errors import (
     ConnectorAuthError,
@@ -47,6 +53,8 @@ with warnings.catch_warnings():
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 __all__ = ["HttpConnector"]
+
+log = logging.getLogger("doelpoort.connectors.http")
 
 #: Seconds before expiry at which a cached token is replaced.
 TOKEN_LEEWAY_S = 30
@@ -82,7 +90,15 @@ class HttpConnector:
         parts = {part for key, _ in lookups for part in key}
         body = {"subject": {part: subject[part] for part in sorted(parts)}}
         response = await self._post(body)
-        return self._records(response)
+        records = self._records(response)
+        matching = [r for r in records if record_matches(self.spec, r, lookups)]
+        if len(matching) < len(records):
+            log.debug(
+                "%s: dropped %d record(s) that do not match the subject",
+                self.spec.id,
+                len(records) - len(matching),
+            )
+        return matching
 
     async def aclose(self) -> None:
         client, self._client = self._client, None

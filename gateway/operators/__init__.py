@@ -17,8 +17,9 @@ exists              any type                    true / false
 ==================  ==========================  =======================================
 """
 
-from gateway.operators.base import FIELD_TYPES, Operator, OperatorContext, Pseudonymiser
-from gateway.operators.registry import OPERATORS, get_operator, minimise, parse_op, validate_op
+from gateway.connectors.catalog import FIELD_TYPES
+from gateway.operators.base import Operator, OperatorContext, Pseudonymiser
+from gateway.operators.registry import OPERATORS, minimise, parse_op, validate_op
 
 __all__ = [
     "FIELD_TYPES",
@@ -26,7 +27,6 @@ __all__ = [
     "Operator",
     "OperatorContext",
     "Pseudonymiser",
-    "get_operator",
     "minimise",
     "parse_op",
     "validate_op",

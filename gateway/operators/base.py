@@ -12,11 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gateway.connectors.catalog import FIELD_TYPES
 from gateway.errors import InvalidDecision
-
-#: Field types a dataset may declare (connectors/*.yaml).
-#: ``address`` is an object with street, house_number, postcode and municipality.
-FIELD_TYPES = frozenset({"string", "date", "integer", "number", "boolean", "address"})
 
 
 class Pseudonymiser(Protocol):

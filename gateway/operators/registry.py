@@ -39,13 +39,6 @@ def parse_op(op: str) -> tuple[str, str | None]:
     return name, (param if sep else None)
 
 
-def get_operator(name: str) -> Operator:
-    try:
-        return OPERATORS[name]
-    except KeyError:
-        raise UnknownOperator(f"no operator implements op {name!r}") from None
-
-
 @functools.lru_cache(maxsize=1024)  # pure: ops are few; a failure raises and is not kept
 def validate_op(op: str, field_type: str) -> None:
     """Raise UnknownOperator or InvalidDecision unless ``op`` applies to ``field_type``."""

@@ -6,15 +6,9 @@ engine.PolicyEngine.decide() → Decision (allow, reasons, field_ops, retention,
 """
 
 from gateway.policy.bundle import ENTRYPOINT, PolicyBundle, compile_bundle, policy_digest
-from gateway.policy.engine import (
-    Decision,
-    EmbeddedEngine,
-    PolicyEngine,
-    decision_from_result,
-    embedded_engine,
-)
+from gateway.policy.engine import Decision, EmbeddedEngine, PolicyEngine, decision_from_result
 from gateway.policy.input import build_policy_input, dataset_input
-from gateway.policy.register import DatasetGrant, Purpose, Register, load_register
+from gateway.policy.register import DatasetGrant, Purpose, Register
 
 __all__ = [
     "ENTRYPOINT",
@@ -29,7 +23,5 @@ __all__ = [
     "compile_bundle",
     "dataset_input",
     "decision_from_result",
-    "embedded_engine",
-    "load_register",
     "policy_digest",
 ]

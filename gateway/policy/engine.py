@@ -3,8 +3,10 @@
 Every path that is not a well-formed decision raises a
 :class:`~gateway.errors.PolicyError` (503, nothing disclosed): engine error, no answer
 (undefined), timeout, a decision of the wrong shape, an op no operator implements, an op
-that does not suit its field's type, or an op for a field the dataset does not have. An
-allowing :class:`Decision` is only ever built after all of that was checked.
+that does not suit its field's type, an op for a field the dataset does not have, or an
+allow that releases no field (every op ``drop``, or none at all: its empty records would
+still tell the requester that the subject is in the dataset). An allowing
+:class:`Decision` is only ever built after all of that was checked.
 
 :class:`EmbeddedEngine` evaluates the compiled bundle in-process with regopy. A remote OPA
 engine (``opa-python-client``, SPEC §6) is a later issue: it will be a second class
@@ -21,7 +23,6 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -34,8 +35,8 @@ from gateway.errors import (
     PolicyEvaluationError,
     PolicyUnavailable,
 )
-from gateway.operators import validate_op
-from gateway.policy.bundle import PolicyBundle, compile_bundle
+from gateway.operators import parse_op, validate_op
+from gateway.policy.bundle import PolicyBundle
 from gateway.policy.memo import DecisionMemo, input_dependencies
 
 _NO_REASON = "denied by the policy without a reason"
@@ -120,6 +121,8 @@ def decision_from_result(result: object, policy_input: Mapping[str, Any], digest
         if spec is None:
             raise InvalidDecision(f"decision.field_ops names field {name!r}, not in the dataset")
         validate_op(op, spec["type"])
+    if all(parse_op(op)[0] == "drop" for op in ops.values()):
+        raise InvalidDecision("an allowing decision releases no field (every op is drop)")
     return Decision(
         allow=True,
         reasons=tuple(reasons),
@@ -239,8 +242,3 @@ class EmbeddedEngine:
         if not isinstance(expressions, list) or len(expressions) != 1:
             raise PolicyEvaluationError("the policy engine gave no single decision")
         return expressions[0]
-
-
-def embedded_engine(policies_dir: Path, *, timeout_s: float = 1.0) -> EmbeddedEngine:
-    """Compile ``policies_dir`` and start an embedded engine on it."""
-    return EmbeddedEngine(compile_bundle(policies_dir), timeout_s=timeout_s)

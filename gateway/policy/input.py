@@ -97,11 +97,8 @@ def dataset_input(view: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _field(dataset_id: str, name: object, spec: object) -> dict[str, str]:
-    # Accept a mapping or any object with .type and .category (the connector's FieldSpec).
-    if isinstance(spec, Mapping):
-        field_type, category = spec.get("type"), spec.get("category")
-    else:
-        field_type, category = getattr(spec, "type", None), getattr(spec, "category", None)
+    field_type = spec.get("type") if isinstance(spec, Mapping) else None
+    category = spec.get("category") if isinstance(spec, Mapping) else None
     if (
         not isinstance(name, str)
         or not isinstance(field_type, str)

@@ -7,8 +7,10 @@ purpose, so it is a ConfigurationError at start-up. So is a domain or category n
 connector catalog does not know (``allowed_domains: [imigration]`` would otherwise allow
 nothing, ``pseudonym_categories: [identifiers]`` would quietly drop the identifiers, and
 ``excluded_domains: [polices]`` would exclude nothing). Op names are checked against the
-operator registry here; whether an op suits a field's type is checked per decision,
-because only the dataset knows its field types.
+operator registry here. The datasets, field names and field types are the connector
+catalog's, so :meth:`Register.check_against` checks them against the catalog at start-up
+(a dataset the catalog lacks, a misspelled field, an op that does not suit its field's
+type); the engine checks every decision's ops again, since the policy makes them.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from typing import Any
 
 import yaml
 
-from gateway.connectors.catalog import CATEGORIES, DOMAINS
+from gateway.connectors.catalog import CATEGORIES, DOMAINS, DatasetSpec
 from gateway.errors import ConfigurationError, DoelpoortError
-from gateway.operators import parse_op
+from gateway.operators import parse_op, validate_op
 
 REGISTER_FILE = "register.yaml"
 
@@ -84,12 +86,7 @@ class Register:
 
     @classmethod
     def load(cls, path: Path) -> Register:
-        """Read and validate a register file (or ``<dir>/register.yaml`` for a directory).
-
-        Raises ConfigurationError on any problem.
-        """
-        if path.is_dir():
-            path = path / REGISTER_FILE
+        """Read and validate a register file. Raises ConfigurationError on any problem."""
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -108,6 +105,32 @@ class Register:
                 {name: _purpose(_name(name, "purpose"), spec) for name, spec in purposes.items()}
             )
         )
+
+    def check_against(self, datasets: Mapping[str, DatasetSpec]) -> None:
+        """Check every grant against the connector catalog's datasets (at start-up).
+
+        Raises ConfigurationError naming purpose, dataset and field for a dataset the
+        catalog does not hold, a field the dataset does not declare (the policy would
+        silently leave it out) or an op that does not suit the field's type (it would
+        otherwise only surface as a 503 on a live request).
+        """
+        for name, purpose in self.purposes.items():
+            for dataset_id, grant in purpose.datasets.items():
+                where = f"purpose {name}, dataset {dataset_id}"
+                spec = datasets.get(dataset_id)
+                if spec is None:
+                    raise ConfigurationError(f"{where}: the connector catalog has no such dataset")
+                for field, op in grant.field_ops.items():
+                    declared = spec.fields.get(field)
+                    if declared is None:
+                        raise ConfigurationError(
+                            f"{where}: field {field} is not a field of the dataset"
+                            f" (fields: {', '.join(spec.fields)})"
+                        )
+                    try:
+                        validate_op(op, declared.type)
+                    except DoelpoortError as exc:
+                        raise ConfigurationError(f"{where}: field {field}: {exc.detail}") from exc
 
     def as_data(self) -> dict[str, Any]:
         """The register as Rego data (``data.register``), every default spelled out."""
@@ -154,10 +177,6 @@ class Register:
             for dataset, grant in p.datasets.items()
             if requester_id is None or grant.requesters is None or requester_id in grant.requesters
         ]
-
-
-def load_register(policies_dir: Path) -> Register:
-    return Register.load(policies_dir / REGISTER_FILE)
 
 
 def _optional_list(names: tuple[str, ...] | None) -> list[str] | None:

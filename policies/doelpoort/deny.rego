@@ -40,6 +40,16 @@ deny contains sprintf(
 	not requester_covered
 }
 
+# A grant that releases no field — every op drop, or every field it names one the dataset
+# does not declare (field_ops leaves those out) — would still answer with an empty record
+# per match, telling the requester that the subject is in the dataset. Only reported to
+# a requester the grant covers: anyone else is refused for that already.
+deny contains sprintf("purpose %s releases no field of %s", [input.purpose, input.dataset.id]) if {
+	role_granted
+	requester_covered
+	count(released) == 0
+}
+
 # --- domains --------------------------------------------------------------------------
 
 # A purpose with allowed_domains covers datasets of those domains only, whatever dataset

@@ -168,6 +168,11 @@ def build_provider(state: ProviderState) -> Starlette:
         state.subjects_seen.append(subject)
         return JSONResponse({"records": [r for r in PROVIDER_RECORDS if _matches(r, subject)]})
 
+    async def everyone(request: Request) -> Response:
+        # A provider that answers with every candidate it has, matching or not.
+        state.subjects_seen.append((await request.json())["subject"])
+        return JSONResponse({"records": PROVIDER_RECORDS})
+
     async def secure_records(request: Request) -> Response:
         scheme, _, token_value = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or token_value not in state.valid_tokens:
@@ -200,6 +205,7 @@ def build_provider(state: ProviderState) -> Starlette:
         routes=[
             Route("/token", token, methods=["POST"]),
             Route("/records", records, methods=["POST"]),
+            Route("/everyone", everyone, methods=["POST"]),
             Route("/secure/records", secure_records, methods=["POST"]),
             Route("/secure/refuses", refuses_tokens, methods=["POST"]),
             Route("/fails", fails, methods=["POST"]),

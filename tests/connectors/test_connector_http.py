@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -118,6 +119,33 @@ async def test_sends_only_the_covered_identity_keys(
     connector = await make_connector(f"{provider.base_url}/records")
     await connector.fetch({"bsn": "999900018", "passport_no": "XX0000001", "name": "Sam"})
     assert provider.state.subjects_seen == [{"bsn": "999900018"}]
+
+
+async def test_records_that_do_not_match_the_subject_are_dropped(
+    provider: Provider, make_connector: MakeConnector, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The provider answers with every record it has: only the subject's may leave.
+    connector = await make_connector(f"{provider.base_url}/everyone")
+    with caplog.at_level(logging.DEBUG, logger="doelpoort.connectors.http"):
+        assert await connector.fetch(SUBJECT) == [_expected(PROVIDER_RECORDS[0])]
+    assert "provider/records: dropped 1 record(s) that do not match the subject" in caplog.text
+    for value in ("999900031", "Kim Fictief-9002", "1991-12-31", SUBJECT["bsn"]):
+        assert value not in caplog.text
+    compound = {"name": "kim  FICTIEF-9002", "date_of_birth": "1991-12-31"}  # normalised
+    assert await connector.fetch(compound) == [_expected(PROVIDER_RECORDS[1])]
+    assert await connector.fetch({"bsn": "999900030"}) == []
+
+
+async def test_a_record_must_agree_with_every_covered_key(
+    provider: Provider, make_connector: MakeConnector
+) -> None:
+    # The provider matches on any one key, so keys of two people get both records back.
+    connector = await make_connector(f"{provider.base_url}/records")
+    two_people = {"bsn": "999900018", "name": "Kim Fictief-9002", "date_of_birth": "1991-12-31"}
+    assert await connector.fetch(two_people) == []
+    assert len(provider.state.subjects_seen) == 1
+    one_person = {"bsn": "999900018", "name": "Sam Fictief-9001", "date_of_birth": "1980-04-01"}
+    assert await connector.fetch(one_person) == [_expected(PROVIDER_RECORDS[0])]
 
 
 async def test_no_covered_key_asks_nothing(

@@ -267,6 +267,46 @@ def test_register_ops_for_a_field_no_dataset_has_are_left_out(tmp_path: Path) ->
     assert "religion" not in decision.field_ops
 
 
+def _set_ind_residence_ops(ops: dict[str, str]) -> Any:
+    def edit(register: dict[str, Any]) -> None:
+        grant = register["purposes"]["ct-assessment"]["datasets"]["ind/residence"]
+        grant["field_ops"] = ops
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "ops",
+    [
+        pytest.param({"bsn": "drop", "name": "drop", "nationality": "drop"}, id="every-op-drop"),
+        pytest.param({"nationalty": "keep", "residence_stat": "keep"}, id="misspelled-fields"),
+        pytest.param({"nationalty": "keep", "bsn": "drop"}, id="misspelled-or-drop"),
+    ],
+)
+def test_a_grant_that_releases_no_field_is_denied(tmp_path: Path, ops: dict[str, str]) -> None:
+    # An allow with nothing to release would still answer [{}, {}, …]: the subject is in
+    # the dataset. The policy refuses it instead.
+    policies = copy_policies(tmp_path)
+    edit_register(policies, _set_ind_residence_ops(ops))
+    with decider(compile_bundle(policies)) as decide:
+        decision = decide("politie", "ct-assessment", "ind/residence")
+        # Not worth saying to a requester the grant does not cover at all.
+        other = decide("voorbeeldbank", "ct-assessment", "ind/residence")
+    assert not decision.allow
+    assert decision.reasons == ("purpose ct-assessment releases no field of ind/residence",)
+    assert dict(decision.field_ops) == {}
+    assert other.reasons == ("purpose ct-assessment is not granted to voorbeeldbank",)
+
+
+def test_a_grant_releasing_one_field_among_drops_is_allowed(tmp_path: Path) -> None:
+    policies = copy_policies(tmp_path)
+    edit_register(policies, _set_ind_residence_ops({"bsn": "drop", "nationality": "keep"}))
+    with decider(compile_bundle(policies)) as decide:
+        decision = decide("politie", "ct-assessment", "ind/residence")
+    assert decision.allow
+    assert dict(decision.field_ops) == {"bsn": "drop", "nationality": "keep"}
+
+
 # --- malformed input -------------------------------------------------------------------
 
 

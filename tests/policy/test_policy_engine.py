@@ -118,7 +118,7 @@ def test_an_op_that_does_not_fit_is_an_invalid_decision(tmp_path: Path, ops: str
 GOOD: dict[str, Any] = {
     "allow": True,
     "reasons": [],
-    "field_ops": {},
+    "field_ops": {"bsn": "keep"},
     "retention_days": 1,
     "legal_basis": "x",
 }
@@ -143,6 +143,16 @@ def test_a_decision_of_the_wrong_shape_is_invalid(tmp_path: Path, decision: obje
     rego = f"package doelpoort.disclosure\n\ndecision := {json.dumps(decision)}\n"
     with pytest.raises(InvalidDecision):
         decide_with(custom_bundle(tmp_path, rego))
+
+
+@pytest.mark.parametrize(
+    "ops", ["{}", '{"bsn": "drop"}', '{"bsn": "drop", "name": "drop", "address": "drop"}']
+)
+def test_an_allow_that_releases_no_field_is_an_invalid_decision(tmp_path: Path, ops: str) -> None:
+    # The safety net behind the policy's own rule: empty records would still tell the
+    # requester that the subject is in the dataset.
+    with pytest.raises(InvalidDecision, match="releases no field"):
+        decide_with(custom_bundle(tmp_path, ALLOW % ops))
 
 
 def test_a_denial_without_reasons_still_carries_one(tmp_path: Path) -> None:

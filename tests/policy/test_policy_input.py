@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -81,20 +80,6 @@ def test_subject_key_values_are_refused(keys: list[str]) -> None:
     for key in keys:
         if key and key != "bsn":
             assert key not in str(caught.value)
-
-
-def test_field_spec_objects_are_accepted() -> None:
-    @dataclass
-    class FieldSpec:
-        name: str
-        type: str
-        category: str
-
-    view = {
-        **VIEW,
-        "fields": {n: FieldSpec(n, s["type"], s["category"]) for n, s in VIEW["fields"].items()},
-    }
-    assert build(dataset=dataset_input(view))["dataset"]["fields"] == VIEW["fields"]
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 import yaml
 from policy_support import POLICIES, dataset_views
 
-from gateway.connectors.catalog import CATEGORIES, DOMAINS
+from gateway.connectors.catalog import CATEGORIES, DOMAINS, Catalog, DatasetSpec
 from gateway.errors import ConfigurationError
 from gateway.policy import Register
 
@@ -85,10 +86,6 @@ def test_the_loader_knows_every_domain_and_category_of_the_demo_datasets() -> No
     loaded = Register.from_mapping(raw).purposes["ct-assessment"]
     assert loaded.allowed_domains == DOMAINS
     assert loaded.excluded_categories == CATEGORIES
-
-
-def test_load_accepts_the_policies_directory(register: Register) -> None:
-    assert Register.load(POLICIES) == register
 
 
 def test_as_data_spells_out_every_default(register: Register) -> None:
@@ -213,3 +210,68 @@ def test_a_bad_file_names_itself(tmp_path: Path) -> None:
     path.write_text("purposes: {x: {legal_basis: y}}\n", encoding="utf-8")
     with pytest.raises(ConfigurationError, match=r"register\.yaml: purpose x"):
         Register.load(path)
+
+
+# --- the register against the connector catalog (checked at start-up) -----------------
+
+
+@pytest.fixture(scope="module")
+def datasets() -> Mapping[str, DatasetSpec]:
+    return Catalog.load(POLICIES.parent / "connectors", POLICIES.parent / "var").datasets
+
+
+def _grant_ops(raw: dict[str, Any], purpose: str, dataset: str) -> dict[str, str]:
+    ops: dict[str, str] = raw["purposes"][purpose]["datasets"][dataset]["field_ops"]
+    return ops
+
+
+def test_the_demo_register_fits_the_catalog(
+    register: Register, datasets: Mapping[str, DatasetSpec]
+) -> None:
+    register.check_against(datasets)
+
+
+def test_a_dataset_the_catalog_lacks_is_a_configuration_error(
+    datasets: Mapping[str, DatasetSpec],
+) -> None:
+    raw = copy.deepcopy(RAW)
+    grants = raw["purposes"]["vertrek"]["datasets"]
+    grants["dji/detentoin"] = grants.pop("dji/detention")
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^purpose vertrek, dataset dji/detentoin: the connector catalog has no such",
+    ):
+        Register.from_mapping(raw).check_against(datasets)
+
+
+def test_a_field_the_dataset_lacks_is_a_configuration_error(
+    datasets: Mapping[str, DatasetSpec],
+) -> None:
+    raw = copy.deepcopy(RAW)
+    _grant_ops(raw, "ct-assessment", "ind/residence")["nationalty"] = "keep"
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^purpose ct-assessment, dataset ind/residence: field nationalty is not a field",
+    ):
+        Register.from_mapping(raw).check_against(datasets)
+
+
+@pytest.mark.parametrize(
+    ("field", "op", "problem"),
+    [
+        ("nationality", "generalise:year", "applies to date fields, not string"),
+        ("lawful_residence", "mask", "applies to string fields, not boolean"),
+        ("address", "generalise:month", "applies to date fields, not address"),
+    ],
+)
+def test_an_op_that_does_not_suit_the_field_type_is_a_configuration_error(
+    datasets: Mapping[str, DatasetSpec], field: str, op: str, problem: str
+) -> None:
+    raw = copy.deepcopy(RAW)
+    _grant_ops(raw, "ct-assessment", "ind/residence")[field] = op
+    with pytest.raises(ConfigurationError) as caught:
+        Register.from_mapping(raw).check_against(datasets)
+    assert str(caught.value).startswith(
+        f"purpose ct-assessment, dataset ind/residence: field {field}: "
+    )
+    assert problem in str(caught.value)

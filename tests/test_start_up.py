@@ -1,0 +1,121 @@
+"""Runtime.start only loads: a missing key or a register that does not fit the catalog stops it.
+
+Keys are created by ``doelpoort setup`` (gateway.bootstrap) alone. A gateway that created
+them at start-up would silently replace a lost audit key (forking the log) or master
+secret (changing every pseudonym).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from gateway_support import copy_tree, make_settings
+
+from gateway.bootstrap import bootstrap
+from gateway.errors import ConfigurationError
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+
+
+def _start(settings: Settings) -> None:
+    async def start_and_close() -> None:
+        runtime = await Runtime.start(settings)
+        await runtime.close()
+
+    asyncio.run(start_and_close())
+
+
+@pytest.fixture(scope="module")
+def set_up(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    settings = make_settings(tmp_path_factory.mktemp("deployment") / "var")
+    bootstrap(settings, echo=lambda _line: None)
+    return settings
+
+
+def _copy_of(settings: Settings, tmp_path: Path) -> Settings:
+    """A private copy of the set-up deployment's var/, for a test to break."""
+    var = tmp_path / "var"
+    shutil.copytree(settings.var_dir, var)
+    return settings.with_var_dir(var)
+
+
+def test_a_set_up_deployment_starts(set_up: Settings, tmp_path: Path) -> None:
+    _start(_copy_of(set_up, tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("key_file", "message"),
+    [
+        pytest.param("master.key", r"no pseudonym master key .*run `doelpoort setup`", id="master"),
+        pytest.param("audit-log.key", r"no audit log key .*run `doelpoort setup`", id="audit"),
+        pytest.param("receipts/current", r"receipt signing key: .*doelpoort setup", id="receipt"),
+    ],
+)
+def test_a_missing_key_stops_start_up_and_is_not_replaced(
+    set_up: Settings, tmp_path: Path, key_file: str, message: str
+) -> None:
+    settings = _copy_of(set_up, tmp_path)
+    path = settings.keys_dir / key_file
+    assert path.exists()
+    path.unlink()
+    before = sorted(p.relative_to(settings.keys_dir) for p in settings.keys_dir.rglob("*"))
+    with pytest.raises(ConfigurationError, match=message):
+        _start(settings)
+    assert not path.exists()
+    after = sorted(p.relative_to(settings.keys_dir) for p in settings.keys_dir.rglob("*"))
+    assert after == before  # nothing was created in its place
+
+
+def _edit_register(policies: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    path = policies / "register.yaml"
+    register = yaml.safe_load(path.read_text(encoding="utf-8"))
+    edit(register)
+    path.write_text(yaml.safe_dump(register, sort_keys=False), encoding="utf-8")
+
+
+def _ind_residence_ops(register: dict[str, Any]) -> dict[str, str]:
+    ops: dict[str, str] = register["purposes"]["ct-assessment"]["datasets"]["ind/residence"][
+        "field_ops"
+    ]
+    return ops
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        pytest.param(
+            lambda r: _ind_residence_ops(r).update(nationalty="keep"),
+            r"purpose ct-assessment, dataset ind/residence: field nationalty is not a field",
+            id="misspelled-field",
+        ),
+        pytest.param(
+            lambda r: _ind_residence_ops(r).update(nationality="generalise:year"),
+            r"purpose ct-assessment, dataset ind/residence: field nationality: op generalise",
+            id="op-unfit-for-type",
+        ),
+        pytest.param(
+            lambda r: r["purposes"]["vertrek"]["datasets"].update(
+                {"dji/detentoin": {"field_ops": {"name": "keep"}}}
+            ),
+            r"purpose vertrek, dataset dji/detentoin: the connector catalog has no such dataset",
+            id="unknown-dataset",
+        ),
+    ],
+)
+def test_a_register_that_does_not_fit_the_catalog_stops_start_up(
+    set_up: Settings,
+    tmp_path: Path,
+    edit: Callable[[dict[str, Any]], None],
+    message: str,
+) -> None:
+    policies = copy_tree("policies", tmp_path)
+    _edit_register(policies, edit)
+    settings = make_settings(_copy_of(set_up, tmp_path).var_dir, policies_dir=policies)
+    with pytest.raises(ConfigurationError, match=message):
+        _start(settings)
