@@ -12,7 +12,6 @@ reads it as PEM or as a C2SP verifier key (``<name>+<hex key ID>+<base64>``).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from audit.checkpoint import parse_verifier_key
+from gateway.atomic_files import PUBLIC, create_file, replace_file
 from gateway.errors import ConfigurationError
 
 PRIVATE_KEY_FILE = "audit-log.key"
@@ -39,17 +39,14 @@ def load_or_create_log_key(keys_dir: Path) -> Ed25519PrivateKey:
     """The log key in `keys_dir`; on first use, creates the key pair (both files)."""
     keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key_path = keys_dir / PRIVATE_KEY_FILE
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    try:
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if key_path.exists():
         return _load_private_key(key_path)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
-        out.flush()
-        os.fsync(out.fileno())
-    (keys_dir / PUBLIC_KEY_FILE).write_bytes(public_key_pem(key.public_key()))
+    key = Ed25519PrivateKey.generate()
+    try:
+        create_file(key_path, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    except FileExistsError:  # another process created it meanwhile: theirs stands
+        return _load_private_key(key_path)
+    replace_file(keys_dir / PUBLIC_KEY_FILE, public_key_pem(key.public_key()))
     return key
 
 
@@ -103,7 +100,7 @@ def export_log_public_key(keys_dir: Path) -> ExportedKey:
     path = keys_dir / PUBLIC_KEY_FILE
     pem = public_key_pem(public_key)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        create_file(path, pem, PUBLIC)
     except FileExistsError:
         if path.read_bytes() != pem:
             raise ConfigurationError(
@@ -112,8 +109,6 @@ def export_log_public_key(keys_dir: Path) -> ExportedKey:
                 "export again."
             ) from None
         return ExportedKey(path, False, public_key)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
     return ExportedKey(path, True, public_key)
 
 

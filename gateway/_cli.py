@@ -142,6 +142,15 @@ def pki_reissue(partner: str, var_dir: VarDir = None) -> None:
     )
 
 
+@keys_app.command("init")
+def keys_init(var_dir: VarDir = None) -> None:
+    """Create the gateway's missing keys (never overwrites): for a production start."""
+    from gateway.bootstrap import create_keys
+
+    create_keys(_settings(var_dir), echo=typer.echo)
+    typer.echo("Give the DPO the audit log's public key: `doelpoort audit export-key`.")
+
+
 @keys_app.command("rotate")
 def keys_rotate(var_dir: VarDir = None) -> None:
     """Start signing receipts with a new key; the old one stays published as retired."""

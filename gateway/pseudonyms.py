@@ -13,7 +13,8 @@ Construction (see docs/data-model.md, "Pseudonyms")::
 casefold — the connectors compare identity keys in the same form); any other value is its
 canonical JSON (RFC 8785), so ``123`` and ``"123"`` give the same pseudonym.
 
-The master secret is created only by ``doelpoort setup`` (:func:`load_or_create_master_key`);
+The master secret is created only by ``doelpoort keys init`` or ``setup``
+(:func:`load_or_create_master_key`);
 the running gateway only loads it (:func:`load_master_key`), so a lost key stops start-up
 instead of being replaced by one that changes every pseudonym.
 
@@ -30,6 +31,7 @@ sealed box alongside the pseudonym; the DPO's private key must never reach the g
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import stat
@@ -41,6 +43,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from gateway.atomic_files import create_file
 from gateway.canonical import canonical_json
 from gateway.errors import ConfigurationError
 
@@ -62,31 +65,24 @@ def load_or_create_master_key(keys_dir: Path) -> bytes:
     """
     keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = keys_dir / MASTER_KEY_FILE
-    try:
-        # O_EXCL: two processes starting at once cannot both write a key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_master_key(path)
-    try:
-        os.write(fd, os.urandom(MASTER_KEY_BYTES))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    # Created whole or not at all; two processes starting at once cannot both write one.
+    with contextlib.suppress(FileExistsError):
+        create_file(path, os.urandom(MASTER_KEY_BYTES))
     return _read_master_key(path)
 
 
 def load_master_key(keys_dir: Path) -> bytes:
     """Return the existing master secret in ``keys_dir/master.key``; never creates one.
 
-    Raises ConfigurationError if the file is missing (run ``doelpoort setup``), has the
+    Raises ConfigurationError if the file is missing (run ``doelpoort keys init``), has the
     wrong length or is readable by anyone but its owner.
     """
     path = keys_dir / MASTER_KEY_FILE
     if not path.exists():
         raise ConfigurationError(
-            f"there is no pseudonym master key {path}: run `doelpoort setup` to create the keys"
-            " of a new deployment, or restore the lost key from a backup (a new key changes"
-            " every pseudonym)"
+            f"there is no pseudonym master key {path}: run `doelpoort setup` (development) or"
+            " `doelpoort keys init` (production) to create the keys of a new deployment, or"
+            " restore the lost key from a backup (a new key changes every pseudonym)"
         )
     return _read_master_key(path)
 

@@ -3,7 +3,7 @@
 Start-up fails loudly on a bad deployment (unreadable connectors, a policy that does
 not compile, a register that does not fit the connector catalog, a missing key); after
 that, every failure is a per-request problem. Start-up only ever loads keys: creating
-them is ``doelpoort setup``'s job (gateway/bootstrap.py), so a lost audit key or master
+them is ``doelpoort keys init`` and ``setup`` (gateway/bootstrap.py), so a lost audit key or master
 secret stops the gateway instead of being silently replaced (which would fork the audit
 log or change every pseudonym).
 """
@@ -36,8 +36,8 @@ log = logging.getLogger("doelpoort.runtime")
 
 LOG_KEY_NAME = "doelpoort-audit"
 _SETUP_HINT = (
-    "run `doelpoort setup` to create the keys of a new deployment, or restore the lost key"
-    " from a backup"
+    "run `doelpoort setup` (development) or `doelpoort keys init` (production) to create the"
+    " keys of a new deployment, or restore the lost key from a backup"
 )
 
 
@@ -116,5 +116,5 @@ def _load_signer(keys_dir: Path) -> ReceiptSigner:
         return load_signer(keys_dir, create=False)
     except SigningError as exc:
         raise ConfigurationError(
-            f"receipt signing key: {exc.detail}; for a new deployment, run `doelpoort setup`"
+            f"receipt signing key: {exc.detail}; for a new deployment, {_SETUP_HINT}"
         ) from exc

@@ -92,3 +92,17 @@ def test_demo_without_a_gateway_says_how_to_start_one(tmp_path: Path) -> None:
     code = asyncio.run(run_demo(settings, "https://127.0.0.1:9", echo=lines.append))
     assert code == 2
     assert "make run" in "\n".join(lines)
+
+
+def test_keys_init_creates_only_missing_keys(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    first = runner.invoke(app, ["keys", "init", "--var-dir", str(var)])
+    assert first.exit_code == 0, first.output
+    keys = var / "keys"
+    master = (keys / "master.key").read_bytes()
+    assert (keys / "audit-log.key").exists()
+    assert list((keys / "receipts").glob("*.key"))
+    assert not (var / "pki").exists()  # production keys only: no development PKI
+    again = runner.invoke(app, ["keys", "init", "--var-dir", str(var)])
+    assert again.exit_code == 0, again.output
+    assert (keys / "master.key").read_bytes() == master
