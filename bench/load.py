@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.tls import client_ssl_context
+
 
 @dataclass(frozen=True)
 class Target:
@@ -32,9 +34,7 @@ class Target:
         return head.encode() + self.body
 
     def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.ca))
-        context.load_cert_chain(str(self.cert), str(self.key))
-        return context
+        return client_ssl_context(self.ca, self.cert, self.key)
 
 
 class _Connection:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import shlex
-import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -20,6 +19,7 @@ from gateway.demo_data import subjects_path
 from gateway.pki import PkiPaths
 from gateway.settings import Settings
 from gateway.signing import InvalidReceipt, verify_receipt
+from gateway.tls import client_ssl_context
 
 Echo = Callable[[str], None]
 
@@ -33,7 +33,6 @@ class Step:
     datasets: list[str] | None = None
     expect: int = 200
     justification: str = "synthetic demo: assess whether the subject is involved in terrorism"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def load_subjects(settings: Settings) -> dict[str, dict[str, str]]:
@@ -95,8 +94,9 @@ STEPS = [
 
 def client_for(settings: Settings, partner: str, base_url: str) -> httpx.AsyncClient:
     paths = PkiPaths(settings.pki_dir)
-    context = ssl.create_default_context(cafile=str(paths.ca_cert))
-    context.load_cert_chain(paths.partner_cert(partner), paths.partner_key(partner))
+    context = client_ssl_context(
+        paths.ca_cert, paths.partner_cert(partner), paths.partner_key(partner)
+    )
     return httpx.AsyncClient(base_url=base_url, verify=context, timeout=10.0)
 
 

@@ -115,6 +115,4 @@ def _load_signer(keys_dir: Path) -> ReceiptSigner:
     try:
         return load_signer(keys_dir, create=False)
     except SigningError as exc:
-        raise ConfigurationError(
-            f"receipt signing key: {exc.detail}; for a new deployment, {_SETUP_HINT}"
-        ) from exc
+        raise ConfigurationError(f"receipt signing key: {exc.detail}: {_SETUP_HINT}") from exc

@@ -90,6 +90,16 @@ _HEAD_TOO_LARGE = json.dumps(
 ).encode()
 
 
+def client_ssl_context(
+    ca_cert: Path, cert: Path | None = None, key: Path | None = None
+) -> ssl.SSLContext:
+    """A client's view: trust only the deployment's CA, present ``cert`` if given."""
+    context = ssl.create_default_context(cafile=str(ca_cert))
+    if cert is not None and key is not None:
+        context.load_cert_chain(str(cert), str(key))
+    return context
+
+
 class TLSHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, plus the ASGI TLS extension in every scope and a
     limit on the size of request heads (431)."""

@@ -29,7 +29,7 @@ from gateway.demo import load_subjects
 from gateway.pki import PkiPaths, init_pki
 from gateway.runtime import Runtime
 from gateway.settings import PROJECT_ROOT, Settings
-from gateway.tls import ServerThread, build_server
+from gateway.tls import ServerThread, build_server, client_ssl_context
 
 GHOST = "ghost"
 
@@ -72,10 +72,7 @@ class Deployment:
         return load_subjects(self.settings)
 
     def ssl_context(self, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.paths.ca_cert))
-        if cert is not None and key is not None:
-            context.load_cert_chain(str(cert), str(key))
-        return context
+        return client_ssl_context(self.paths.ca_cert, cert, key)
 
     def client(self, partner: str) -> httpx.Client:
         context = self.ssl_context(
