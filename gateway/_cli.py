@@ -6,11 +6,14 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from audit.reader import AuditReader
 
 app = typer.Typer(
     name="doelpoort",
@@ -38,6 +41,17 @@ def _settings(var_dir: Path | None = None) -> Settings:
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.secho(message, fg=typer.colors.RED, err=True)
     return typer.Exit(code)
+
+
+def _open_reader(settings: Settings) -> AuditReader:
+    """The audit log for reading; exit 2 when there is none (a reader never creates one)."""
+    from audit.reader import AuditReader
+    from gateway.errors import AuditError
+
+    try:
+        return AuditReader(settings.audit_db_path)
+    except AuditError as exc:
+        raise _fail(f"no audit log at {settings.audit_db_path}", 2) from exc
 
 
 @app.command()
@@ -197,16 +211,12 @@ def audit_verify(
     """Recompute the Merkle tree, check every checkpoint; name the first bad entry."""
     from audit.errors import AuditVerificationError, CheckpointError
     from audit.keys import load_log_public_key, read_public_key_file
-    from audit.reader import AuditReader
     from audit.verify import verify_log
-    from gateway.errors import AuditError, ConfigurationError
+    from gateway.errors import ConfigurationError
     from gateway.runtime import LOG_KEY_NAME
 
     settings = _settings(var_dir)
-    try:
-        reader = AuditReader(settings.audit_db_path)
-    except AuditError as exc:  # no database there (a reader never creates one)
-        raise _fail(f"no audit log at {settings.audit_db_path}", 2) from exc
+    reader = _open_reader(settings)
     with reader:
         trusted: str | None = None
         if trusted_checkpoint is not None:
@@ -271,14 +281,8 @@ def audit_checkpoint(
     ] = None,
 ) -> None:
     """Print the latest signed checkpoint, to keep as your next trusted checkpoint."""
-    from audit.reader import AuditReader
-    from gateway.errors import AuditError
-
     settings = _settings(var_dir)
-    try:
-        reader = AuditReader(settings.audit_db_path)
-    except AuditError as exc:  # no database there (a reader never creates one)
-        raise _fail(f"no audit log at {settings.audit_db_path}", 2) from exc
+    reader = _open_reader(settings)
     with reader:
         stored = reader.checkpoints()
     if not stored:
