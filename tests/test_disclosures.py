@@ -7,8 +7,9 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_support import GHOST, Deployment, verify_with_plain_cryptography
+from gateway_support import GHOST, Deployment, b64url_decode, verify_with_plain_cryptography
 
+from gateway.canonical import canonical_json
 from gateway.signing import verify_receipt
 
 
@@ -70,6 +71,8 @@ def test_receipt_verifies_independently(gateway: Deployment) -> None:
         jwks = client.get("/.well-known/jwks.json").json()
     assert verify_with_plain_cryptography(body["jws"], jwks) == body["disclosure"]
     assert verify_receipt(body["jws"], jwks) == body["disclosure"]
+    # What is signed is the RFC 8785 form of exactly the disclosure the response carries.
+    assert b64url_decode(body["jws"].split(".")[1]) == canonical_json(body["disclosure"])
 
 
 def test_dataset_outside_the_grant_is_denied_with_reason(gateway: Deployment) -> None:

@@ -133,6 +133,34 @@ def test_write_failure_fails_the_batch_and_marks_unhealthy(
         assert fragment not in caplog.text  # the store never logs bodies
 
 
+def test_a_group_larger_than_one_insert_is_one_transaction(
+    db: Path, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit.store, "MAX_ROWS_PER_INSERT", 3)
+
+    async def run(store: AuditStore) -> None:
+        assert await store.append([make_record(i) for i in range(7)]) == list(range(1, 8))
+        # A failure in the third INSERT of a group takes the first two back with it.
+        attack(
+            db,
+            "CREATE TRIGGER fail BEFORE INSERT ON entries "
+            "WHEN json_extract(NEW.body, '$.purpose') = 'boom' "
+            "BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+        )
+        batch = [make_record(10 + i) for i in range(6)] + [make_record(16, purpose="boom")]
+        with pytest.raises(AuditError):
+            await store.append(batch)
+        assert store.size == 7
+        attack(db, "DROP TRIGGER fail")
+        assert await store.append([make_record(20)]) == [8]
+
+    with open_store(db, key) as store:
+        asyncio.run(run(store))
+    with AuditReader(db) as reader:
+        assert reader.count() == 8
+    assert verify(db, key).entries == 8
+
+
 def landed_behind_the_stores_back(db: Path, seq: int, record: int) -> None:
     """Commit entry `seq` correctly chained from a second connection: a failed commit of
     the store's that reached the disk all the same looks exactly like this."""
