@@ -6,6 +6,7 @@ Everything that decides lives elsewhere; this module turns HTTP into calls on
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -171,6 +172,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = runtime = await Runtime.start(settings)
+        _settle_garbage_collector()
         try:
             yield
         finally:
@@ -246,6 +248,23 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestMetrics)
     app.add_middleware(ContainFailures)
     return app
+
+
+# A disclosure allocates a few hundred short-lived dicts and lists, nearly all freed by
+# reference counting; at the default threshold (700) the collector still ran several
+# times per request and took about 6% of the loop's CPU under load (measured with perf).
+_GC_YOUNG_THRESHOLD = 10_000
+
+
+def _settle_garbage_collector() -> None:
+    """Freeze what start-up built (catalog, indexes, policy, app) and collect less often.
+
+    Those objects live as long as the process; frozen, no collection walks them again.
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(max(_GC_YOUNG_THRESHOLD, gc.get_threshold()[0]), older, oldest)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
