@@ -11,10 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
-DatasetId = Annotated[
-    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9][a-z0-9-]{0,62}$")
-]
+from gateway.ids import DATASET_ID_PATTERN, ID_PATTERN
+
+Slug = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$")]
+DatasetId = Annotated[str, StringConstraints(pattern=f"^{DATASET_ID_PATTERN}$")]
 # A case reference names a case, never a person: a registry prefix, a year and a number
 # of at most six digits (so a BSN or another identifier cannot pass for one).
 CaseRef = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9]{1,11}-[0-9]{4}-[0-9]{1,6}$")]

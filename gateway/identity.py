@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 
 from gateway.clock import utc_now
 from gateway.errors import ConfigurationError
+from gateway.ids import is_valid_id, validate_id
 
 logger = logging.getLogger(__name__)
 
@@ -38,25 +38,6 @@ _URI_PREFIXES: dict[str, PeerKind] = {
     URN_PREFIX + "partner:": "partner",
     URN_PREFIX + "dpo:": "dpo",
 }
-
-# Lowercase letters, digits and hyphens, starting with a letter or digit, at most 63
-# characters: safe as a file name, a URI segment and a DNS label alike.
-_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-
-
-def is_valid_id(value: str) -> bool:
-    """Whether *value* is a well-formed partner id or DPO name."""
-    return _ID_RE.fullmatch(value) is not None
-
-
-def validate_id(value: str, what: str = "partner id") -> str:
-    """Return *value* if it is a well-formed id, else raise `ConfigurationError`."""
-    if not is_valid_id(value):
-        raise ConfigurationError(
-            f"invalid {what} {value!r}: use 1-63 characters a-z, 0-9 and '-', "
-            "starting with a letter or digit"
-        )
-    return value
 
 
 def peer_uri(kind: PeerKind, peer_id: str) -> str:

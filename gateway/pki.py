@@ -34,7 +34,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from gateway.atomic_files import create_file, replace_file
 from gateway.clock import utc_now
 from gateway.errors import ConfigurationError
-from gateway.identity import PeerKind, peer_uri, validate_id
+from gateway.identity import PeerKind, peer_uri
+from gateway.ids import validate_id
 
 CA_VALIDITY = timedelta(days=10 * 365)
 LEAF_VALIDITY = timedelta(days=2 * 365)

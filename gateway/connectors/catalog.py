@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.errors import ConfigurationError, UnknownDataset
+from gateway.ids import ID_PATTERN
 
 if TYPE_CHECKING:
     # Annotations only: gateway.connectors.base imports this module at run time.
@@ -68,7 +69,7 @@ SUBJECT_KEYS: tuple[str, ...] = get_args(SubjectKey)
 
 #: Field types an identity key may have (they are matched as normalised strings).
 _KEY_TYPES = frozenset({"string", "date"})
-_ID_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
+_ID_PATTERN = f"^{ID_PATTERN}$"
 _FIELD_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 _ENV_PATTERN = r"^[A-Z_][A-Z0-9_]{0,127}$"
 

@@ -25,6 +25,7 @@ import yaml
 
 from gateway.connectors.catalog import CATEGORIES, DOMAINS, DatasetSpec
 from gateway.errors import ConfigurationError, DoelpoortError
+from gateway.ids import validate_id
 from gateway.operators import parse_op, validate_op
 
 REGISTER_FILE = "register.yaml"
@@ -102,7 +103,10 @@ class Register:
         purposes = _mapping(top.get("purposes"), "purposes")
         return cls(
             purposes=MappingProxyType(
-                {name: _purpose(_name(name, "purpose"), spec) for name, spec in purposes.items()}
+                {
+                    name: _purpose(validate_id(name, "purpose"), spec)
+                    for name, spec in purposes.items()
+                }
             )
         )
 
@@ -206,7 +210,7 @@ def _purpose(name: str, raw: object) -> Purpose:
     justification = spec.get("requires_justification", True)
     if not isinstance(justification, bool):
         raise ConfigurationError(f"{where}: requires_justification must be true or false")
-    roles = _names(spec["requester_roles"], f"{where}: requester_roles")
+    roles = _ids(spec["requester_roles"], f"{where}: requester_roles")
     if not roles:
         raise ConfigurationError(f"{where}: requester_roles must name at least one role")
     allowed_domains = _optional_known(spec, "allowed_domains", DOMAINS, where)
@@ -293,7 +297,7 @@ def _grant(where: str, raw: object) -> DatasetGrant:
     requesters = spec.get("requesters")
     return DatasetGrant(
         field_ops=MappingProxyType(dict(ops)),
-        requesters=None if requesters is None else _names(requesters, f"{where}: requesters"),
+        requesters=None if requesters is None else _ids(requesters, f"{where}: requester"),
     )
 
 
@@ -309,6 +313,12 @@ def _names(raw: object, where: str) -> tuple[str, ...]:
     if not isinstance(raw, list):
         raise ConfigurationError(f"{where} must be a list")
     return tuple(_name(item, where) for item in raw)
+
+
+def _ids(raw: object, where: str) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        raise ConfigurationError(f"{where} must be a list")
+    return tuple(validate_id(item, where) for item in raw)
 
 
 def _name(raw: object, where: str) -> str:

@@ -162,6 +162,15 @@ def _broken(edit: Any) -> dict[str, Any]:
             "must be a string",
         ),
         (lambda p: p.update(broken=[]), "must be a mapping"),
+        # Names follow gateway.ids, as the partner API does: a purpose that loads can be
+        # asked for, and a role or requester that loads can be held by a partner.
+        (lambda p: p.update({"CT-Assessment": p["vertrek"]}), "invalid purpose 'CT-Assessment'"),
+        (lambda p: p.update({"1st-purpose": p["vertrek"]}), "invalid purpose '1st-purpose'"),
+        (lambda p: p["vertrek"].update(requester_roles=["Laov"]), "requester_roles"),
+        (
+            lambda p: p["vertrek"]["datasets"]["dji/detention"].update(requesters=["DT&V"]),
+            "dataset dji/detention: requester 'DT&V'",
+        ),
         # Domain and category names must be the catalog's: a typo would otherwise allow
         # nothing, exclude nothing or quietly drop a category.
         (
