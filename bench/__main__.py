@@ -3,8 +3,10 @@
 1. Throughput of the whole disclosure pipeline (mTLS, policy, connectors, minimise,
    sign, durable audit) against a bare endpoint that returns the same response bytes
    over the same kind of mTLS server, as a ratio.
-2. p50/p99 latency of disclosures sent at a fixed 200 requests/s.
-3. ``audit verify`` throughput in entries per second.
+2. p50/p99 latency of disclosures sent at a fixed 200 requests/s, and how many of those
+   requests waited over 25 ms for their durable audit commit.
+3. The disk's own fdatasync latency, for telling its stalls from the gateway's.
+4. ``audit verify`` throughput in entries per second.
 
 The servers run in this process (a thread each); the load generator runs in a child
 process so client and server each have a core of the 2-core reference machine.
@@ -16,8 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import statistics
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -65,6 +69,25 @@ def _add_stack_only_route(app: FastAPI) -> None:
         partner(request, await peer(request))
         DisclosureRequest.model_validate_json(await request.body())
         return Response(request.app.state.bench_response, media_type="application/json")
+
+
+_SLOW_AUDIT_S = 0.025  # a bucket of gateway.metrics' latency histograms
+
+
+def _slow_audit_waits(app: FastAPI) -> tuple[int, int]:
+    """(requests so far, of them waiting longer than _SLOW_AUDIT_S for the durable commit).
+
+    Read from the gateway's own histogram, so a p99 that the disk's fsync stalls make
+    can be told from one the gateway makes.
+    """
+    total = fast = 0.0
+    for metric in app.state.runtime.metrics.audit_seconds.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count"):
+                total = sample.value
+            elif sample.name.endswith("_bucket") and float(sample.labels["le"]) == _SLOW_AUDIT_S:
+                fast = sample.value
+    return int(total), int(total - fast)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -126,9 +149,13 @@ def bench_http(settings: Settings, seconds: float, connections: int, rate: float
             throughput, target(server.port, "/v1/disclosures"), connections, seconds
         )
         print(f"· latency at {rate:.0f} req/s ({seconds:.0f} s) …", flush=True)
+        waits_before = _slow_audit_waits(gateway_app)
         latencies, lat_bad = _in_child(
             fixed_rate, target(server.port, "/v1/disclosures"), rate, seconds
         )
+        slow_waits = [
+            b - a for a, b in zip(waits_before, _slow_audit_waits(gateway_app), strict=True)
+        ]
         gateway_app.state.bench_response = sample.content
         print(f"· same app stack, no pipeline ({connections} connections) …", flush=True)
         stack_rps, stack_bad = _in_child(
@@ -156,6 +183,37 @@ def bench_http(settings: Settings, seconds: float, connections: int, rate: float
         f"p99 {_percentile(latencies, 0.99) * 1000:.1f} ms   (target p99 < 25 ms; "
         f"{len(latencies)} requests, non-200: {lat_bad})"
     )
+    print(
+        f"  of those, {slow_waits[1]} waited over {_SLOW_AUDIT_S * 1000:.0f} ms for their "
+        f"durable audit commit ({slow_waits[0]} requests counted; see the disk probe)"
+    )
+
+
+def bench_disk(directory: Path, seconds: float) -> None:
+    """The disk under the audit log on its own: small appends, each made durable.
+
+    Every disclosure waits for one such fdatasync (shared by its commit group), so this
+    tail is a floor under the gateway's latency tail that no code change can lower.
+    """
+    print(f"· disk probe: 4 KiB appends with fdatasync ({seconds:.0f} s) …", flush=True)
+    waits: list[float] = []
+    fd = os.open(directory / "fsync-probe", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            os.write(fd, bytes(4096))
+            started = time.perf_counter()
+            os.fdatasync(fd)
+            waits.append(time.perf_counter() - started)
+            time.sleep(0.002)
+    finally:
+        os.close(fd)
+    print(
+        f"disk fdatasync          p50 {_percentile(waits, 0.5) * 1000:.2f} ms, "
+        f"p99 {_percentile(waits, 0.99) * 1000:.2f} ms, p99.9 "
+        f"{_percentile(waits, 0.999) * 1000:.1f} ms, max {max(waits) * 1000:.1f} ms "
+        f"({len(waits)} writes)"
+    )
 
 
 def bench_verify(var_dir: Path, entries: int) -> None:
@@ -180,6 +238,7 @@ def main() -> None:
         print(f"setting up a fresh synthetic deployment in {tmp}")
         bootstrap(settings, echo=lambda _line: None)
         bench_http(settings, args.seconds, args.connections, args.rate)
+        bench_disk(settings.audit_db_path.parent, args.seconds)
         bench_verify(Path(tmp), args.verify_entries)
 
 
