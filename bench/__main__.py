@@ -67,7 +67,7 @@ def _add_stack_only_route(app: FastAPI) -> None:
     @app.post("/bench/stack-only", include_in_schema=False)
     async def stack_only(request: Request) -> Response:
         partner(request, await peer(request))
-        DisclosureRequest.model_validate_json(await request.body())
+        DisclosureRequest.from_body(await request.body())
         return Response(request.app.state.bench_response, media_type="application/json")
 
 

@@ -7,10 +7,12 @@ field and the rule, never the value that broke it.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from gateway.errors import InvalidRequest
 from gateway.ids import DATASET_ID_PATTERN, ID_PATTERN
 
 Slug = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$")]
@@ -73,6 +75,35 @@ class DisclosureRequest(_Strict):
     justification: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
     subject: Subject
     datasets: Annotated[list[DatasetId], Field(min_length=1, max_length=32)] | None = None
+
+    @classmethod
+    def from_body(cls, body: bytes) -> DisclosureRequest:
+        """Parse and validate a request body in one pass; refuse repeated member names.
+
+        JSON parsers disagree about ``{"purpose": "vertrek", "purpose": "ct-assessment"}``
+        (first wins, last wins, error), and a proxy that logged or checked one reading
+        while the gateway acted on the other would be fooled. I-JSON (RFC 7493) forbids
+        repeated names; so does the gateway. Raises InvalidRequest for them and
+        pydantic's ValidationError for everything else that is wrong.
+        """
+        try:
+            json.loads(body, object_pairs_hook=_unique_members)
+        except _RepeatedMember:
+            raise InvalidRequest("a JSON object in the body repeats a member name") from None
+        except (ValueError, RecursionError):
+            pass  # not JSON at all: pydantic says where, below
+        return cls.model_validate_json(body)
+
+
+class _RepeatedMember(Exception):
+    pass
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise _RepeatedMember()  # the name is not quoted: it could be an identifier
+    return members
 
 
 class DatasetResult(BaseModel):

@@ -209,7 +209,7 @@ def create_app(settings: Settings) -> FastAPI:
         requester = partner(request, await peer(request))
         # pydantic-core parses and validates in one pass (and bounds nesting); this is
         # the hot path, and FastAPI's generic body handling costs a third of a bare call.
-        body = DisclosureRequest.model_validate_json(await request.body())
+        body = DisclosureRequest.from_body(await request.body())
         result = await rt(request).disclosures.disclose(requester, body)
         return JSONResponse(result)
 

@@ -85,6 +85,24 @@ def test_malformed_json_is_422(gateway: Deployment, content: bytes) -> None:
     assert_problem(post_raw(gateway, content), 422, "invalid-request")
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"purpose": "vertrek", "purpose": "ct-assessment"}',
+        b'{"purpose": "ct-assessment", "case_ref": "CTI-2026-1", "justification": "j",'
+        b' "subject": {"bsn": "999900997", "bsn": "999901011"}}',
+    ],
+)
+def test_a_repeated_member_name_is_422_without_naming_it(
+    gateway: Deployment, content: bytes
+) -> None:
+    # I-JSON (RFC 7493): parsers disagree on which value counts, so neither does.
+    response = post_raw(gateway, content)
+    assert_problem(response, 422, "invalid-request")
+    assert "repeats a member name" in response.json()["detail"]
+    assert b"999900997" not in response.content
+
+
 def test_deep_nesting_is_422(gateway: Deployment) -> None:
     assert_problem(post_raw(gateway, b"[" * 5000 + b"]" * 5000), 422, "invalid-request")
     nested = b'{"subject": ' + b'{"a":' * 100 + b"1" + b"}" * 101
