@@ -91,6 +91,31 @@ def verify(path: Path, key: Ed25519PrivateKey) -> VerifyReport:
         return verify_log(reader, key.public_key(), origin=ORIGIN, key_name=KEY_NAME)
 
 
+def fail_inserts(path: Path, *, purpose: str | None = None) -> None:
+    """Make INSERTs into entries abort inside SQLite, as a full disk would: all of them, or
+    those of records for ``purpose``. `stop_failing` ends it."""
+    when = "" if purpose is None else f"WHEN json_extract(NEW.body, '$.purpose') = '{purpose}' "
+    attack(
+        path,
+        f"CREATE TRIGGER fail BEFORE INSERT ON entries {when}"
+        "BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+    )
+
+
+def stop_failing(path: Path) -> None:
+    attack(path, "DROP TRIGGER fail")
+
+
+def forged_body(i: int) -> str:
+    """The body of an entry an attacker makes up (distinct from every `make_record(i)`)."""
+    return make_record(1000 + i, decision="deny").body().decode()
+
+
+def forge_unchained_entry(path: Path, seq: int) -> None:
+    """Insert entry ``seq`` that does not chain from the one before it."""
+    attack(path, "INSERT INTO entries VALUES (?, zeroblob(32), ?)", seq, forged_body(seq))
+
+
 def attack(path: Path, statement: str, *params: Any) -> list[Any]:
     """Run SQL as an attacker with file access would: the append-only triggers go first."""
     conn = sqlite3.connect(path)

@@ -10,7 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_support import ORIGIN, FakeClock, attack, make_record, open_store, verify, write_log
+from audit_support import (
+    ORIGIN,
+    FakeClock,
+    attack,
+    fail_inserts,
+    forge_unchained_entry,
+    make_record,
+    open_store,
+    stop_failing,
+    verify,
+    write_log,
+)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import audit.store
@@ -110,18 +121,13 @@ def test_write_failure_fails_the_batch_and_marks_unhealthy(
     async def run(store: AuditStore) -> None:
         assert await store.append([make_record(1)]) == [1]
         # A real failure inside SQLite: a trigger that aborts, as a full disk would.
-        attack(
-            db,
-            "CREATE TRIGGER fail BEFORE INSERT ON entries "
-            "WHEN json_extract(NEW.body, '$.purpose') = 'boom' "
-            "BEGIN SELECT RAISE(ABORT, 'disk full'); END",
-        )
+        fail_inserts(db, purpose="boom")
         with pytest.raises(AuditError) as failed:
             await store.append([make_record(2), make_record(3, purpose="boom")])
         assert isinstance(failed.value.__cause__, sqlite3.Error)
         assert not store.healthy()
         assert store.size == 1
-        attack(db, "DROP TRIGGER fail")
+        stop_failing(db)
         assert await store.append([make_record(4)]) == [2]  # no gap: state rolled back
         assert store.healthy()
 
@@ -141,17 +147,12 @@ def test_a_group_larger_than_one_insert_is_one_transaction(
     async def run(store: AuditStore) -> None:
         assert await store.append([make_record(i) for i in range(7)]) == list(range(1, 8))
         # A failure in the third INSERT of a group takes the first two back with it.
-        attack(
-            db,
-            "CREATE TRIGGER fail BEFORE INSERT ON entries "
-            "WHEN json_extract(NEW.body, '$.purpose') = 'boom' "
-            "BEGIN SELECT RAISE(ABORT, 'disk full'); END",
-        )
+        fail_inserts(db, purpose="boom")
         batch = [make_record(10 + i) for i in range(6)] + [make_record(16, purpose="boom")]
         with pytest.raises(AuditError):
             await store.append(batch)
         assert store.size == 7
-        attack(db, "DROP TRIGGER fail")
+        stop_failing(db)
         assert await store.append([make_record(20)]) == [8]
 
     with open_store(db, key) as store:
@@ -182,19 +183,14 @@ def test_a_failed_commit_that_landed_is_picked_up_before_the_next_write(
 ) -> None:
     async def run(store: AuditStore) -> None:
         assert await store.append([make_record(1)]) == [1]
-        attack(
-            db,
-            "CREATE TRIGGER fail BEFORE INSERT ON entries "
-            "WHEN json_extract(NEW.body, '$.purpose') = 'boom' "
-            "BEGIN SELECT RAISE(ABORT, 'disk full'); END",
-        )
+        fail_inserts(db, purpose="boom")
         with pytest.raises(AuditError):
             await store.append([make_record(2, purpose="boom")])
         assert not store.healthy()
         # Seq 2 lands after all; without a rebuild, the store would write seq 2 again
         # and fail on every later append until restarted.
         landed_behind_the_stores_back(db, 2, record=2)
-        attack(db, "DROP TRIGGER fail")
+        stop_failing(db)
         assert await store.append([make_record(3)]) == [3]
         assert store.healthy()
         assert store.size == 3
@@ -211,15 +207,12 @@ def test_a_failed_rebuild_keeps_the_store_unhealthy(
 ) -> None:
     async def run(store: AuditStore) -> None:
         assert await store.append([make_record(1)]) == [1]
-        attack(
-            db, "CREATE TRIGGER fail BEFORE INSERT ON entries BEGIN SELECT RAISE(ABORT, 'io'); END"
-        )
+        fail_inserts(db)
         with pytest.raises(AuditError):
             await store.append([make_record(2)])
-        attack(db, "DROP TRIGGER fail")
+        stop_failing(db)
         # Meanwhile a row that does not chain appears: the state cannot be rebuilt.
-        forged = make_record(9).body().decode()
-        attack(db, "INSERT INTO entries VALUES (2, zeroblob(32), ?)", forged)
+        forge_unchained_entry(db, 2)
         for i in range(2):
             with pytest.raises(AuditError, match="could not be written"):
                 await store.append([make_record(3 + i)])
@@ -278,14 +271,11 @@ def test_a_failed_rebuild_is_retried_once_per_interval(
 
     async def run(store: AuditStore) -> None:
         assert await store.append([make_record(1)]) == [1]
-        attack(
-            db, "CREATE TRIGGER fail BEFORE INSERT ON entries BEGIN SELECT RAISE(ABORT, 'io'); END"
-        )
+        fail_inserts(db)
         with pytest.raises(AuditError):
             await store.append([make_record(2)])
-        attack(db, "DROP TRIGGER fail")
-        forged = make_record(9).body().decode()
-        attack(db, "INSERT INTO entries VALUES (2, zeroblob(32), ?)", forged)
+        stop_failing(db)
+        forge_unchained_entry(db, 2)
         rebuilds = count_full_rebuilds(monkeypatch)
         for i in range(3):
             with pytest.raises(AuditError, match="could not be written"):
@@ -344,9 +334,7 @@ def test_every_waiter_of_a_failed_commit_gets_audit_error(db: Path, key: Ed25519
         )
 
     with open_store(db, key) as store:
-        attack(
-            db, "CREATE TRIGGER fail BEFORE INSERT ON entries BEGIN SELECT RAISE(ABORT, 'io'); END"
-        )
+        fail_inserts(db)
         results = asyncio.run(run(store))
         assert all(isinstance(r, AuditError) for r in results)
         assert not store.healthy()

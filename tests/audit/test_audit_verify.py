@@ -10,7 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from audit_support import KEY_NAME, ORIGIN, attack, make_record, verify, write_log
+from audit_support import (
+    KEY_NAME,
+    ORIGIN,
+    attack,
+    forge_unchained_entry,
+    forged_body,
+    verify,
+    write_log,
+)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.checkpoint import Checkpoint, sign_checkpoint
@@ -46,10 +54,6 @@ def first_bad(db: Path, key: Ed25519PrivateKey) -> AuditVerificationError:
 def leaves(db: Path) -> list[bytes]:
     with AuditReader(db) as reader:
         return [entry_leaf_hash(*entry) for entry in reader.iter_entries()]
-
-
-def forged_body(i: int) -> str:
-    return make_record(1000 + i, decision="deny").body().decode()
 
 
 def shift_up(db: Path, from_seq: int) -> None:
@@ -131,18 +135,18 @@ def test_inserted_entry_with_a_well_formed_prev(db: Path, key: Ed25519PrivateKey
 
 def test_inserted_entry_with_a_forged_prev(db: Path, key: Ed25519PrivateKey) -> None:
     shift_up(db, 7)
-    attack(db, "INSERT INTO entries VALUES (7, zeroblob(32), ?)", forged_body(7))
+    forge_unchained_entry(db, 7)
     assert first_bad(db, key).first_bad_seq == 7
 
 
 def test_inserted_first_entry(db: Path, key: Ed25519PrivateKey) -> None:
     shift_up(db, 1)
-    attack(db, "INSERT INTO entries VALUES (1, zeroblob(32), ?)", forged_body(1))
+    forge_unchained_entry(db, 1)
     assert first_bad(db, key).first_bad_seq == 1
 
 
 def test_entry_appended_past_a_gap(db: Path, key: Ed25519PrivateKey) -> None:
-    attack(db, "INSERT INTO entries VALUES (22, zeroblob(32), ?)", forged_body(22))
+    forge_unchained_entry(db, 22)
     assert first_bad(db, key).first_bad_seq == 21
 
 
