@@ -6,16 +6,31 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
+from gateway.errors import DoelpoortError
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
     from audit.reader import AuditReader
 
+
+class _ReportErrors(TyperGroup):
+    """Every command's Doelpoort error (a missing key, an unknown partner, a bad setting)
+    ends as its message and exit status 1, not a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # Typer's own (vendored) click.Context
+        try:
+            return super().invoke(ctx)
+        except DoelpoortError as exc:
+            raise _fail(str(exc)) from exc
+
+
 app = typer.Typer(
+    cls=_ReportErrors,
     name="doelpoort",
     help="Doelpoort — a purpose-binding gateway for counter-terrorism information sharing.",
     no_args_is_help=True,
@@ -127,28 +142,19 @@ def pki_init(var_dir: VarDir = None) -> None:
 @pki_app.command("revoke")
 def pki_revoke(partner: str, var_dir: VarDir = None) -> None:
     """Revoke a partner's certificate: add it to the CRL the gateway honours."""
-    from gateway.errors import ConfigurationError
     from gateway.pki import revoke
 
-    settings = _settings(var_dir)
-    try:
-        serial = revoke(settings.pki_dir, partner)
-    except ConfigurationError as exc:
-        raise _fail(str(exc)) from exc
+    serial = revoke(_settings(var_dir).pki_dir, partner)
     typer.echo(f"revoked {partner} (serial {serial:x}); the gateway rejects it from now on")
 
 
 @pki_app.command("reissue")
 def pki_reissue(partner: str, var_dir: VarDir = None) -> None:
     """Revoke a partner's certificate and issue a new key and certificate."""
-    from gateway.errors import ConfigurationError
     from gateway.pki import PkiPaths, reissue
 
     settings = _settings(var_dir)
-    try:
-        serial = reissue(settings.pki_dir, partner)
-    except ConfigurationError as exc:
-        raise _fail(str(exc)) from exc
+    serial = reissue(settings.pki_dir, partner)
     paths = PkiPaths(settings.pki_dir)
     typer.echo(
         f"reissued {partner} (new serial {serial:x}); the old certificate is revoked. "

@@ -8,8 +8,10 @@ never committed. Every path can be overridden, so tests run against a temporary 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from gateway.errors import ConfigurationError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,11 +25,9 @@ class Settings:
     var_dir: Path = PROJECT_ROOT / "var"
     host: str = "127.0.0.1"
     port: int = 8443
-    audit_url: str | None = None
     origin: str = "doelpoort.local/audit"
     policy_timeout_s: float = 1.0
     max_body_bytes: int = 64 * 1024
-    trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def pki_dir(self) -> Path:
@@ -57,6 +57,14 @@ class Settings:
         """Defaults, overridden by ``DOELPOORT_*`` environment variables."""
         base = cls()
         env = os.environ
+        if env.get("DOELPOORT_AUDIT_URL"):
+            # Replicas sharing one log need the PostgreSQL store, which is not built yet;
+            # ignoring the setting would give each replica its own SQLite log: a forked
+            # audit trail. So refuse to start.
+            raise ConfigurationError(
+                "DOELPOORT_AUDIT_URL is set, but the audit log only supports its embedded "
+                "SQLite store so far; unset it to use var/audit.sqlite3"
+            )
         return replace(
             base,
             policies_dir=Path(env.get("DOELPOORT_POLICIES_DIR", base.policies_dir)),
@@ -64,5 +72,4 @@ class Settings:
             var_dir=Path(env.get("DOELPOORT_VAR_DIR", base.var_dir)),
             host=env.get("DOELPOORT_HOST", base.host),
             port=int(env.get("DOELPOORT_PORT", base.port)),
-            audit_url=env.get("DOELPOORT_AUDIT_URL", base.audit_url),
         )

@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
 from gateway_support import Deployment, make_settings, running_gateway
 from typer.testing import CliRunner
 
@@ -37,6 +38,29 @@ def test_revoke_unknown_partner_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "nobody" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_command_that_cannot_run_says_why_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "no-connectors"
+    empty.mkdir()
+    monkeypatch.setenv("DOELPOORT_CONNECTORS_DIR", str(empty))
+    result = runner.invoke(app, ["pki", "init", "--var-dir", str(tmp_path / "var")])
+    assert result.exit_code == 1
+    assert str(empty) in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_audit_url_is_refused_rather_than_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ignoring it would give each replica its own SQLite log: a forked audit trail.
+    monkeypatch.setenv("DOELPOORT_AUDIT_URL", "postgresql://127.0.0.1/audit")
+    result = runner.invoke(app, ["setup", "--var-dir", str(tmp_path / "var")])
+    assert result.exit_code == 1
+    assert "DOELPOORT_AUDIT_URL" in result.output
+    assert not (tmp_path / "var").exists()
 
 
 def test_revocation_verify_and_tamper_on_a_running_gateway(tmp_path: Path) -> None:
