@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__
@@ -63,62 +64,6 @@ def problem_from(exc: DoelpoortError, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status, media_type=PROBLEM_JSON)
 
 
-class BodyGuard:
-    """ASGI middleware: media type and size limit of request bodies.
-
-    Runs before routing so an oversized or hostile body is refused without being
-    parsed, and the refusal is an ordinary problem document, not a dropped connection.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if media_type != b"application/json":
-            await problem_from(UnsupportedMediaType())(scope, receive, send)
-            return
-        declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._too_large(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(scope, receive, send)
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        err = PayloadTooLarge(f"request bodies are limited to {self.max_bytes} bytes")
-        await problem_from(err)(scope, receive, send)
-
-
 def _validation_errors(exc: RequestValidationError | ValidationError) -> list[dict[str, Any]]:
     # Pydantic echoes the offending input; a problem document must not.
     return [
@@ -134,24 +79,56 @@ def rt(request: Request) -> Runtime:
 # The dependencies are coroutines on purpose: FastAPI runs plain functions in a worker
 # thread, a hop that costs more than the work they do.
 async def peer(request: Request) -> PeerIdentity:
-    """The peer as its TLS certificate names it — never what the request says."""
+    """The peer as its TLS certificate names it — never what the request says.
+
+    401 without a certificate or for a revoked one; 403 for a certificate that names no
+    one, or a partner this deployment does not configure (SPEC §4).
+    """
     der = peer_certificate_der(request.scope)
     if der is None:
         raise Unauthenticated()
     identity = identity_from_der(der)
     if identity is None:
         raise UnknownPeer()
-    if rt(request).revocations.is_revoked(identity.serial):
+    runtime = rt(request)
+    if runtime.revocations.is_revoked(identity.serial):
         raise Unauthenticated("the client certificate has been revoked")
+    if identity.kind == "partner" and identity.id not in runtime.catalog.partners:
+        raise UnknownPeer()
     return identity
 
 
 def partner(request: Request, identity: PeerIdentity) -> Partner:
-    """The configured partner the certificate names; 403 for anyone else."""
-    configured = rt(request).catalog.partners.get(identity.id)
-    if identity.kind != "partner" or configured is None:
+    """The configured partner a known peer is; 403 for a DPO."""
+    if identity.kind != "partner":
         raise UnknownPeer()
-    return configured
+    return rt(request).catalog.partners[identity.id]
+
+
+async def json_body(request: Request) -> bytes:
+    """The request body, once it is declared JSON and fits the configured limit.
+
+    Read only after the peer is known, so an unknown peer's body is never buffered.
+    """
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType()
+    limit = rt(request).settings.max_body_bytes
+    too_large = PayloadTooLarge(f"request bodies are limited to {limit} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise InvalidRequest("the client went away before the body was complete") from None
+    return b"".join(chunks)
 
 
 def _component_schemas(model: type[BaseModel]) -> dict[str, Any]:
@@ -190,7 +167,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     # Everything but the probes needs a verified, unrevoked peer: partner or DPO.
     known_peer = [Depends(peer)]
-    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
 
     problem_responses: dict[int | str, dict[str, Any]] = {
         code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
@@ -209,7 +185,7 @@ def create_app(settings: Settings) -> FastAPI:
         requester = partner(request, await peer(request))
         # pydantic-core parses and validates in one pass (and bounds nesting); this is
         # the hot path, and FastAPI's generic body handling costs a third of a bare call.
-        body = DisclosureRequest.from_body(await request.body())
+        body = DisclosureRequest.from_body(await json_body(request))
         result = await rt(request).disclosures.disclose(requester, body)
         return JSONResponse(result)
 

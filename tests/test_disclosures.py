@@ -208,6 +208,12 @@ def test_unconfigured_partner_gets_403(gateway: Deployment) -> None:
     response = gateway.disclose(GHOST, body)
     assert response.status_code == 403
     assert response.json()["type"] == "urn:doelpoort:problem:unknown-peer"
+    with gateway.client(GHOST) as client:
+        # Nor the side endpoints; and its body is not even looked at (no 415 or 413).
+        for path in ("/metrics", "/openapi.json", "/.well-known/jwks.json"):
+            assert client.get(path).status_code == 403, path
+        refused = client.post("/v1/disclosures", content=b"x" * 100_000)
+        assert refused.status_code == 403
 
 
 def test_dpo_certificate_is_not_a_partner(gateway: Deployment) -> None:
