@@ -323,7 +323,18 @@ class DisclosureService:
             else:
                 remote.append(outcome)
         if remote:
-            await asyncio.gather(*(one(o) for o in remote), return_exceptions=True)
+            results = await asyncio.gather(*(one(o) for o in remote), return_exceptions=True)
+            for outcome, result in zip(remote, results, strict=True):
+                # `one` contains every Exception; what still got out (a CancelledError
+                # raised inside a connector) must not leave an allow without records.
+                if isinstance(result, BaseException) and outcome.error is None:
+                    log.error(
+                        "dataset %s withheld: unexpected %s", outcome.dataset, type(result).__name__
+                    )
+                    outcome.records = None
+                    outcome.error = ConnectorResponseError(
+                        f"dataset {outcome.dataset}: the connector failed unexpectedly"
+                    )
 
     async def _log(
         self,

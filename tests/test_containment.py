@@ -1,13 +1,15 @@
 """Faults inside the pipeline: nothing leaks, nothing is released, everything is logged.
 
-Two test doubles stand in for bugs that cannot be produced on purpose with the real
+Three test doubles stand in for bugs that cannot be produced on purpose with the real
 parts: ``ExplodingConnector`` (a provider connector with a bug whose exception message
-quotes the subject's BSN) and ``FailingSigner`` (a signing key that stops working after
+quotes the subject's BSN), ``CancellingConnector`` (a remote connector whose client
+raises CancelledError) and ``FailingSigner`` (a signing key that stops working after
 the audit entries were committed). Everything else is the real gateway over real mTLS.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import sqlite3
@@ -29,6 +31,18 @@ class ExplodingConnector:
 
     async def fetch(self, subject: Mapping[str, str]) -> list[dict[str, Any]]:
         raise KeyError(subject["bsn"])
+
+    async def aclose(self) -> None:
+        return None
+
+
+class CancellingConnector:
+    """Test double: a remote connector whose client cancels itself mid-request."""
+
+    in_process = False
+
+    async def fetch(self, subject: Mapping[str, str]) -> list[dict[str, Any]]:
+        raise asyncio.CancelledError()
 
     async def aclose(self) -> None:
         return None
@@ -91,6 +105,26 @@ def test_a_buggy_connector_withholds_its_dataset_and_leaks_nothing(gw: Deploymen
     bsn = gw.subjects["ct_subject"]["bsn"]
     assert not [line for line in gw.log.lines if bsn in line]
     assert any("unexpected KeyError" in line for line in gw.log.lines)
+
+
+def test_a_remote_connector_that_cancels_itself_is_an_error_not_an_empty_allow(
+    gw: Deployment,
+) -> None:
+    catalog = gw.runtime.catalog
+    original = catalog.connector("ind/residence")
+    catalog._connectors["ind/residence"] = CancellingConnector()  # type: ignore[assignment]
+    try:
+        response = gw.disclose("politie", ct_request(gw))
+    finally:
+        catalog._connectors["ind/residence"] = original
+    assert response.status_code == 200, response.text
+    results = {r["dataset"]: r for r in response.json()["disclosure"]["results"]}
+    # Not "allow" with no records, which would tell the police the subject is unknown.
+    assert results["ind/residence"]["decision"] == "error"
+    assert "records" not in results["ind/residence"]
+    logged = entries(gw, response.json()["disclosure"]["id"])
+    assert sorted(e["decision"] for e in logged) == ["allow", "error"]
+    assert any("unexpected CancelledError" in line for line in gw.log.lines)
 
 
 def test_a_signing_failure_after_the_commit_is_withdrawn_in_the_log(gw: Deployment) -> None:
