@@ -78,9 +78,14 @@ def insert_entries(rows: int) -> str:
 
 
 INSERT_CHECKPOINT = "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)"
-# CAST(body AS BLOB) hands back the stored UTF-8 bytes without decoding them.
-SELECT_ENTRIES = "SELECT seq, prev, CAST(body AS BLOB) FROM entries WHERE seq >= ? ORDER BY seq"
-SELECT_LAST_ENTRY = "SELECT seq, prev, CAST(body AS BLOB) FROM entries ORDER BY seq DESC LIMIT 1"
+# CAST(body AS BLOB) hands back the stored UTF-8 bytes without decoding them; CAST(prev
+# AS BLOB) keeps a rebuilt, non-STRICT table with a TEXT prev a broken link, not a crash.
+SELECT_ENTRIES = (
+    "SELECT seq, CAST(prev AS BLOB), CAST(body AS BLOB) FROM entries WHERE seq >= ? ORDER BY seq"
+)
+SELECT_LAST_ENTRY = (
+    "SELECT seq, CAST(prev AS BLOB), CAST(body AS BLOB) FROM entries ORDER BY seq DESC LIMIT 1"
+)
 SELECT_CHECKPOINTS = "SELECT size, root, note, created_at FROM checkpoints ORDER BY size"
 SELECT_LATEST_CHECKPOINT = "SELECT size, root FROM checkpoints ORDER BY size DESC LIMIT 1"
 

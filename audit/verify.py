@@ -252,6 +252,16 @@ def _open_checkpoints(
             )
         if cp.size == 0 and cp.root != EMPTY_ROOT:
             return signed, _Problem(1, f"checkpoint at size 0 has root {cp.root.hex()}")
+        if signed and cp.size == good:
+            # The table's key forbids this; a rebuilt table need not. Two signed roots
+            # for one size cannot both describe these entries: the key signed two logs.
+            if cp.root != signed[-1][1]:
+                return signed, _Problem(
+                    1,
+                    f"two signed checkpoints at size {cp.size} disagree: root "
+                    f"{signed[-1][1].hex()} and root {cp.root.hex()}",
+                )
+            continue
         signed.append((cp.size, cp.root))
     return signed, None
 

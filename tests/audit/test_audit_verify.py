@@ -193,6 +193,29 @@ def test_checkpoint_row_disagreeing_with_its_note(db: Path, key: Ed25519PrivateK
     assert "disagrees with its signed note" in failed.reason
 
 
+def test_two_signed_checkpoints_at_one_size_are_refused(db: Path, key: Ed25519PrivateKey) -> None:
+    # A rebuilt table without its key holds the real checkpoint at 15 and one the same
+    # key signed for another history; whichever row comes first, the log fails.
+    attack(db, "CREATE TABLE copy AS SELECT * FROM checkpoints")
+    attack(db, "DROP TABLE checkpoints")
+    attack(db, "ALTER TABLE copy RENAME TO checkpoints")
+    other = sign_checkpoint(Checkpoint(ORIGIN, 15, bytes(32)), KEY_NAME, key)
+    attack(db, "INSERT INTO checkpoints VALUES (15, ?, ?, 'now')", bytes(32), other)
+    failed = first_bad(db, key)
+    assert failed.first_bad_seq == 1
+    assert "two signed checkpoints at size 15 disagree" in failed.reason
+
+
+def test_a_prev_of_the_wrong_type_is_a_broken_link(db: Path, key: Ed25519PrivateKey) -> None:
+    # The STRICT table refuses it; a rebuilt one need not. A bad entry, not a crash.
+    attack(db, "CREATE TABLE copy AS SELECT seq, prev, body FROM entries")
+    attack(db, "DROP TABLE entries")
+    attack(db, "ALTER TABLE copy RENAME TO entries")
+    attack(db, "UPDATE entries SET prev = 'not a hash' WHERE seq = 3")
+    failed = first_bad(db, key)
+    assert failed.first_bad_seq == 3
+
+
 def test_checkpoint_signed_by_another_key(db: Path, key: Ed25519PrivateKey) -> None:
     forged = Checkpoint(ORIGIN, 15, bytes(32))
     note = sign_checkpoint(forged, KEY_NAME, Ed25519PrivateKey.generate())
