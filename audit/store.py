@@ -19,7 +19,8 @@ The store keeps the last leaf hash and the compact range in memory, rebuilt from
 table at open. When the size has grown by `checkpoint_every` entries, or
 `checkpoint_interval_s` has passed, it signs a checkpoint into the same transaction as
 the entries (an Ed25519 signature and an O(log n) root: tens of microseconds); a timer
-signs one when the log goes idle, and `close()` always does.
+signs one when the log goes idle, and `close()` always does. Either is written like any
+group: on the SQLite thread, settled by the same `_finish`.
 
 A failed write may still have landed (the COMMIT reached the disk, then the error came),
 so the table holds either the state from before it or the one it prepared. Before it
@@ -241,15 +242,10 @@ class AuditStore:
             concurrent.futures.wait([inflight])
             self._finish(prepared, inflight.exception())
         group, self._group = self._group, []
-        last = self._prepare_or_fail(group) if group else None
-        if last is not None:
-            try:
-                self._transaction(last.rows, last.checkpoint)
-            except Exception as exc:
-                self._finish(last, exc)
-            else:
-                self._finish(last, None)
-        self._checkpoint_when_idle(force=True)
+        if group and (last := self._prepare_or_fail(group)) is not None:
+            self._write_and_wait(last)
+        if (final := self._prepare_checkpoint(force=True)) is not None:
+            self._write_and_wait(final)
         self._executor.shutdown(wait=True)
         self._close_connection()
 
@@ -264,6 +260,16 @@ class AuditStore:
         if prepared is None:  # nothing in flight and nothing waiting
             self._arm_idle_timer()
             return
+        self._submit(prepared)
+
+    def _write_and_wait(self, prepared: _Prepared) -> None:
+        """Write on the SQLite thread and block until it is settled (only when closing)."""
+        write = self._executor.submit(self._transaction, prepared.rows, prepared.checkpoint)
+        concurrent.futures.wait([write])
+        self._finish(prepared, write.exception())
+
+    def _submit(self, prepared: _Prepared) -> None:
+        """Hand a prepared write to the SQLite thread; `_committed` settles it."""
         inflight = self._executor.submit(self._transaction, prepared.rows, prepared.checkpoint)
         self._inflight = (prepared, inflight)
         asyncio.wrap_future(inflight).add_done_callback(lambda _: self._committed())
@@ -292,13 +298,14 @@ class AuditStore:
 
     def _on_idle(self) -> None:
         self._idle_timer = None
-        if self._closed:
+        if self._closed or self._inflight is not None or self._group:
+            # Not idle after all: that commit carries the checkpoint, and its end re-arms us.
             return
-        if self._inflight is not None:
-            # Not idle after all; the connection is busy. The commit's end re-arms us.
-            return
-        self._checkpoint_when_idle(force=False)
-        self._arm_idle_timer()
+        prepared = self._prepare_checkpoint(force=False)
+        if prepared is None:
+            self._arm_idle_timer()
+        else:
+            self._submit(prepared)  # on the SQLite thread, like every other write
 
     def _prepare_or_fail(self, group: list[_Pending]) -> _Prepared | None:
         """The group ready for its transaction; or None, its waiters failed."""
@@ -316,9 +323,8 @@ class AuditStore:
         self._healthy = False
         if error is not None:
             entries = sum(len(pending.bodies) for pending in group)
-            log.error(
-                "audit write of %d entries failed: %s: %s", entries, type(error).__name__, error
-            )
+            what = f"{entries} entries" if entries else "a checkpoint"
+            log.error("audit write of %s failed: %s: %s", what, type(error).__name__, error)
         for pending in group:
             _settle(pending, AuditError("the audit log could not be written"), error)
 
@@ -377,11 +383,13 @@ class AuditStore:
             landed = prepared.state  # the commit may have landed all the same
             if prepared.checkpoint is not None:
                 landed = replace(landed, checkpoint_size=prepared.checkpoint[0])
+                self._checkpoint_time = self._clock()  # retry after an interval, not at once
             self._write_failed(landed)
             self._fail(prepared.group, error)
             return
         self._state = prepared.state
-        self.commit_count += 1
+        if prepared.rows:
+            self.commit_count += 1
         self._healthy = True
         if prepared.checkpoint is not None:
             self._checkpoint_written(prepared.checkpoint)
@@ -400,26 +408,23 @@ class AuditStore:
         note = sign_checkpoint(cp, self._key_name, self._log_key)
         return (cp.size, cp.root, note, rfc3339_micro(self._now()))
 
-    def _checkpoint_when_idle(self, *, force: bool) -> None:
+    def _prepare_checkpoint(self, *, force: bool) -> _Prepared | None:
+        """A write of a checkpoint alone, when one is due (``force``: whenever the log grew
+        since the last one); None when none is, or it cannot be signed now."""
         if not self._recover():
             self._checkpoint_time = self._clock()  # retry after an interval, not at once
-            return
-        size = self._state.size
-        if not (force and size > self._state.checkpoint_size) and not self._checkpoint_due(size):
-            return
-        checkpoint: CheckpointRow | None = None
+            return None
+        state = self._state
+        grown = state.size > state.checkpoint_size
+        if not (force and grown) and not self._checkpoint_due(state.size):
+            return None
         try:
-            checkpoint = self._checkpoint_row(self._state.tree)
-            self._transaction([], checkpoint)
+            checkpoint = self._checkpoint_row(state.tree)
         except Exception as exc:
-            self._healthy = False
-            if checkpoint is not None:  # the transaction ran: it may have landed
-                self._write_failed(replace(self._state, checkpoint_size=checkpoint[0]))
-            self._checkpoint_time = self._clock()  # retry after an interval, not at once
-            log.error("audit checkpoint at size %d failed: %s: %s", size, type(exc).__name__, exc)
-            return
-        self._healthy = True
-        self._checkpoint_written(checkpoint)
+            self._fail([], exc)
+            self._checkpoint_time = self._clock()
+            return None
+        return _Prepared([], [], [], replace(state), checkpoint)
 
     def _checkpoint_written(self, checkpoint: CheckpointRow) -> None:
         self._state.checkpoint_size = checkpoint[0]

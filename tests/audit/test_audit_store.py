@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -309,8 +310,17 @@ def test_a_checkpoint_that_cannot_be_signed_fails_the_batch(
 
 
 def test_an_idle_log_gets_a_checkpoint_without_further_appends(
-    db: Path, key: Ed25519PrivateKey
+    db: Path, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    writers: list[str] = []
+    transaction = AuditStore._transaction
+
+    def recorded(store: AuditStore, *args: Any) -> None:
+        writers.append(threading.current_thread().name)
+        transaction(store, *args)
+
+    monkeypatch.setattr(AuditStore, "_transaction", recorded)
+
     async def run(store: AuditStore) -> None:
         await store.append([make_record(1)])
         # The idle timer fires after checkpoint_interval_s on the event loop.
@@ -325,6 +335,9 @@ def test_an_idle_log_gets_a_checkpoint_without_further_appends(
         asyncio.run(run(store))
         with AuditReader(db) as reader:
             assert [c.size for c in reader.checkpoints()] == [1]
+    # Every write, the idle checkpoint's too, ran on the SQLite thread, not the loop.
+    assert len(writers) == 2
+    assert all(name.startswith("audit") for name in writers)
 
 
 def test_every_waiter_of_a_failed_commit_gets_audit_error(db: Path, key: Ed25519PrivateKey) -> None:
