@@ -338,6 +338,7 @@ class AuditStore:
         if self._possible is None:
             return True
         try:
+            self._end_stray_transaction()
             state = _match_state(self._conn, self._possible)
             if state is None:  # neither: someone else wrote; rebuild from the whole table
                 now = self._clock()
@@ -432,6 +433,7 @@ class AuditStore:
 
     def _transaction(self, rows: list[EntryRow], checkpoint: CheckpointRow | None) -> None:
         """Write ``rows`` and ``checkpoint`` atomically and durably (on the SQLite thread)."""
+        self._end_stray_transaction()
         chunks = [
             rows[start : start + MAX_ROWS_PER_INSERT]
             for start in range(0, len(rows), MAX_ROWS_PER_INSERT)
@@ -457,6 +459,15 @@ class AuditStore:
                 raise
         finally:
             cur.close()
+
+    def _end_stray_transaction(self) -> None:
+        """Roll back a transaction a failed ROLLBACK left open; raise if it cannot be.
+
+        Otherwise the next write would sit in it uncommitted, its waiters told "durable",
+        and the recovery check would read those uncommitted rows as landed.
+        """
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
 
 
 def _insert(cur: sqlite3.Cursor, rows: list[EntryRow]) -> None:

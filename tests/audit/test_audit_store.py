@@ -163,6 +163,23 @@ def test_a_group_larger_than_one_insert_is_one_transaction(
     assert verify(db, key).entries == 8
 
 
+def test_a_transaction_left_open_is_rolled_back_before_the_next_write(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    async def run(store: AuditStore) -> None:
+        # What a ROLLBACK that failed would leave behind on the store's connection.
+        store._conn.execute("BEGIN")
+        store._conn.execute("INSERT INTO entries VALUES (1, zeroblob(32), '{}')")
+        assert await store.append([make_record(1)]) == [1]
+
+    with open_store(db, key) as store:
+        asyncio.run(run(store))
+        # "Durable" means another connection sees it, and it is the real entry.
+        with AuditReader(db) as reader:
+            assert [e.body for e in reader.iter_entries()] == [make_record(1).body()]
+    assert verify(db, key).entries == 1
+
+
 def landed_behind_the_stores_back(db: Path, seq: int, record: int) -> None:
     """Commit entry `seq` correctly chained from a second connection: a failed commit of
     the store's that reached the disk all the same looks exactly like this."""
