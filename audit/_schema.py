@@ -8,6 +8,7 @@ and indexed. Triggers refuse UPDATE and DELETE, so a mistake cannot rewrite hist
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from pathlib import Path
 from typing import Any, cast
@@ -65,6 +66,7 @@ MAX_ROWS_PER_INSERT = 1000
 """Rows per INSERT statement: 3 bound values each, far below SQLite's variable limit."""
 
 
+@functools.lru_cache(maxsize=MAX_ROWS_PER_INSERT)
 def insert_entries(rows: int) -> str:
     """One INSERT of ``rows`` entries (seq, prev, body).
 

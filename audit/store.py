@@ -92,10 +92,13 @@ class _Prepared:
 class _LogState:
     """What the store knows about the committed log."""
 
-    size: int
     last_leaf: bytes
     tree: CompactRange
     checkpoint_size: int
+
+    @property
+    def size(self) -> int:
+        return self.tree.size
 
 
 class AuditStore:
@@ -375,7 +378,7 @@ class AuditStore:
             assigned.append(seqs)
         checkpoint = self._checkpoint_row(tree) if self._checkpoint_due(seq) else None
         return _Prepared(
-            group, rows, assigned, _LogState(seq, prev, tree, state.checkpoint_size), checkpoint
+            group, rows, assigned, _LogState(prev, tree, state.checkpoint_size), checkpoint
         )
 
     def _finish(self, prepared: _Prepared, error: BaseException | None) -> None:
@@ -507,7 +510,7 @@ def _load_state(conn: sqlite3.Connection) -> _LogState:
         cur.close()
     if checkpoint_size > size:
         raise _inconsistent(size + 1)
-    return _LogState(size, last_leaf, tree, checkpoint_size)
+    return _LogState(last_leaf, tree, checkpoint_size)
 
 
 def _match_state(conn: sqlite3.Connection, possible: Sequence[_LogState]) -> _LogState | None:
