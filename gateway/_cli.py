@@ -16,6 +16,7 @@ from gateway.settings import Settings
 
 if TYPE_CHECKING:
     from audit.reader import AuditReader
+    from audit.verify import VerifyReport
 
 
 class _ReportErrors(TyperGroup):
@@ -67,6 +68,54 @@ def _open_reader(settings: Settings) -> AuditReader:
         return AuditReader(settings.audit_db_path)
     except AuditError as exc:
         raise _fail(f"no audit log at {settings.audit_db_path}", 2) from exc
+
+
+def _verify(
+    settings: Settings,
+    reader: AuditReader,
+    log_key: Path | None,
+    *,
+    trusted: str | None = None,
+    max_uncovered: int | None = None,
+) -> VerifyReport:
+    """`verify_log` with the DPO's key (or, with a warning, the gateway's own); a log that
+    is not intact ends the command."""
+    from audit.errors import AuditVerificationError, CheckpointError
+    from audit.keys import load_log_public_key, read_public_key_file
+    from audit.verify import verify_log
+    from gateway.errors import ConfigurationError
+    from gateway.runtime import LOG_KEY_NAME
+
+    try:
+        if log_key is not None:
+            public_key = read_public_key_file(log_key, LOG_KEY_NAME)
+        else:
+            public_key = load_log_public_key(settings.keys_dir)
+            typer.secho(
+                f"warning: the log's public key was read from {settings.keys_dir}, the "
+                "gateway's own state directory: whoever can change the log there can "
+                "also re-sign it, and this run would not notice. Pass your own copy with "
+                "--log-key (and your last saved checkpoint with --trusted-checkpoint).",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
+    except ConfigurationError as exc:
+        raise _fail(str(exc), 2) from exc
+    try:
+        return verify_log(
+            reader,
+            public_key,
+            origin=settings.origin,
+            key_name=LOG_KEY_NAME,
+            trusted=trusted,
+            max_uncovered=max_uncovered,
+        )
+    except AuditVerificationError as exc:
+        raise _fail(f"audit log NOT intact: {exc}") from exc
+    except CheckpointError as exc:
+        raise _fail(
+            f"audit log NOT verified: {exc} (is it a checkpoint of this log, and the right key?)"
+        ) from exc
 
 
 @app.command()
@@ -215,53 +264,16 @@ def audit_verify(
     ] = None,
 ) -> None:
     """Recompute the Merkle tree, check every checkpoint; name the first bad entry."""
-    from audit.errors import AuditVerificationError, CheckpointError
-    from audit.keys import load_log_public_key, read_public_key_file
-    from audit.verify import verify_log
-    from gateway.errors import ConfigurationError
-    from gateway.runtime import LOG_KEY_NAME
-
     settings = _settings(var_dir)
-    reader = _open_reader(settings)
-    with reader:
-        trusted: str | None = None
-        if trusted_checkpoint is not None:
-            try:
-                trusted = trusted_checkpoint.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                message = f"cannot read the trusted checkpoint {trusted_checkpoint}: {exc}"
-                raise _fail(message, 2) from exc
+    trusted: str | None = None
+    if trusted_checkpoint is not None:
         try:
-            if log_key is not None:
-                public_key = read_public_key_file(log_key, LOG_KEY_NAME)
-            else:
-                public_key = load_log_public_key(settings.keys_dir)
-                typer.secho(
-                    f"warning: the log's public key was read from {settings.keys_dir}, the "
-                    "gateway's own state directory: whoever can change the log there can "
-                    "also re-sign it, and this run would not notice. Pass your own copy with "
-                    "--log-key (and your last saved checkpoint with --trusted-checkpoint).",
-                    fg=typer.colors.YELLOW,
-                    err=True,
-                )
-        except ConfigurationError as exc:
-            raise _fail(str(exc), 2) from exc
-        try:
-            report = verify_log(
-                reader,
-                public_key,
-                origin=settings.origin,
-                key_name=LOG_KEY_NAME,
-                trusted=trusted,
-                max_uncovered=max_uncovered,
-            )
-        except AuditVerificationError as exc:
-            raise _fail(f"audit log NOT intact: {exc}") from exc
-        except CheckpointError as exc:
-            raise _fail(
-                f"audit log NOT verified: {exc} "
-                "(is it a checkpoint of this log, and the right key?)"
-            ) from exc
+            trusted = trusted_checkpoint.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            message = f"cannot read the trusted checkpoint {trusted_checkpoint}: {exc}"
+            raise _fail(message, 2) from exc
+    with _open_reader(settings) as reader:
+        report = _verify(settings, reader, log_key, trusted=trusted, max_uncovered=max_uncovered)
     summary = f"audit log intact: {report.entries} entries, {report.checkpoints} signed checkpoints"
     if report.trusted_size is not None:
         summary += f", consistent with your trusted checkpoint at size {report.trusted_size}"
@@ -279,6 +291,7 @@ def audit_verify(
 @audit_app.command("checkpoint")
 def audit_checkpoint(
     var_dir: VarDir = None,
+    log_key: LogKeyOption = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -286,10 +299,11 @@ def audit_checkpoint(
         ),
     ] = None,
 ) -> None:
-    """Print the latest signed checkpoint, to keep as your next trusted checkpoint."""
+    """Verify the log, then print its latest signed checkpoint to keep as your next
+    trusted checkpoint (a note from a log that does not verify is no anchor)."""
     settings = _settings(var_dir)
-    reader = _open_reader(settings)
-    with reader:
+    with _open_reader(settings) as reader:
+        _verify(settings, reader, log_key)
         stored = reader.checkpoints()
     if not stored:
         raise _fail(

@@ -128,6 +128,21 @@ def test_checkpoint_to_stdout_and_to_a_file(settings: Settings, tmp_path: Path) 
     assert saved.read_text().startswith(f"{settings.origin}\n{SIZE}\n")
 
 
+def test_checkpoint_of_a_log_that_does_not_verify_is_refused(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # A checkpoint is worth keeping only if the log it comes from verified: with the
+    # DPO's own key, a forged one would otherwise become the DPO's trusted anchor.
+    pem = dpo_copies(settings, tmp_path)[1]
+    attack(settings.audit_db_path, "UPDATE entries SET body = replace(body, 'allow', 'deny')")
+    saved = tmp_path / "trusted.checkpoint"
+    code, out, err = audit(settings, "checkpoint", "--log-key", str(pem), "-o", str(saved))
+    assert code == 1
+    assert "audit log NOT intact" in err
+    assert out == ""
+    assert not saved.exists()
+
+
 def test_checkpoint_of_a_log_without_one(tmp_path: Path) -> None:
     settings = Settings.from_env().with_var_dir(tmp_path / "var")
     code, _, err = audit(settings, "checkpoint")
