@@ -40,6 +40,7 @@ from gateway.policy.bundle import PolicyBundle
 from gateway.policy.memo import DecisionMemo, input_dependencies
 
 _NO_REASON = "denied by the policy without a reason"
+_DECISION_KEYS = frozenset({"allow", "reasons", "field_ops", "retention_days", "legal_basis"})
 
 
 @dataclass(frozen=True)
@@ -52,17 +53,6 @@ class Decision:
     retention_days: int = 0
     legal_basis: str = ""
     policy_digest: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON form, as the audit log stores it."""
-        return {
-            "allow": self.allow,
-            "reasons": list(self.reasons),
-            "field_ops": dict(self.field_ops),
-            "retention_days": self.retention_days,
-            "legal_basis": self.legal_basis,
-            "policy_digest": self.policy_digest,
-        }
 
 
 class PolicyEngine(Protocol):
@@ -89,9 +79,12 @@ def decision_from_result(result: object, policy_input: Mapping[str, Any], digest
     """
     if not isinstance(result, dict):
         raise InvalidDecision("the decision is not an object")
-    missing = {"allow", "reasons", "field_ops", "retention_days", "legal_basis"} - set(result)
+    missing = _DECISION_KEYS - set(result)
     if missing:
         raise InvalidDecision(f"the decision lacks {', '.join(sorted(missing))}")
+    if extra := set(result) - _DECISION_KEYS:
+        # A misspelt key (``field_op``) is a policy mistake; say so rather than ignore it.
+        raise InvalidDecision(f"the decision has unknown key(s) {', '.join(sorted(extra))}")
     allow, reasons, ops = result["allow"], result["reasons"], result["field_ops"]
     retention, legal_basis = result["retention_days"], result["legal_basis"]
     if not isinstance(allow, bool):

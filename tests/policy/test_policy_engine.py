@@ -137,6 +137,7 @@ GOOD: dict[str, Any] = {
         {**GOOD, "retention_days": 0},
         {**GOOD, "retention_days": True},
         {**GOOD, "legal_basis": ""},
+        {**GOOD, "field_op": {"name": "keep"}},  # a misspelt key is not ignored
     ],
 )
 def test_a_decision_of_the_wrong_shape_is_invalid(tmp_path: Path, decision: object) -> None:
@@ -243,7 +244,6 @@ def test_decision_is_immutable() -> None:
         decision.allow = False  # type: ignore[misc]
     with pytest.raises(TypeError):
         decision.field_ops["bsn"] = "keep"  # type: ignore[index]
-    assert decision.as_dict()["field_ops"] == dict(decision.field_ops)
 
 
 def test_every_policy_error_is_a_policy_error() -> None:
