@@ -13,7 +13,8 @@ removed) and gives up — no memo at all — when
 - ``input`` is used other than as ``input.<key>`` (``input[x]``, ``x := input``,
   ``import input as i``), because then any key may matter; or
 - a built-in whose answer changes between calls appears (``time.now_ns``, ``rand.*``,
-  ``uuid.*``, ``http.send``, ``net.lookup_ip_addr``, ``opa.runtime``).
+  ``uuid.*``, ``http.send``, ``net.lookup_ip_addr``, ``opa.runtime``, and the clock-reading
+  ``io.jwt.decode_verify`` and ``crypto.x509.parse_and_verify_certificates*``).
 
 A policy that reads ``input.time`` simply gets ``time`` in its key: still correct, never
 a hit. Only allowing and denying decisions are remembered; errors are always re-tried.
@@ -31,7 +32,9 @@ _COMMENT_OR_STRING = re.compile(r'#[^\n]*|"(?:\\.|[^"\\\n])*"|`[^`]*`')
 _INPUT_WORD = re.compile(r"\binput\b")
 _INPUT_KEY = re.compile(r"\binput\.([A-Za-z_][A-Za-z0-9_]*)")
 _NONDETERMINISTIC = re.compile(
-    r"\b(time\.now_ns|rand\.[a-z_]+|uuid\.[a-z0-9_]+|http\.send|net\.lookup_ip_addr|opa\.runtime)\b"
+    r"\b(time\.now_ns|rand\.[a-z_]+|uuid\.[a-z0-9_]+|http\.send|net\.lookup_ip_addr"
+    # io.jwt.decode_verify and the x509 verifiers read the clock when given no time.
+    r"|opa\.runtime|io\.jwt\.decode_verify|crypto\.x509\.parse_and_verify_certificates\w*)\b"
 )
 
 V = TypeVar("V")

@@ -37,6 +37,8 @@ def test_the_demo_policy_reads_neither_time_nor_case_ref() -> None:
         ("package p\nnow := time.now_ns()\nx := input.purpose\n", None),
         ('package p\nr := rand.intn("k", 10)\n', None),
         ('package p\nr := http.send({"method": "get", "url": "http://x"})\n', None),
+        ('package p\nok := io.jwt.decode_verify(input.token, {"secret": "s"})\n', None),
+        ("package p\nc := crypto.x509.parse_and_verify_certificates(input.chain)\n", None),
     ],
 )
 def test_input_dependencies(source: str, expected: frozenset[str] | None) -> None:
