@@ -27,7 +27,7 @@ from typing import Any, Literal
 from audit.entry import AuditRecord
 from audit.store import AuditStore
 from gateway.api_models import DisclosureRequest
-from gateway.canonical import CanonicalizationError, canonical_json
+from gateway.canonical import canonical_json
 from gateway.clock import Clock, rfc3339, utc_now
 from gateway.connectors.catalog import Catalog, Partner
 from gateway.errors import (
@@ -297,12 +297,6 @@ class DisclosureService:
                 )
                 outcome.records_sha256 = _records_digest(records)
                 outcome.records = records
-            except CanonicalizationError as exc:
-                # A value JSON cannot carry exactly (e.g. an integer beyond 2**53).
-                outcome.error = ConnectorResponseError(
-                    f"dataset {outcome.dataset}: a value cannot be represented exactly"
-                )
-                log.warning("dataset %s withheld: %s", outcome.dataset, type(exc).__name__)
             except (ConnectorError, OperatorError, PolicyError) as exc:
                 log.warning("dataset %s withheld: %s", outcome.dataset, exc.code)
                 outcome.error = exc

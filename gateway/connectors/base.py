@@ -114,6 +114,34 @@ def record_matches(
     return True
 
 
+# Every value must survive the canonical JSON that receipts sign (RFC 8785): text that
+# is valid Unicode (no lone surrogates, which a JSON "\ud800" escape can carry) and
+# integers a double holds exactly. Checked here, where the provider is named.
+_EXACT_INT = 2**53 - 1
+
+
+def _is_text(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= _EXACT_INT
+
+
+def _is_number(value: object) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return _is_integer(value)
+
+
 def _is_date(value: object) -> bool:
     if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
         return False
@@ -128,19 +156,19 @@ def _is_address(value: object) -> bool:
     if not isinstance(value, dict) or not value.keys() <= ADDRESS_PARTS:
         return False
     for part, item in value.items():
-        if item is None or isinstance(item, str):
+        if item is None or _is_text(item):
             continue
-        if part == "house_number" and isinstance(item, int) and not isinstance(item, bool):
+        if part == "house_number" and _is_integer(item):
             continue
         return False
     return True
 
 
 _TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
-    "string": lambda v: isinstance(v, str),
+    "string": _is_text,
     "date": _is_date,
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
+    "integer": _is_integer,
+    "number": _is_number,
     "boolean": lambda v: isinstance(v, bool),
     "address": _is_address,
 }

@@ -210,6 +210,12 @@ BAD_VALUES = [
     ("address", "Voorbeeldstraat 12"),
     ("address", {"street": "Voorbeeldstraat", "country": "NL"}),
     ("address", {"municipality": 7}),
+    # What the signed canonical JSON could not carry exactly.
+    ("score", 2**53),
+    ("ratio", -(2**60)),
+    ("name", "Sam \ud800"),
+    ("address", {"municipality": "\udc00"}),
+    ("address", {"municipality": "Breda", "house_number": 2**60}),
 ]
 
 
