@@ -23,11 +23,13 @@ provider's response body ever appear in them.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import ssl
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,17 @@ log = logging.getLogger("doelpoort.connectors.http")
 #: Seconds before expiry at which a cached token is replaced.
 TOKEN_LEEWAY_S = 30
 _UNAVAILABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.ProxyError)
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+"""A provider's answer about one subject is a few records; a larger one is refused while it
+is read, so a broken or hostile provider cannot fill the gateway's memory."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """The provider's answer, read whole (within MAX_ANSWER_BYTES)."""
+
+    status_code: int
+    content: bytes
 
 
 class HttpConnector:
@@ -110,7 +123,7 @@ class HttpConnector:
 
     # -- transport ----------------------------------------------------------------
 
-    async def _post(self, body: dict[str, Any]) -> httpx.Response:
+    async def _post(self, body: dict[str, Any]) -> _Answer:
         oauth = self.config.oauth2
         if oauth is None:
             return await self._send(self._plain_client(), body)
@@ -128,16 +141,17 @@ class HttpConnector:
 
     async def _send(
         self, client: httpx.AsyncClient, body: dict[str, Any], *, auth: httpx.Auth | None = None
-    ) -> httpx.Response:
+    ) -> _Answer:
         spec_id = self.spec.id
         try:
-            async with asyncio.timeout(self.config.timeout_s):
-                if auth is None:
-                    return await client.post(self.config.url, json=body)
-                return await client.post(self.config.url, json=body, auth=auth)
-        except TimeoutError as exc:
-            raise ConnectorUnavailable(f"{spec_id}: the provider did not answer in time") from exc
-        except httpx.TimeoutException as exc:
+            async with (
+                asyncio.timeout(self.config.timeout_s),
+                client.stream(
+                    "POST", self.config.url, json=body, auth=auth or httpx.USE_CLIENT_DEFAULT
+                ) as response,
+            ):
+                return _Answer(response.status_code, await self._read_capped(response))
+        except (TimeoutError, httpx.TimeoutException) as exc:
             raise ConnectorUnavailable(f"{spec_id}: the provider did not answer in time") from exc
         except _UNAVAILABLE as exc:
             raise ConnectorUnavailable(
@@ -225,14 +239,31 @@ class HttpConnector:
 
     # -- response -----------------------------------------------------------------
 
-    def _records(self, response: httpx.Response) -> list[dict[str, Any]]:
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        """The answer's body, refused once it passes MAX_ANSWER_BYTES (declared or read)."""
+        too_large = ConnectorResponseError(
+            f"{self.spec.id}: the provider's answer is larger than {MAX_ANSWER_BYTES} bytes"
+        )
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _records(self, answer: _Answer) -> list[dict[str, Any]]:
         spec_id = self.spec.id
-        if not response.is_success:
+        if not httpx.codes.is_success(answer.status_code):
             raise ConnectorResponseError(
-                f"{spec_id}: the provider answered HTTP {response.status_code}"
+                f"{spec_id}: the provider answered HTTP {answer.status_code}"
             )
         try:
-            document = response.json()
+            document = json.loads(answer.content)
         except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, hostile nesting
             raise ConnectorResponseError(f"{spec_id}: the provider's answer is not JSON") from exc
         if not isinstance(document, dict) or not isinstance(document.get("records"), list):

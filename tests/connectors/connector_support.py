@@ -10,6 +10,7 @@ import asyncio
 import base64
 import datetime
 import ipaddress
+import json
 import socket
 import threading
 import time
@@ -28,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 REPO = Path(__file__).resolve().parents[2]
@@ -197,6 +198,15 @@ def build_provider(state: ProviderState) -> Starlette:
     async def wrong_type(request: Request) -> Response:
         return JSONResponse({"records": [{"bsn": "999900018", "score": BODY_MARKER}]})
 
+    async def large(request: Request) -> Response:
+        # Valid JSON of about 4 KiB, once with a Content-Length and once streamed without.
+        document = {"records": [], "padding": BODY_MARKER * (4096 // len(BODY_MARKER))}
+        if request.query_params.get("streamed"):
+            payload = json.dumps(document).encode()
+            chunks = (payload[i : i + 512] for i in range(0, len(payload), 512))
+            return StreamingResponse(chunks, media_type="application/json")
+        return JSONResponse(document)
+
     async def slow(request: Request) -> Response:
         await asyncio.sleep(1.0)
         return JSONResponse({"records": []})
@@ -213,6 +223,7 @@ def build_provider(state: ProviderState) -> Starlette:
             Route("/wrong-shape", wrong_shape, methods=["POST"]),
             Route("/record-not-object", record_not_object, methods=["POST"]),
             Route("/wrong-type", wrong_type, methods=["POST"]),
+            Route("/large", large, methods=["POST"]),
             Route("/slow", slow, methods=["POST"]),
         ]
     )

@@ -23,7 +23,7 @@ from connector_support import (
     write_partners,
 )
 
-from gateway.connectors import Catalog
+from gateway.connectors import Catalog, http
 from gateway.connectors.http import HttpConnector
 from gateway.errors import (
     ConnectorAuthError,
@@ -259,6 +259,17 @@ async def test_bad_answers_are_response_errors(
 ) -> None:
     connector = await make_connector(f"{provider.base_url}{path}")
     with pytest.raises(ConnectorResponseError, match=problem) as caught:
+        await connector.fetch(SUBJECT)
+    _assert_clean(caught.value)
+
+
+@pytest.mark.parametrize("query", ["", "?streamed=1"], ids=["declared", "streamed"])
+async def test_an_answer_over_the_size_limit_is_refused_while_read(
+    provider: Provider, make_connector: MakeConnector, monkeypatch: pytest.MonkeyPatch, query: str
+) -> None:
+    monkeypatch.setattr(http, "MAX_ANSWER_BYTES", 1024)
+    connector = await make_connector(f"{provider.base_url}/large{query}")
+    with pytest.raises(ConnectorResponseError, match="larger than 1024 bytes") as caught:
         await connector.fetch(SUBJECT)
     _assert_clean(caught.value)
 
