@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.atomic_files import create_file, replace_file
+from gateway.atomic_files import PRIVATE, PUBLIC, create_file, replace_file
 from gateway.clock import utc_now
 from gateway.errors import ConfigurationError
 from gateway.identity import PeerKind, peer_uri
@@ -47,8 +47,6 @@ CRL_REFRESH_MARGIN = timedelta(days=30)
 # does not reject a certificate issued a moment ago.
 BACKDATE = timedelta(hours=1)
 
-_KEY_MODE = 0o600
-_CERT_MODE = 0o644
 _DIR_MODE = 0o700
 
 
@@ -296,8 +294,8 @@ def _ensure_ca(
         )
         .sign(key, hashes.SHA256())
     )
-    _create(paths.ca_key, _key_pem(key), _KEY_MODE)
-    _create(paths.ca_cert, cert.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
+    _create(paths.ca_key, _key_pem(key), PRIVATE)
+    _create(paths.ca_cert, cert.public_bytes(serialization.Encoding.PEM), PUBLIC)
     report.created += [paths.ca_cert, paths.ca_key]
     return cert, key
 
@@ -342,8 +340,8 @@ def _issue(
     )
     # Key first: a crash in between leaves a key without a certificate, which the next
     # run reports, never a certificate whose key is lost.
-    _create(key_path, _key_pem(key), _KEY_MODE)
-    _create(cert_path, cert.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
+    _create(key_path, _key_pem(key), PRIVATE)
+    _create(cert_path, cert.public_bytes(serialization.Encoding.PEM), PUBLIC)
 
 
 def _ensure_crl(paths: PkiPaths, issuer: _Issuer, now: datetime, report: PkiReport) -> None:
@@ -400,7 +398,7 @@ def _write_crl(
     for entry in entries:
         builder = builder.add_revoked_certificate(entry)
     crl = builder.sign(issuer.key, hashes.SHA256())
-    replace_file(paths.crl, crl.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
+    replace_file(paths.crl, crl.public_bytes(serialization.Encoding.PEM), PUBLIC)
 
 
 def _load_ca(paths: PkiPaths) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
