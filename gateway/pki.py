@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -171,7 +172,7 @@ def revoke(pki_dir: Path, partner_id: str, *, now: datetime | None = None) -> in
             f"the certificate of partner {partner_id!r} was not issued by this CA"
         ) from exc
 
-    entries, number = _read_crl(paths, issuer)
+    entries, number, _ = _read_crl(paths, issuer)
     if cert.serial_number not in {entry.serial_number for entry in entries}:
         entries.append(
             x509.RevokedCertificateBuilder()
@@ -349,9 +350,7 @@ def _ensure_crl(paths: PkiPaths, issuer: _Issuer, now: datetime, report: PkiRepo
         _write_crl(paths, issuer, [], 1, now)
         report.created.append(paths.crl)
         return
-    entries, number = _read_crl(paths, issuer)
-    crl = x509.load_pem_x509_crl(paths.crl.read_bytes())
-    next_update = crl.next_update_utc
+    entries, number, next_update = _read_crl(paths, issuer)
     if next_update is None or next_update - now < CRL_REFRESH_MARGIN:
         _write_crl(paths, issuer, entries, number + 1, now)
         report.refreshed.append(paths.crl)
@@ -359,10 +358,16 @@ def _ensure_crl(paths: PkiPaths, issuer: _Issuer, now: datetime, report: PkiRepo
         report.kept.append(paths.crl)
 
 
-def _read_crl(paths: PkiPaths, issuer: _Issuer) -> tuple[list[x509.RevokedCertificate], int]:
-    """The CRL's entries and number; an absent CRL is empty with number 0."""
+class _Crl(NamedTuple):
+    entries: list[x509.RevokedCertificate]
+    number: int
+    next_update: datetime | None
+
+
+def _read_crl(paths: PkiPaths, issuer: _Issuer) -> _Crl:
+    """The CRL's entries, number and next update; an absent CRL is empty with number 0."""
     if not paths.crl.exists():
-        return [], 0
+        return _Crl([], 0, None)
     try:
         crl = x509.load_pem_x509_crl(paths.crl.read_bytes())
     except ValueError as exc:
@@ -373,7 +378,7 @@ def _read_crl(paths: PkiPaths, issuer: _Issuer) -> tuple[list[x509.RevokedCertif
         number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     except x509.ExtensionNotFound:
         number = 0
-    return list(crl), number
+    return _Crl(list(crl), number, crl.next_update_utc)
 
 
 def _write_crl(

@@ -108,7 +108,6 @@ class FileConnector:
             raise ConnectorResponseError(f"{spec.id}: data file is not UTF-8") from exc
 
         records: list[dict[str, Any]] = []
-        index: _Index = {key: {} for key in spec.identity_keys}
         pending: dict[tuple[str, ...], dict[tuple[str, ...], list[int]]] = {
             key: {} for key in spec.identity_keys
         }
@@ -133,6 +132,8 @@ class FileConnector:
                     for part, value in zip(key, parts, strict=True)
                 )
                 pending[key].setdefault(values, []).append(position)
-        for key, entries in pending.items():
-            index[key] = {values: tuple(positions) for values, positions in entries.items()}
+        index: _Index = {
+            key: {values: tuple(positions) for values, positions in entries.items()}
+            for key, entries in pending.items()
+        }
         return _Loaded(records=tuple(records), index=index)
