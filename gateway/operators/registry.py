@@ -62,16 +62,12 @@ def minimise(
     Raises UnknownOperator/InvalidDecision for a bad op and OperatorError for a record
     value an op cannot transform; no message carries a value.
     """
-    plan: list[tuple[str, str, Operator, str | None, OperatorContext]] = []
-    for field, op in field_ops.items():
-        field_type = field_types.get(field)
-        if field_type is None:
-            raise InvalidDecision(f"field op names field {field!r}, which the dataset lacks")
-        validate_op(op, field_type)
-        name, param = parse_op(op)
-        if name != "drop":
-            ctx = OperatorContext(field=field, field_type=field_type, pseudonymiser=pseudonymiser)
-            plan.append((field, op, OPERATORS[name], param, ctx))
+    plan = [
+        (field, op, operator, param, OperatorContext(field, field_type, pseudonymiser))
+        for field, op, operator, param, field_type in _plan(
+            tuple(field_ops.items()), tuple(field_types.items())
+        )
+    ]
 
     out: list[dict[str, Any]] = []
     for record in records:
@@ -84,6 +80,27 @@ def minimise(
             }
         )
     return out
+
+
+_Step = tuple[str, str, Operator, str | None, str]  # field, op, operator, param, field type
+
+
+@functools.lru_cache(maxsize=1024)  # a plan per decision shape: few; failures are not kept
+def _plan(
+    field_ops: tuple[tuple[str, str], ...], field_types: tuple[tuple[str, str], ...]
+) -> tuple[_Step, ...]:
+    """The validated steps of a decision's ops, ``drop`` left out; raises for a bad op."""
+    types = dict(field_types)
+    steps: list[_Step] = []
+    for field, op in field_ops:
+        field_type = types.get(field)
+        if field_type is None:
+            raise InvalidDecision(f"field op names field {field!r}, which the dataset lacks")
+        validate_op(op, field_type)
+        name, param = parse_op(op)
+        if name != "drop":
+            steps.append((field, op, OPERATORS[name], param, field_type))
+    return tuple(steps)
 
 
 def _apply(value: Any, op: str, operator: Operator, param: str | None, ctx: OperatorContext) -> Any:
