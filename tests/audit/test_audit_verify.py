@@ -193,12 +193,17 @@ def test_checkpoint_row_disagreeing_with_its_note(db: Path, key: Ed25519PrivateK
     assert "disagrees with its signed note" in failed.reason
 
 
+def rebuild_without_constraints(db: Path, table: str, columns: str) -> None:
+    """Replace `table` by a plain copy: no key, no STRICT types, no triggers."""
+    attack(db, f"CREATE TABLE copy AS SELECT {columns} FROM {table}")  # noqa: S608
+    attack(db, f"DROP TABLE {table}")
+    attack(db, f"ALTER TABLE copy RENAME TO {table}")
+
+
 def test_two_signed_checkpoints_at_one_size_are_refused(db: Path, key: Ed25519PrivateKey) -> None:
     # A rebuilt table without its key holds the real checkpoint at 15 and one the same
     # key signed for another history; whichever row comes first, the log fails.
-    attack(db, "CREATE TABLE copy AS SELECT * FROM checkpoints")
-    attack(db, "DROP TABLE checkpoints")
-    attack(db, "ALTER TABLE copy RENAME TO checkpoints")
+    rebuild_without_constraints(db, "checkpoints", "*")
     other = sign_checkpoint(Checkpoint(ORIGIN, 15, bytes(32)), KEY_NAME, key)
     attack(db, "INSERT INTO checkpoints VALUES (15, ?, ?, 'now')", bytes(32), other)
     failed = first_bad(db, key)
@@ -208,9 +213,7 @@ def test_two_signed_checkpoints_at_one_size_are_refused(db: Path, key: Ed25519Pr
 
 def test_a_prev_of_the_wrong_type_is_a_broken_link(db: Path, key: Ed25519PrivateKey) -> None:
     # The STRICT table refuses it; a rebuilt one need not. A bad entry, not a crash.
-    attack(db, "CREATE TABLE copy AS SELECT seq, prev, body FROM entries")
-    attack(db, "DROP TABLE entries")
-    attack(db, "ALTER TABLE copy RENAME TO entries")
+    rebuild_without_constraints(db, "entries", "seq, prev, body")
     attack(db, "UPDATE entries SET prev = 'not a hash' WHERE seq = 3")
     failed = first_bad(db, key)
     assert failed.first_bad_seq == 3
