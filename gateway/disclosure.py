@@ -127,7 +127,23 @@ class DisclosureService:
         now = self.clock()
         subject = request.subject.keys()
         datasets = self._datasets(requester, request)
-        outcomes = [self._outcome(requester, request, ds, subject, now) for ds in datasets]
+        # The request's part of the policy input is built (and checked) once; each
+        # dataset's input is it with that dataset's section.
+        plans = [self._plan(dataset_id) for dataset_id in datasets]
+        request_input = build_policy_input(
+            requester_id=requester.id,
+            roles=requester.roles,
+            purpose=request.purpose,
+            case_ref=request.case_ref,
+            has_justification=bool(request.justification.strip()),
+            dataset=plans[0].policy_section,
+            subject_keys=subject,
+            now=now,
+        )
+        outcomes = [
+            _Outcome(plan=plan, policy_input={**request_input, "dataset": plan.policy_section})
+            for plan in plans
+        ]
 
         disclosure_id = f"urn:uuid:{uuid.uuid4()}"
         subject_refs = self.pseudonyms.dpo_subject_refs(subject)
@@ -233,27 +249,6 @@ class DisclosureService:
             # refusal carries its reasons and every refused dataset is logged.
             covered = self.register.covered_datasets(request.purpose, None, None)
         return [d for d in covered if d in self.catalog.datasets] or [""]
-
-    def _outcome(
-        self,
-        requester: Partner,
-        request: DisclosureRequest,
-        dataset_id: str,
-        subject: Mapping[str, str],
-        now: datetime,
-    ) -> _Outcome:
-        plan = self._plan(dataset_id)
-        policy_input = build_policy_input(
-            requester_id=requester.id,
-            roles=requester.roles,
-            purpose=request.purpose,
-            case_ref=request.case_ref,
-            has_justification=bool(request.justification.strip()),
-            dataset=plan.policy_section,
-            subject_keys=sorted(subject),
-            now=now,
-        )
-        return _Outcome(plan=plan, policy_input=policy_input)
 
     async def _decide(self, outcomes: Sequence[_Outcome]) -> PolicyError | None:
         """Decide every dataset; on any policy failure mark all as errors (fail closed)."""
