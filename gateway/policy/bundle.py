@@ -35,14 +35,13 @@ _MESSAGE = re.compile(r"\(errormsg (\d+):")
 
 @dataclass(frozen=True)
 class PolicyBundle:
-    """A compiled policy bundle and what it was compiled from.
+    """A policy bundle that compiled, and what it was compiled from.
 
-    ``bundle`` is the regopy Bundle compiled (and so checked) at load time. regopy
-    interpreters are not thread-safe, so each engine worker thread compiles its own copy
-    from ``modules`` and ``data`` with :meth:`compile` (a few milliseconds, once).
+    :func:`compile_bundle` compiles it once to check it. regopy interpreters are not
+    thread-safe, so each engine worker thread compiles its own copy from ``modules`` and
+    ``data`` with :meth:`compile` (a few milliseconds, once).
     """
 
-    bundle: Any
     digest: str
     entrypoint: str
     modules: tuple[tuple[str, str], ...]
@@ -67,10 +66,9 @@ def compile_bundle(policies_dir: Path, *, entrypoint: str = ENTRYPOINT) -> Polic
         raise ConfigurationError(f"{policies_dir}: no .rego policy files")
     modules = tuple((path.relative_to(policies_dir).as_posix(), _read(path)) for path in rego_paths)
     data = {"register": register.as_data()}
-    _interpreter, bundle = _build(modules, data, entrypoint)
+    _build(modules, data, entrypoint)  # compile errors stop start-up, naming the line
     files = [*modules, (REGISTER_FILE, _read(register_path))]
     return PolicyBundle(
-        bundle=bundle,
         digest=policy_digest(files),
         entrypoint=entrypoint,
         modules=modules,
