@@ -189,8 +189,8 @@ def create_app(settings: Settings) -> FastAPI:
             body = DisclosureRequest.from_body(await json_body(request))
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
-        result = await rt(request).disclosures.disclose(requester, body)
-        return JSONResponse(result)
+        receipt = await rt(request).disclosures.disclose(requester, body)
+        return Response(receipt.response_body(), media_type="application/json")
 
     @app.get(
         "/.well-known/jwks.json",

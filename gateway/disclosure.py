@@ -46,7 +46,7 @@ from gateway.policy.engine import Decision, PolicyEngine
 from gateway.policy.input import build_policy_input, dataset_input
 from gateway.policy.register import Register
 from gateway.pseudonyms import PseudonymKeys
-from gateway.signing import ReceiptSigner
+from gateway.signing import Receipt, ReceiptSigner
 
 log = logging.getLogger("doelpoort.disclosure")
 
@@ -122,7 +122,7 @@ class DisclosureService:
         self.clock = clock
         self._plans: dict[str, _DatasetPlan] = {}
 
-    async def disclose(self, requester: Partner, request: DisclosureRequest) -> dict[str, Any]:
+    async def disclose(self, requester: Partner, request: DisclosureRequest) -> Receipt:
         """Answer one request; raise a :mod:`gateway.errors` class on refusal or failure."""
         now = self.clock()
         subject = request.subject.keys()
@@ -188,12 +188,11 @@ class DisclosureService:
             "results": [_result(o, seq) for o, seq in zip(outcomes, seqs, strict=True)],
         }
         try:
-            receipt = self.signer.sign_disclosure(disclosure)
+            return self.signer.sign_disclosure(disclosure)
         except Exception as exc:
             withdrawal = (requester, request, disclosure_id, subject_refs, now)
             await self._withdraw(outcomes, seqs, exc, *withdrawal)
             raise SigningError() from exc
-        return {"disclosure": disclosure, "jws": receipt}
 
     async def _withdraw(
         self,

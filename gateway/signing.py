@@ -8,12 +8,15 @@ it no longer signs but stays in the JWKS so that old receipts still verify.
 
 The safe API is two verbs: :func:`ReceiptSigner.sign_disclosure` and
 :func:`verify_receipt` (which raises :class:`InvalidReceipt` and says nothing about why).
+A :class:`Receipt` keeps the signed bytes, so the response carries the very bytes that
+were signed and the disclosure is encoded once.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,21 @@ _CURRENT = "current"
 
 class InvalidReceipt(Exception):
     """The receipt does not verify against the published keys."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A signed disclosure: its RFC 8785 canonical JSON and the compact JWS over it."""
+
+    payload: bytes
+    jws: str
+
+    def response_body(self) -> bytes:
+        """``{"disclosure": …, "jws": …}`` with the disclosure as the signed bytes.
+
+        A compact JWS is base64url and dots only, so it needs no JSON escaping.
+        """
+        return b'{"disclosure":' + self.payload + b',"jws":"' + self.jws.encode("ascii") + b'"}'
 
 
 class _EdDSAOnly(JWSRegistry):
@@ -65,15 +83,16 @@ class ReceiptSigner:
     def kid(self) -> str:
         return self._kid
 
-    def sign_disclosure(self, disclosure: Mapping[str, Any]) -> str:
-        """Compact JWS over the canonical JSON of ``disclosure``."""
+    def sign_disclosure(self, disclosure: Mapping[str, Any]) -> Receipt:
+        """The canonical JSON of ``disclosure`` and a compact JWS over it."""
         try:
             payload = canonical_json(dict(disclosure))
-            return jws.serialize_compact(
+            token = jws.serialize_compact(
                 {"alg": ALGORITHM, "kid": self._kid}, payload, self._current, registry=_REGISTRY
             )
         except (JoseError, CanonicalizationError) as exc:
             raise SigningError() from exc
+        return Receipt(payload, token)
 
     def jwks(self) -> dict[str, Any]:
         """The JWK Set for ``/.well-known/jwks.json``: public halves only."""

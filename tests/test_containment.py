@@ -22,6 +22,7 @@ import pytest
 from gateway_support import Deployment, make_settings, running_gateway
 
 from gateway.pki import revoke
+from gateway.signing import Receipt
 
 
 class ExplodingConnector:
@@ -53,7 +54,7 @@ class FailingSigner:
 
     kid = "failing"
 
-    def sign_disclosure(self, disclosure: Mapping[str, Any]) -> str:
+    def sign_disclosure(self, disclosure: Mapping[str, Any]) -> Receipt:
         raise RuntimeError("signing device unavailable")
 
     def jwks(self) -> dict[str, Any]:

@@ -49,17 +49,21 @@ def test_rfc8032_test_vector_1() -> None:
 
 def test_receipt_verifies_with_plain_cryptography(tmp_path: Path) -> None:
     signer = load_signer(tmp_path)
-    receipt = signer.sign_disclosure(DISCLOSURE)
+    signed = signer.sign_disclosure(DISCLOSURE)
+    receipt = signed.jws
     payload = verify_with_plain_cryptography(receipt, signer.jwks())
     assert payload == DISCLOSURE
     # The payload is exactly the RFC 8785 canonical form of the disclosure.
-    assert b64url_decode(receipt.split(".")[1]) == canonical_json(DISCLOSURE)
+    assert b64url_decode(receipt.split(".")[1]) == canonical_json(DISCLOSURE) == signed.payload
     assert verify_receipt(receipt, signer.jwks()) == DISCLOSURE
+    # The response body carries exactly the signed bytes.
+    assert json.loads(signed.response_body()) == {"disclosure": DISCLOSURE, "jws": receipt}
+    assert signed.response_body().startswith(b'{"disclosure":' + signed.payload + b",")
 
 
 def test_tampered_receipt_is_rejected(tmp_path: Path) -> None:
     signer = load_signer(tmp_path)
-    header, _, signature = signer.sign_disclosure(DISCLOSURE).split(".")
+    header, _, signature = signer.sign_disclosure(DISCLOSURE).jws.split(".")
     forged = dict(DISCLOSURE, requester="aivd")
     forged_payload = base64.urlsafe_b64encode(canonical_json(forged)).rstrip(b"=").decode()
     receipt = f"{header}.{forged_payload}.{signature}"
@@ -73,18 +77,18 @@ def test_receipt_from_another_key_is_rejected(tmp_path: Path) -> None:
     ours = load_signer(tmp_path / "ours")
     theirs = load_signer(tmp_path / "theirs")
     with pytest.raises(InvalidReceipt):
-        verify_receipt(theirs.sign_disclosure(DISCLOSURE), ours.jwks())
+        verify_receipt(theirs.sign_disclosure(DISCLOSURE).jws, ours.jwks())
 
 
 def test_rotation_keeps_old_receipts_verifiable(tmp_path: Path) -> None:
     old = load_signer(tmp_path)
-    receipt = old.sign_disclosure(DISCLOSURE)
+    receipt = old.sign_disclosure(DISCLOSURE).jws
     new_kid = rotate_signing_key(tmp_path)
     new = load_signer(tmp_path)
     assert new.kid == new_kid != old.kid
     assert {k["kid"] for k in new.jwks()["keys"]} == {old.kid, new.kid}
     assert verify_receipt(receipt, new.jwks()) == DISCLOSURE
-    assert json.loads(b64url_decode(new.sign_disclosure(DISCLOSURE).split(".")[0]))["kid"] == (
+    assert json.loads(b64url_decode(new.sign_disclosure(DISCLOSURE).jws.split(".")[0]))["kid"] == (
         new_kid
     )
 
