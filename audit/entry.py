@@ -53,6 +53,8 @@ class AuditRecord:
     retention_days: int | None = None
     error: str | None = None
     policy_input: dict[str, Any] = field(default_factory=dict)
+    escrow: str | None = None
+    """The released pseudonyms' values sealed to the DPO (gateway/escrow.py), or None."""
 
     def __post_init__(self) -> None:
         if self.decision not in DECISIONS:

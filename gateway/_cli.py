@@ -229,6 +229,30 @@ def keys_rotate(var_dir: VarDir = None) -> None:
     typer.echo(f"new receipt signing key {kid}; restart the gateway to use it")
 
 
+@keys_app.command("escrow")
+def keys_escrow(
+    var_dir: VarDir = None,
+    private_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--private-dir",
+            help="Where the private half goes (default var/dpo/). In production: run this "
+            "offline, on the DPO's own machine, and install only escrow.pub on the gateway.",
+            file_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Make the DPO's re-identification escrow key pair (never overwrites)."""
+    from gateway.escrow import create_escrow_keys
+
+    settings = _settings(var_dir)
+    files = create_escrow_keys(private_dir or settings.dpo_dir, settings.keys_dir)
+    if files is None:
+        raise _fail("an escrow key exists already; nothing was written", 2)
+    typer.echo(f"wrote {files.public} (the gateway's; restart it to seal escrows)")
+    typer.echo(f"wrote {files.private} (the DPO's: keep it offline, never on the gateway host)")
+
+
 LogKeyOption = Annotated[
     Path | None,
     typer.Option(
@@ -325,6 +349,50 @@ def audit_checkpoint(
         "--trusted-checkpoint FILE` with it next time.",
         err=True,
     )
+
+
+@audit_app.command("reidentify")
+def audit_reidentify(
+    seq: Annotated[int, typer.Argument(min=1, help="The audit entry's sequence number.")],
+    key: Annotated[
+        Path,
+        typer.Option("--key", help="The DPO's private escrow key.", dir_okay=False),
+    ],
+    pseudonym: Annotated[
+        str | None, typer.Option(help="Print only what this pseudonym stood for.")
+    ] = None,
+    var_dir: VarDir = None,
+    log_key: LogKeyOption = None,
+) -> None:
+    """DPO, offline: open an entry's escrow and print what its pseudonyms stood for.
+
+    The log is verified first: anyone with the public escrow key can seal a false
+    escrow, so only the Merkle tree vouches that this one is what the gateway wrote.
+    """
+    import json
+
+    from audit.entry import AuditRecord
+    from gateway.escrow import EscrowError, open_escrow, read_private_key
+
+    private_key = read_private_key(key)
+    settings = _settings(var_dir)
+    with _open_reader(settings) as reader:
+        _verify(settings, reader, log_key)
+        entry = next(reader.iter_entries(seq), None)
+    if entry is None or entry.seq != seq:
+        raise _fail(f"the audit log has no entry {seq}", 2)
+    escrow = AuditRecord.from_body(entry.body).escrow
+    if escrow is None:
+        raise _fail(f"entry {seq} released no pseudonyms under escrow", 2)
+    try:
+        pairs = open_escrow(escrow, private_key)
+    except EscrowError as exc:
+        raise _fail(f"entry {seq}: {exc}") from exc
+    if pseudonym is not None:
+        if pseudonym not in pairs:
+            raise _fail(f"entry {seq} did not release {pseudonym}", 2)
+        pairs = {pseudonym: pairs[pseudonym]}
+    typer.echo(json.dumps(pairs, ensure_ascii=False, indent=2))
 
 
 @audit_app.command("export-key")

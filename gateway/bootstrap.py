@@ -12,6 +12,7 @@ from collections.abc import Callable
 from audit.keys import load_or_create_log_key
 from gateway import demo_data
 from gateway.connectors.catalog import Catalog
+from gateway.escrow import create_escrow_keys
 from gateway.pki import init_pki
 from gateway.pseudonyms import load_or_create_master_key
 from gateway.settings import Settings
@@ -36,5 +37,9 @@ def bootstrap(settings: Settings, echo: Callable[[str], None] = print) -> None:
     for path in report.created:
         echo(f"  created {path}")
     create_keys(settings, echo)
+    # In production the DPO makes this pair offline (`doelpoort keys escrow`) and only the
+    # public half is installed; here the private half stays under var/dpo/.
+    if (escrow := create_escrow_keys(settings.dpo_dir, settings.keys_dir)) is not None:
+        echo(f"  created {escrow.public} (the DPO's private half: {escrow.private})")
     echo(f"· synthetic demo records in {settings.demo_data_dir}")
     demo_data.ensure(settings.var_dir, catalog)

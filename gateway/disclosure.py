@@ -40,6 +40,7 @@ from gateway.errors import (
     SigningError,
     UnknownDataset,
 )
+from gateway.escrow import EscrowSealer, RecordingPseudonymiser
 from gateway.metrics import Metrics
 from gateway.operators import minimise
 from gateway.policy.engine import Decision, PolicyEngine
@@ -82,6 +83,7 @@ class _Outcome:
     decision: Decision | None = None
     records: list[dict[str, Any]] | None = None
     records_sha256: str | None = None
+    escrow: str | None = None
     error: DoelpoortError | None = None
     note: str = ""
 
@@ -110,6 +112,7 @@ class DisclosureService:
         audit: AuditStore,
         signer: ReceiptSigner,
         metrics: Metrics,
+        escrow: EscrowSealer | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self.catalog = catalog
@@ -119,6 +122,7 @@ class DisclosureService:
         self.audit = audit
         self.signer = signer
         self.metrics = metrics
+        self.escrow = escrow
         self.clock = clock
         self._plans: dict[str, _DatasetPlan] = {}
 
@@ -280,15 +284,22 @@ class DisclosureService:
         allowed = [o for o in outcomes if o.decision is not None and o.decision.allow]
         if not allowed:
             return
-        pseudonymiser = self.pseudonyms.domain(requester.id, purpose)
+        domain = self.pseudonyms.domain(requester.id, purpose)
+        escrow = self.escrow
 
         async def one(outcome: _Outcome) -> None:
             assert outcome.decision is not None
             try:
                 raw = await self.catalog.connector(outcome.dataset).fetch(subject)
+                recorder = RecordingPseudonymiser(domain)
                 records = minimise(
-                    raw, outcome.decision.field_ops, outcome.plan.field_types, pseudonymiser
+                    raw,
+                    outcome.decision.field_ops,
+                    outcome.plan.field_types,
+                    domain if escrow is None else recorder,
                 )
+                if escrow is not None and recorder.pairs:
+                    outcome.escrow = escrow.seal(recorder.pairs)
                 outcome.records_sha256 = _records_digest(records)
                 outcome.records = records
             except (ConnectorError, OperatorError, PolicyError) as exc:
@@ -384,6 +395,7 @@ def _audit_record(
         subject_refs=subject_refs,
         policy_digest=decision.policy_digest if decision is not None else policy_digest,
         records_sha256=outcome.records_sha256 if disclosed else None,
+        escrow=outcome.escrow if disclosed else None,
         retention_days=decision.retention_days if decision is not None else None,
         error=outcome.error.code if outcome.error is not None else None,
         policy_input=outcome.policy_input,

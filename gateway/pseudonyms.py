@@ -23,10 +23,8 @@ someone who already holds the identifier and asks the gateway to compute its pse
 the DPO does so with :meth:`PseudonymKeys.dpo_subject_ref`, the reference the audit log
 stores instead of identifiers.
 
-Not built yet (SPEC §7 SHOULD): re-identification escrow — sealing the identifier to the
-DPO's public key with a PyNaCl sealed box next to each pseudonym, opened only offline by
-the DPO. It belongs here, as a method of :class:`DomainPseudonymiser` that returns the
-sealed box alongside the pseudonym; the DPO's private key must never reach the gateway.
+Re-identification escrow (SPEC §7) is :mod:`gateway.escrow`: what the pseudonyms of an
+audit entry stood for, sealed to the DPO's public key and opened only offline by the DPO.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from gateway.clock import Clock, utc_now
 from gateway.connectors.catalog import Catalog
 from gateway.disclosure import DisclosureService
 from gateway.errors import ConfigurationError, SigningError
+from gateway.escrow import load_escrow_sealer
 from gateway.identity import RevocationList
 from gateway.metrics import Metrics
 from gateway.pki import PkiPaths
@@ -62,6 +63,7 @@ class Runtime:
         pseudonyms = PseudonymKeys(load_master_key(settings.keys_dir))
         signer = _load_signer(settings.keys_dir)
         log_key = _load_log_key(settings.keys_dir)
+        escrow = load_escrow_sealer(settings.keys_dir)
         engine = EmbeddedEngine(bundle, timeout_s=settings.policy_timeout_s)
         audit = AuditStore.open(
             settings.audit_db_path,
@@ -80,9 +82,14 @@ class Runtime:
             audit=audit,
             signer=signer,
             metrics=metrics,
+            escrow=escrow,
             clock=clock,
         )
-        log.info("gateway ready: policy %s", engine.digest)
+        log.info(
+            "gateway ready: policy %s; re-identification escrow %s",
+            engine.digest,
+            "on" if escrow is not None else f"off (no {settings.keys_dir}/escrow.pub)",
+        )
         return cls(
             settings=settings,
             catalog=catalog,

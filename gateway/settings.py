@@ -38,6 +38,11 @@ class Settings:
         return self.var_dir / "keys"
 
     @property
+    def dpo_dir(self) -> Path:
+        """Development only: the DPO's private escrow key (in production it stays offline)."""
+        return self.var_dir / "dpo"
+
+    @property
     def demo_data_dir(self) -> Path:
         return self.var_dir / "demo"
 
