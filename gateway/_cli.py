@@ -231,22 +231,28 @@ def keys_rotate(var_dir: VarDir = None) -> None:
 
 @keys_app.command("escrow")
 def keys_escrow(
-    var_dir: VarDir = None,
     private_dir: Annotated[
-        Path | None,
+        Path,
         typer.Option(
             "--private-dir",
-            help="Where the private half goes (default var/dpo/). In production: run this "
-            "offline, on the DPO's own machine, and install only escrow.pub on the gateway.",
+            help="Where the private half goes: the DPO's own (offline) storage, never the "
+            "gateway's state directory. Install only the public half on the gateway.",
             file_okay=False,
         ),
-    ] = None,
+    ],
+    var_dir: VarDir = None,
 ) -> None:
     """Make the DPO's re-identification escrow key pair (never overwrites)."""
     from gateway.escrow import create_escrow_keys
 
     settings = _settings(var_dir)
-    files = create_escrow_keys(private_dir or settings.dpo_dir, settings.keys_dir)
+    if private_dir.resolve().is_relative_to(settings.var_dir.resolve()):
+        raise _fail(
+            f"{private_dir} is inside the gateway's state directory {settings.var_dir}: the "
+            "DPO's private key must never be readable by the gateway",
+            2,
+        )
+    files = create_escrow_keys(private_dir, settings.keys_dir)
     if files is None:
         raise _fail("an escrow key exists already; nothing was written", 2)
     typer.echo(f"wrote {files.public} (the gateway's; restart it to seal escrows)")
@@ -264,19 +270,31 @@ LogKeyOption = Annotated[
 ]
 
 
+TrustedCheckpointOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--trusted-checkpoint",
+        help="A checkpoint you saved earlier (`doelpoort audit checkpoint`): the log "
+        "must still hold it, unchanged.",
+        dir_okay=False,
+    ),
+]
+
+
+def _read_trusted(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"cannot read the trusted checkpoint {path}: {exc}", 2) from exc
+
+
 @audit_app.command("verify")
 def audit_verify(
     var_dir: VarDir = None,
     log_key: LogKeyOption = None,
-    trusted_checkpoint: Annotated[
-        Path | None,
-        typer.Option(
-            "--trusted-checkpoint",
-            help="A checkpoint you saved earlier (`doelpoort audit checkpoint`): the log "
-            "must still hold it, unchanged.",
-            dir_okay=False,
-        ),
-    ] = None,
+    trusted_checkpoint: TrustedCheckpointOption = None,
     max_uncovered: Annotated[
         int | None,
         typer.Option(
@@ -289,13 +307,7 @@ def audit_verify(
 ) -> None:
     """Recompute the Merkle tree, check every checkpoint; name the first bad entry."""
     settings = _settings(var_dir)
-    trusted: str | None = None
-    if trusted_checkpoint is not None:
-        try:
-            trusted = trusted_checkpoint.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            message = f"cannot read the trusted checkpoint {trusted_checkpoint}: {exc}"
-            raise _fail(message, 2) from exc
+    trusted = _read_trusted(trusted_checkpoint)
     with _open_reader(settings) as reader:
         report = _verify(settings, reader, log_key, trusted=trusted, max_uncovered=max_uncovered)
     summary = f"audit log intact: {report.entries} entries, {report.checkpoints} signed checkpoints"
@@ -363,11 +375,13 @@ def audit_reidentify(
     ] = None,
     var_dir: VarDir = None,
     log_key: LogKeyOption = None,
+    trusted_checkpoint: TrustedCheckpointOption = None,
 ) -> None:
     """DPO, offline: open an entry's escrow and print what its pseudonyms stood for.
 
-    The log is verified first: anyone with the public escrow key can seal a false
-    escrow, so only the Merkle tree vouches that this one is what the gateway wrote.
+    Anyone with the public escrow key can seal a false escrow, so only the signed log
+    vouches for a real one: the log is verified first, and only an entry under a signed
+    checkpoint is opened.
     """
     import json
 
@@ -376,14 +390,26 @@ def audit_reidentify(
 
     private_key = read_private_key(key)
     settings = _settings(var_dir)
+    trusted = _read_trusted(trusted_checkpoint)
     with _open_reader(settings) as reader:
-        _verify(settings, reader, log_key)
+        report = _verify(settings, reader, log_key, trusted=trusted)
         entry = next(reader.iter_entries(seq), None)
     if entry is None or entry.seq != seq:
         raise _fail(f"the audit log has no entry {seq}", 2)
-    escrow = AuditRecord.from_body(entry.body).escrow
+    if seq > report.entries - report.uncovered_tail:
+        raise _fail(
+            f"entry {seq} is not yet under a signed checkpoint, so nothing vouches for its "
+            "escrow; the gateway signs one within a second, and when it stops",
+            2,
+        )
+    try:
+        escrow = AuditRecord.from_body(entry.body).escrow
+    except (TypeError, ValueError) as exc:
+        raise _fail(f"entry {seq} is not an audit record this version can read") from exc
     if escrow is None:
         raise _fail(f"entry {seq} released no pseudonyms under escrow", 2)
+    if not isinstance(escrow, str):
+        raise _fail(f"entry {seq}: its escrow is not an escrow")
     try:
         pairs = open_escrow(escrow, private_key)
     except EscrowError as exc:

@@ -34,6 +34,7 @@ from gateway.errors import (
     ConnectorError,
     ConnectorResponseError,
     DoelpoortError,
+    EscrowUnavailable,
     OperatorError,
     PolicyError,
     PurposeDenied,
@@ -285,23 +286,20 @@ class DisclosureService:
         if not allowed:
             return
         domain = self.pseudonyms.domain(requester.id, purpose)
-        escrow = self.escrow
+        recorded: list[tuple[_Outcome, RecordingPseudonymiser]] = []
 
         async def one(outcome: _Outcome) -> None:
             assert outcome.decision is not None
             try:
                 raw = await self.catalog.connector(outcome.dataset).fetch(subject)
-                recorder = RecordingPseudonymiser(domain)
+                recorder = RecordingPseudonymiser(domain) if self.escrow is not None else None
                 records = minimise(
-                    raw,
-                    outcome.decision.field_ops,
-                    outcome.plan.field_types,
-                    domain if escrow is None else recorder,
+                    raw, outcome.decision.field_ops, outcome.plan.field_types, recorder or domain
                 )
-                if escrow is not None and recorder.pairs:
-                    outcome.escrow = escrow.seal(recorder.pairs)
                 outcome.records_sha256 = _records_digest(records)
                 outcome.records = records
+                if recorder is not None and recorder.pairs:
+                    recorded.append((outcome, recorder))
             except (ConnectorError, OperatorError, PolicyError) as exc:
                 log.warning("dataset %s withheld: %s", outcome.dataset, exc.code)
                 outcome.error = exc
@@ -334,6 +332,27 @@ class DisclosureService:
                     outcome.error = ConnectorResponseError(
                         f"dataset {outcome.dataset}: the connector failed unexpectedly"
                     )
+        self._seal_escrow([(o, r) for o, r in recorded if o.error is None])
+
+    def _seal_escrow(self, recorded: Sequence[tuple[_Outcome, RecordingPseudonymiser]]) -> None:
+        """One escrow for the disclosure, in each entry whose dataset released pseudonyms;
+        a dataset whose pseudonyms cannot be put in escrow is withheld (fail closed)."""
+        if self.escrow is None or not recorded:
+            return
+        pairs: dict[str, object] = {}
+        for _, recorder in recorded:
+            for pseudonym, value in recorder.pairs.items():
+                pairs.setdefault(pseudonym, value)
+        try:
+            escrow = self.escrow.seal(pairs)
+        except Exception as exc:
+            log.error("escrow could not be sealed: %s", type(exc).__name__)
+            for outcome, _ in recorded:
+                outcome.records = outcome.records_sha256 = None
+                outcome.error = EscrowUnavailable()
+            return
+        for outcome, _ in recorded:
+            outcome.escrow = escrow
 
     async def _log(
         self,

@@ -189,6 +189,12 @@ class SigningError(DoelpoortError):
     title = "The receipt could not be signed; nothing was disclosed"
 
 
+class EscrowUnavailable(DoelpoortError):
+    code = "escrow-unavailable"
+    status = 503
+    title = "The re-identification escrow could not be sealed; the dataset was withheld"
+
+
 class ConfigurationError(DoelpoortError):
     code = "configuration"
     status = 500

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import os
-import stat
 import threading
 import unicodedata
 from collections.abc import Mapping
@@ -41,7 +40,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gateway.atomic_files import create_file
+from gateway.atomic_files import create_file, read_private_file
 from gateway.canonical import canonical_json
 from gateway.errors import ConfigurationError
 
@@ -86,12 +85,7 @@ def load_master_key(keys_dir: Path) -> bytes:
 
 
 def _read_master_key(path: Path) -> bytes:
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise ConfigurationError(
-            f"{path} is accessible to group or others (mode {mode:o}); it must be 0600"
-        )
-    key = path.read_bytes()
+    key = read_private_file(path)
     if len(key) != MASTER_KEY_BYTES:
         raise ConfigurationError(f"{path} must hold exactly {MASTER_KEY_BYTES} bytes")
     return key

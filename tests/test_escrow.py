@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 from gateway_support import Deployment, make_settings, running_gateway
+from nacl.encoding import URLSafeBase64Encoder
 from nacl.public import PrivateKey
 from typer.testing import CliRunner
 
-from audit.entry import AuditRecord
+from audit.entry import AuditRecord, entry_leaf_hash
 from audit.reader import AuditReader
 from gateway._cli import app
 from gateway.errors import ConfigurationError
@@ -47,10 +48,11 @@ def test_an_escrow_opens_only_with_the_dpo_private_key() -> None:
     [
         lambda e: e[:-4] + ("AAAA" if e[-4:] != "AAAA" else "BBBB"),  # ciphertext changed
         lambda e: "v2" + e[2:],  # unknown version
-        lambda e: e.rsplit(".", 1)[0],  # a part missing
+        lambda e: e[:40],  # cut short
         lambda e: e + ".extra",
-        lambda e: "v1.not-base64!.x",
-        lambda e: "v1.é.é",
+        lambda e: "v1.not-base64!",
+        lambda e: "v1.é",
+        lambda e: "",
     ],
 )
 def test_a_damaged_escrow_is_refused(damage: Any) -> None:
@@ -60,11 +62,13 @@ def test_a_damaged_escrow_is_refused(damage: Any) -> None:
         open_escrow(damage(escrow), dpo)
 
 
-def test_escrows_of_one_gateway_share_a_sealed_data_key_but_never_a_nonce() -> None:
+def test_every_escrow_is_its_own_sealed_box() -> None:
+    # A fresh ephemeral key per box: equal pairs give unrelated escrows, so escrows do
+    # not link entries, and nothing the gateway keeps opens an escrow it made.
     sealer = EscrowSealer(PrivateKey.generate().public_key)
-    first, second = sealer.seal(PAIRS).split("."), sealer.seal(PAIRS).split(".")
-    assert first[1] == second[1]  # one X25519 sealing per gateway, not per entry
-    assert first[2] != second[2]  # a fresh random nonce per escrow
+    first, second = sealer.seal(PAIRS), sealer.seal(PAIRS)
+    assert first != second
+    assert first[:40] != second[:40]
 
 
 def test_escrow_keys_are_made_once_and_the_private_half_is_private(tmp_path: Path) -> None:
@@ -83,11 +87,54 @@ def test_without_a_public_key_there_is_no_escrow(tmp_path: Path) -> None:
     assert load_escrow_sealer(tmp_path) is None
 
 
-@pytest.mark.parametrize("content", [b"", b"not a key\n", b"AAAA\n", "é".encode()])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"not a key\n",
+        b"AAAA\n",
+        "é".encode(),
+        URLSafeBase64Encoder.encode(bytes(32)),  # a low-order point: no shared secret
+    ],
+)
 def test_a_malformed_public_key_stops_start_up(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "escrow.pub").write_bytes(content)
     with pytest.raises(ConfigurationError, match=r"escrow\.pub"):
         load_escrow_sealer(tmp_path)
+
+
+def test_a_dangling_public_key_link_stops_start_up(tmp_path: Path) -> None:
+    (tmp_path / "escrow.pub").symlink_to(tmp_path / "gone.pub")
+    with pytest.raises(ConfigurationError, match=r"escrow\.pub"):
+        load_escrow_sealer(tmp_path)
+
+
+def test_a_private_key_others_can_read_is_refused(tmp_path: Path) -> None:
+    files = create_escrow_keys(tmp_path / "dpo", tmp_path / "keys")
+    assert files is not None
+    files.private.chmod(0o644)
+    with pytest.raises(ConfigurationError, match="0600"):
+        read_private_key(files.private)
+
+
+def test_keys_escrow_writes_the_private_half_outside_the_gateway_state(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    inside = runner.invoke(
+        app, ["keys", "escrow", "--private-dir", str(var / "dpo"), "--var-dir", str(var)]
+    )
+    assert inside.exit_code == 2
+    assert "never be readable by the gateway" in inside.output
+    assert not (var / "keys" / "escrow.pub").exists()
+
+    args = ["keys", "escrow", "--private-dir", str(tmp_path / "dpo"), "--var-dir", str(var)]
+    made = runner.invoke(app, args)
+    assert made.exit_code == 0, made.output
+    assert (tmp_path / "dpo" / "escrow.key").stat().st_mode & 0o777 == 0o600
+    public = (var / "keys" / "escrow.pub").read_bytes()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2
+    assert "exists already" in again.output
+    assert (var / "keys" / "escrow.pub").read_bytes() == public
 
 
 def ask(gateway: Deployment, partner: str, purpose: str, datasets: list[str]) -> Any:
@@ -121,6 +168,7 @@ class Escrowed:
     seq: int
     record: dict[str, Any]
     denied_seq: int
+    both: dict[int, list[dict[str, Any]]]  # two datasets of one disclosure: seq → records
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +179,13 @@ def escrowed(tmp_path_factory: pytest.TempPathFactory) -> Escrowed:
         assert any("escrow on" in line for line in gateway.log.lines)
         refused = ask(gateway, "politie", "vertrek", ["ind/residence"])  # not granted
         assert refused.status_code == 403, refused.text
+        with AuditReader(settings.audit_db_path) as reader:
+            denied_seq = list(reader.iter_entries())[-1].seq
+        two = ask(gateway, "politie", "ct-assessment", ["ind/residence", "kmar/border-crossings"])
+        assert two.status_code == 200, two.text
+        both = {r["audit_seq"]: r["records"] for r in two.json()["disclosure"]["results"]}
     # Stopping signs a final checkpoint, so every entry is vouched for.
-    with AuditReader(settings.audit_db_path) as reader:
-        denied_seq = list(reader.iter_entries())[-1].seq
-    return Escrowed(settings, seq, record, denied_seq)
+    return Escrowed(settings, seq, record, denied_seq, both)
 
 
 def reidentify(settings: Settings, *args: str, key: Path | None = None) -> Any:
@@ -231,3 +282,76 @@ def test_a_gateway_without_the_public_key_runs_without_escrow(tmp_path: Path) ->
     with AuditReader(settings.audit_db_path) as reader:
         entry = next(e for e in reader.iter_entries() if e.seq == seq)
     assert AuditRecord.from_body(entry.body).escrow is None
+
+
+def test_one_escrow_per_disclosure_in_each_entry_that_released_pseudonyms(
+    escrowed: Escrowed,
+) -> None:
+    with AuditReader(escrowed.settings.audit_db_path) as reader:
+        escrows = {
+            e.seq: AuditRecord.from_body(e.body).escrow
+            for e in reader.iter_entries()
+            if e.seq in escrowed.both
+        }
+    assert len(escrows) == 2
+    (escrow,) = set(escrows.values())  # the same sealed box in both entries
+    assert escrow is not None
+    pairs = open_escrow(escrow, read_private_key(escrowed.settings.dpo_dir / "escrow.key"))
+    released = {
+        value
+        for records in escrowed.both.values()
+        for record in records
+        for value in record.values()
+        if isinstance(value, str) and value.startswith("psn:")
+    }
+    assert released
+    assert released == set(pairs)
+
+
+def test_an_entry_not_yet_under_a_checkpoint_is_not_opened(
+    escrowed: Escrowed, tmp_path: Path
+) -> None:
+    # Appending needs no key: an attacker can chain a made-up entry after the last
+    # checkpoint. Only a signed checkpoint vouches for an escrow.
+    settings = escrowed.settings.with_var_dir(tmp_path / "var")
+    shutil.copytree(escrowed.settings.var_dir, settings.var_dir)
+    with AuditReader(settings.audit_db_path) as reader:
+        last = list(reader.iter_entries())[-1]
+    public = read_private_key(settings.dpo_dir / "escrow.key").public_key
+    forged = EscrowSealer(public).seal({"psn:" + "1" * 32: "Iemand Anders (fictief)"})
+    body = json.dumps({**json.loads(last.body), "escrow": forged}, sort_keys=True).encode()
+    db = sqlite3.connect(settings.audit_db_path)
+    try:
+        db.execute(
+            "INSERT INTO entries VALUES (?, ?, CAST(? AS TEXT))",
+            (last.seq + 1, entry_leaf_hash(last.seq, last.prev, last.body), body),
+        )
+        db.commit()
+    finally:
+        db.close()
+    result = reidentify(settings, str(last.seq + 1))
+    assert result.exit_code == 2
+    assert "not yet under a signed checkpoint" in result.output
+    assert "Iemand" not in result.output
+
+
+class FailingEscrowSealer:
+    """Test double: an escrow that cannot be sealed (a broken crypto library, say)."""
+
+    def seal(self, pairs: dict[str, object]) -> str:
+        raise RuntimeError("sealing failed")
+
+
+def test_a_dataset_whose_pseudonyms_cannot_be_escrowed_is_withheld(tmp_path: Path) -> None:
+    with running_gateway(make_settings(tmp_path / "var")) as gateway:
+        gateway.runtime.disclosures.escrow = FailingEscrowSealer()  # type: ignore[assignment]
+        response = ask(gateway, "politie", "ct-assessment", ["ind/residence"])
+        assert response.status_code == 200, response.text
+        (result,) = response.json()["disclosure"]["results"]
+        assert result["decision"] == "error"
+        assert result["error"]["type"] == "urn:doelpoort:problem:escrow-unavailable"
+        assert "records" not in result
+        with AuditReader(gateway.settings.audit_db_path) as reader:
+            entry = AuditRecord.from_body(list(reader.iter_entries())[-1].body)
+    assert (entry.decision, entry.error, entry.escrow) == ("error", "escrow-unavailable", None)
+    assert entry.records_sha256 is None
