@@ -132,8 +132,17 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
     do_setup: Annotated[bool, typer.Option("--setup", help="Run `doelpoort setup` first.")] = False,
+    proxy_socket: Annotated[
+        Path | None,
+        typer.Option(
+            "--proxy-socket",
+            help="Serve behind a TLS-terminating proxy on this unix socket instead, trusting "
+            "the RFC 9440 Client-Cert header it forwards (deploy/README.md).",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
-    """Serve the gateway over mutual TLS."""
+    """Serve the gateway over mutual TLS (or behind a TLS-terminating proxy)."""
     from dataclasses import replace
 
     from gateway.app import create_app
@@ -144,11 +153,30 @@ def serve(
 
     settings = _settings(var_dir)
     settings = replace(
-        settings, host=host or settings.host, port=port if port is not None else settings.port
+        settings,
+        host=host or settings.host,
+        port=port if port is not None else settings.port,
+        proxy_socket=proxy_socket or settings.proxy_socket,
     )
     if do_setup:
         bootstrap(settings, echo=typer.echo)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if settings.proxy_socket is not None:
+        from gateway.proxied import build_proxied_server
+
+        server = build_proxied_server(
+            create_app(settings),
+            socket_path=settings.proxy_socket,
+            paths=PkiPaths(settings.pki_dir),
+        )
+        typer.secho(
+            f"Doelpoort serves unix:{settings.proxy_socket} (mode 0660) for a TLS-terminating "
+            "proxy that forwards the verified client certificate as an RFC 9440 Client-Cert "
+            "header; see deploy/README.md. Stop with Ctrl-C.",
+            bold=True,
+        )
+        server.run()
+        return
     server = build_server(
         create_app(settings),
         host=settings.host,

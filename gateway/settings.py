@@ -28,6 +28,9 @@ class Settings:
     origin: str = "doelpoort.local/audit"
     policy_timeout_s: float = 1.0
     max_body_bytes: int = 64 * 1024
+    proxy_socket: Path | None = None
+    """Set: serve plain HTTP on this unix socket behind a TLS-terminating proxy, trusting
+    the client certificate it forwards (gateway/proxied.py); unset: mutual TLS."""
 
     @property
     def pki_dir(self) -> Path:
@@ -77,4 +80,5 @@ class Settings:
             var_dir=Path(env.get("DOELPOORT_VAR_DIR", base.var_dir)),
             host=env.get("DOELPOORT_HOST", base.host),
             port=int(env.get("DOELPOORT_PORT", base.port)),
+            proxy_socket=Path(socket) if (socket := env.get("DOELPOORT_PROXY_SOCKET")) else None,
         )

@@ -239,8 +239,8 @@ class ServerThread:
                 self._stop()
                 raise RuntimeError("the server did not start") from self._error
             time.sleep(0.01)
-        sockets = self.server.servers[0].sockets
-        self.port = int(sockets[0].getsockname()[1])
+        address = self.server.servers[0].sockets[0].getsockname()
+        self.port = int(address[1]) if isinstance(address, tuple) else 0  # 0: a unix socket
         return self
 
     def __exit__(
@@ -263,7 +263,7 @@ def _tls_extension(ssl_object: ssl.SSLObject, server_certfile: Path | None) -> d
     der = ssl_object.getpeercert(binary_form=True)
     cipher = ssl_object.cipher()
     version = ssl_object.version()
-    pem, name = _client_cert_info(der) if der else (None, None)
+    pem, name = client_cert_info(der) if der else (None, None)
     return {
         "server_cert": _server_cert_pem(server_certfile) if server_certfile else None,
         # Python 3.11 exposes only the leaf, not the verified chain.
@@ -278,7 +278,8 @@ def _tls_extension(ssl_object: ssl.SSLObject, server_certfile: Path | None) -> d
 
 
 @lru_cache(maxsize=4096)
-def _client_cert_info(der: bytes) -> tuple[str, str | None]:
+def client_cert_info(der: bytes) -> tuple[str, str | None]:
+    """The PEM and RFC 4514 subject of a verified client certificate (for the extension)."""
     pem = ssl.DER_cert_to_PEM_cert(der)
     try:
         name: str | None = x509.load_der_x509_certificate(der).subject.rfc4514_string()

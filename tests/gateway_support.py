@@ -27,6 +27,7 @@ from gateway.app import create_app
 from gateway.bootstrap import bootstrap
 from gateway.demo import load_subjects
 from gateway.pki import PkiPaths, init_pki
+from gateway.proxied import build_proxied_server
 from gateway.runtime import Runtime
 from gateway.settings import PROJECT_ROOT, Settings
 from gateway.tls import ServerThread, build_server, client_ssl_context
@@ -122,7 +123,11 @@ def running_gateway(
     init_pki(settings.pki_dir, [*partners, GHOST])
     app = create_app(settings)
     # Built before the log handlers are attached: uvicorn configures its loggers here.
-    server = build_server(app, host="127.0.0.1", port=0, paths=PkiPaths(settings.pki_dir))
+    paths = PkiPaths(settings.pki_dir)
+    if settings.proxy_socket is not None:
+        server = build_proxied_server(app, socket_path=settings.proxy_socket, paths=paths)
+    else:
+        server = build_server(app, host="127.0.0.1", port=0, paths=paths)
     collector = LogCollector()
     # uvicorn's loggers do not propagate to the root logger: listen to them as well.
     loggers = [

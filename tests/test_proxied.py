@@ -1,0 +1,186 @@
+"""Behind a TLS-terminating proxy: the forwarded Client-Cert header, over a real unix socket.
+
+The proxy itself (HAProxy, nginx, Envoy) cannot run here; each test plays its part by
+writing the header it would forward. Everything on the gateway's side is real: the
+socket, the server, the verification against the partner CA, the live CRL.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import stat
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from gateway_support import GHOST, Deployment, make_settings, running_gateway
+
+from gateway.errors import ConfigurationError
+from gateway.pki import PkiPaths, init_pki, revoke
+from gateway.proxied import SOCKET_MODE, ForwardedCertificates, bind_unix_socket
+
+
+def client_cert(path: Path) -> str:
+    """The RFC 9440 Client-Cert value a proxy forwards for the certificate at ``path``."""
+    der = x509.load_pem_x509_certificate(path.read_bytes()).public_bytes(Encoding.DER)
+    return ":" + base64.b64encode(der).decode() + ":"
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    # Unix socket paths are short (108 bytes): not under pytest's deep temporary tree.
+    with tempfile.TemporaryDirectory(prefix="dp-") as short:
+        var = tmp_path_factory.mktemp("proxied") / "var"
+        settings = replace(make_settings(var), proxy_socket=Path(short) / "gateway.sock")
+        with running_gateway(settings) as deployment:
+            yield deployment
+
+
+def over_socket(gateway: Deployment) -> httpx.Client:
+    assert gateway.settings.proxy_socket is not None
+    transport = httpx.HTTPTransport(uds=str(gateway.settings.proxy_socket))
+    return httpx.Client(transport=transport, base_url="http://gateway", timeout=10.0)
+
+
+def disclose(
+    gateway: Deployment, headers: dict[str, str] | list[tuple[str, str]]
+) -> httpx.Response:
+    body = {
+        "purpose": "ct-assessment",
+        "case_ref": "CTI-2026-0950",
+        "justification": "proxy mode test",
+        "subject": gateway.subjects["ct_subject"],
+        "datasets": ["ind/residence"],
+    }
+    with over_socket(gateway) as client:
+        return client.post("/v1/disclosures", json=body, headers=headers)
+
+
+def test_a_forwarded_partner_certificate_is_that_partner(proxied: Deployment) -> None:
+    header = client_cert(proxied.paths.partner_cert("politie"))
+    response = disclose(proxied, {"Client-Cert": header})
+    assert response.status_code == 200, response.text
+    assert response.json()["disclosure"]["requester"] == "politie"
+
+
+def test_the_dpo_certificate_opens_the_dpo_endpoints(proxied: Deployment) -> None:
+    with over_socket(proxied) as client:
+        headers = {"Client-Cert": client_cert(proxied.paths.dpo_cert("dpo"))}
+        assert client.get("/metrics", headers=headers).status_code == 200
+        assert client.get("/metrics").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "politie",
+        ":not base64!:",
+        ":" + base64.b64encode(b"not a certificate").decode() + ":",
+        "::",
+        "",
+    ],
+)
+def test_a_malformed_forwarded_certificate_is_no_certificate(
+    proxied: Deployment, header: str
+) -> None:
+    response = disclose(proxied, {"Client-Cert": header})
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_without_a_forwarded_certificate_the_request_is_unauthenticated(
+    proxied: Deployment,
+) -> None:
+    assert disclose(proxied, {}).status_code == 401
+
+
+def test_two_forwarded_certificates_are_refused(proxied: Deployment) -> None:
+    one = client_cert(proxied.paths.partner_cert("politie"))
+    other = client_cert(proxied.paths.partner_cert("kmar"))
+    assert disclose(proxied, [("Client-Cert", one), ("Client-Cert", other)]).status_code == 401
+
+
+def test_a_certificate_of_another_ca_is_refused_even_from_the_proxy(
+    proxied: Deployment, tmp_path: Path
+) -> None:
+    # Same partner name, another CA: the gateway verifies the chain itself.
+    init_pki(tmp_path / "foreign", ["politie"])
+    foreign = client_cert(PkiPaths(tmp_path / "foreign").partner_cert("politie"))
+    assert disclose(proxied, {"Client-Cert": foreign}).status_code == 401
+
+
+def test_a_server_certificate_is_no_client_certificate(proxied: Deployment) -> None:
+    server = client_cert(proxied.paths.server_cert)  # the partner CA's, but not clientAuth
+    assert disclose(proxied, {"Client-Cert": server}).status_code == 401
+
+
+def test_an_unconfigured_partner_gets_403(proxied: Deployment) -> None:
+    ghost = client_cert(proxied.paths.partner_cert(GHOST))
+    assert disclose(proxied, {"Client-Cert": ghost}).status_code == 403
+
+
+def test_a_revoked_certificate_is_refused_at_once(proxied: Deployment) -> None:
+    header = client_cert(proxied.paths.partner_cert("om"))
+    with over_socket(proxied) as client:
+        assert client.get("/metrics", headers={"Client-Cert": header}).status_code == 200
+        revoke(proxied.settings.pki_dir, "om")
+        assert client.get("/metrics", headers={"Client-Cert": header}).status_code == 401
+
+
+def test_an_expired_certificate_is_refused(tmp_path: Path) -> None:
+    init_pki(tmp_path, ["politie"], now=datetime(2015, 1, 1, tzinfo=UTC))
+    paths = PkiPaths(tmp_path)
+    forwarded = ForwardedCertificates(paths.ca_cert)
+    assert forwarded.verify(client_cert(paths.partner_cert("politie")).encode()) is None
+
+
+def test_the_socket_is_for_owner_and_group_only(proxied: Deployment) -> None:
+    assert proxied.settings.proxy_socket is not None
+    mode = proxied.settings.proxy_socket.stat().st_mode
+    assert stat.S_ISSOCK(mode)
+    assert stat.S_IMODE(mode) == SOCKET_MODE
+
+
+def test_a_stale_socket_is_replaced_and_a_live_one_is_not(tmp_path: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="dp-") as short:
+        path = Path(short) / "g.sock"
+        stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stale.bind(str(path))
+        stale.close()  # the file stays, no one listens
+        live = bind_unix_socket(path)
+        live.listen()
+        try:
+            with pytest.raises(ConfigurationError, match="another process"):
+                bind_unix_socket(path)
+        finally:
+            live.close()
+        path.unlink()
+        path.write_text("not a socket")
+        with pytest.raises(ConfigurationError, match="not a socket"):
+            bind_unix_socket(path)
+
+
+def test_in_tls_mode_the_header_is_never_read(gateway: Deployment) -> None:
+    # The identity is the TLS peer's, whatever Client-Cert the client writes itself.
+    forged = client_cert(gateway.paths.partner_cert("kmar"))
+    with gateway.client("politie") as client:
+        response = client.post(
+            "/v1/disclosures",
+            json={
+                "purpose": "ct-assessment",
+                "case_ref": "CTI-2026-0951",
+                "justification": "proxy header in TLS mode",
+                "subject": gateway.subjects["ct_subject"],
+                "datasets": ["ind/residence"],
+            },
+            headers={"Client-Cert": forged},
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["disclosure"]["requester"] == "politie"
