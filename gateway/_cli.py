@@ -151,6 +151,8 @@ def serve(
     from gateway.pki import PkiPaths
     from gateway.tls import build_server
 
+    if proxy_socket is not None and (host is not None or port is not None):
+        raise _fail("--proxy-socket serves a unix socket only; leave out --host and --port", 2)
     settings = _settings(var_dir)
     settings = replace(
         settings,

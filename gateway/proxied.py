@@ -19,21 +19,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import os
 import socket
 import stat
-from collections import OrderedDict
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import uvicorn
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from gateway.clock import Clock, utc_now
 from gateway.errors import ConfigurationError
 from gateway.pki import PkiPaths
-from gateway.tls import PEER_DER_KEY, ASGIApp, TLSHttpToolsProtocol, client_cert_info
+from gateway.tls import ASGIApp, TLSHttpToolsProtocol, require_partner_pki, tls_extension
 
 CLIENT_CERT_HEADER = b"client-cert"
 SOCKET_MODE = 0o660
@@ -41,35 +40,42 @@ _CACHE_SIZE = 1024
 
 
 class ForwardedCertificates:
-    """Verifies forwarded client certificates against the partner CA; caches the
-    verified ones (a certificate stays valid only within its validity period)."""
+    """Verifies forwarded client certificates against the partner CA.
 
-    def __init__(self, ca_cert: Path) -> None:
+    A verified certificate is remembered with the span in which its whole chain is
+    valid, so a repeat costs a look-up; every verification reads the clock, so a
+    certificate issued after start-up is accepted and one that expires is refused.
+    """
+
+    def __init__(self, ca_cert: Path, *, clock: Clock = utc_now) -> None:
         try:
-            roots = x509.load_pem_x509_certificates(ca_cert.read_bytes())
+            self._store = Store(x509.load_pem_x509_certificates(ca_cert.read_bytes()))
         except (OSError, ValueError) as exc:
             raise ConfigurationError(f"the partner CA {ca_cert} is unreadable") from exc
-        self._verifier = PolicyBuilder().store(Store(roots)).build_client_verifier()
-        self._verified: OrderedDict[bytes, tuple[datetime, datetime]] = OrderedDict()
+        self._clock = clock
+        self._verified: dict[bytes, tuple[datetime, datetime]] = {}
 
     def verify(self, header: bytes) -> bytes | None:
         """The DER of a valid partner-CA client certificate in an RFC 9440 value; or None."""
         der = _decode(header)
         if der is None:
             return None
-        now = datetime.now(UTC)
-        window = self._verified.get(der)
-        if window is None:
+        now = self._clock()
+        span = self._verified.get(der)
+        if span is None:
             try:
-                leaf = x509.load_der_x509_certificate(der)
-                self._verifier.verify(leaf, [])
+                verifier = PolicyBuilder().store(self._store).time(now).build_client_verifier()
+                chain = verifier.verify(x509.load_der_x509_certificate(der), []).chain
             except (ValueError, VerificationError):
                 return None
-            window = (leaf.not_valid_before_utc, leaf.not_valid_after_utc)
-            self._verified[der] = window
-            if len(self._verified) > _CACHE_SIZE:
-                self._verified.popitem(last=False)
-        return der if window[0] <= now <= window[1] else None
+            span = (
+                max(c.not_valid_before_utc for c in chain),
+                min(c.not_valid_after_utc for c in chain),
+            )
+            if len(self._verified) >= _CACHE_SIZE:
+                self._verified.clear()  # bounded; partners are far fewer than this
+            self._verified[der] = span
+        return der if span[0] <= now <= span[1] else None
 
 
 def _decode(header: bytes) -> bytes | None:
@@ -85,28 +91,30 @@ def _decode(header: bytes) -> bytes | None:
 
 class ProxiedHttpToolsProtocol(TLSHttpToolsProtocol):
     """uvicorn's protocol on the proxy's unix socket: the forwarded certificate, once the
-    gateway has verified it, becomes the ASGI TLS extension (request-head limit kept)."""
+    gateway has verified it, becomes the ASGI TLS extension (request-head limit kept).
+
+    ``Client-Cert`` never enters the scope's headers, trailers included.
+    """
 
     forwarded: ForwardedCertificates  # set on the subclass `protocol_for` makes
+    _client_certs: list[bytes]
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._client_certs = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == CLIENT_CERT_HEADER:
+            self._client_certs.append(value)
+        else:
+            super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        values = [v for n, v in self.headers if n == CLIENT_CERT_HEADER]
-        self.headers[:] = [(n, v) for n, v in self.headers if n != CLIENT_CERT_HEADER]
-        # One certificate or none: two headers would leave the choice to us.
-        der = self.forwarded.verify(values[0]) if len(values) == 1 else None
+        # One certificate or none: with two, the choice would be ours to guess.
+        certs = self._client_certs
+        der = self.forwarded.verify(certs[0]) if len(certs) == 1 else None
         if der is not None:
-            pem, name = client_cert_info(der)
-            self.scope["extensions"] = {
-                "tls": {
-                    "server_cert": None,
-                    "client_cert_chain": [pem],
-                    "client_cert_name": name,
-                    "client_cert_error": None,
-                    "tls_version": None,
-                    "cipher_suite": None,
-                    PEER_DER_KEY: der,
-                }
-            }
+            self.scope["extensions"] = {"tls": tls_extension(der)}  # type: ignore[dict-item]
         super().on_headers_complete()
 
 
@@ -117,52 +125,66 @@ def protocol_for(ca_cert: Path) -> type[ProxiedHttpToolsProtocol]:
 
 
 def bind_unix_socket(path: Path) -> socket.socket:
-    """A listening-ready socket at ``path``, mode 0660 from the start.
+    """A socket bound at ``path`` with mode 0660, not yet listening.
 
-    A stale socket file (no one accepting) is replaced; a live one is an error, as is
-    any other file in its place.
+    Until uvicorn listens, connecting is refused, so no one connects while the mode is
+    still the umask's. The directory must be the gateway user's own and not writable by
+    others (or another user could put their socket in its place). A stale socket file
+    (connection refused) is replaced; a live one, or any other file, is an error.
     """
+    parent = path.parent.stat()
+    if parent.st_uid != os.geteuid() or parent.st_mode & 0o022:
+        raise ConfigurationError(
+            f"{path.parent} must belong to this user and be writable by no one else"
+        )
     if path.exists() or path.is_symlink():
         if not stat.S_ISSOCK(path.lstat().st_mode):
             raise ConfigurationError(f"{path} exists and is not a socket")
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             try:
                 probe.connect(str(path))
-            except OSError:
-                path.unlink()  # stale: left by a gateway that stopped
+            except ConnectionRefusedError:
+                pass  # stale: left by a gateway that stopped
+            except OSError as exc:
+                raise ConfigurationError(f"cannot tell whether {path} is in use: {exc}") from exc
             else:
                 raise ConfigurationError(f"another process is serving on {path}")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    previous = os.umask(0o777 & ~SOCKET_MODE)  # no moment at which others may connect
     try:
+        path.unlink(missing_ok=True)
         sock.bind(str(path))
+        os.chmod(path, SOCKET_MODE, follow_symlinks=False)
     except OSError as exc:
         sock.close()
         raise ConfigurationError(f"cannot listen on {path}: {exc}") from exc
-    finally:
-        os.umask(previous)
-    with contextlib.suppress(OSError):
-        os.chmod(path, SOCKET_MODE)
     return sock
 
 
 class _SocketServer(uvicorn.Server):
-    """A uvicorn server on a socket bound before it starts."""
+    """A uvicorn server on a socket bound before it starts; removes its file at the end."""
 
-    def __init__(self, config: uvicorn.Config, sock: socket.socket) -> None:
+    def __init__(self, config: uvicorn.Config, sock: socket.socket, path: Path) -> None:
         super().__init__(config)
         self.socket = sock
+        self._path = path
+        self._inode = path.stat().st_ino
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
-        super().run(sockets=[self.socket])
+        try:
+            super().run(sockets=[self.socket])
+        finally:
+            try:
+                if self._path.lstat().st_ino == self._inode:
+                    self._path.unlink()
+            except OSError:
+                pass  # gone already, or replaced: not ours to remove
 
 
 def build_proxied_server(
     app: ASGIApp, *, socket_path: Path, paths: PkiPaths, log_level: str = "warning"
 ) -> uvicorn.Server:
     """A uvicorn server for *app* on the proxy's unix socket (plain HTTP, see above)."""
-    if not paths.ca_cert.is_file() or not paths.crl.is_file():
-        raise ConfigurationError("the partner CA or its CRL is missing; run `doelpoort pki init`")
+    require_partner_pki(paths)
     protocol = protocol_for(paths.ca_cert)  # the CA is read now: errors surface here
     config = uvicorn.Config(
         app,
@@ -174,4 +196,4 @@ def build_proxied_server(
         proxy_headers=False,  # the one forwarded header trusted is Client-Cert, read above
         server_header=False,
     )
-    return _SocketServer(config, bind_unix_socket(socket_path))
+    return _SocketServer(config, bind_unix_socket(socket_path), socket_path)

@@ -47,15 +47,20 @@ _TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 _TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
-def server_ssl_context(paths: PkiPaths) -> ssl.SSLContext:
-    """The server's TLS context: our certificate, partner-CA client certificates only."""
-    for path in (paths.server_cert, paths.server_key, paths.ca_cert, paths.crl):
+def require_partner_pki(paths: PkiPaths, *files: Path) -> None:
+    """Fail at start-up, not per request, when the partner CA, its CRL or one of
+    ``files`` is missing, or the CRL is unreadable, badly signed or expired (OpenSSL
+    would then reject every client and say little about why; proxy mode, every peer)."""
+    for path in (*files, paths.ca_cert, paths.crl):
         if not path.is_file():
             raise ConfigurationError(f"{path.name} is missing; run `doelpoort pki init`")
-    # Fail at start-up, not per handshake: OpenSSL rejects every client once the CRL is
-    # unreadable, badly signed or expired, and says little about why.
     if RevocationList(paths.crl, paths.ca_cert).is_revoked(-1):
         raise ConfigurationError("the CRL is expired or unusable; run `doelpoort pki init`")
+
+
+def server_ssl_context(paths: PkiPaths) -> ssl.SSLContext:
+    """The server's TLS context: our certificate, partner-CA client certificates only."""
+    require_partner_pki(paths, paths.server_cert, paths.server_key)
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -259,26 +264,40 @@ class ServerThread:
 # --- the extension --------------------------------------------------------------------
 
 
-def _tls_extension(ssl_object: ssl.SSLObject, server_certfile: Path | None) -> dict[str, object]:
-    der = ssl_object.getpeercert(binary_form=True)
-    cipher = ssl_object.cipher()
-    version = ssl_object.version()
-    pem, name = client_cert_info(der) if der else (None, None)
+def tls_extension(
+    der: bytes | None,
+    *,
+    server_cert: str | None = None,
+    tls_version: int | None = None,
+    cipher_suite: int | None = None,
+) -> dict[str, object]:
+    """The ASGI TLS extension for a client certificate that has been verified."""
+    pem, name = _client_cert_info(der) if der else (None, None)
     return {
-        "server_cert": _server_cert_pem(server_certfile) if server_certfile else None,
+        "server_cert": server_cert,
         # Python 3.11 exposes only the leaf, not the verified chain.
         "client_cert_chain": [pem] if pem else [],
         "client_cert_name": name,
-        # CERT_REQUIRED: a connection exists only if verification succeeded.
+        # Only verified certificates get here: TLS with CERT_REQUIRED, or proxy mode.
         "client_cert_error": None,
-        "tls_version": _TLS_VERSIONS.get(version or ""),
-        "cipher_suite": _cipher_id(ssl_object.context, cipher[0]) if cipher else None,
+        "tls_version": tls_version,
+        "cipher_suite": cipher_suite,
         PEER_DER_KEY: der,
     }
 
 
+def _tls_extension(ssl_object: ssl.SSLObject, server_certfile: Path | None) -> dict[str, object]:
+    cipher = ssl_object.cipher()
+    return tls_extension(
+        ssl_object.getpeercert(binary_form=True),
+        server_cert=_server_cert_pem(server_certfile) if server_certfile else None,
+        tls_version=_TLS_VERSIONS.get(ssl_object.version() or ""),
+        cipher_suite=_cipher_id(ssl_object.context, cipher[0]) if cipher else None,
+    )
+
+
 @lru_cache(maxsize=4096)
-def client_cert_info(der: bytes) -> tuple[str, str | None]:
+def _client_cert_info(der: bytes) -> tuple[str, str | None]:
     """The PEM and RFC 4514 subject of a verified client certificate (for the extension)."""
     pem = ssl.DER_cert_to_PEM_cert(der)
     try:

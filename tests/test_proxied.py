@@ -13,7 +13,7 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -21,10 +21,17 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from gateway_support import GHOST, Deployment, make_settings, running_gateway
+from typer.testing import CliRunner
 
+from gateway._cli import app
 from gateway.errors import ConfigurationError
 from gateway.pki import PkiPaths, init_pki, revoke
-from gateway.proxied import SOCKET_MODE, ForwardedCertificates, bind_unix_socket
+from gateway.proxied import (
+    SOCKET_MODE,
+    ForwardedCertificates,
+    bind_unix_socket,
+    build_proxied_server,
+)
 
 
 def client_cert(path: Path) -> str:
@@ -134,11 +141,50 @@ def test_a_revoked_certificate_is_refused_at_once(proxied: Deployment) -> None:
         assert client.get("/metrics", headers={"Client-Cert": header}).status_code == 401
 
 
-def test_an_expired_certificate_is_refused(tmp_path: Path) -> None:
-    init_pki(tmp_path, ["politie"], now=datetime(2015, 1, 1, tzinfo=UTC))
-    paths = PkiPaths(tmp_path)
-    forwarded = ForwardedCertificates(paths.ca_cert)
-    assert forwarded.verify(client_cert(paths.partner_cert("politie")).encode()) is None
+def test_validity_is_judged_at_each_request_not_at_start_up(tmp_path: Path) -> None:
+    issued = datetime(2026, 1, 1, tzinfo=UTC)
+    init_pki(tmp_path, ["politie"], now=issued)
+    header = client_cert(PkiPaths(tmp_path).partner_cert("politie")).encode()
+    now = [issued - timedelta(hours=2)]  # the gateway started before the certificate
+    forwarded = ForwardedCertificates(PkiPaths(tmp_path).ca_cert, clock=lambda: now[0])
+    assert forwarded.verify(header) is None  # not yet valid
+    now[0] = issued
+    assert forwarded.verify(header) is not None  # issued since start-up: accepted
+    now[0] = issued + timedelta(days=3 * 365)
+    assert forwarded.verify(header) is None  # expired since it was first verified
+
+
+def test_an_expired_crl_stops_start_up(tmp_path: Path) -> None:
+    # As in TLS mode: an unusable CRL would otherwise turn every peer away as revoked.
+    init_pki(tmp_path / "pki", ["politie"], now=datetime.now(UTC) - timedelta(days=200))
+    with (
+        tempfile.TemporaryDirectory(prefix="dp-") as short,
+        pytest.raises(ConfigurationError, match="CRL"),
+    ):
+        build_proxied_server(
+            object(),  # type: ignore[arg-type]  # never served
+            socket_path=Path(short) / "g.sock",
+            paths=PkiPaths(tmp_path / "pki"),
+        )
+
+
+def test_the_socket_directory_must_be_private(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(ConfigurationError, match="writable by no one else"):
+        bind_unix_socket(shared / "g.sock")
+
+
+def test_the_header_name_is_case_insensitive(proxied: Deployment) -> None:
+    assert proxied.settings.proxy_socket is not None
+    header = client_cert(proxied.paths.partner_cert("politie"))
+    request = f"GET /metrics HTTP/1.1\r\nHost: g\r\nCLIENT-CERT: {header}\r\n\r\n"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(str(proxied.settings.proxy_socket))
+        conn.settimeout(10)
+        conn.sendall(request.encode())
+        assert conn.makefile("rb").readline().split()[1] == b"200"
 
 
 def test_the_socket_is_for_owner_and_group_only(proxied: Deployment) -> None:
@@ -184,3 +230,30 @@ def test_in_tls_mode_the_header_is_never_read(gateway: Deployment) -> None:
         )
     assert response.status_code == 200, response.text
     assert response.json()["disclosure"]["requester"] == "politie"
+
+
+def test_a_certificate_holds_for_its_own_request_only(proxied: Deployment) -> None:
+    # One keep-alive connection from the proxy carries many partners' requests.
+    assert proxied.settings.proxy_socket is not None
+    politie = client_cert(proxied.paths.partner_cert("politie"))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(str(proxied.settings.proxy_socket))
+        conn.settimeout(10)
+        reader = conn.makefile("rb")
+        statuses = []
+        for header in (f"Client-Cert: {politie}\r\n", "", f"Client-Cert: {politie}\r\n", ""):
+            conn.sendall(f"GET /metrics HTTP/1.1\r\nHost: gateway\r\n{header}\r\n".encode())
+            statuses.append(int(reader.readline().split()[1]))
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            reader.read(length)
+    assert statuses == [200, 401, 200, 401]
+
+
+def test_serve_refuses_an_address_beside_the_proxy_socket(tmp_path: Path) -> None:
+    args = ["serve", "--proxy-socket", str(tmp_path / "g.sock"), "--port", "9443"]
+    result = CliRunner().invoke(app, [*args, "--var-dir", str(tmp_path / "var")])
+    assert result.exit_code == 2
+    assert "leave out --host and --port" in result.output
