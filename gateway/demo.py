@@ -149,6 +149,7 @@ async def run_demo(settings: Settings, base_url: str, echo: Echo = print) -> int
             echo("Start it first with `make run`.")
             return 2
     echo("Doelpoort demo — every partner, subject and record here is synthetic.\n")
+    escrowed: int | None = None  # an audit entry whose dataset released pseudonyms
     for number, step in enumerate(STEPS, start=1):
         subject = subjects[step.subject_key]
         body: dict[str, Any] = {
@@ -173,9 +174,26 @@ async def run_demo(settings: Settings, base_url: str, echo: Echo = print) -> int
             continue
         if not _report(step, response, jwks, echo):
             failures += 1
+        if escrowed is None and response.status_code == 200:
+            escrowed = _pseudonymised_seq(response.json())
         echo("")
     echo("Every decision above is in the audit log: `doelpoort audit verify`.")
+    if escrowed is not None:
+        key = settings.dpo_dir / "escrow.key"
+        echo(
+            "Only the DPO can trace a pseudonym back, offline, with their private escrow key "
+            f"(here, in development, {key}):\n"
+            f"  doelpoort audit reidentify {escrowed} --key {key}"
+        )
     return 1 if failures else 0
+
+
+def _pseudonymised_seq(body: dict[str, Any]) -> int | None:
+    for result in body["disclosure"]["results"]:
+        for record in result.get("records", []):
+            if any(isinstance(v, str) and v.startswith("psn:") for v in record.values()):
+                return int(result["audit_seq"])
+    return None
 
 
 def curl_example(settings: Settings, partner: str = "politie") -> str:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 from gateway_support import Deployment, make_settings, running_gateway
 from typer.testing import CliRunner
 
+from audit.reader import AuditReader
 from gateway._cli import app
 from gateway.demo import run_demo
 
@@ -107,6 +110,23 @@ def test_demo_plays_every_step_as_expected(gateway: Deployment) -> None:
     assert "UNEXPECTED" not in output
     assert "synthetic" in output
     assert "denied" in output or "refused" in output
+
+    # The demo's last hint, the DPO re-identifying a pseudonym, works as printed once the
+    # gateway has signed a checkpoint over that entry (it does within a second of idling).
+    command = next(line for line in output.splitlines() if "audit reidentify" in line).split()
+    args = [*command[1:], "--var-dir", str(gateway.settings.var_dir)]
+    seq, deadline = int(command[3]), time.monotonic() + 15
+    while not _checkpointed(gateway.settings.audit_db_path, seq):
+        assert time.monotonic() < deadline, "the gateway signed no checkpoint"
+        time.sleep(0.2)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert all(key.startswith("psn:") for key in json.loads(result.stdout))
+
+
+def _checkpointed(db: Path, seq: int) -> bool:
+    with AuditReader(db) as reader:
+        return any(c.size >= seq for c in reader.checkpoints())
 
 
 def test_demo_without_a_gateway_says_how_to_start_one(tmp_path: Path) -> None:
