@@ -151,8 +151,6 @@ def serve(
     from gateway.pki import PkiPaths
     from gateway.tls import build_server
 
-    if proxy_socket is not None and (host is not None or port is not None):
-        raise _fail("--proxy-socket serves a unix socket only; leave out --host and --port", 2)
     settings = _settings(var_dir)
     settings = replace(
         settings,
@@ -160,6 +158,8 @@ def serve(
         port=port if port is not None else settings.port,
         proxy_socket=proxy_socket or settings.proxy_socket,
     )
+    if settings.proxy_socket is not None and (host is not None or port is not None):
+        raise _fail("a proxy socket is served alone; leave out --host and --port", 2)
     if do_setup:
         bootstrap(settings, echo=typer.echo)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -433,15 +433,17 @@ def audit_reidentify(
             2,
         )
     try:
-        escrow = AuditRecord.from_body(entry.body).escrow
+        record = AuditRecord.from_body(entry.body)
     except (TypeError, ValueError) as exc:
         raise _fail(f"entry {seq} is not an audit record this version can read") from exc
+    escrow = record.escrow
     if escrow is None:
         raise _fail(f"entry {seq} released no pseudonyms under escrow", 2)
     if not isinstance(escrow, str):
         raise _fail(f"entry {seq}: its escrow is not an escrow")
     try:
-        pairs = open_escrow(escrow, private_key)
+        # The disclosure's escrow covers all its datasets; show this entry's only.
+        pairs = open_escrow(escrow, private_key).get(record.dataset, {})
     except EscrowError as exc:
         raise _fail(f"entry {seq}: {exc}") from exc
     if pseudonym is not None:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from gateway.demo_data import subjects_path
+from gateway.escrow import PRIVATE_KEY_FILE
 from gateway.pki import PkiPaths
 from gateway.settings import Settings
 from gateway.signing import InvalidReceipt, verify_receipt
@@ -179,7 +180,7 @@ async def run_demo(settings: Settings, base_url: str, echo: Echo = print) -> int
         echo("")
     echo("Every decision above is in the audit log: `doelpoort audit verify`.")
     if escrowed is not None:
-        key = settings.dpo_dir / "escrow.key"
+        key = settings.dpo_dir / PRIVATE_KEY_FILE
         echo(
             "Only the DPO can trace a pseudonym back, offline, with their private escrow key "
             f"(here, in development, {key}):\n"
@@ -190,9 +191,8 @@ async def run_demo(settings: Settings, base_url: str, echo: Echo = print) -> int
 
 def _pseudonymised_seq(body: dict[str, Any]) -> int | None:
     for result in body["disclosure"]["results"]:
-        for record in result.get("records", []):
-            if any(isinstance(v, str) and v.startswith("psn:") for v in record.values()):
-                return int(result["audit_seq"])
+        if result.get("records") and "pseudonymise" in result["field_ops"].values():
+            return int(result["audit_seq"])
     return None
 
 

@@ -332,19 +332,15 @@ class DisclosureService:
                     outcome.error = ConnectorResponseError(
                         f"dataset {outcome.dataset}: the connector failed unexpectedly"
                     )
-        self._seal_escrow([(o, r) for o, r in recorded if o.error is None])
+        self._seal_escrow(recorded)
 
     def _seal_escrow(self, recorded: Sequence[tuple[_Outcome, RecordingPseudonymiser]]) -> None:
         """One escrow for the disclosure, in each entry whose dataset released pseudonyms;
         a dataset whose pseudonyms cannot be put in escrow is withheld (fail closed)."""
-        if self.escrow is None or not recorded:
+        if not recorded or self.escrow is None:
             return
-        pairs: dict[str, object] = {}
-        for _, recorder in recorded:
-            for pseudonym, value in recorder.pairs.items():
-                pairs.setdefault(pseudonym, value)
         try:
-            escrow = self.escrow.seal(pairs)
+            escrow = self.escrow.seal({o.dataset: r.pairs for o, r in recorded})
         except Exception as exc:
             log.error("escrow could not be sealed: %s", type(exc).__name__)
             for outcome, _ in recorded:

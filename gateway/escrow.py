@@ -11,11 +11,13 @@ pseudonym → value pairs in a PyNaCl sealed box to the DPO's X25519 public key:
 Each sealed box has its own ephemeral key, so the gateway cannot open an escrow once it
 has made it, nor can anyone who later reads its memory. One box per disclosure (not per
 dataset): a subject's pseudonyms recur across the datasets of one request, and each box
-costs an X25519 key agreement (about 60 µs on the reference machine). Each audit entry of
-that disclosure whose dataset released pseudonyms carries the escrow, inside the entry
-body — so the Merkle tree covers it. That matters: anyone with the public key can seal a
-false escrow, and only the signed log vouches for a real one; ``doelpoort audit
-reidentify`` verifies the log and opens only entries under a signed checkpoint.
+costs an X25519 key agreement (about 60 µs on the reference machine). Inside, the pairs
+are keyed by dataset, and the DPO is shown only the part of the entry they open. Each
+audit entry of that disclosure whose dataset released pseudonyms carries the escrow,
+inside the entry body — so the Merkle tree covers it. That matters: anyone with the
+public key can seal a false escrow, and only the signed log vouches for a real one;
+``doelpoort audit reidentify`` verifies the log and opens only entries under a signed
+checkpoint.
 
 Keys: the DPO makes the pair offline (``doelpoort keys escrow --private-dir DIR``) and
 the operator installs only the public half as ``<keys_dir>/escrow.pub``. Without that
@@ -32,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +49,7 @@ from gateway.operators.base import Pseudonymiser
 
 PUBLIC_KEY_FILE = "escrow.pub"
 PRIVATE_KEY_FILE = "escrow.key"
+KEY_SIZE = PublicKey.SIZE  # X25519: private and public keys are both 32 bytes
 _PREFIX = "v1."
 _FORM = re.compile(r"v1\.[A-Za-z0-9_-]+={0,2}")  # what `seal` writes, and nothing else
 
@@ -60,7 +64,8 @@ class EscrowSealer:
     def __init__(self, dpo_public_key: PublicKey) -> None:
         self._box = SealedBox(dpo_public_key)
 
-    def seal(self, pairs: dict[str, object]) -> str:
+    def seal(self, pairs: Mapping[str, Mapping[str, object]]) -> str:
+        """Seal ``{dataset: {pseudonym: value}}``."""
         sealed = self._box.encrypt(canonical_json(pairs), URLSafeBase64Encoder)
         return _PREFIX + sealed.decode("ascii")
 
@@ -80,8 +85,8 @@ class RecordingPseudonymiser:
         return pseudonym
 
 
-def open_escrow(escrow: str, dpo_private_key: PrivateKey) -> dict[str, object]:
-    """The pseudonym → value pairs of an escrow; raises :class:`EscrowError`."""
+def open_escrow(escrow: str, dpo_private_key: PrivateKey) -> dict[str, dict[str, object]]:
+    """The ``{dataset: {pseudonym: value}}`` of an escrow; raises :class:`EscrowError`."""
     if not _FORM.fullmatch(escrow):
         raise EscrowError("not an escrow this version of Doelpoort knows")
     try:
@@ -89,8 +94,8 @@ def open_escrow(escrow: str, dpo_private_key: PrivateKey) -> dict[str, object]:
         pairs = json.loads(SealedBox(dpo_private_key).decrypt(sealed, URLSafeBase64Encoder))
     except (ValueError, nacl.exceptions.CryptoError) as exc:
         raise EscrowError("the escrow does not open with this key") from exc
-    if not isinstance(pairs, dict):
-        raise EscrowError("the escrow does not hold pseudonym pairs")
+    if not isinstance(pairs, dict) or not all(isinstance(p, dict) for p in pairs.values()):
+        raise EscrowError("the escrow does not hold pseudonym pairs by dataset")
     return pairs
 
 
@@ -158,6 +163,6 @@ def _check_key(content: bytes, path: Path) -> bytes:
         size = len(URLSafeBase64Encoder.decode(text))
     except ValueError as exc:
         raise ConfigurationError(f"{path} does not hold a base64url escrow key") from exc
-    if size != PublicKey.SIZE:
-        raise ConfigurationError(f"{path} must hold a {PublicKey.SIZE}-byte X25519 key")
+    if size != KEY_SIZE:
+        raise ConfigurationError(f"{path} must hold a {KEY_SIZE}-byte X25519 key")
     return text

@@ -1,13 +1,15 @@
 """Who is calling: the peer named by a verified client certificate, and revocation.
 
-The TLS handshake has already checked that the certificate chains to the partner CA
-(`gateway/tls.py`); this module only *names* the peer. The name comes from exactly one
-SAN URI, ``urn:doelpoort:partner:<id>`` or ``urn:doelpoort:dpo:<name>``, never from the
-request. A certificate without such a URI, or with several, names nobody.
+The TLS handshake (`gateway/tls.py`), or behind a proxy the gateway's own check of the
+forwarded certificate (`gateway/proxied.py`), has already established that the
+certificate chains to the partner CA; this module only *names* the peer. The name comes
+from exactly one SAN URI, ``urn:doelpoort:partner:<id>`` or ``urn:doelpoort:dpo:<name>``,
+never from the request. A certificate without such a URI, or with several, names nobody.
 
-The handshake checks the CRL as it was when the gateway started. `RevocationList`
-re-reads the CRL file whenever it changes, so a certificate revoked while the gateway
-runs is refused from its next request on (401), keep-alive connections included.
+The handshake checks the CRL as it was when the gateway started (behind a proxy, the
+gateway does not). `RevocationList` re-reads the CRL file whenever it changes, so a
+certificate revoked while the gateway runs is refused from its next request on (401),
+keep-alive connections included.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from gateway.clock import Clock, utc_now
 from gateway.connectors.catalog import Catalog
 from gateway.disclosure import DisclosureService
 from gateway.errors import ConfigurationError, SigningError
-from gateway.escrow import load_escrow_sealer
+from gateway.escrow import PUBLIC_KEY_FILE, load_escrow_sealer
 from gateway.identity import RevocationList
 from gateway.metrics import Metrics
 from gateway.pki import PkiPaths
@@ -88,7 +88,7 @@ class Runtime:
         log.info(
             "gateway ready: policy %s; re-identification escrow %s",
             engine.digest,
-            "on" if escrow is not None else f"off (no {settings.keys_dir}/escrow.pub)",
+            "on" if escrow is not None else f"off (no {settings.keys_dir / PUBLIC_KEY_FILE})",
         )
         return cls(
             settings=settings,

@@ -1,6 +1,7 @@
 """HTTPS with mutual TLS on uvicorn, and the peer certificate in the ASGI scope.
 
-The gateway terminates TLS itself. `server_ssl_context` requires a client certificate
+By default the gateway terminates TLS itself (behind a proxy: `gateway/proxied.py`, which
+fills the same extension). `server_ssl_context` requires a client certificate
 from the partner CA (TLS 1.2+, the CRL checked for the leaf), so a missing, foreign or
 revoked-before-start-up certificate never gets past the handshake.
 

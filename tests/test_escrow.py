@@ -32,7 +32,13 @@ from gateway.settings import Settings
 
 runner = CliRunner()
 
-PAIRS: dict[str, object] = {"psn:0a": "Fictief Persoon Één", "psn:0b": 123456782, "psn:0c": None}
+PAIRS: dict[str, dict[str, object]] = {
+    "ind/residence": {"psn:0a": "Fictief Persoon Één", "psn:0b": 123456782, "psn:0c": None},
+    "kmar/border-crossings": {"psn:0a": "Fictief Persoon Één"},
+}
+FORGED: dict[str, dict[str, object]] = {
+    "ind/residence": {"psn:" + "1" * 32: "Iemand Anders (fictief)"}
+}
 
 
 def test_an_escrow_opens_only_with_the_dpo_private_key() -> None:
@@ -168,7 +174,7 @@ class Escrowed:
     seq: int
     record: dict[str, Any]
     denied_seq: int
-    both: dict[int, list[dict[str, Any]]]  # two datasets of one disclosure: seq → records
+    both: dict[int, tuple[str, list[dict[str, Any]]]]  # one disclosure: seq → dataset, records
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +189,8 @@ def escrowed(tmp_path_factory: pytest.TempPathFactory) -> Escrowed:
             denied_seq = list(reader.iter_entries())[-1].seq
         two = ask(gateway, "politie", "ct-assessment", ["ind/residence", "kmar/border-crossings"])
         assert two.status_code == 200, two.text
-        both = {r["audit_seq"]: r["records"] for r in two.json()["disclosure"]["results"]}
+        results = two.json()["disclosure"]["results"]
+        both = {r["audit_seq"]: (r["dataset"], r["records"]) for r in results}
     # Stopping signs a final checkpoint, so every entry is vouched for.
     return Escrowed(settings, seq, record, denied_seq, both)
 
@@ -253,7 +260,7 @@ def test_a_forged_escrow_is_caught_by_the_log_not_opened(
     settings = escrowed.settings.with_var_dir(tmp_path / "var")
     shutil.copytree(escrowed.settings.var_dir, settings.var_dir)
     public = read_private_key(settings.dpo_dir / "escrow.key").public_key
-    forged = EscrowSealer(public).seal({"psn:" + "1" * 32: "Iemand Anders (fictief)"})
+    forged = EscrowSealer(public).seal(FORGED)
     db = sqlite3.connect(settings.audit_db_path)
     try:
         query = "SELECT body FROM entries WHERE seq = ?"
@@ -288,24 +295,24 @@ def test_one_escrow_per_disclosure_in_each_entry_that_released_pseudonyms(
     escrowed: Escrowed,
 ) -> None:
     with AuditReader(escrowed.settings.audit_db_path) as reader:
-        escrows = {
-            e.seq: AuditRecord.from_body(e.body).escrow
-            for e in reader.iter_entries()
-            if e.seq in escrowed.both
-        }
-    assert len(escrows) == 2
-    (escrow,) = set(escrows.values())  # the same sealed box in both entries
+        entries = [
+            AuditRecord.from_body(e.body) for e in reader.iter_entries() if e.seq in escrowed.both
+        ]
+    assert len(entries) == 2
+    (escrow,) = {e.escrow for e in entries}  # the same sealed box in both entries
     assert escrow is not None
     pairs = open_escrow(escrow, read_private_key(escrowed.settings.dpo_dir / "escrow.key"))
-    released = {
-        value
-        for records in escrowed.both.values()
-        for record in records
-        for value in record.values()
-        if isinstance(value, str) and value.startswith("psn:")
-    }
-    assert released
-    assert released == set(pairs)
+    assert set(pairs) == {e.dataset for e in entries}  # keyed by dataset
+    for seq, (dataset, records) in escrowed.both.items():
+        released = {
+            v for r in records for v in r.values() if isinstance(v, str) and v.startswith("psn:")
+        }
+        assert released
+        assert released == set(pairs[dataset])
+        # Opening one entry shows that entry's dataset only.
+        result = reidentify(escrowed.settings, str(seq))
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout) == pairs[dataset]
 
 
 def test_an_entry_not_yet_under_a_checkpoint_is_not_opened(
@@ -318,7 +325,7 @@ def test_an_entry_not_yet_under_a_checkpoint_is_not_opened(
     with AuditReader(settings.audit_db_path) as reader:
         last = list(reader.iter_entries())[-1]
     public = read_private_key(settings.dpo_dir / "escrow.key").public_key
-    forged = EscrowSealer(public).seal({"psn:" + "1" * 32: "Iemand Anders (fictief)"})
+    forged = EscrowSealer(public).seal(FORGED)
     body = json.dumps({**json.loads(last.body), "escrow": forged}, sort_keys=True).encode()
     db = sqlite3.connect(settings.audit_db_path)
     try:

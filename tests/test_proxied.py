@@ -8,6 +8,7 @@ socket, the server, the verification against the partner CA, the live CRL.
 from __future__ import annotations
 
 import base64
+import hashlib
 import socket
 import stat
 import tempfile
@@ -121,6 +122,12 @@ def test_a_certificate_of_another_ca_is_refused_even_from_the_proxy(
     init_pki(tmp_path / "foreign", ["politie"])
     foreign = client_cert(PkiPaths(tmp_path / "foreign").partner_cert("politie"))
     assert disclose(proxied, {"Client-Cert": foreign}).status_code == 401
+    assert disclose(proxied, {"Client-Cert": foreign}).status_code == 401
+    # The operator learns why, once per certificate, by its fingerprint.
+    der = base64.b64decode(foreign.strip(":"))
+    said = [line for line in proxied.log.lines if hashlib.sha256(der).hexdigest() in line]
+    assert len(said) == 1
+    assert "refused" in said[0]
 
 
 def test_a_server_certificate_is_no_client_certificate(proxied: Deployment) -> None:
@@ -252,8 +259,15 @@ def test_a_certificate_holds_for_its_own_request_only(proxied: Deployment) -> No
     assert statuses == [200, 401, 200, 401]
 
 
-def test_serve_refuses_an_address_beside_the_proxy_socket(tmp_path: Path) -> None:
-    args = ["serve", "--proxy-socket", str(tmp_path / "g.sock"), "--port", "9443"]
-    result = CliRunner().invoke(app, [*args, "--var-dir", str(tmp_path / "var")])
+@pytest.mark.parametrize("from_env", [False, True])
+def test_serve_refuses_an_address_beside_the_proxy_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, from_env: bool
+) -> None:
+    socket_args = ["--proxy-socket", str(tmp_path / "g.sock")]
+    if from_env:
+        monkeypatch.setenv("DOELPOORT_PROXY_SOCKET", str(tmp_path / "g.sock"))
+        socket_args = []
+    args = ["serve", *socket_args, "--port", "9443", "--var-dir", str(tmp_path / "var")]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert "leave out --host and --port" in result.output
