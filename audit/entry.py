@@ -54,7 +54,7 @@ class AuditRecord:
     error: str | None = None
     policy_input: dict[str, Any] = field(default_factory=dict)
     escrow: str | None = None
-    """The released pseudonyms' values sealed to the DPO (gateway/escrow.py), or None."""
+    """The justification and pseudonyms' values, sealed to the DPO (gateway/escrow.py)."""
 
     def __post_init__(self) -> None:
         if self.decision not in DECISIONS:

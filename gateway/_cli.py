@@ -407,7 +407,8 @@ def audit_reidentify(
     log_key: LogKeyOption = None,
     trusted_checkpoint: TrustedCheckpointOption = None,
 ) -> None:
-    """DPO, offline: open an entry's escrow and print what its pseudonyms stood for.
+    """DPO, offline: open an entry's escrow; print the request's justification and what
+    the entry's pseudonyms stood for.
 
     Anyone with the public escrow key can seal a false escrow, so only the signed log
     vouches for a real one: the log is verified first, and only an entry under a signed
@@ -438,19 +439,21 @@ def audit_reidentify(
         raise _fail(f"entry {seq} is not an audit record this version can read") from exc
     escrow = record.escrow
     if escrow is None:
-        raise _fail(f"entry {seq} released no pseudonyms under escrow", 2)
+        raise _fail(f"entry {seq} has no escrow (the gateway ran without the DPO's key)", 2)
     if not isinstance(escrow, str):
         raise _fail(f"entry {seq}: its escrow is not an escrow")
     try:
-        # The disclosure's escrow covers all its datasets; show this entry's only.
-        pairs = open_escrow(escrow, private_key).get(record.dataset, {})
+        content = open_escrow(escrow, private_key)
     except EscrowError as exc:
         raise _fail(f"entry {seq}: {exc}") from exc
+    # The escrow covers every dataset of the disclosure; show this entry's only.
+    pairs = content.pseudonyms.get(record.dataset, {})
     if pseudonym is not None:
         if pseudonym not in pairs:
             raise _fail(f"entry {seq} did not release {pseudonym}", 2)
         pairs = {pseudonym: pairs[pseudonym]}
-    typer.echo(json.dumps(pairs, ensure_ascii=False, indent=2))
+    shown = {"justification": content.justification, "pseudonyms": pairs}
+    typer.echo(json.dumps(shown, ensure_ascii=False, indent=2))
 
 
 @audit_app.command("export-key")

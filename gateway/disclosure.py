@@ -153,9 +153,11 @@ class DisclosureService:
         disclosure_id = f"urn:uuid:{uuid.uuid4()}"
         subject_refs = self.pseudonyms.dpo_subject_refs(subject)
         policy_failure = await self._decide(outcomes)
+        recorded: list[tuple[_Outcome, RecordingPseudonymiser]] = []
         if policy_failure is None:
             # Never raises: every failure becomes that dataset's error, so it is logged.
-            await self._fetch(requester, request.purpose, outcomes, subject)
+            recorded = await self._fetch(requester, request.purpose, outcomes, subject)
+        self._seal_escrow(outcomes, recorded, request.justification)
         seqs = await self._log(outcomes, requester, request, disclosure_id, subject_refs, now)
         verdicts = [o.verdict for o in outcomes]
         for verdict in verdicts:
@@ -281,10 +283,12 @@ class DisclosureService:
         purpose: str,
         outcomes: Sequence[_Outcome],
         subject: Mapping[str, str],
-    ) -> None:
+    ) -> list[tuple[_Outcome, RecordingPseudonymiser]]:
+        """Fetch and minimise the allowed datasets; with escrow on, what each one's
+        pseudonyms stood for."""
         allowed = [o for o in outcomes if o.decision is not None and o.decision.allow]
         if not allowed:
-            return
+            return []
         domain = self.pseudonyms.domain(requester.id, purpose)
         recorded: list[tuple[_Outcome, RecordingPseudonymiser]] = []
 
@@ -332,22 +336,28 @@ class DisclosureService:
                     outcome.error = ConnectorResponseError(
                         f"dataset {outcome.dataset}: the connector failed unexpectedly"
                     )
-        self._seal_escrow(recorded)
+        return recorded
 
-    def _seal_escrow(self, recorded: Sequence[tuple[_Outcome, RecordingPseudonymiser]]) -> None:
-        """One escrow for the disclosure, in each entry whose dataset released pseudonyms;
-        a dataset whose pseudonyms cannot be put in escrow is withheld (fail closed)."""
-        if not recorded or self.escrow is None:
+    def _seal_escrow(
+        self,
+        outcomes: Sequence[_Outcome],
+        recorded: Sequence[tuple[_Outcome, RecordingPseudonymiser]],
+        justification: str,
+    ) -> None:
+        """One escrow for the disclosure, in each of its entries: the justification and
+        what the pseudonyms of each dataset stood for. A dataset whose pseudonyms cannot
+        be put in escrow is withheld (fail closed)."""
+        if self.escrow is None:
             return
         try:
-            escrow = self.escrow.seal({o.dataset: r.pairs for o, r in recorded})
+            escrow = self.escrow.seal(justification, {o.dataset: r.pairs for o, r in recorded})
         except Exception as exc:
             log.error("escrow could not be sealed: %s", type(exc).__name__)
             for outcome, _ in recorded:
                 outcome.records = outcome.records_sha256 = None
                 outcome.error = EscrowUnavailable()
             return
-        for outcome, _ in recorded:
+        for outcome in outcomes:
             outcome.escrow = escrow
 
     async def _log(
@@ -410,7 +420,7 @@ def _audit_record(
         subject_refs=subject_refs,
         policy_digest=decision.policy_digest if decision is not None else policy_digest,
         records_sha256=outcome.records_sha256 if disclosed else None,
-        escrow=outcome.escrow if disclosed else None,
+        escrow=outcome.escrow,
         retention_days=decision.retention_days if decision is not None else None,
         error=outcome.error.code if outcome.error is not None else None,
         policy_input=outcome.policy_input,

@@ -1,23 +1,24 @@
-"""Re-identification escrow (SPEC §7): what the pseudonyms stood for, sealed to the DPO.
+"""Re-identification escrow (SPEC §7): what only the DPO may read, sealed to the DPO.
 
 A pseudonym cannot be reversed, and the gateway keeps no table that reverses it. When a
 supervisor or a data subject asks who ``psn:…`` in some disclosure was, only the DPO
 (functionaris gegevensbescherming) can answer: offline, with a private key the gateway
-never holds. For that, a disclosure that released pseudonyms gets an *escrow*: its
-pseudonym → value pairs in a PyNaCl sealed box to the DPO's X25519 public key::
+never holds. Likewise the requester's justification ("why this is necessary and
+proportionate", free text that may name people) is for the DPO's review, not for the log
+in clear. So each disclosure gets an *escrow*: both, in a PyNaCl sealed box to the DPO's
+X25519 public key::
 
-    escrow = "v1." + base64url(SealedBox(DPO public key).encrypt(canonical JSON of pairs))
+    escrow = "v1." + base64url(SealedBox(DPO public key).encrypt(canonical JSON of
+             {"justification": …, "pseudonyms": {dataset: {pseudonym: value}}}))
 
 Each sealed box has its own ephemeral key, so the gateway cannot open an escrow once it
 has made it, nor can anyone who later reads its memory. One box per disclosure (not per
-dataset): a subject's pseudonyms recur across the datasets of one request, and each box
-costs an X25519 key agreement (about 60 µs on the reference machine). Inside, the pairs
-are keyed by dataset, and the DPO is shown only the part of the entry they open. Each
-audit entry of that disclosure whose dataset released pseudonyms carries the escrow,
-inside the entry body — so the Merkle tree covers it. That matters: anyone with the
-public key can seal a false escrow, and only the signed log vouches for a real one;
-``doelpoort audit reidentify`` verifies the log and opens only entries under a signed
-checkpoint.
+dataset): each costs an X25519 key agreement (about 60 µs on the reference machine).
+The DPO is shown the pseudonyms of the entry they open only. Every audit entry of the
+disclosure carries the escrow, inside the entry body — so the Merkle tree covers it.
+That matters: anyone with the public key can seal a false escrow, and only the signed
+log vouches for a real one; ``doelpoort audit reidentify`` verifies the log and opens
+only entries under a signed checkpoint.
 
 Keys: the DPO makes the pair offline (``doelpoort keys escrow --private-dir DIR``) and
 the operator installs only the public half as ``<keys_dir>/escrow.pub``. Without that
@@ -64,9 +65,10 @@ class EscrowSealer:
     def __init__(self, dpo_public_key: PublicKey) -> None:
         self._box = SealedBox(dpo_public_key)
 
-    def seal(self, pairs: Mapping[str, Mapping[str, object]]) -> str:
-        """Seal ``{dataset: {pseudonym: value}}``."""
-        sealed = self._box.encrypt(canonical_json(pairs), URLSafeBase64Encoder)
+    def seal(self, justification: str, pseudonyms: Mapping[str, Mapping[str, object]]) -> str:
+        """Seal a disclosure's justification and ``{dataset: {pseudonym: value}}``."""
+        content = {"justification": justification, "pseudonyms": pseudonyms}
+        sealed = self._box.encrypt(canonical_json(content), URLSafeBase64Encoder)
         return _PREFIX + sealed.decode("ascii")
 
 
@@ -85,18 +87,27 @@ class RecordingPseudonymiser:
         return pseudonym
 
 
-def open_escrow(escrow: str, dpo_private_key: PrivateKey) -> dict[str, dict[str, object]]:
-    """The ``{dataset: {pseudonym: value}}`` of an escrow; raises :class:`EscrowError`."""
+@dataclass(frozen=True)
+class EscrowContent:
+    justification: str
+    pseudonyms: dict[str, dict[str, object]]  # dataset → pseudonym → value
+
+
+def open_escrow(escrow: str, dpo_private_key: PrivateKey) -> EscrowContent:
+    """What an escrow holds; raises :class:`EscrowError`."""
     if not _FORM.fullmatch(escrow):
         raise EscrowError("not an escrow this version of Doelpoort knows")
     try:
         sealed = escrow.removeprefix(_PREFIX).encode("ascii")
-        pairs = json.loads(SealedBox(dpo_private_key).decrypt(sealed, URLSafeBase64Encoder))
+        content = json.loads(SealedBox(dpo_private_key).decrypt(sealed, URLSafeBase64Encoder))
     except (ValueError, nacl.exceptions.CryptoError) as exc:
         raise EscrowError("the escrow does not open with this key") from exc
-    if not isinstance(pairs, dict) or not all(isinstance(p, dict) for p in pairs.values()):
-        raise EscrowError("the escrow does not hold pseudonym pairs by dataset")
-    return pairs
+    match content:
+        case {"justification": str(justification), "pseudonyms": dict(pseudonyms)} if all(
+            isinstance(pairs, dict) for pairs in pseudonyms.values()
+        ):
+            return EscrowContent(justification, pseudonyms)
+    raise EscrowError("the escrow does not hold what this version of Doelpoort seals")
 
 
 @dataclass(frozen=True)
@@ -137,7 +148,7 @@ def load_escrow_sealer(keys_dir: Path) -> EscrowSealer | None:
     try:
         text = _check_key(path.read_bytes(), path)
         sealer = EscrowSealer(PublicKey(text, URLSafeBase64Encoder))
-        sealer.seal({})  # a low-order point fails here, not at the first disclosure
+        sealer.seal("", {})  # a low-order point fails here, not at the first disclosure
     except OSError as exc:
         raise ConfigurationError(f"cannot read the escrow public key {path}: {exc}") from exc
     except nacl.exceptions.CryptoError as exc:

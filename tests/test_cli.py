@@ -121,7 +121,7 @@ def test_demo_plays_every_step_as_expected(gateway: Deployment) -> None:
         time.sleep(0.2)
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert all(key.startswith("psn:") for key in json.loads(result.stdout))
+    assert all(key.startswith("psn:") for key in json.loads(result.stdout)["pseudonyms"])
 
 
 def _checkpointed(db: Path, seq: int) -> bool:

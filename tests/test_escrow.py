@@ -20,6 +20,7 @@ from audit.reader import AuditReader
 from gateway._cli import app
 from gateway.errors import ConfigurationError
 from gateway.escrow import (
+    EscrowContent,
     EscrowError,
     EscrowSealer,
     create_escrow_keys,
@@ -36,6 +37,8 @@ PAIRS: dict[str, dict[str, object]] = {
     "ind/residence": {"psn:0a": "Fictief Persoon Één", "psn:0b": 123456782, "psn:0c": None},
     "kmar/border-crossings": {"psn:0a": "Fictief Persoon Één"},
 }
+JUSTIFICATION = "synthetic: why this is necessary and proportionate (names Fictief Persoon)"
+OPENED = EscrowContent(JUSTIFICATION, PAIRS)
 FORGED: dict[str, dict[str, object]] = {
     "ind/residence": {"psn:" + "1" * 32: "Iemand Anders (fictief)"}
 }
@@ -43,8 +46,8 @@ FORGED: dict[str, dict[str, object]] = {
 
 def test_an_escrow_opens_only_with_the_dpo_private_key() -> None:
     dpo = PrivateKey.generate()
-    escrow = EscrowSealer(dpo.public_key).seal(PAIRS)
-    assert open_escrow(escrow, dpo) == PAIRS
+    escrow = EscrowSealer(dpo.public_key).seal(JUSTIFICATION, PAIRS)
+    assert open_escrow(escrow, dpo) == OPENED
     with pytest.raises(EscrowError):
         open_escrow(escrow, PrivateKey.generate())
 
@@ -63,7 +66,7 @@ def test_an_escrow_opens_only_with_the_dpo_private_key() -> None:
 )
 def test_a_damaged_escrow_is_refused(damage: Any) -> None:
     dpo = PrivateKey.generate()
-    escrow = EscrowSealer(dpo.public_key).seal(PAIRS)
+    escrow = EscrowSealer(dpo.public_key).seal(JUSTIFICATION, PAIRS)
     with pytest.raises(EscrowError):
         open_escrow(damage(escrow), dpo)
 
@@ -72,7 +75,7 @@ def test_every_escrow_is_its_own_sealed_box() -> None:
     # A fresh ephemeral key per box: equal pairs give unrelated escrows, so escrows do
     # not link entries, and nothing the gateway keeps opens an escrow it made.
     sealer = EscrowSealer(PrivateKey.generate().public_key)
-    first, second = sealer.seal(PAIRS), sealer.seal(PAIRS)
+    first, second = sealer.seal(JUSTIFICATION, PAIRS), sealer.seal(JUSTIFICATION, PAIRS)
     assert first != second
     assert first[:40] != second[:40]
 
@@ -86,7 +89,7 @@ def test_escrow_keys_are_made_once_and_the_private_half_is_private(tmp_path: Pat
     assert files.public.read_bytes() == public
     sealer = load_escrow_sealer(tmp_path / "keys")
     assert sealer is not None
-    assert open_escrow(sealer.seal(PAIRS), read_private_key(files.private)) == PAIRS
+    assert open_escrow(sealer.seal(JUSTIFICATION, PAIRS), read_private_key(files.private)) == OPENED
 
 
 def test_without_a_public_key_there_is_no_escrow(tmp_path: Path) -> None:
@@ -206,7 +209,9 @@ def reidentify(settings: Settings, *args: str, key: Path | None = None) -> Any:
 def test_the_dpo_reidentifies_what_a_partner_received(escrowed: Escrowed) -> None:
     result = reidentify(escrowed.settings, str(escrowed.seq))
     assert result.exit_code == 0, result.output
-    pairs = json.loads(result.stdout)
+    shown = json.loads(result.stdout)
+    assert shown["justification"] == "escrow test"  # what the requester wrote, for the DPO
+    pairs = shown["pseudonyms"]
     record = escrowed.record
     released = {v for v in record.values() if isinstance(v, str) and v.startswith("psn:")}
     assert released
@@ -219,7 +224,7 @@ def test_the_dpo_reidentifies_what_a_partner_received(escrowed: Escrowed) -> Non
 
     one = reidentify(escrowed.settings, str(escrowed.seq), "--pseudonym", record["name"])
     assert one.exit_code == 0, one.output
-    assert list(json.loads(one.stdout)) == [record["name"]]
+    assert list(json.loads(one.stdout)["pseudonyms"]) == [record["name"]]
 
 
 def test_reidentify_refuses_clearly(escrowed: Escrowed, tmp_path: Path) -> None:
@@ -230,9 +235,6 @@ def test_reidentify_refuses_clearly(escrowed: Escrowed, tmp_path: Path) -> None:
     unknown = reidentify(settings, seq, "--pseudonym", "psn:" + "0" * 32)
     assert unknown.exit_code == 2
     assert "did not release" in unknown.output
-    denied = reidentify(settings, str(escrowed.denied_seq))
-    assert denied.exit_code == 2
-    assert "no pseudonyms under escrow" in denied.output
 
     other = create_escrow_keys(tmp_path, tmp_path / "unused")
     assert other is not None
@@ -245,12 +247,14 @@ def test_reidentify_refuses_clearly(escrowed: Escrowed, tmp_path: Path) -> None:
     assert "Traceback" not in wrong.output + absent.output
 
 
-def test_an_entry_that_released_no_pseudonym_has_no_escrow(escrowed: Escrowed) -> None:
+def test_a_denied_request_keeps_its_justification_for_the_dpo(escrowed: Escrowed) -> None:
     with AuditReader(escrowed.settings.audit_db_path) as reader:
-        bodies = {e.seq: AuditRecord.from_body(e.body) for e in reader.iter_entries()}
-    assert bodies[escrowed.denied_seq].decision == "deny"
-    assert bodies[escrowed.denied_seq].escrow is None
-    assert bodies[escrowed.seq].escrow is not None
+        bodies = {e.seq: e.body for e in reader.iter_entries()}
+    assert AuditRecord.from_body(bodies[escrowed.denied_seq]).decision == "deny"
+    assert b"escrow test" not in bodies[escrowed.denied_seq]  # sealed, not in clear
+    result = reidentify(escrowed.settings, str(escrowed.denied_seq))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"justification": "escrow test", "pseudonyms": {}}
 
 
 def test_a_forged_escrow_is_caught_by_the_log_not_opened(
@@ -260,7 +264,7 @@ def test_a_forged_escrow_is_caught_by_the_log_not_opened(
     settings = escrowed.settings.with_var_dir(tmp_path / "var")
     shutil.copytree(escrowed.settings.var_dir, settings.var_dir)
     public = read_private_key(settings.dpo_dir / "escrow.key").public_key
-    forged = EscrowSealer(public).seal(FORGED)
+    forged = EscrowSealer(public).seal("forged", FORGED)
     db = sqlite3.connect(settings.audit_db_path)
     try:
         query = "SELECT body FROM entries WHERE seq = ?"
@@ -289,9 +293,12 @@ def test_a_gateway_without_the_public_key_runs_without_escrow(tmp_path: Path) ->
     with AuditReader(settings.audit_db_path) as reader:
         entry = next(e for e in reader.iter_entries() if e.seq == seq)
     assert AuditRecord.from_body(entry.body).escrow is None
+    result = reidentify(settings, str(seq))
+    assert result.exit_code == 2
+    assert "has no escrow" in result.output
 
 
-def test_one_escrow_per_disclosure_in_each_entry_that_released_pseudonyms(
+def test_one_escrow_per_disclosure_in_each_of_its_entries(
     escrowed: Escrowed,
 ) -> None:
     with AuditReader(escrowed.settings.audit_db_path) as reader:
@@ -301,7 +308,8 @@ def test_one_escrow_per_disclosure_in_each_entry_that_released_pseudonyms(
     assert len(entries) == 2
     (escrow,) = {e.escrow for e in entries}  # the same sealed box in both entries
     assert escrow is not None
-    pairs = open_escrow(escrow, read_private_key(escrowed.settings.dpo_dir / "escrow.key"))
+    content = open_escrow(escrow, read_private_key(escrowed.settings.dpo_dir / "escrow.key"))
+    pairs = content.pseudonyms
     assert set(pairs) == {e.dataset for e in entries}  # keyed by dataset
     for seq, (dataset, records) in escrowed.both.items():
         released = {
@@ -312,7 +320,7 @@ def test_one_escrow_per_disclosure_in_each_entry_that_released_pseudonyms(
         # Opening one entry shows that entry's dataset only.
         result = reidentify(escrowed.settings, str(seq))
         assert result.exit_code == 0, result.output
-        assert json.loads(result.stdout) == pairs[dataset]
+        assert json.loads(result.stdout)["pseudonyms"] == pairs[dataset]
 
 
 def test_an_entry_not_yet_under_a_checkpoint_is_not_opened(
@@ -325,7 +333,7 @@ def test_an_entry_not_yet_under_a_checkpoint_is_not_opened(
     with AuditReader(settings.audit_db_path) as reader:
         last = list(reader.iter_entries())[-1]
     public = read_private_key(settings.dpo_dir / "escrow.key").public_key
-    forged = EscrowSealer(public).seal(FORGED)
+    forged = EscrowSealer(public).seal("forged", FORGED)
     body = json.dumps({**json.loads(last.body), "escrow": forged}, sort_keys=True).encode()
     db = sqlite3.connect(settings.audit_db_path)
     try:
@@ -345,7 +353,7 @@ def test_an_entry_not_yet_under_a_checkpoint_is_not_opened(
 class FailingEscrowSealer:
     """Test double: an escrow that cannot be sealed (a broken crypto library, say)."""
 
-    def seal(self, pairs: dict[str, object]) -> str:
+    def seal(self, justification: str, pseudonyms: object) -> str:
         raise RuntimeError("sealing failed")
 
 

@@ -8,12 +8,14 @@ from typing import Any
 
 from gateway_support import Deployment
 
+JUSTIFICATION = "privacy scan: the synthetic subject Fictief Persoon was seen in Utrecht"
 SERVER_LOGGERS = ("doelpoort", "gateway", "audit", "uvicorn", "regopy")
 
 
 def sent_and_released_values(gateway: Deployment) -> set[str]:
-    """Every identifier the tests send, and every string value the gateway released."""
-    values: set[str] = set()
+    """Every identifier the tests send, their justification (free text that may name
+    people: only sealed to the DPO), and every string value the gateway released."""
+    values: set[str] = {JUSTIFICATION}
     requests = [
         ("politie", "ct-assessment", "ct_subject"),
         ("dtv", "vertrek", "departure_subject"),
@@ -28,7 +30,7 @@ def sent_and_released_values(gateway: Deployment) -> set[str]:
             {
                 "purpose": purpose,
                 "case_ref": "CTI-2026-0777",
-                "justification": "privacy scan",
+                "justification": JUSTIFICATION,
                 "subject": subject,
             },
         )
