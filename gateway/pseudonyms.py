@@ -23,8 +23,8 @@ someone who already holds the identifier and asks the gateway to compute its pse
 the DPO does so with :meth:`PseudonymKeys.dpo_subject_ref`, the reference the audit log
 stores instead of identifiers.
 
-Re-identification escrow (SPEC §7) is :mod:`gateway.escrow`: what the pseudonyms of an
-audit entry stood for, sealed to the DPO's public key and opened only offline by the DPO.
+Re-identification escrow (SPEC §7) is :mod:`gateway.escrow`: what a disclosure's
+pseudonyms stood for, sealed to the DPO's public key and opened only offline by the DPO.
 """
 
 from __future__ import annotations

@@ -57,18 +57,21 @@ def over_socket(gateway: Deployment) -> httpx.Client:
     return httpx.Client(transport=transport, base_url="http://gateway", timeout=10.0)
 
 
-def disclose(
-    gateway: Deployment, headers: dict[str, str] | list[tuple[str, str]]
-) -> httpx.Response:
-    body = {
+def request_body(gateway: Deployment) -> dict[str, object]:
+    return {
         "purpose": "ct-assessment",
         "case_ref": "CTI-2026-0950",
         "justification": "proxy mode test",
         "subject": gateway.subjects["ct_subject"],
         "datasets": ["ind/residence"],
     }
+
+
+def disclose(
+    gateway: Deployment, headers: dict[str, str] | list[tuple[str, str]]
+) -> httpx.Response:
     with over_socket(gateway) as client:
-        return client.post("/v1/disclosures", json=body, headers=headers)
+        return client.post("/v1/disclosures", json=request_body(gateway), headers=headers)
 
 
 def test_a_forwarded_partner_certificate_is_that_partner(proxied: Deployment) -> None:
@@ -225,15 +228,7 @@ def test_in_tls_mode_the_header_is_never_read(gateway: Deployment) -> None:
     forged = client_cert(gateway.paths.partner_cert("kmar"))
     with gateway.client("politie") as client:
         response = client.post(
-            "/v1/disclosures",
-            json={
-                "purpose": "ct-assessment",
-                "case_ref": "CTI-2026-0951",
-                "justification": "proxy header in TLS mode",
-                "subject": gateway.subjects["ct_subject"],
-                "datasets": ["ind/residence"],
-            },
-            headers={"Client-Cert": forged},
+            "/v1/disclosures", json=request_body(gateway), headers={"Client-Cert": forged}
         )
     assert response.status_code == 200, response.text
     assert response.json()["disclosure"]["requester"] == "politie"
