@@ -34,6 +34,16 @@ def test_setup_creates_state_once(tmp_path: Path) -> None:
     assert (var / "pki" / "ca.pem").read_bytes() == before
 
 
+@pytest.mark.parametrize("command", [[], ["serve"], ["audit", "reidentify"]])
+def test_help_shows_flags_as_flags(command: list[str]) -> None:
+    # Typer 0.29 printed a value placeholder after every flag ("--setup <bool>"), as if
+    # a flag took a value; pyproject.toml keeps it out.
+    result = runner.invoke(app, [*command, "--help"], terminal_width=120)
+    assert result.exit_code == 0, result.output
+    assert "--help" in result.output
+    assert "<bool>" not in result.output
+
+
 def test_revoke_unknown_partner_is_a_clear_error(tmp_path: Path) -> None:
     var = tmp_path / "var"
     runner.invoke(app, ["pki", "init", "--var-dir", str(var)])
