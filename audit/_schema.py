@@ -1,9 +1,12 @@
 """Tables of the audit database, and how to connect to it.
 
-The entries table holds what is hashed (seq, prev, body) and nothing else that could
-disagree with it: the columns the DPO filters on are generated from the body by SQLite
-and indexed. Triggers refuse UPDATE and DELETE, so a mistake cannot rewrite history
-(a determined attacker can drop them; verify is what catches that).
+The entries table holds what is hashed (seq, prev, body); the columns the DPO filters on
+are generated from the body by SQLite and indexed. Beside them it keeps one thing that
+is not hashed: an entry's re-identification escrow and the time its retention ends. The
+body binds the escrow by its SHA-256 (``escrow_sha256``), so the ciphertext can be erased
+when the purpose's retention runs out without breaking the tree, and a swapped one does
+not open. Triggers refuse DELETE and every UPDATE but that erasure, so a mistake cannot
+rewrite history (a determined attacker can drop them; verify is what catches that).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from urllib.request import pathname2url
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
+
+from gateway.errors import AuditError
 
 FILTER_FIELDS = ("time", "requester", "provider", "dataset", "purpose", "decision")
 """Body fields mirrored as generated columns for the DPO's filters."""
@@ -34,11 +39,20 @@ entries = sa.Table(
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("prev", sa.LargeBinary, nullable=False),
     sa.Column("body", sa.Text, nullable=False),
+    # Not hashed: the sealed escrow (bound by the body's escrow_sha256) and when it is to
+    # be erased (Unix seconds); both NULL once erased, or when there was none.
+    sa.Column("escrow", sa.Text, nullable=True),
+    sa.Column("escrow_expires", sa.Integer, nullable=True),
     *(
         sa.Column(name, sa.Text, sa.Computed(f"json_extract(body, '$.{name}')", persisted=False))
         for name in FILTER_FIELDS
     ),
     *(sa.Index(f"ix_entries_{name}", name) for name in INDEXED_FIELDS),
+    sa.Index(
+        "ix_entries_escrow_expires",
+        "escrow_expires",
+        sqlite_where=sa.text("escrow_expires IS NOT NULL"),
+    ),
     sqlite_strict=True,
 )
 
@@ -52,23 +66,42 @@ checkpoints = sa.Table(
     sqlite_strict=True,
 )
 
-APPEND_ONLY_TRIGGERS = tuple(
-    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{event.lower()} BEFORE {event} ON {table} "
-    f"BEGIN SELECT RAISE(ABORT, '{table} are append-only'); END"
-    for table in ("entries", "checkpoints")
-    for event in ("UPDATE", "DELETE")
+APPEND_ONLY_TRIGGERS = (
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{event.lower()} BEFORE {event} ON {table} "
+        f"{condition}BEGIN SELECT RAISE(ABORT, '{table} are append-only{detail}'); END"
+        for table, event, condition, detail in (
+            # The one change allowed: erasing an escrow (both columns to NULL).
+            (
+                "entries",
+                "UPDATE",
+                "WHEN NOT (NEW.seq IS OLD.seq AND NEW.prev IS OLD.prev AND NEW.body IS OLD.body"
+                " AND NEW.escrow IS NULL AND NEW.escrow_expires IS NULL) ",
+                "; only an escrow may be erased",
+            ),
+            ("entries", "DELETE", "", ""),
+            ("checkpoints", "UPDATE", "", ""),
+            ("checkpoints", "DELETE", "", ""),
+        )
+    ),
 )
 
 # The body is bound as the UTF-8 bytes that were hashed; CAST(? AS TEXT) stores them as
 # TEXT (the column is STRICT) without decoding them in Python.
-_ENTRY_VALUES = "(?, ?, CAST(? AS TEXT))"
+_ENTRY_VALUES = "(?, ?, CAST(? AS TEXT), ?, ?)"
 MAX_ROWS_PER_INSERT = 1000
-"""Rows per INSERT statement: 3 bound values each, far below SQLite's variable limit."""
+"""Rows per INSERT statement: 5 bound values each, far below SQLite's variable limit."""
+
+ERASE_EXPIRED_ESCROWS = (
+    "UPDATE entries SET escrow = NULL, escrow_expires = NULL WHERE seq IN "
+    "(SELECT seq FROM entries WHERE escrow_expires <= ? LIMIT ?)"
+)
+SELECT_ESCROW = "SELECT escrow FROM entries WHERE seq = ?"
 
 
 @functools.lru_cache(maxsize=MAX_ROWS_PER_INSERT)
 def insert_entries(rows: int) -> str:
-    """One INSERT of ``rows`` entries (seq, prev, body).
+    """One INSERT of ``rows`` entries (seq, prev, body, escrow, escrow_expires).
 
     A whole group in one statement: the SQLite thread takes the GIL back once per
     statement, not once per row, and on a busy gateway each of those waits for the loop.
@@ -76,7 +109,8 @@ def insert_entries(rows: int) -> str:
     if not 1 <= rows <= MAX_ROWS_PER_INSERT:
         raise ValueError(f"an INSERT takes 1 to {MAX_ROWS_PER_INSERT} rows")
     placeholders = ",".join([_ENTRY_VALUES] * rows)  # constants only; values are bound
-    return f"INSERT INTO entries (seq, prev, body) VALUES {placeholders}"  # noqa: S608
+    columns = "seq, prev, body, escrow, escrow_expires"
+    return f"INSERT INTO entries ({columns}) VALUES {placeholders}"  # noqa: S608
 
 
 INSERT_CHECKPOINT = "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)"
@@ -97,6 +131,8 @@ def _on_connect_writer(dbapi_connection: sqlite3.Connection, _record: Any) -> No
     try:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")  # durable at COMMIT, before any response
+        # An erased escrow is overwritten with zeros in the file, not merely unlinked.
+        cur.execute("PRAGMA secure_delete=ON")
         cur.execute("PRAGMA busy_timeout=5000")
     finally:
         cur.close()
@@ -112,10 +148,23 @@ def create_writer_engine(path: Path) -> Engine:
     )
     sa.event.listen(engine, "connect", _on_connect_writer)
     metadata.create_all(engine)
+    _require_current_schema(engine, path)
     with engine.begin() as conn:
         for trigger in APPEND_ONLY_TRIGGERS:
             conn.exec_driver_sql(trigger)
     return engine
+
+
+def _require_current_schema(engine: Engine, path: Path) -> None:
+    """Refuse a log made before a column existed: appending to it would fail per request."""
+    columns = {column["name"] for column in sa.inspect(engine).get_columns("entries")}
+    stored = {column.name for column in entries.columns if column.computed is None}
+    missing = sorted(stored - columns)
+    if missing:
+        raise AuditError(
+            f"the audit database {path} was made by an earlier version of Doelpoort (no "
+            f"{', '.join(missing)} column); verify it with that version and move it aside"
+        )
 
 
 def create_reader_engine(path: Path) -> Engine:

@@ -53,8 +53,9 @@ class AuditRecord:
     retention_days: int | None = None
     error: str | None = None
     policy_input: dict[str, Any] = field(default_factory=dict)
-    escrow: str | None = None
-    """The justification and pseudonyms' values, sealed to the DPO (gateway/escrow.py)."""
+    escrow_sha256: str | None = None
+    """The digest of the entry's escrow (`escrow_digest`), which is kept beside the body
+    rather than in it, so that it can be erased when its retention ends."""
 
     def __post_init__(self) -> None:
         if self.decision not in DECISIONS:
@@ -82,6 +83,24 @@ class AuditRecord:
         if not isinstance(content, dict):
             raise ValueError("an audit body is a JSON object")
         return cls(**content)
+
+
+@dataclass(frozen=True)
+class StoredEscrow:
+    """A re-identification escrow as the store keeps it beside its entries' bodies.
+
+    ``sealed`` is the justification and pseudonyms' values sealed to the DPO
+    (gateway/escrow.py); the store erases it once ``expires`` (Unix seconds) has passed.
+    Each entry body binds it by `escrow_digest`.
+    """
+
+    sealed: str
+    expires: int
+
+
+def escrow_digest(sealed: str) -> str:
+    """What an entry body records of its escrow: ``sha256:`` and the hex digest."""
+    return "sha256:" + sha256(sealed.encode("utf-8")).hexdigest()
 
 
 def _is_timestamp(text: str) -> bool:

@@ -10,6 +10,7 @@ from typing import NamedTuple
 from audit._schema import (
     SELECT_CHECKPOINTS,
     SELECT_ENTRIES,
+    SELECT_ESCROW,
     create_reader_engine,
     driver_connection,
 )
@@ -69,6 +70,17 @@ class AuditReader:
         finally:
             proxy.close()
         return [StoredCheckpoint._make(row) for row in rows]
+
+    def escrow(self, seq: int) -> str | None:
+        """The escrow kept beside entry `seq`; None when it has none or it was erased."""
+        proxy = self._engine.raw_connection()
+        try:
+            row = driver_connection(proxy).execute(SELECT_ESCROW, (seq,)).fetchone()
+        finally:
+            proxy.close()
+        if row is None or row[0] is None:
+            return None
+        return str(row[0])
 
     def count(self) -> int:
         """Number of stored entries."""

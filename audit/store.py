@@ -22,6 +22,10 @@ the entries (an Ed25519 signature and an O(log n) root: tens of microseconds); a
 signs one when the log goes idle, and `close()` always does. Either is written like any
 group: on the SQLite thread, settled by the same `_finish`.
 
+Escrows (`StoredEscrow`) are written beside their entries' bodies in the same statement.
+`erase_expired_escrows` erases those whose retention has ended, in batches on the SQLite
+thread, then truncates the WAL so no copy of them stays in it.
+
 A failed write may still have landed (the COMMIT reached the disk, then the error came),
 so the table holds either the state from before it or the one it prepared. Before it
 writes again, the store reads the last entry and the latest checkpoint to tell which, in
@@ -45,6 +49,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit._schema import (
+    ERASE_EXPIRED_ESCROWS,
     INSERT_CHECKPOINT,
     MAX_ROWS_PER_INSERT,
     SELECT_ENTRIES,
@@ -55,7 +60,7 @@ from audit._schema import (
     insert_entries,
 )
 from audit.checkpoint import Checkpoint, sign_checkpoint
-from audit.entry import GENESIS_PREV, AuditRecord, entry_leaf_hash
+from audit.entry import GENESIS_PREV, AuditRecord, StoredEscrow, entry_leaf_hash
 from audit.hasher import EMPTY_ROOT
 from audit.tree import CompactRange
 from gateway.clock import Clock, rfc3339_micro, utc_now
@@ -66,7 +71,10 @@ __all__ = ["AuditStore"]
 log = logging.getLogger(__name__)
 
 CheckpointRow = tuple[int, bytes, str, str]
-EntryRow = tuple[int, bytes, bytes]
+EntryRow = tuple[int, bytes, bytes, str | None, int | None]
+
+ERASE_BATCH = 1000
+"""Escrows erased per statement: a long backlog does not hold up the group commits."""
 
 
 @dataclass
@@ -74,6 +82,7 @@ class _Pending:
     """One `append` call waiting for its batch to be durable."""
 
     bodies: list[bytes]
+    escrow: StoredEscrow | None
     future: asyncio.Future[list[int]]
 
 
@@ -172,6 +181,8 @@ class AuditStore:
         try:
             engine = create_writer_engine(path)
             proxy = engine.raw_connection()
+        except AuditError:
+            raise
         except Exception as exc:
             raise AuditError(f"cannot open the audit database {path}") from exc
 
@@ -208,8 +219,11 @@ class AuditStore:
         """False after a failed write, until a later write succeeds; False once closed."""
         return self._healthy and not self._closed
 
-    async def append(self, records: Sequence[AuditRecord]) -> list[int]:
-        """Store `records` and return their sequence numbers once they are durable.
+    async def append(
+        self, records: Sequence[AuditRecord], escrow: StoredEscrow | None = None
+    ) -> list[int]:
+        """Store `records` (with `escrow` beside each of them) and return their sequence
+        numbers once they are durable.
 
         Raises `AuditError` when a record cannot be encoded, the write fails or the store
         is closed; then none of the records is stored (unless a COMMIT that reported
@@ -225,12 +239,33 @@ class AuditStore:
         if self._closed:
             raise AuditError("the audit store is closed")
         loop = asyncio.get_running_loop()
-        pending = _Pending(bodies, loop.create_future())
+        pending = _Pending(bodies, escrow, loop.create_future())
         self._group.append(pending)
         if len(self._group) == 1:
             # One flush per loop iteration: every append made before it runs joins.
             loop.call_soon(self._flush)
         return await pending.future
+
+    async def erase_expired_escrows(self) -> int:
+        """Erase every escrow whose retention has ended; return how many were erased.
+
+        Runs on the SQLite thread, a batch at a time, so appends go on between batches.
+        Each erasure overwrites the escrow with zeros (``secure_delete``); a WAL checkpoint
+        at the end removes the copies the WAL still holds.
+        """
+        if self._closed:
+            raise AuditError("the audit store is closed")
+        loop = asyncio.get_running_loop()
+        now = int(self._now().timestamp())
+        erased = 0
+        while True:
+            batch = await loop.run_in_executor(self._executor, self._erase_batch, now)
+            erased += batch
+            if batch < ERASE_BATCH:
+                break
+        if erased:
+            await loop.run_in_executor(self._executor, self._truncate_wal)
+        return erased
 
     def close(self) -> None:
         """Write what is pending, sign a final checkpoint, and stop. Idempotent."""
@@ -368,10 +403,12 @@ class AuditStore:
         assigned: list[list[int]] = []
         for pending in group:
             seqs = []
+            escrow = pending.escrow
+            sealed, expires = (escrow.sealed, escrow.expires) if escrow else (None, None)
             for body in pending.bodies:
                 seq += 1
                 leaf = entry_leaf_hash(seq, prev, body)
-                rows.append((seq, prev, body))
+                rows.append((seq, prev, body, sealed, expires))
                 tree.append(leaf)
                 seqs.append(seq)
                 prev = leaf
@@ -462,6 +499,20 @@ class AuditStore:
                 raise
         finally:
             cur.close()
+
+    def _erase_batch(self, now: int) -> int:
+        """Erase up to ERASE_BATCH expired escrows (on the SQLite thread)."""
+        self._end_stray_transaction()
+        return self._conn.execute(ERASE_EXPIRED_ESCROWS, (now, ERASE_BATCH)).rowcount
+
+    def _truncate_wal(self) -> None:
+        """Checkpoint the WAL into the database and truncate it (on the SQLite thread)."""
+        busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning(
+                "the audit WAL could not be truncated while a reader had it open: erased "
+                "escrows stay in it until the next checkpoint"
+            )
 
     def _end_stray_transaction(self) -> None:
         """Roll back a transaction a failed ROLLBACK left open; raise if it cannot be.

@@ -412,11 +412,11 @@ def audit_reidentify(
 
     Anyone with the public escrow key can seal a false escrow, so only the signed log
     vouches for a real one: the log is verified first, and only an entry under a signed
-    checkpoint is opened.
+    checkpoint is opened, with the escrow whose digest that entry holds.
     """
     import json
 
-    from audit.entry import AuditRecord
+    from audit.entry import AuditRecord, escrow_digest
     from gateway.escrow import EscrowError, open_escrow, read_private_key
 
     private_key = read_private_key(key)
@@ -425,6 +425,7 @@ def audit_reidentify(
     with _open_reader(settings) as reader:
         report = _verify(settings, reader, log_key, trusted=trusted)
         entry = next(reader.iter_entries(seq), None)
+        escrow = reader.escrow(seq)
     if entry is None or entry.seq != seq:
         raise _fail(f"the audit log has no entry {seq}", 2)
     if seq > report.entries - report.uncovered_tail:
@@ -437,11 +438,13 @@ def audit_reidentify(
         record = AuditRecord.from_body(entry.body)
     except (TypeError, ValueError) as exc:
         raise _fail(f"entry {seq} is not an audit record this version can read") from exc
-    escrow = record.escrow
-    if escrow is None:
+    if record.escrow_sha256 is None:
         raise _fail(f"entry {seq} has no escrow (the gateway ran without the DPO's key)", 2)
-    if not isinstance(escrow, str):
-        raise _fail(f"entry {seq}: its escrow is not an escrow")
+    if escrow is None:
+        raise _fail(f"entry {seq}: its escrow was erased when the purpose's retention ended", 2)
+    # The body is vouched for; the escrow beside it only by the digest the body holds.
+    if escrow_digest(escrow) != record.escrow_sha256:
+        raise _fail(f"entry {seq}: the escrow stored beside it is not the one it was logged with")
     try:
         content = open_escrow(escrow, private_key)
     except EscrowError as exc:

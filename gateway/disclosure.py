@@ -7,8 +7,9 @@ The order is the point:
    any engine failure fails the whole request closed (503) — after logging it;
 2. only allowed datasets are fetched, concurrently; a connector or operator failure
    withholds that dataset and is reported as its ``error`` result;
-3. every decision is appended to the audit log and the call waits for the durable
-   commit before anything leaves;
+3. every decision is appended to the audit log (with the disclosure's escrow beside it,
+   kept until the purpose's retention ends) and the call waits for the durable commit
+   before anything leaves;
 4. the disclosure is signed; a request whose every dataset was denied gets 403.
 """
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from audit.entry import AuditRecord
+from audit.entry import AuditRecord, StoredEscrow, escrow_digest
 from audit.store import AuditStore
 from gateway.api_models import DisclosureRequest
 from gateway.canonical import canonical_json
@@ -51,6 +52,8 @@ from gateway.pseudonyms import PseudonymKeys
 from gateway.signing import Receipt, ReceiptSigner
 
 log = logging.getLogger("doelpoort.disclosure")
+
+_DAY_S = 86_400
 
 Verdict = Literal["allow", "deny", "error"]
 
@@ -84,7 +87,6 @@ class _Outcome:
     decision: Decision | None = None
     records: list[dict[str, Any]] | None = None
     records_sha256: str | None = None
-    escrow: str | None = None
     error: DoelpoortError | None = None
     note: str = ""
 
@@ -157,8 +159,10 @@ class DisclosureService:
         if policy_failure is None:
             # Never raises: every failure becomes that dataset's error, so it is logged.
             recorded = await self._fetch(requester, request.purpose, outcomes, subject)
-        self._seal_escrow(outcomes, recorded, request.justification)
-        seqs = await self._log(outcomes, requester, request, disclosure_id, subject_refs, now)
+        escrow = self._seal_escrow(outcomes, recorded, request, now)
+        seqs = await self._log(
+            outcomes, requester, request, disclosure_id, subject_refs, now, escrow
+        )
         verdicts = [o.verdict for o in outcomes]
         for verdict in verdicts:
             self.metrics.decisions.labels(verdict).inc()
@@ -197,7 +201,7 @@ class DisclosureService:
         try:
             return self.signer.sign_disclosure(disclosure)
         except Exception as exc:
-            withdrawal = (requester, request, disclosure_id, subject_refs, now)
+            withdrawal = (requester, request, disclosure_id, subject_refs, now, escrow)
             await self._withdraw(outcomes, seqs, exc, *withdrawal)
             raise SigningError() from exc
 
@@ -211,6 +215,7 @@ class DisclosureService:
         disclosure_id: str,
         subject_refs: list[str],
         now: datetime,
+        escrow: StoredEscrow | None,
     ) -> None:
         """Log that logged allows were never released, so the DPO sees what went out."""
         log.error("receipt signing failed (%s): disclosure withheld", type(cause).__name__)
@@ -222,7 +227,9 @@ class DisclosureService:
                 outcome.note = f"withdraws audit entry {seq}: nothing was released"
         withdrawals = [o for o in outcomes if o.note]
         if withdrawals:
-            await self._log(withdrawals, requester, request, disclosure_id, subject_refs, now)
+            await self._log(
+                withdrawals, requester, request, disclosure_id, subject_refs, now, escrow
+            )
 
     def _plan(self, dataset_id: str) -> _DatasetPlan:
         plan = self._plans.get(dataset_id)
@@ -342,23 +349,33 @@ class DisclosureService:
         self,
         outcomes: Sequence[_Outcome],
         recorded: Sequence[tuple[_Outcome, RecordingPseudonymiser]],
-        justification: str,
-    ) -> None:
-        """One escrow for the disclosure, in each of its entries: the justification and
-        what the pseudonyms of each dataset stood for. A dataset whose pseudonyms cannot
-        be put in escrow is withheld (fail closed)."""
+        request: DisclosureRequest,
+        now: datetime,
+    ) -> StoredEscrow | None:
+        """One escrow for the disclosure, beside each of its entries: the justification
+        and what the pseudonyms of each dataset stood for. A dataset whose pseudonyms
+        cannot be put in escrow is withheld (fail closed).
+
+        It is kept as long as the purpose's retention (the register's, or a decision's if
+        longer) and then erased; a purpose outside the register has none.
+        """
         if self.escrow is None:
-            return
+            return None
+        pairs = {o.dataset: r.pairs for o, r in recorded}
         try:
-            escrow = self.escrow.seal(justification, {o.dataset: r.pairs for o, r in recorded})
+            sealed = self.escrow.seal(request.justification, pairs)
         except Exception as exc:
             log.error("escrow could not be sealed: %s", type(exc).__name__)
             for outcome, _ in recorded:
                 outcome.records = outcome.records_sha256 = None
                 outcome.error = EscrowUnavailable()
-            return
-        for outcome in outcomes:
-            outcome.escrow = escrow
+            return None
+        purpose = self.register.purposes.get(request.purpose)
+        retention_days = max(
+            [purpose.retention_days if purpose is not None else 0]
+            + [o.decision.retention_days for o in outcomes if o.decision is not None]
+        )
+        return StoredEscrow(sealed, int(now.timestamp()) + retention_days * _DAY_S)
 
     async def _log(
         self,
@@ -368,16 +385,25 @@ class DisclosureService:
         disclosure_id: str,
         subject_refs: list[str],
         now: datetime,
+        escrow: StoredEscrow | None,
     ) -> list[int]:
         stamp = rfc3339(now)
+        digest = escrow_digest(escrow.sealed) if escrow is not None else None
         entries = [
             _audit_record(
-                o, requester, request, disclosure_id, subject_refs, stamp, self.engine.digest
+                o,
+                requester,
+                request,
+                disclosure_id,
+                subject_refs,
+                stamp,
+                self.engine.digest,
+                digest,
             )
             for o in outcomes
         ]
         started = time.perf_counter()
-        seqs = await self.audit.append(entries)
+        seqs = await self.audit.append(entries, escrow)
         self.metrics.audit_seconds.observe(time.perf_counter() - started)
         return seqs
 
@@ -394,6 +420,7 @@ def _audit_record(
     subject_refs: list[str],
     stamp: str,
     policy_digest: str,
+    escrow_sha256: str | None,
 ) -> AuditRecord:
     """The audit entry of one outcome; ``policy_digest`` is the engine's, for entries
     whose decision failed (a decision carries its own)."""
@@ -420,7 +447,7 @@ def _audit_record(
         subject_refs=subject_refs,
         policy_digest=decision.policy_digest if decision is not None else policy_digest,
         records_sha256=outcome.records_sha256 if disclosed else None,
-        escrow=outcome.escrow,
+        escrow_sha256=escrow_sha256,
         retention_days=decision.retention_days if decision is not None else None,
         error=outcome.error.code if outcome.error is not None else None,
         policy_input=outcome.policy_input,

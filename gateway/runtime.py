@@ -10,8 +10,10 @@ log or change every pseudonym).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -36,6 +38,8 @@ from gateway.signing import ReceiptSigner, load_signer
 log = logging.getLogger("doelpoort.runtime")
 
 LOG_KEY_NAME = "doelpoort-audit"
+ESCROW_SWEEP_INTERVAL_S = 3600.0
+"""How often a running gateway erases the escrows whose retention has ended."""
 _SETUP_HINT = (
     "run `doelpoort setup` (development) or `doelpoort keys init` (production) to create the"
     " keys of a new deployment, or restore the lost key from a backup"
@@ -53,6 +57,7 @@ class Runtime:
     metrics: Metrics
     revocations: RevocationList
     disclosures: DisclosureService
+    _sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
     async def start(cls, settings: Settings, *, clock: Clock = utc_now) -> Runtime:
@@ -70,6 +75,7 @@ class Runtime:
             log_key=log_key,
             origin=settings.origin,
             key_name=LOG_KEY_NAME,
+            now=clock,
         )
         metrics = Metrics()
         pki = PkiPaths(settings.pki_dir)
@@ -90,7 +96,7 @@ class Runtime:
             engine.digest,
             "on" if escrow is not None else f"off (no {settings.keys_dir / PUBLIC_KEY_FILE})",
         )
-        return cls(
+        runtime = cls(
             settings=settings,
             catalog=catalog,
             register=register,
@@ -101,11 +107,35 @@ class Runtime:
             revocations=revocations,
             disclosures=disclosures,
         )
+        # Escrows that expired while the gateway was stopped go before it serves.
+        await runtime.erase_expired_escrows()
+        runtime._sweeper = asyncio.create_task(runtime._sweep_escrows(), name="escrow-sweep")
+        return runtime
+
+    async def erase_expired_escrows(self) -> None:
+        """Erase the escrows whose retention has ended; a failure is logged, not raised
+        (the next sweep tries again, and no disclosure depends on it)."""
+        try:
+            erased = await self.audit.erase_expired_escrows()
+        except Exception as exc:
+            log.error("expired escrows could not be erased: %s", type(exc).__name__)
+            return
+        if erased:
+            log.info("erased %d re-identification escrows whose retention ended", erased)
+
+    async def _sweep_escrows(self) -> None:
+        while True:
+            await asyncio.sleep(ESCROW_SWEEP_INTERVAL_S)
+            await self.erase_expired_escrows()
 
     def readiness(self) -> dict[str, bool]:
         return {"policy_engine": self.engine.ready(), "audit_store": self.audit.healthy()}
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         await self.engine.aclose()
         await self.catalog.aclose()
         self.audit.close()

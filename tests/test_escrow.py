@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sqlite3
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from nacl.encoding import URLSafeBase64Encoder
 from nacl.public import PrivateKey
 from typer.testing import CliRunner
 
-from audit.entry import AuditRecord, entry_leaf_hash
+from audit.entry import AuditRecord, entry_leaf_hash, escrow_digest
 from audit.reader import AuditReader
 from gateway._cli import app
 from gateway.errors import ConfigurationError
@@ -28,7 +30,9 @@ from gateway.escrow import (
     open_escrow,
     read_private_key,
 )
+from gateway.policy.register import Register
 from gateway.pseudonyms import PseudonymKeys, load_master_key
+from gateway.runtime import Runtime
 from gateway.settings import Settings
 
 runner = CliRunner()
@@ -257,24 +261,54 @@ def test_a_denied_request_keeps_its_justification_for_the_dpo(escrowed: Escrowed
     assert json.loads(result.stdout) == {"justification": "escrow test", "pseudonyms": {}}
 
 
-def test_a_forged_escrow_is_caught_by_the_log_not_opened(
-    escrowed: Escrowed, tmp_path: Path
-) -> None:
-    # Anyone with the public key can seal a false escrow: only the Merkle tree vouches.
+def copy_with_forged_escrow(escrowed: Escrowed, tmp_path: Path) -> tuple[Settings, str]:
+    """A copy of the stopped gateway's state and an escrow anyone with the public key
+    could seal."""
     settings = escrowed.settings.with_var_dir(tmp_path / "var")
     shutil.copytree(escrowed.settings.var_dir, settings.var_dir)
     public = read_private_key(settings.dpo_dir / "escrow.key").public_key
-    forged = EscrowSealer(public).seal("forged", FORGED)
+    return settings, EscrowSealer(public).seal("forged", FORGED)
+
+
+def tamper(settings: Settings, statement: str, *params: object) -> None:
+    """Change the log as an attacker with file access would: triggers dropped first."""
     db = sqlite3.connect(settings.audit_db_path)
     try:
-        query = "SELECT body FROM entries WHERE seq = ?"
-        (body,) = db.execute(query, (escrowed.seq,)).fetchone()
-        changed = json.dumps({**json.loads(body), "escrow": forged}, sort_keys=True)
-        db.execute("DROP TRIGGER entries_no_update")  # as an attacker with file access
-        db.execute("UPDATE entries SET body = ? WHERE seq = ?", (changed, escrowed.seq))
+        db.execute("DROP TRIGGER entries_no_update")
+        db.execute(statement, params)
         db.commit()
     finally:
         db.close()
+
+
+def test_a_swapped_escrow_is_not_opened(escrowed: Escrowed, tmp_path: Path) -> None:
+    # The escrow sits beside the hashed body (so it can be erased); the body's digest
+    # is what ties it to the entry.
+    settings, forged = copy_with_forged_escrow(escrowed, tmp_path)
+    tamper(settings, "UPDATE entries SET escrow = ? WHERE seq = ?", forged, escrowed.seq)
+    result = reidentify(settings, str(escrowed.seq))
+    assert result.exit_code == 1
+    assert "not the one it was logged with" in result.output
+    assert "Iemand" not in result.output
+
+
+def test_a_forged_escrow_digest_is_caught_by_the_log_not_opened(
+    escrowed: Escrowed, tmp_path: Path
+) -> None:
+    # Anyone with the public key can seal a false escrow: only the Merkle tree vouches.
+    settings, forged = copy_with_forged_escrow(escrowed, tmp_path)
+    with AuditReader(settings.audit_db_path) as reader:
+        body = next(reader.iter_entries(escrowed.seq)).body
+    changed = json.dumps(
+        {**json.loads(body), "escrow_sha256": escrow_digest(forged)}, sort_keys=True
+    )
+    tamper(
+        settings,
+        "UPDATE entries SET body = ?, escrow = ? WHERE seq = ?",
+        changed,
+        forged,
+        escrowed.seq,
+    )
     result = reidentify(settings, str(escrowed.seq))
     assert result.exit_code == 1
     assert f"first bad entry is seq {escrowed.seq}" in result.output
@@ -292,7 +326,8 @@ def test_a_gateway_without_the_public_key_runs_without_escrow(tmp_path: Path) ->
         assert any("escrow off" in line for line in gateway.log.lines)
     with AuditReader(settings.audit_db_path) as reader:
         entry = next(e for e in reader.iter_entries() if e.seq == seq)
-    assert AuditRecord.from_body(entry.body).escrow is None
+        assert reader.escrow(seq) is None
+    assert AuditRecord.from_body(entry.body).escrow_sha256 is None
     result = reidentify(settings, str(seq))
     assert result.exit_code == 2
     assert "has no escrow" in result.output
@@ -305,9 +340,10 @@ def test_one_escrow_per_disclosure_in_each_of_its_entries(
         entries = [
             AuditRecord.from_body(e.body) for e in reader.iter_entries() if e.seq in escrowed.both
         ]
+        (escrow,) = {reader.escrow(seq) for seq in escrowed.both}  # one box beside both
     assert len(entries) == 2
-    (escrow,) = {e.escrow for e in entries}  # the same sealed box in both entries
     assert escrow is not None
+    assert {e.escrow_sha256 for e in entries} == {escrow_digest(escrow)}
     content = open_escrow(escrow, read_private_key(escrowed.settings.dpo_dir / "escrow.key"))
     pairs = content.pseudonyms
     assert set(pairs) == {e.dataset for e in entries}  # keyed by dataset
@@ -334,12 +370,13 @@ def test_an_entry_not_yet_under_a_checkpoint_is_not_opened(
         last = list(reader.iter_entries())[-1]
     public = read_private_key(settings.dpo_dir / "escrow.key").public_key
     forged = EscrowSealer(public).seal("forged", FORGED)
-    body = json.dumps({**json.loads(last.body), "escrow": forged}, sort_keys=True).encode()
+    content = {**json.loads(last.body), "escrow_sha256": escrow_digest(forged)}
+    body = json.dumps(content, sort_keys=True).encode()
     db = sqlite3.connect(settings.audit_db_path)
     try:
         db.execute(
-            "INSERT INTO entries VALUES (?, ?, CAST(? AS TEXT))",
-            (last.seq + 1, entry_leaf_hash(last.seq, last.prev, last.body), body),
+            "INSERT INTO entries (seq, prev, body, escrow) VALUES (?, ?, CAST(? AS TEXT), ?)",
+            (last.seq + 1, entry_leaf_hash(last.seq, last.prev, last.body), body, forged),
         )
         db.commit()
     finally:
@@ -368,5 +405,88 @@ def test_a_dataset_whose_pseudonyms_cannot_be_escrowed_is_withheld(tmp_path: Pat
         assert "records" not in result
         with AuditReader(gateway.settings.audit_db_path) as reader:
             entry = AuditRecord.from_body(list(reader.iter_entries())[-1].body)
-    assert (entry.decision, entry.error, entry.escrow) == ("error", "escrow-unavailable", None)
+    assert (entry.decision, entry.error, entry.escrow_sha256) == (
+        "error",
+        "escrow-unavailable",
+        None,
+    )
     assert entry.records_sha256 is None
+
+
+def escrow_expiry(settings: Settings) -> dict[int, tuple[str, int | None]]:
+    """seq → (the entry's time, when its escrow is to be erased, in Unix seconds)."""
+    db = sqlite3.connect(settings.audit_db_path)
+    try:
+        rows = db.execute("SELECT seq, time, escrow_expires FROM entries").fetchall()
+    finally:
+        db.close()
+    return {seq: (time, expires) for seq, time, expires in rows}
+
+
+def test_an_escrow_is_kept_for_its_purpose_retention(escrowed: Escrowed) -> None:
+    register = Register.load(escrowed.settings.policies_dir / "register.yaml")
+    expiry = escrow_expiry(escrowed.settings)
+    for seq, purpose in [(escrowed.seq, "ct-assessment"), (escrowed.denied_seq, "vertrek")]:
+        time, expires = expiry[seq]
+        logged = int(datetime.fromisoformat(time).timestamp())
+        # A refusal keeps its justification for as long as the purpose keeps data.
+        assert expires == logged + register.purposes[purpose].retention_days * 86_400
+
+
+def test_a_gateway_erases_the_escrows_whose_retention_ended(
+    escrowed: Escrowed, tmp_path: Path
+) -> None:
+    settings = escrowed.settings.with_var_dir(tmp_path / "var")
+    shutil.copytree(escrowed.settings.var_dir, settings.var_dir)
+    expiry = escrow_expiry(settings)
+    # ct-assessment keeps data 365 days, vertrek 730: a day after the first ran out.
+    later = datetime.fromtimestamp(expiry[escrowed.seq][1] or 0, UTC) + timedelta(days=1)
+
+    async def start_and_stop() -> None:
+        runtime = await Runtime.start(settings, clock=lambda: later)
+        await runtime.close()
+
+    asyncio.run(start_and_stop())
+    after = escrow_expiry(settings)
+    assert after[escrowed.seq][1] is None
+    assert after[escrowed.denied_seq] == expiry[escrowed.denied_seq]  # not yet
+    erased = reidentify(settings, str(escrowed.seq))
+    assert erased.exit_code == 2
+    assert "erased when the purpose's retention ended" in erased.output
+    kept = reidentify(settings, str(escrowed.denied_seq))
+    assert kept.exit_code == 0, kept.output
+    # The erased escrows are gone from the disk, not merely unlinked.
+    with AuditReader(escrowed.settings.audit_db_path) as reader:
+        original = reader.escrow(escrowed.seq)
+    assert original is not None
+    wal = settings.audit_db_path.with_name(settings.audit_db_path.name + "-wal")
+    on_disk = settings.audit_db_path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    assert original.encode() not in on_disk
+    # Verify still holds: only what the tree does not cover was erased.
+    verified = runner.invoke(app, ["audit", "verify", "--var-dir", str(settings.var_dir)])
+    assert verified.exit_code == 0, verified.output
+
+
+def test_a_running_gateway_erases_them_as_they_expire(
+    escrowed: Escrowed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.runtime.ESCROW_SWEEP_INTERVAL_S", 0.01)
+    settings = escrowed.settings.with_var_dir(tmp_path / "var")
+    shutil.copytree(escrowed.settings.var_dir, settings.var_dir)
+    expires = escrow_expiry(settings)[escrowed.seq][1] or 0
+    now = [datetime.fromtimestamp(expires, UTC) - timedelta(seconds=1)]
+
+    async def run() -> None:
+        runtime = await Runtime.start(settings, clock=lambda: now[0])
+        try:
+            assert escrow_expiry(settings)[escrowed.seq][1] == expires  # not yet
+            now[0] += timedelta(seconds=1)
+            for _ in range(200):
+                await asyncio.sleep(0.01)
+                if escrow_expiry(settings)[escrowed.seq][1] is None:
+                    break
+        finally:
+            await runtime.close()
+
+    asyncio.run(run())
+    assert escrow_expiry(settings)[escrowed.seq][1] is None

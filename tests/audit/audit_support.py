@@ -113,7 +113,12 @@ def forged_body(i: int) -> str:
 
 def forge_unchained_entry(path: Path, seq: int) -> None:
     """Insert entry ``seq`` that does not chain from the one before it."""
-    attack(path, "INSERT INTO entries VALUES (?, zeroblob(32), ?)", seq, forged_body(seq))
+    attack(
+        path,
+        "INSERT INTO entries (seq, prev, body) VALUES (?, zeroblob(32), ?)",
+        seq,
+        forged_body(seq),
+    )
 
 
 def attack(path: Path, statement: str, *params: Any) -> list[Any]:

@@ -169,7 +169,7 @@ def test_a_transaction_left_open_is_rolled_back_before_the_next_write(
     async def run(store: AuditStore) -> None:
         # What a ROLLBACK that failed would leave behind on the store's connection.
         store._conn.execute("BEGIN")
-        store._conn.execute("INSERT INTO entries VALUES (1, zeroblob(32), '{}')")
+        store._conn.execute("INSERT INTO entries (seq, prev, body) VALUES (1, zeroblob(32), '{}')")
         assert await store.append([make_record(1)]) == [1]
 
     with open_store(db, key) as store:
@@ -190,7 +190,9 @@ def landed_behind_the_stores_back(db: Path, seq: int, record: int) -> None:
         ).fetchone()
         last_leaf = entry_leaf_hash(seq - 1, prev, body)
         new_body = make_record(record).body().decode()
-        conn.execute("INSERT INTO entries VALUES (?, ?, ?)", (seq, last_leaf, new_body))
+        conn.execute(
+            "INSERT INTO entries (seq, prev, body) VALUES (?, ?, ?)", (seq, last_leaf, new_body)
+        )
         conn.commit()
     finally:
         conn.close()
