@@ -84,6 +84,13 @@ APPEND_ONLY_TRIGGERS = (
             ("checkpoints", "DELETE", "", ""),
         )
     ),
+    # INSERT OR REPLACE deletes the row it replaces without firing the DELETE trigger.
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS {table}_no_replace BEFORE INSERT ON {table} "  # noqa: S608
+        f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {key} = NEW.{key}) "
+        f"BEGIN SELECT RAISE(ABORT, '{table} are append-only'); END"
+        for table, key in (("entries", "seq"), ("checkpoints", "size"))
+    ),
 )
 
 # The body is bound as the UTF-8 bytes that were hashed; CAST(? AS TEXT) stores them as
@@ -96,7 +103,7 @@ ERASE_EXPIRED_ESCROWS = (
     "UPDATE entries SET escrow = NULL, escrow_expires = NULL WHERE seq IN "
     "(SELECT seq FROM entries WHERE escrow_expires <= ? LIMIT ?)"
 )
-SELECT_ESCROW = "SELECT escrow FROM entries WHERE seq = ?"
+SELECT_ESCROW = "SELECT CAST(escrow AS BLOB) FROM entries WHERE seq = ?"
 
 
 @functools.lru_cache(maxsize=MAX_ROWS_PER_INSERT)
@@ -126,6 +133,9 @@ SELECT_CHECKPOINTS = "SELECT size, root, note, created_at FROM checkpoints ORDER
 SELECT_LATEST_CHECKPOINT = "SELECT size, root FROM checkpoints ORDER BY size DESC LIMIT 1"
 
 
+BUSY_TIMEOUT_MS = 5000
+
+
 def _on_connect_writer(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     cur = dbapi_connection.cursor()
     try:
@@ -133,7 +143,10 @@ def _on_connect_writer(dbapi_connection: sqlite3.Connection, _record: Any) -> No
         cur.execute("PRAGMA synchronous=FULL")  # durable at COMMIT, before any response
         # An erased escrow is overwritten with zeros in the file, not merely unlinked.
         cur.execute("PRAGMA secure_delete=ON")
-        cur.execute("PRAGMA busy_timeout=5000")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        # Truncate the WAL to nothing whenever SQLite restarts it, so it keeps no stale
+        # frames (an erased escrow, say) at its end.
+        cur.execute("PRAGMA journal_size_limit=0")
     finally:
         cur.close()
 

@@ -56,6 +56,9 @@ class AuditRecord:
     escrow_sha256: str | None = None
     """The digest of the entry's escrow (`escrow_digest`), which is kept beside the body
     rather than in it, so that it can be erased when its retention ends."""
+    escrow_expires: int | None = None
+    """When that escrow is to be erased (Unix seconds): an erasure before it is not the
+    store's doing."""
 
     def __post_init__(self) -> None:
         if self.decision not in DECISIONS:

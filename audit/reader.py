@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -72,15 +73,29 @@ class AuditReader:
         return [StoredCheckpoint._make(row) for row in rows]
 
     def escrow(self, seq: int) -> str | None:
-        """The escrow kept beside entry `seq`; None when it has none or it was erased."""
+        """The escrow kept beside entry `seq`; None when it has none or it was erased.
+
+        Bytes that are not UTF-8 come back with replacement characters: they match no
+        digest, which is how the caller finds out. Raises `AuditError` when the column
+        cannot be read.
+        """
         proxy = self._engine.raw_connection()
         try:
             row = driver_connection(proxy).execute(SELECT_ESCROW, (seq,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such column" in str(exc):
+                raise AuditError(
+                    f"{self.path} has no escrow column: it was made by an earlier version "
+                    "of Doelpoort"
+                ) from exc
+            raise AuditError(f"cannot read the escrow of entry {seq} in {self.path}") from exc
+        except sqlite3.Error as exc:
+            raise AuditError(f"cannot read the escrow of entry {seq} in {self.path}") from exc
         finally:
             proxy.close()
         if row is None or row[0] is None:
             return None
-        return str(row[0])
+        return bytes(row[0]).decode("utf-8", errors="replace")
 
     def count(self) -> int:
         """Number of stored entries."""

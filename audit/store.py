@@ -23,8 +23,11 @@ signs one when the log goes idle, and `close()` always does. Either is written l
 group: on the SQLite thread, settled by the same `_finish`.
 
 Escrows (`StoredEscrow`) are written beside their entries' bodies in the same statement.
-`erase_expired_escrows` erases those whose retention has ended, in batches on the SQLite
-thread, then truncates the WAL so no copy of them stays in it.
+`erase_expired_escrows` erases those whose retention has ended, a batch at a time on the
+SQLite thread; no group is prepared or written while a batch runs, and groups go in
+between batches. Then it truncates the WAL, so no copy of an erased escrow stays there;
+while a reader keeps that from happening, every later sweep tries again (and the WAL is
+truncated to nothing whenever SQLite restarts it, `journal_size_limit=0`).
 
 A failed write may still have landed (the COMMIT reached the disk, then the error came),
 so the table holds either the state from before it or the one it prepared. Before it
@@ -45,10 +48,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit._schema import (
+    BUSY_TIMEOUT_MS,
     ERASE_EXPIRED_ESCROWS,
     INSERT_CHECKPOINT,
     MAX_ROWS_PER_INSERT,
@@ -144,6 +149,11 @@ class AuditStore:
         # form the next group.
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="audit")
         self._inflight: tuple[_Prepared, concurrent.futures.Future[None]] | None = None
+        # An erasure step waiting for, or running on, the SQLite thread: groups wait
+        # for it (see `_exclusive`).
+        self._holding = False
+        self._erasing: concurrent.futures.Future[Any] | None = None
+        self._wal_holds_erased = False  # until a truncating checkpoint succeeds
         self._idle_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._healthy = True
@@ -253,19 +263,40 @@ class AuditStore:
         Each erasure overwrites the escrow with zeros (``secure_delete``); a WAL checkpoint
         at the end removes the copies the WAL still holds.
         """
-        if self._closed:
-            raise AuditError("the audit store is closed")
-        loop = asyncio.get_running_loop()
         now = int(self._now().timestamp())
         erased = 0
         while True:
-            batch = await loop.run_in_executor(self._executor, self._erase_batch, now)
+            batch: int = await self._exclusive(self._erase_batch, now)
             erased += batch
+            if batch:
+                self._wal_holds_erased = True
             if batch < ERASE_BATCH:
                 break
-        if erased:
-            await loop.run_in_executor(self._executor, self._truncate_wal)
+        if self._wal_holds_erased:
+            self._wal_holds_erased = not await self._exclusive(self._truncate_wal)
         return erased
+
+    async def _exclusive(self, step: Callable[..., Any], *args: Any) -> Any:
+        """Run one erasure step on the SQLite thread while no group is prepared or
+        written: the recovery after a failed write reads the table from the loop."""
+        if self._closed:
+            raise AuditError("the audit store is closed")
+        if self._holding:
+            raise RuntimeError("one erasure at a time")
+        self._holding = True  # no new group starts: the step cannot be starved
+        try:
+            while self._inflight is not None:
+                await asyncio.wait([asyncio.wrap_future(self._inflight[1])])
+                await asyncio.sleep(0)  # let the loop settle that commit first
+            if self._closed:
+                raise AuditError("the audit store is closed")
+            self._erasing = self._executor.submit(step, *args)
+            return await asyncio.wrap_future(self._erasing)
+        finally:
+            self._erasing = None
+            self._holding = False
+            if not self._closed:
+                self._flush()
 
     def close(self) -> None:
         """Write what is pending, sign a final checkpoint, and stop. Idempotent."""
@@ -274,6 +305,8 @@ class AuditStore:
         self._closed = True
         if self._idle_timer is not None:
             self._idle_timer.cancel()
+        if self._erasing is not None:
+            concurrent.futures.wait([self._erasing])
         if self._inflight is not None:
             prepared, inflight = self._inflight
             self._inflight = None
@@ -291,8 +324,8 @@ class AuditStore:
 
     def _flush(self) -> None:
         """Start committing the waiting group, unless a commit is already in flight."""
-        if self._inflight is not None:
-            return  # `_committed` flushes again when it ends
+        if self._inflight is not None or self._holding:
+            return  # `_committed` (or `_exclusive`) flushes again when it ends
         group, self._group = self._group, []
         prepared = self._prepare_or_fail(group) if group else None
         if prepared is None:  # nothing in flight and nothing waiting
@@ -336,7 +369,7 @@ class AuditStore:
 
     def _on_idle(self) -> None:
         self._idle_timer = None
-        if self._closed or self._inflight is not None or self._group:
+        if self._closed or self._inflight is not None or self._holding or self._group:
             # Not idle after all: that commit carries the checkpoint, and its end re-arms us.
             return
         prepared = self._prepare_checkpoint(force=False)
@@ -505,14 +538,21 @@ class AuditStore:
         self._end_stray_transaction()
         return self._conn.execute(ERASE_EXPIRED_ESCROWS, (now, ERASE_BATCH)).rowcount
 
-    def _truncate_wal(self) -> None:
-        """Checkpoint the WAL into the database and truncate it (on the SQLite thread)."""
-        busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    def _truncate_wal(self) -> bool:
+        """Checkpoint the WAL into the database and truncate it (on the SQLite thread);
+        False when a reader kept it from happening. Never waits for readers: appends
+        queue behind this."""
+        self._conn.execute("PRAGMA busy_timeout=0")
+        try:
+            busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         if busy:
             log.warning(
                 "the audit WAL could not be truncated while a reader had it open: erased "
-                "escrows stay in it until the next checkpoint"
+                "escrows stay in it until a later sweep truncates it"
             )
+        return not busy
 
     def _end_stray_transaction(self) -> None:
         """Roll back a transaction a failed ROLLBACK left open; raise if it cannot be.

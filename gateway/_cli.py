@@ -54,6 +54,18 @@ def _settings(var_dir: Path | None = None) -> Settings:
     return settings.with_var_dir(var_dir) if var_dir is not None else settings
 
 
+def _utc(seconds: int) -> str:
+    """Unix seconds as RFC 3339 UTC, for messages."""
+    from datetime import UTC, datetime
+
+    from gateway.clock import rfc3339
+
+    try:
+        return rfc3339(datetime.fromtimestamp(seconds, UTC))
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds} s after 1970"
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.secho(message, fg=typer.colors.RED, err=True)
     return typer.Exit(code)
@@ -417,6 +429,8 @@ def audit_reidentify(
     import json
 
     from audit.entry import AuditRecord, escrow_digest
+    from gateway import clock
+    from gateway.errors import AuditError
     from gateway.escrow import EscrowError, open_escrow, read_private_key
 
     private_key = read_private_key(key)
@@ -425,7 +439,10 @@ def audit_reidentify(
     with _open_reader(settings) as reader:
         report = _verify(settings, reader, log_key, trusted=trusted)
         entry = next(reader.iter_entries(seq), None)
-        escrow = reader.escrow(seq)
+        try:
+            escrow = reader.escrow(seq)
+        except AuditError as exc:
+            raise _fail(exc.detail) from exc
     if entry is None or entry.seq != seq:
         raise _fail(f"the audit log has no entry {seq}", 2)
     if seq > report.entries - report.uncovered_tail:
@@ -441,7 +458,17 @@ def audit_reidentify(
     if record.escrow_sha256 is None:
         raise _fail(f"entry {seq} has no escrow (the gateway ran without the DPO's key)", 2)
     if escrow is None:
-        raise _fail(f"entry {seq}: its escrow was erased when the purpose's retention ended", 2)
+        expires = record.escrow_expires
+        if isinstance(expires, int) and clock.utc_now().timestamp() < expires:
+            raise _fail(
+                f"entry {seq}: its escrow was erased before its retention ended "
+                f"({_utc(expires)}): the log was changed outside the gateway, or its clock "
+                "was ahead"
+            )
+        when = f" ({_utc(expires)})" if isinstance(expires, int) else ""
+        raise _fail(
+            f"entry {seq}: its escrow was erased when the purpose's retention ended{when}", 2
+        )
     # The body is vouched for; the escrow beside it only by the digest the body holds.
     if escrow_digest(escrow) != record.escrow_sha256:
         raise _fail(f"entry {seq}: the escrow stored beside it is not the one it was logged with")

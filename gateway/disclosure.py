@@ -388,7 +388,9 @@ class DisclosureService:
         escrow: StoredEscrow | None,
     ) -> list[int]:
         stamp = rfc3339(now)
-        digest = escrow_digest(escrow.sealed) if escrow is not None else None
+        digest, expires = (
+            (escrow_digest(escrow.sealed), escrow.expires) if escrow is not None else (None, None)
+        )
         entries = [
             _audit_record(
                 o,
@@ -399,6 +401,7 @@ class DisclosureService:
                 stamp,
                 self.engine.digest,
                 digest,
+                expires,
             )
             for o in outcomes
         ]
@@ -421,6 +424,7 @@ def _audit_record(
     stamp: str,
     policy_digest: str,
     escrow_sha256: str | None,
+    escrow_expires: int | None,
 ) -> AuditRecord:
     """The audit entry of one outcome; ``policy_digest`` is the engine's, for entries
     whose decision failed (a decision carries its own)."""
@@ -448,6 +452,7 @@ def _audit_record(
         policy_digest=decision.policy_digest if decision is not None else policy_digest,
         records_sha256=outcome.records_sha256 if disclosed else None,
         escrow_sha256=escrow_sha256,
+        escrow_expires=escrow_expires,
         retention_days=decision.retention_days if decision is not None else None,
         error=outcome.error.code if outcome.error is not None else None,
         policy_input=outcome.policy_input,

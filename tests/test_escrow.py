@@ -434,7 +434,7 @@ def test_an_escrow_is_kept_for_its_purpose_retention(escrowed: Escrowed) -> None
 
 
 def test_a_gateway_erases_the_escrows_whose_retention_ended(
-    escrowed: Escrowed, tmp_path: Path
+    escrowed: Escrowed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = escrowed.settings.with_var_dir(tmp_path / "var")
     shutil.copytree(escrowed.settings.var_dir, settings.var_dir)
@@ -447,6 +447,7 @@ def test_a_gateway_erases_the_escrows_whose_retention_ended(
         await runtime.close()
 
     asyncio.run(start_and_stop())
+    monkeypatch.setattr("gateway.clock.utc_now", lambda: later)  # the DPO's day
     after = escrow_expiry(settings)
     assert after[escrowed.seq][1] is None
     assert after[escrowed.denied_seq] == expiry[escrowed.denied_seq]  # not yet
@@ -490,3 +491,53 @@ def test_a_running_gateway_erases_them_as_they_expire(
 
     asyncio.run(run())
     assert escrow_expiry(settings)[escrowed.seq][1] is None
+
+
+def test_an_escrow_erased_before_its_time_is_reported_as_such(
+    escrowed: Escrowed, tmp_path: Path
+) -> None:
+    # The triggers let anyone with write access erase an escrow; the body says when the
+    # store would have, so an early erasure shows.
+    settings = escrowed.settings.with_var_dir(tmp_path / "var")
+    shutil.copytree(escrowed.settings.var_dir, settings.var_dir)
+    db = sqlite3.connect(settings.audit_db_path)
+    try:
+        db.execute(
+            "UPDATE entries SET escrow = NULL, escrow_expires = NULL WHERE seq = ?",
+            (escrowed.seq,),
+        )
+        db.commit()
+    finally:
+        db.close()
+    result = reidentify(settings, str(escrowed.seq))
+    assert result.exit_code == 1
+    assert "erased before its retention ended" in result.output
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # Not UTF-8: matches no digest.
+        ("UPDATE entries SET escrow = CAST(X'FF' AS TEXT) WHERE seq = ?", "not the one"),
+        ("ALTER TABLE entries DROP COLUMN escrow", "earlier version"),
+    ],
+)
+def test_reidentify_reads_a_damaged_escrow_column_without_a_traceback(
+    escrowed: Escrowed, tmp_path: Path, change: str, message: str
+) -> None:
+    settings = escrowed.settings.with_var_dir(tmp_path / "var")
+    shutil.copytree(escrowed.settings.var_dir, settings.var_dir)
+    db = sqlite3.connect(settings.audit_db_path)
+    try:
+        for table in ("entries", "checkpoints"):
+            for event in ("update", "delete", "replace"):
+                db.execute(f"DROP TRIGGER IF EXISTS {table}_no_{event}")
+        db.execute("DROP INDEX IF EXISTS ix_entries_escrow_expires")
+        db.execute(change, (escrowed.seq,) if "?" in change else ())
+        db.commit()
+    finally:
+        db.close()
+    result = reidentify(settings, str(escrowed.seq))
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output

@@ -38,6 +38,7 @@ from gateway.errors import (
 from gateway.operators import parse_op, validate_op
 from gateway.policy.bundle import PolicyBundle
 from gateway.policy.memo import DecisionMemo, input_dependencies
+from gateway.policy.register import MAX_RETENTION_DAYS
 
 _NO_REASON = "denied by the policy without a reason"
 _DECISION_KEYS = frozenset({"allow", "reasons", "field_ops", "retention_days", "legal_basis"})
@@ -95,6 +96,8 @@ def decision_from_result(result: object, policy_input: Mapping[str, Any], digest
         raise InvalidDecision("decision.field_ops is not an object of strings")
     if not isinstance(retention, int) or isinstance(retention, bool) or retention < 0:
         raise InvalidDecision("decision.retention_days is not a non-negative integer")
+    if retention > MAX_RETENTION_DAYS:
+        raise InvalidDecision(f"decision.retention_days is over {MAX_RETENTION_DAYS}")
     if not isinstance(legal_basis, str):
         raise InvalidDecision("decision.legal_basis is not a string")
     if not allow:

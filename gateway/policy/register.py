@@ -29,6 +29,8 @@ from gateway.ids import validate_id
 from gateway.operators import parse_op, validate_op
 
 REGISTER_FILE = "register.yaml"
+MAX_RETENTION_DAYS = 36_500
+"""A century: any longer is a mistake, and the audit store counts it in 64-bit seconds."""
 
 _PURPOSE_KEYS = {
     "title",
@@ -207,6 +209,10 @@ def _purpose(name: str, raw: object) -> Purpose:
     retention = spec["retention_days"]
     if not isinstance(retention, int) or isinstance(retention, bool) or retention <= 0:
         raise ConfigurationError(f"{where}: retention_days must be a positive integer")
+    if retention > MAX_RETENTION_DAYS:
+        raise ConfigurationError(
+            f"{where}: retention_days must be at most {MAX_RETENTION_DAYS} (a century)"
+        )
     justification = spec.get("requires_justification", True)
     if not isinstance(justification, bool):
         raise ConfigurationError(f"{where}: requires_justification must be true or false")

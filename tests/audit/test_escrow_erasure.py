@@ -138,6 +138,10 @@ def test_the_table_lets_an_escrow_be_erased_and_nothing_else_changed(
             "UPDATE entries SET escrow = NULL WHERE seq = 1",  # half an erasure
             "UPDATE entries SET body = '{}', escrow = NULL, escrow_expires = NULL WHERE seq = 1",
             "DELETE FROM entries WHERE seq = 1",
+            # REPLACE deletes without firing the DELETE trigger: refused at the INSERT.
+            "INSERT OR REPLACE INTO entries (seq, prev, body, escrow, escrow_expires) "
+            "SELECT seq, prev, body, 'v1.forged', 4102444800 FROM entries WHERE seq = 1",
+            "INSERT OR REPLACE INTO checkpoints SELECT size, root, note, 'then' FROM checkpoints",
         ]
         for statement in refused:
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
@@ -176,3 +180,44 @@ def test_erasing_on_a_closed_store_is_a_clear_error(db: Path, key: Ed25519Privat
 def test_the_insert_names_every_stored_column() -> None:
     stored = [c.name for c in _schema.entries.columns if c.computed is None]
     assert f"({', '.join(stored)})" in _schema.insert_entries(1)
+
+
+def test_a_reader_holding_the_wal_only_delays_its_truncation(
+    db: Path, key: Ed25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = WallClock()
+    with open_store(db, key, now=clock) as store:
+        append_with_escrows(store)
+        clock.now = START + timedelta(days=180)
+        reader = sqlite3.connect(db)
+        try:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM entries").fetchone()  # holds a snapshot
+            assert asyncio.run(store.erase_expired_escrows()) == 2
+            assert "could not be truncated" in caplog.text
+            assert escrows(db)[1] is None
+        finally:
+            reader.rollback()
+            reader.close()
+        # The next sweep has nothing to erase, but still owes the truncation.
+        assert asyncio.run(store.erase_expired_escrows()) == 0
+        assert sealed("a").encode() not in file_bytes(db)
+
+
+def test_appends_go_on_around_an_erasure(db: Path, key: Ed25519PrivateKey) -> None:
+    clock = WallClock()
+    with open_store(db, key, now=clock) as store:
+        append_with_escrows(store)
+        clock.now = START + timedelta(days=400)
+
+        async def run() -> tuple[int, list[list[int]]]:
+            erasure = asyncio.ensure_future(store.erase_expired_escrows())
+            appends = [store.append([make_record(100 + i)]) for i in range(50)]
+            seqs = await asyncio.gather(*appends)
+            return await erasure, seqs
+
+        erased, seqs = asyncio.run(run())
+        assert erased == 3
+        assert sorted(s for batch in seqs for s in batch) == list(range(5, 55))
+        assert store.healthy()
+    assert verify(db, key).entries == 54

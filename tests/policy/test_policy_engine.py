@@ -136,6 +136,7 @@ GOOD: dict[str, Any] = {
         {**GOOD, "retention_days": 1.5},
         {**GOOD, "retention_days": 0},
         {**GOOD, "retention_days": True},
+        {**GOOD, "retention_days": 10**15},  # the audit store counts in 64-bit seconds
         {**GOOD, "legal_basis": ""},
         {**GOOD, "field_op": {"name": "keep"}},  # a misspelt key is not ignored
     ],

@@ -149,6 +149,7 @@ def _broken(edit: Any) -> dict[str, Any]:
         (lambda p: p["vertrek"].pop("legal_basis"), "legal_basis is required"),
         (lambda p: p["vertrek"].update(retention_days=0), "retention_days"),
         (lambda p: p["vertrek"].update(retention_days="forever"), "retention_days"),
+        (lambda p: p["vertrek"].update(retention_days=10**15), "at most 36500"),
         (lambda p: p["vertrek"].update(requester_roles=[]), "requester_roles"),
         (lambda p: p["vertrek"].update(requires_justification="yes"), "requires_justification"),
         (lambda p: p["vertrek"].update(excluded_categories="criminal"), "must be a list"),
