@@ -11,7 +11,9 @@ rewrite history (a determined attacker can drop them; verify is what catches tha
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any, cast
@@ -149,6 +151,34 @@ def _on_connect_writer(dbapi_connection: sqlite3.Connection, _record: Any) -> No
         cur.execute("PRAGMA journal_size_limit=0")
     finally:
         cur.close()
+
+
+WRITER_LOCK_SUFFIX = ".writer-lock"
+
+
+def lock_writer(path: Path) -> int:
+    """Take the one-writer lock of the log at `path`; return the descriptor that holds it.
+
+    Each store keeps the head of the log in memory, so a second process appending to the
+    same file would collide with it on every write. The lock is an advisory ``flock`` on a
+    file beside the database (SQLite's own locks are on the database itself); closing the
+    descriptor releases it, and so does the process ending in any way.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(path.name + WRITER_LOCK_SUFFIX)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise AuditError(f"cannot open the audit writer lock {lock_path}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise AuditError(
+            f"another process is writing to the audit log {path}: a log has one writer "
+            "(stop the other gateway; several replicas need a shared database)"
+        ) from exc
+    return fd
 
 
 def create_writer_engine(path: Path) -> Engine:

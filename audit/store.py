@@ -43,6 +43,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -63,6 +64,7 @@ from audit._schema import (
     create_writer_engine,
     driver_connection,
     insert_entries,
+    lock_writer,
 )
 from audit.checkpoint import Checkpoint, sign_checkpoint
 from audit.entry import GENESIS_PREV, AuditRecord, StoredEscrow, entry_leaf_hash
@@ -188,17 +190,22 @@ class AuditStore:
         # Sign one note (not stored), so a bad origin or key name fails here and not at
         # the first checkpoint, which would fail every batch that carries it.
         sign_checkpoint(Checkpoint(origin=origin, size=0, root=EMPTY_ROOT), key_name, log_key)
+        lock = lock_writer(path)
         try:
             engine = create_writer_engine(path)
             proxy = engine.raw_connection()
-        except AuditError:
-            raise
-        except Exception as exc:
+        except BaseException as exc:
+            os.close(lock)
+            if isinstance(exc, AuditError) or not isinstance(exc, Exception):
+                raise
             raise AuditError(f"cannot open the audit database {path}") from exc
 
         def close_connection() -> None:
-            proxy.close()
-            engine.dispose()
+            try:
+                proxy.close()
+                engine.dispose()
+            finally:
+                os.close(lock)  # the next writer may start
 
         conn = driver_connection(proxy)
         conn.isolation_level = None  # transactions are explicit: BEGIN IMMEDIATE … COMMIT

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime
@@ -476,3 +478,40 @@ def test_reader_reads_while_the_store_writes(db: Path, key: Ed25519PrivateKey) -
 
     with open_store(db, key) as store:
         asyncio.run(run(store))
+
+
+def test_a_log_has_one_writer(db: Path, key: Ed25519PrivateKey) -> None:
+    # Each store keeps the log's head in memory: a second writer would collide with it
+    # on every append, so it is refused at open, and the lock goes with the first.
+    with open_store(db, key):
+        with pytest.raises(AuditError, match="another process is writing"):
+            AuditStore.open(db, log_key=key, origin=ORIGIN, key_name=ORIGIN)
+        with AuditReader(db) as reader:  # readers (the DPO's tools) are not held up
+            assert reader.count() == 0
+    with open_store(db, key) as store:
+        assert asyncio.run(store.append([make_record(1)])) == [1]
+
+
+def test_the_writer_lock_is_held_across_processes(db: Path, key: Ed25519PrivateKey) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from audit._schema import lock_writer; "
+            "from pathlib import Path; lock_writer(Path(sys.argv[1])); "
+            "print('locked', flush=True); sys.stdin.read()",
+            str(db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(AuditError, match="another process is writing"):
+            AuditStore.open(db, log_key=key, origin=ORIGIN, key_name=ORIGIN)
+    finally:
+        holder.communicate("")  # the holder exits; the OS drops its lock
+    with open_store(db, key):
+        pass
