@@ -6,8 +6,10 @@ Everything that decides lives elsewhere; this module turns HTTP into calls on
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -277,12 +279,18 @@ class ContainFailures:
     Starlette's own error middleware would log the traceback and re-raise, and an
     exception's message may quote a value (``KeyError('<a BSN>')``). Here only the
     exception's class is logged, and nothing is re-raised to the server.
+
+    At start-up, a Doelpoort error (a missing key, a log another gateway is writing) is
+    reported to the server as one line, ``cannot start: …``, instead of a traceback.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
         started = False
 
         async def tracked(message: Message) -> None:
@@ -298,6 +306,18 @@ class ContainFailures:
             if scope["type"] == "http" and not started:
                 bug = DoelpoortError("the gateway failed; nothing was disclosed")
                 await problem_from(bug)(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def reported(message: Message) -> None:
+            # Starlette sends the failure from inside its `except` block, so the
+            # exception being handled is the one that stopped the start-up.
+            failure = sys.exc_info()[1]
+            if message["type"] == "lifespan.startup.failed" and isinstance(failure, DoelpoortError):
+                message = {**message, "message": f"cannot start: {failure.detail}"}
+            await send(message)
+
+        with contextlib.suppress(DoelpoortError):  # reported above; the server stops
+            await self.app(scope, receive, reported)
 
 
 class RequestMetrics:

@@ -91,3 +91,32 @@ def test_printed_curl_line_works(served: tuple[list[str], Path]) -> None:
     disclosure = json.loads(body)["disclosure"]
     assert disclosure["requester"] == "politie"
     assert {r["decision"] for r in disclosure["results"]} >= {"allow"}
+
+
+def test_a_gateway_that_cannot_start_says_why_in_one_line(tmp_path: Path) -> None:
+    # The log is being written by another process (held here): the second gateway stops
+    # at start-up with the reason, not a traceback.
+    from audit._schema import lock_writer
+    from gateway.bootstrap import bootstrap
+    from gateway.settings import Settings
+
+    var = tmp_path / "var"
+    settings = Settings().with_var_dir(var)
+    bootstrap(settings, echo=lambda _line: None)
+    env = dict(os.environ, DOELPOORT_VAR_DIR=str(var), DOELPOORT_PORT=str(free_port()))
+    lock = lock_writer(settings.audit_db_path)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway", "serve"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(lock)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "cannot start: another process is writing to the audit log" in output
+    assert "Traceback" not in output
