@@ -174,7 +174,9 @@ class RevocationList:
             key = self._stat_key()
             crl = x509.load_pem_x509_crl(self._crl_path.read_bytes())
         except (OSError, ValueError) as exc:
-            raise ConfigurationError("the revocation list cannot be read") from exc
+            raise ConfigurationError(
+                f"the revocation list {self._crl_path} cannot be read"
+            ) from exc
         ca_key = self._ca.public_key()
         if (
             not isinstance(ca_key, _ISSUER_KEY_TYPES)

@@ -70,6 +70,10 @@ class Runtime:
         log_key = _load_log_key(settings.keys_dir)
         escrow = load_escrow_sealer(settings.keys_dir)
         engine = EmbeddedEngine(bundle, timeout_s=settings.policy_timeout_s)
+        pki = PkiPaths(settings.pki_dir)
+        revocations = RevocationList(pki.crl, pki.ca_cert)
+        # The log last: opening it takes the one-writer lock, which a failed start-up
+        # must give back (else the next start-up in this process finds the log taken).
         audit = AuditStore.open(
             settings.audit_db_path,
             log_key=log_key,
@@ -77,38 +81,39 @@ class Runtime:
             key_name=LOG_KEY_NAME,
             now=clock,
         )
-        metrics = Metrics()
-        pki = PkiPaths(settings.pki_dir)
-        revocations = RevocationList(pki.crl, pki.ca_cert)
-        disclosures = DisclosureService(
-            catalog=catalog,
-            register=register,
-            engine=engine,
-            pseudonyms=pseudonyms,
-            audit=audit,
-            signer=signer,
-            metrics=metrics,
-            escrow=escrow,
-            clock=clock,
-        )
+        try:
+            metrics = Metrics()
+            runtime = cls(
+                settings=settings,
+                catalog=catalog,
+                register=register,
+                engine=engine,
+                audit=audit,
+                signer=signer,
+                metrics=metrics,
+                revocations=revocations,
+                disclosures=DisclosureService(
+                    catalog=catalog,
+                    register=register,
+                    engine=engine,
+                    pseudonyms=pseudonyms,
+                    audit=audit,
+                    signer=signer,
+                    metrics=metrics,
+                    escrow=escrow,
+                    clock=clock,
+                ),
+            )
+            # Escrows that expired while the gateway was stopped go before it serves.
+            await runtime.erase_expired_escrows()
+        except BaseException:
+            audit.close()
+            raise
         log.info(
             "gateway ready: policy %s; re-identification escrow %s",
             engine.digest,
             "on" if escrow is not None else f"off (no {settings.keys_dir / PUBLIC_KEY_FILE})",
         )
-        runtime = cls(
-            settings=settings,
-            catalog=catalog,
-            register=register,
-            engine=engine,
-            audit=audit,
-            signer=signer,
-            metrics=metrics,
-            revocations=revocations,
-            disclosures=disclosures,
-        )
-        # Escrows that expired while the gateway was stopped go before it serves.
-        await runtime.erase_expired_escrows()
         runtime._sweeper = asyncio.create_task(runtime._sweep_escrows(), name="escrow-sweep")
         return runtime
 

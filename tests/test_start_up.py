@@ -19,6 +19,7 @@ from gateway_support import copy_tree, make_settings
 
 from gateway.bootstrap import bootstrap
 from gateway.errors import ConfigurationError
+from gateway.pki import PkiPaths
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 
@@ -70,6 +71,34 @@ def test_a_missing_key_stops_start_up_and_is_not_replaced(
     assert not path.exists()
     after = sorted(p.relative_to(settings.keys_dir) for p in settings.keys_dir.rglob("*"))
     assert after == before  # nothing was created in its place
+
+
+def test_a_failed_start_up_leaves_the_log_free_for_the_next(
+    set_up: Settings, tmp_path: Path
+) -> None:
+    settings = _copy_of(set_up, tmp_path)
+    crl = PkiPaths(settings.pki_dir).crl
+    good = crl.read_bytes()
+    crl.write_text("not a CRL")
+    with pytest.raises(ConfigurationError, match=r"revocation list .*crl\.pem cannot be read"):
+        _start(settings)
+    crl.write_bytes(good)
+    _start(settings)  # in the same process: the log's writer lock was not kept
+
+
+def test_start_up_interrupted_after_opening_the_log_gives_it_back(
+    set_up: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _copy_of(set_up, tmp_path)
+
+    async def interrupted(_runtime: Runtime) -> None:
+        raise asyncio.CancelledError  # as when the server is stopped during start-up
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Runtime, "erase_expired_escrows", interrupted)
+        with pytest.raises(asyncio.CancelledError):
+            _start(settings)
+    _start(settings)
 
 
 def _edit_register(policies: Path, edit: Callable[[dict[str, Any]], None]) -> None:
