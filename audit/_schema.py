@@ -146,9 +146,8 @@ def _on_connect_writer(dbapi_connection: sqlite3.Connection, _record: Any) -> No
         # An erased escrow is overwritten with zeros in the file, not merely unlinked.
         cur.execute("PRAGMA secure_delete=ON")
         cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        # Truncate the WAL to nothing whenever SQLite restarts it, so it keeps no stale
-        # frames (an erased escrow, say) at its end.
-        cur.execute("PRAGMA journal_size_limit=0")
+        # No journal_size_limit: the WAL keeps its size and is overwritten in place, so a
+        # commit's fdatasync has no file size to record. The escrow sweep truncates it.
     finally:
         cur.close()
 

@@ -26,8 +26,9 @@ Escrows (`StoredEscrow`) are written beside their entries' bodies in the same st
 `erase_expired_escrows` erases those whose retention has ended, a batch at a time on the
 SQLite thread; no group is prepared or written while a batch runs, and groups go in
 between batches. Then it truncates the WAL, so no copy of an erased escrow stays there;
-while a reader keeps that from happening, every later sweep tries again (and the WAL is
-truncated to nothing whenever SQLite restarts it, `journal_size_limit=0`).
+while a reader keeps that from happening, every later sweep tries again, and so does the
+first sweep of the next store opened on the file (the WAL outlives a writer that closes
+while a reader has it open).
 
 A failed write may still have landed (the COMMIT reached the disk, then the error came),
 so the table holds either the state from before it or the one it prepared. Before it
@@ -155,7 +156,9 @@ class AuditStore:
         # for it (see `_exclusive`).
         self._holding = False
         self._erasing: concurrent.futures.Future[Any] | None = None
-        self._wal_holds_erased = False  # until a truncating checkpoint succeeds
+        # Whether the WAL may still hold an erased escrow: until a truncating checkpoint
+        # succeeds. True at open, since an earlier process may have left one there.
+        self._wal_holds_erased = True
         self._idle_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._healthy = True

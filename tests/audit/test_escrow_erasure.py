@@ -204,6 +204,29 @@ def test_a_reader_holding_the_wal_only_delays_its_truncation(
         assert sealed("a").encode() not in file_bytes(db)
 
 
+def test_the_next_store_truncates_a_wal_the_last_one_could_not(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    clock = WallClock()
+    with open_store(db, key, now=clock) as store:
+        append_with_escrows(store)
+    clock.now = START + timedelta(days=180)
+    reader = sqlite3.connect(db)
+    try:
+        with open_store(db, key, now=clock) as store:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM entries").fetchone()  # holds a snapshot
+            assert asyncio.run(store.erase_expired_escrows()) == 2
+        # The reader outlived the store, so the WAL (and the erased escrow in it) did too.
+        reader.rollback()
+        assert sealed("a").encode() in file_bytes(db)
+        with open_store(db, key, now=clock) as store:
+            assert asyncio.run(store.erase_expired_escrows()) == 0
+            assert sealed("a").encode() not in file_bytes(db)
+    finally:
+        reader.close()
+
+
 def test_appends_go_on_around_an_erasure(db: Path, key: Ed25519PrivateKey) -> None:
     clock = WallClock()
     with open_store(db, key, now=clock) as store:
