@@ -61,27 +61,30 @@ class Runtime:
 
     @classmethod
     async def start(cls, settings: Settings, *, clock: Clock = utc_now) -> Runtime:
-        catalog = Catalog.load(settings.connectors_dir, settings.var_dir)
-        bundle = compile_bundle(settings.policies_dir)
-        register = bundle.register  # the very register the policy was compiled with
-        register.check_against(catalog.datasets)
-        pseudonyms = PseudonymKeys(load_master_key(settings.keys_dir))
-        signer = _load_signer(settings.keys_dir)
-        log_key = _load_log_key(settings.keys_dir)
-        escrow = load_escrow_sealer(settings.keys_dir)
-        engine = EmbeddedEngine(bundle, timeout_s=settings.policy_timeout_s)
-        pki = PkiPaths(settings.pki_dir)
-        revocations = RevocationList(pki.crl, pki.ca_cert)
-        # The log last: opening it takes the one-writer lock, which a failed start-up
-        # must give back (else the next start-up in this process finds the log taken).
-        audit = AuditStore.open(
-            settings.audit_db_path,
-            log_key=log_key,
-            origin=settings.origin,
-            key_name=LOG_KEY_NAME,
-            now=clock,
-        )
-        try:
+        # Whatever start-up opens is closed again if a later step fails or is cancelled:
+        # the audit log's writer lock above all, or a retry in this process finds it taken.
+        async with contextlib.AsyncExitStack() as opened:
+            catalog = Catalog.load(settings.connectors_dir, settings.var_dir)
+            opened.push_async_callback(catalog.aclose)
+            bundle = compile_bundle(settings.policies_dir)
+            register = bundle.register  # the very register the policy was compiled with
+            register.check_against(catalog.datasets)
+            pseudonyms = PseudonymKeys(load_master_key(settings.keys_dir))
+            signer = _load_signer(settings.keys_dir)
+            log_key = _load_log_key(settings.keys_dir)
+            escrow = load_escrow_sealer(settings.keys_dir)
+            engine = EmbeddedEngine(bundle, timeout_s=settings.policy_timeout_s)
+            opened.push_async_callback(engine.aclose)
+            pki = PkiPaths(settings.pki_dir)
+            revocations = RevocationList(pki.crl, pki.ca_cert)
+            audit = AuditStore.open(
+                settings.audit_db_path,
+                log_key=log_key,
+                origin=settings.origin,
+                key_name=LOG_KEY_NAME,
+                now=clock,
+            )
+            opened.callback(audit.close)
             metrics = Metrics()
             runtime = cls(
                 settings=settings,
@@ -106,9 +109,7 @@ class Runtime:
             )
             # Escrows that expired while the gateway was stopped go before it serves.
             await runtime.erase_expired_escrows()
-        except BaseException:
-            audit.close()
-            raise
+            opened.pop_all()  # started: from here on `close` releases them
         log.info(
             "gateway ready: policy %s; re-identification escrow %s",
             engine.digest,

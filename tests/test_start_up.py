@@ -20,6 +20,7 @@ from gateway_support import copy_tree, make_settings
 from gateway.bootstrap import bootstrap
 from gateway.errors import ConfigurationError
 from gateway.pki import PkiPaths
+from gateway.policy.engine import EmbeddedEngine
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 
@@ -99,6 +100,25 @@ def test_start_up_interrupted_after_opening_the_log_gives_it_back(
         with pytest.raises(asyncio.CancelledError):
             _start(settings)
     _start(settings)
+
+
+def test_a_failed_start_up_closes_the_policy_engine_it_built(
+    set_up: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _copy_of(set_up, tmp_path)
+    built: list[EmbeddedEngine] = []
+
+    class RecordedEngine(EmbeddedEngine):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr("gateway.runtime.EmbeddedEngine", RecordedEngine)
+    PkiPaths(settings.pki_dir).crl.write_text("not a CRL")  # read after the engine is built
+    with pytest.raises(ConfigurationError, match="revocation list"):
+        _start(settings)
+    assert len(built) == 1
+    assert not built[0].ready()  # its worker pool was shut down, not left behind
 
 
 def _edit_register(policies: Path, edit: Callable[[dict[str, Any]], None]) -> None:
