@@ -8,6 +8,7 @@ change every pseudonym).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from audit.keys import load_or_create_log_key
 from gateway import demo_data
@@ -23,9 +24,16 @@ def create_keys(settings: Settings, echo: Callable[[str], None] = print) -> None
     """Create the missing ones of the gateway's own keys: the pseudonymisation master
     secret, the receipt signing key and the audit log key (production and development)."""
     echo(f"· keys in {settings.keys_dir}")
+    before = _files(settings.keys_dir)
     load_or_create_master_key(settings.keys_dir)
     load_signer(settings.keys_dir)
     load_or_create_log_key(settings.keys_dir)
+    for path in sorted(_files(settings.keys_dir) - before):
+        echo(f"  created {path}")
+
+
+def _files(directory: Path) -> set[Path]:
+    return {p for p in directory.rglob("*") if p.is_file()} if directory.is_dir() else set()
 
 
 def bootstrap(settings: Settings, echo: Callable[[str], None] = print) -> None:

@@ -27,6 +27,8 @@ def test_setup_creates_state_once(tmp_path: Path) -> None:
     assert (var / "pki" / "partners" / "voorbeeldbank.pem").exists()
     assert (var / "pki" / "dpo" / "dpo.pem").exists()
     assert (var / "demo" / "subjects.json").exists()
+    for key in ("master.key", "audit-log.key", "escrow.pub"):
+        assert f"created {var / 'keys' / key}" in first.output
     before = (var / "pki" / "ca.pem").read_bytes()
     second = runner.invoke(app, ["setup", "--var-dir", str(var)])
     assert second.exit_code == 0
