@@ -259,7 +259,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     # A pydantic error anywhere else is a bug, and stays a 500.
     @app.exception_handler(RequestValidationError)
     async def on_invalid_body(request: Request, exc: RequestValidationError) -> Response:
-        err = InvalidRequest("the request body does not match the schema")
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            err = InvalidRequest("the request body is not valid JSON")
+        else:
+            err = InvalidRequest("the request body does not match the schema")
         return problem_from(err, errors=_validation_errors(exc))
 
     @app.exception_handler(StarletteHTTPException)

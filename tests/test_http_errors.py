@@ -86,6 +86,21 @@ def test_malformed_json_is_422(gateway: Deployment, content: bytes) -> None:
 
 
 @pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        (b"{", "the request body is not valid JSON"),
+        (b"not json", "the request body is not valid JSON"),
+        (b"[]", "the request body does not match the schema"),
+        (b'{"purpose": 1}', "the request body does not match the schema"),
+    ],
+)
+def test_the_detail_tells_invalid_json_from_a_wrong_shape(
+    gateway: Deployment, content: bytes, detail: str
+) -> None:
+    assert assert_problem(post_raw(gateway, content), 422, "invalid-request")["detail"] == detail
+
+
+@pytest.mark.parametrize(
     "content",
     [
         b'{"purpose": "vertrek", "purpose": "ct-assessment"}',
