@@ -204,10 +204,7 @@ def serve(
     typer.echo(curl_example(settings))
     typer.echo("")
     typer.echo("Scripted exchange between partners:  make demo   (in another terminal)")
-    typer.echo(
-        "DPO: no web console yet (a later issue); verify the log with "
-        "`doelpoort audit verify`. Stop with Ctrl-C."
-    )
+    typer.echo("DPO: verify the log with `doelpoort audit verify`. Stop with Ctrl-C.")
     server.run()
 
 
