@@ -15,10 +15,12 @@ Each sealed box has its own ephemeral key, so the gateway cannot open an escrow 
 has made it, nor can anyone who later reads its memory. One box per disclosure (not per
 dataset): each costs an X25519 key agreement (about 60 µs on the reference machine).
 The DPO is shown the pseudonyms of the entry they open only. Every audit entry of the
-disclosure carries the escrow, inside the entry body — so the Merkle tree covers it.
-That matters: anyone with the public key can seal a false escrow, and only the signed
-log vouches for a real one; ``doelpoort audit reidentify`` verifies the log and opens
-only entries under a signed checkpoint.
+disclosure keeps the escrow beside its body, and the body holds the escrow's SHA-256 —
+so the Merkle tree covers the escrow, yet its ciphertext can be erased when the
+purpose's retention ends (audit/_schema.py). That matters: anyone with the public key
+can seal a false escrow, and only the signed log vouches for a real one; ``doelpoort
+audit reidentify`` verifies the log, checks the escrow against its entry's digest and
+opens only entries under a signed checkpoint.
 
 Keys: the DPO makes the pair offline (``doelpoort keys escrow --private-dir DIR``) and
 the operator installs only the public half as ``<keys_dir>/escrow.pub``. Without that
