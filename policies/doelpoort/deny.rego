@@ -140,8 +140,10 @@ deny contains sprintf("purpose %s requires a justification", [input.purpose]) if
 	not input.has_justification == true
 }
 
-# Only worth saying about a dataset the purpose covers: otherwise a reason above applies.
+# Only worth saying to a requester the grant covers: anyone else is refused for that
+# already, and the missing key would only bury the reason that matters.
 deny contains sprintf("no identity key for %s was given", [input.dataset.id]) if {
-	grant
+	role_granted
+	requester_covered
 	not identity_key_given
 }

@@ -97,6 +97,21 @@ def test_no_usable_identity_key_is_denied(decide: Decider, keys: list[str]) -> N
     assert decision.reasons == ("no identity key for ind/residence was given",)
 
 
+def test_a_missing_identity_key_is_not_told_to_a_partner_the_purpose_is_not_granted_to(
+    decide: Decider,
+) -> None:
+    # The refusal names the one reason that matters, not what the request also lacks.
+    decision = decide("voorbeeldbank", "ct-assessment", "ind/residence", [])
+    assert decision.reasons == ("purpose ct-assessment is not granted to voorbeeldbank",)
+
+
+def test_a_missing_identity_key_is_not_told_for_a_dataset_the_grant_does_not_cover(
+    decide: Decider,
+) -> None:
+    decision = decide("ind", "ct-assessment", "fiu/transactions", [])
+    assert decision.reasons == ("purpose ct-assessment does not cover fiu/transactions for ind",)
+
+
 @pytest.mark.parametrize("keys", [["bsn"], ["v_number"], ["name", "date_of_birth"]])
 def test_any_fully_covered_identity_key_is_enough(decide: Decider, keys: list[str]) -> None:
     assert decide("politie", "ct-assessment", "ind/residence", keys).allow
