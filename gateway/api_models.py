@@ -8,9 +8,17 @@ field and the rule, never the value that broke it.
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from gateway.errors import InvalidRequest
 from gateway.ids import DATASET_ID_PATTERN, ID_PATTERN
@@ -20,9 +28,18 @@ DatasetId = Annotated[str, StringConstraints(pattern=f"^{DATASET_ID_PATTERN}$")]
 # A case reference names a case, never a person: a registry prefix, a year and a number
 # of at most six digits (so a BSN or another identifier cannot pass for one).
 CaseRef = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9]{1,11}-[0-9]{4}-[0-9]{1,6}$")]
+
+
+def _calendar_date(value: str) -> str:
+    date.fromisoformat(value)  # ValueError for a day the calendar lacks (2026-02-31)
+    return value
+
+
 # [0-9], not \d: \d also matches other scripts' digits, which would dodge DPO look-ups.
 IsoDate = Annotated[
-    str, StringConstraints(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
+    str,
+    StringConstraints(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"),
+    AfterValidator(_calendar_date),
 ]
 
 

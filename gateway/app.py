@@ -11,13 +11,13 @@ import gc
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -46,7 +46,9 @@ log = logging.getLogger("doelpoort.app")
 PROBLEM_JSON = "application/problem+json"
 
 
-def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+def problem(
+    status: int, code: str, title: str, detail: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     """A problem document for an HTTP condition outside the error tree (404, 405)."""
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_PREFIX + code,
@@ -54,8 +56,7 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
         "status": status,
         "detail": detail,
     }
-    body.update({k: v for k, v in extra.items() if v is not None})
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
 def problem_from(exc: DoelpoortError, **extra: Any) -> JSONResponse:
@@ -166,6 +167,9 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        # A path with a stray slash is a 404, not a redirect whose Location Starlette
+        # would build from the client's Host header.
+        redirect_slashes=False,
     )
     # Everything but the probes needs a verified, unrevoked peer: partner or DPO.
     known_peer = [Depends(peer)]
@@ -213,7 +217,12 @@ def create_app(settings: Settings) -> FastAPI:
         body = {"status": "ready" if ready else "unavailable", "checks": checks}
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics", summary="Prometheus metrics", dependencies=known_peer)
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        dependencies=known_peer,
+        response_class=PlainTextResponse,
+    )
     async def metrics(request: Request) -> Response:
         return Response(rt(request).metrics.render(), media_type="text/plain; version=0.0.4")
 
@@ -273,7 +282,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             err = InvalidRequest("the request body could not be parsed as JSON")
             return problem_from(err)
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
+        # The headers Starlette sets, such as a 405's Allow (RFC 9110 §15.5.6).
+        return problem(exc.status_code, code, str(exc.detail), str(exc.detail), exc.headers)
 
 
 class ContainFailures:

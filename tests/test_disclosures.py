@@ -261,6 +261,9 @@ def test_jwks_health_and_readiness(gateway: Deployment) -> None:
     request_schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
     assert set(request_schema["required"]) >= {"purpose", "case_ref", "justification", "subject"}
     assert "Subject" in document["components"]["schemas"]
+    # The document says what each route really answers with.
+    metrics = document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"]
 
 
 def test_metrics_count_requests_and_decisions(gateway: Deployment) -> None:

@@ -134,6 +134,8 @@ def test_deep_nesting_is_422(gateway: Deployment) -> None:
         ("case_ref", "CTI-2026-999900997"),
         ("subject", {"v_number": "٩٩٠٠٠٠٠٠٠٢"}),  # Arabic-Indic digits
         ("subject", {"name": "X", "date_of_birth": "١٩٩٠-01-01"}),
+        ("subject", {"name": "X", "date_of_birth": "2026-02-31"}),  # no such day
+        ("subject", {"name": "X", "date_of_birth": "0000-01-01"}),  # no year 0
         ("justification", ""),
         ("justification", "x" * 5000),
         ("datasets", []),
@@ -170,7 +172,20 @@ def test_unknown_dataset_is_422(gateway: Deployment) -> None:
 def test_unknown_route_and_method_are_problems(gateway: Deployment) -> None:
     with gateway.client("politie") as client:
         assert_problem(client.get("/v1/nothing"), 404, "not-found")
-        assert_problem(client.get("/v1/disclosures"), 405, "method-not-allowed")
+        wrong_method = client.get("/v1/disclosures")
+    assert_problem(wrong_method, 405, "method-not-allowed")
+    assert wrong_method.headers["allow"] == "POST"  # RFC 9110 §15.5.6
+
+
+def test_a_trailing_slash_is_404_not_a_redirect_built_from_the_host_header(
+    gateway: Deployment,
+) -> None:
+    with gateway.client("politie") as client:
+        response = client.post(
+            "/v1/disclosures/", json=valid_body(gateway), headers={"host": "evil.example"}
+        )
+    assert_problem(response, 404, "not-found")
+    assert "location" not in response.headers
 
 
 def test_server_stays_healthy_after_bad_input(gateway: Deployment) -> None:
