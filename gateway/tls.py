@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import lru_cache
+from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeAlias
@@ -30,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.errors import ConfigurationError, HeadersTooLarge
+from gateway.errors import ConfigurationError, DoelpoortError, HeadersTooLarge, RequestError
 from gateway.identity import RevocationList
 from gateway.pki import PkiPaths
 
@@ -89,11 +90,25 @@ def server_ssl_context(paths: PkiPaths) -> ssl.SSLContext:
 #: so the limit is enforced on the bytes received, before they reach the parser.
 MAX_HEAD_BYTES = 32 * 1024
 
-# The app never sees such a request, so the transport answers with the same problem
-# document the app would have written.
-_HEAD_TOO_LARGE = json.dumps(
-    HeadersTooLarge(f"request line and headers are limited to {MAX_HEAD_BYTES} bytes").problem()
-).encode()
+
+def _refusal(error: DoelpoortError) -> bytes:
+    """A whole HTTP/1.1 response with ``error``'s problem document, closing the connection.
+
+    For requests the app never sees (a head over the limit, bytes that are not HTTP): the
+    transport answers with the same document the app would have written.
+    """
+    body = json.dumps(error.problem()).encode()
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/problem+json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+        % (error.status, HTTPStatus(error.status).phrase.encode(), len(body), body)
+    )
+
+
+_HEAD_TOO_LARGE = _refusal(
+    HeadersTooLarge(f"request line and headers are limited to {MAX_HEAD_BYTES} bytes")
+)
+_NOT_HTTP = _refusal(RequestError("the request is not valid HTTP/1.1"))
 
 
 def client_ssl_context(
@@ -107,13 +122,15 @@ def client_ssl_context(
 
 
 class TLSHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, plus the ASGI TLS extension in every scope and a
-    limit on the size of request heads (431)."""
+    """uvicorn's httptools protocol, plus the ASGI TLS extension in every scope, a limit
+    on the size of request heads (431), and problem documents for requests that are not
+    HTTP (400) — each sent after the responses to the requests pipelined before it."""
 
     _tls: dict[str, object] | None = None
     _in_head = True
     _head_bytes = 0
     _head_tail = b""
+    _refusal: bytes | None = None  # the last response of this connection, once refused
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -130,13 +147,15 @@ class TLSHttpToolsProtocol(HttpToolsProtocol):
             self.scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]
 
     def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:
+            return  # refused: the connection ends once the earlier responses are out
         if self._in_head:
             # Count only the head: a chunk may also carry (part of) the body.
             seen = self._head_tail + data
             end = seen.find(b"\r\n\r\n")
             head_part = len(data) if end < 0 else end + 4 - len(self._head_tail)
             if self._head_bytes + head_part > MAX_HEAD_BYTES:
-                self._refuse_head()
+                self._refuse(_HEAD_TOO_LARGE)
                 return
             self._head_bytes += head_part
             self._head_tail = seen[-3:]
@@ -150,16 +169,32 @@ class TLSHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._in_head, self._head_bytes, self._head_tail = True, 0, b""
 
-    def _refuse_head(self) -> None:
-        if self.transport.is_closing():
-            return
-        self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            b"content-type: application/problem+json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-            % (len(_HEAD_TOO_LARGE), _HEAD_TOO_LARGE)
-        )
-        self.transport.close()
+    def send_400_response(self, msg: str) -> None:
+        """Bytes the parser cannot read: a problem document, not uvicorn's plain text."""
+        self._refuse(_NOT_HTTP)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # starts the next pipelined request, if any
+        if self._refusal is not None and not self._answering():
+            self._end_with_refusal()
+
+    def _refuse(self, response: bytes) -> None:
+        """End the connection with ``response``. Requests pipelined before the refused one
+        are answered first: written now, it would be read as the answer to the first."""
+        self._refusal = response
+        self.flow.pause_reading()
+        if not self._answering():
+            self._end_with_refusal()
+
+    def _answering(self) -> bool:
+        """Whether a request of this connection is still waiting for its response."""
+        in_flight = self.cycle is not None and not self.cycle.response_complete
+        return in_flight or bool(self.pipeline)
+
+    def _end_with_refusal(self) -> None:
+        if self._refusal is not None and not self.transport.is_closing():
+            self.transport.write(self._refusal)
+            self.transport.close()
 
 
 def peer_certificate_der(scope: Scope) -> bytes | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import socket
@@ -48,6 +50,8 @@ def make_app(revocations: RevocationList) -> ASGIApp:
             await send({"type": "lifespan.shutdown.complete"})
             return
         server_hits.append(scope["path"])
+        if scope["path"] == "/slow":
+            await asyncio.sleep(0.3)  # still answering when a pipelined request follows
         der = peer_certificate_der(scope)
         identity = identity_from_der(der) if der else None
         body: dict[str, object] = {}
@@ -249,6 +253,59 @@ def test_revocation_while_running_applies_to_the_next_request(
         assert revocations.is_revoked(serial)
         # Same keep-alive connection: the handshake is not repeated, the app still refuses.
         assert client.get(url).status_code == 401
+
+
+def exchange(server: ServerThread, paths: PkiPaths, data: bytes) -> bytes:
+    """Send ``data`` on one politie connection; everything the server writes until it closes."""
+    context = partner_context(paths, "politie")
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        with contextlib.suppress(ssl.SSLError, OSError):
+            tls.sendall(data)  # the server may close before all of it is sent
+        answer = b""
+        with contextlib.suppress(ssl.SSLError, OSError):
+            while chunk := tls.recv(65536):
+                answer += chunk
+    return answer
+
+
+def problem_of(response: bytes) -> dict[str, object]:
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert b"content-type: application/problem+json" in head.lower()
+    problem: dict[str, object] = json.loads(body)
+    return problem
+
+
+def test_bytes_that_are_not_http_get_a_problem_document(
+    server: ServerThread, paths: PkiPaths
+) -> None:
+    answer = exchange(server, paths, b"GARBAGE / HTTP/9.9\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    problem = problem_of(answer)
+    assert problem["type"] == "urn:doelpoort:problem:bad-request"
+    assert problem["status"] == 400
+
+
+@pytest.mark.parametrize(
+    ("refused", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 100_000 + b"\r\n\r\n", b"431"),
+    ],
+    ids=["not-http", "head-too-large"],
+)
+def test_a_refusal_comes_after_the_answers_to_the_requests_pipelined_before_it(
+    server: ServerThread, paths: PkiPaths, refused: bytes, status: bytes
+) -> None:
+    # Written at once, the refusal would be read as the answer to the first request.
+    first = b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer = exchange(server, paths, first + refused)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    refusal = answer.index(b"HTTP/1.1 " + status)
+    assert answer.count(b"HTTP/1.1 ") == 2
+    assert problem_of(answer[refusal:])["status"] == int(status)
 
 
 def test_server_context_settings(paths: PkiPaths) -> None:
