@@ -87,7 +87,9 @@ def server_ssl_context(paths: PkiPaths) -> ssl.SSLContext:
 
 
 #: Request line plus headers. httptools buffers a header whole before handing it over,
-#: so the limit is enforced on the bytes received, before they reach the parser.
+#: so the limit is enforced on the bytes received, before they reach the parser, and
+#: again on what the parser hands over, for a head that arrives in the same read as the
+#: end of the request before it.
 MAX_HEAD_BYTES = 32 * 1024
 
 
@@ -131,6 +133,7 @@ class TLSHttpToolsProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _head_tail = b""
     _refusal: bytes | None = None  # the last response of this connection, once refused
+    _parsed_head = 0  # bytes of the current head the parser has handed over
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -143,8 +146,24 @@ class TLSHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._parsed_head = 0
         if self._tls is not None:
             self.scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
+
+    def _count_head(self, size: int) -> None:
+        self._parsed_head += size
+        if self._parsed_head > MAX_HEAD_BYTES:
+            # Stops the parser; uvicorn then calls send_400_response, which sends this.
+            self._refusal = _HEAD_TOO_LARGE
+            raise ValueError("request head over the limit")
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
@@ -170,8 +189,9 @@ class TLSHttpToolsProtocol(HttpToolsProtocol):
         self._in_head, self._head_bytes, self._head_tail = True, 0, b""
 
     def send_400_response(self, msg: str) -> None:
-        """Bytes the parser cannot read: a problem document, not uvicorn's plain text."""
-        self._refuse(_NOT_HTTP)
+        """Bytes the parser cannot read: a problem document, not uvicorn's plain text
+        (or the 431 of a head that a parser callback found over the limit)."""
+        self._refuse(self._refusal or _NOT_HTTP)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # starts the next pipelined request, if any

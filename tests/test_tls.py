@@ -293,8 +293,10 @@ def test_bytes_that_are_not_http_get_a_problem_document(
     [
         (b"GARBAGE\r\n\r\n", b"400"),
         (b"GET / HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 100_000 + b"\r\n\r\n", b"431"),
+        # Small enough to arrive in the same read as the request before it.
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 40_000 + b"\r\n\r\n", b"431"),
     ],
-    ids=["not-http", "head-too-large"],
+    ids=["not-http", "head-too-large", "head-too-large-in-one-read"],
 )
 def test_a_refusal_comes_after_the_answers_to_the_requests_pipelined_before_it(
     server: ServerThread, paths: PkiPaths, refused: bytes, status: bytes
