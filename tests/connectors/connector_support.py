@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import gzip
 import ipaddress
 import json
 import socket
@@ -127,6 +128,7 @@ class ProviderState:
     valid_tokens: set[str] = field(default_factory=set)
     subjects_seen: list[dict[str, Any]] = field(default_factory=list)
     token_requests: list[dict[str, str]] = field(default_factory=list)
+    accept_encodings: list[str] = field(default_factory=list)
 
     def reset(self) -> None:
         self.expires_in = 3600
@@ -134,6 +136,7 @@ class ProviderState:
         self.valid_tokens.clear()
         self.subjects_seen.clear()
         self.token_requests.clear()
+        self.accept_encodings.clear()
 
 
 def _matches(record: dict[str, Any], subject: dict[str, Any]) -> bool:
@@ -151,6 +154,7 @@ def build_provider(state: ProviderState) -> Starlette:
         # Parsed by hand: Starlette's form parser needs python-multipart.
         form = dict(parse_qsl((await request.body()).decode("ascii")))
         state.token_requests.append(form)
+        state.accept_encodings.append(request.headers.get("accept-encoding", ""))
         expected = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
         if request.headers.get("authorization") != f"Basic {expected}":
             return JSONResponse({"error": "invalid_client"}, status_code=401)
@@ -159,15 +163,36 @@ def build_provider(state: ProviderState) -> Starlette:
         state.tokens_issued += 1
         access_token = f"token-{state.tokens_issued}"
         state.valid_tokens.add(access_token)
-        return JSONResponse(
-            {"access_token": access_token, "token_type": "Bearer", "expires_in": state.expires_in}
-        )
+        document = {"access_token": access_token, "token_type": "Bearer"}
+        if request.url.path == "/token/padded":  # a valid token in an oversized answer
+            document["padding"] = BODY_MARKER * (4096 // len(BODY_MARKER))
+        return JSONResponse({**document, "expires_in": state.expires_in})
+
+    async def slow_token(request: Request) -> Response:
+        state.token_requests.append(dict(parse_qsl((await request.body()).decode("ascii"))))
+        await asyncio.sleep(2.0)
+        return JSONResponse({"error": "temporarily_unavailable"}, status_code=503)
 
     async def records(request: Request) -> Response:
         body = await request.json()
         subject = body["subject"]
         state.subjects_seen.append(subject)
+        state.accept_encodings.append(request.headers.get("accept-encoding", ""))
         return JSONResponse({"records": [r for r in PROVIDER_RECORDS if _matches(r, subject)]})
+
+    async def compressed(request: Request) -> Response:
+        # A valid answer, gzip-compressed whatever the request asked for. A small one
+        # here; from a hostile provider, a few KB that unpack to gigabytes.
+        subject = (await request.json())["subject"]
+        document = {"records": [r for r in PROVIDER_RECORDS if _matches(r, subject)]}
+        return Response(
+            gzip.compress(json.dumps(document).encode()),
+            media_type="application/json",
+            headers={"content-encoding": "gzip"},
+        )
+
+    async def fails_with_marked_header(request: Request) -> Response:
+        return Response(b"", status_code=500, headers={"x-provider-debug": BODY_MARKER})
 
     async def everyone(request: Request) -> Response:
         # A provider that answers with every candidate it has, matching or not.
@@ -214,6 +239,10 @@ def build_provider(state: ProviderState) -> Starlette:
     return Starlette(
         routes=[
             Route("/token", token, methods=["POST"]),
+            Route("/token/padded", token, methods=["POST"]),
+            Route("/token/slow", slow_token, methods=["POST"]),
+            Route("/compressed", compressed, methods=["POST"]),
+            Route("/fails/marked-header", fails_with_marked_header, methods=["POST"]),
             Route("/records", records, methods=["POST"]),
             Route("/everyone", everyone, methods=["POST"]),
             Route("/secure/records", secure_records, methods=["POST"]),

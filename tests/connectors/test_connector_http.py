@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -272,6 +273,68 @@ async def test_an_answer_over_the_size_limit_is_refused_while_read(
     with pytest.raises(ConnectorResponseError, match="larger than 1024 bytes") as caught:
         await connector.fetch(SUBJECT)
     _assert_clean(caught.value)
+
+
+async def test_the_connector_asks_for_uncompressed_answers(
+    provider: Provider, make_connector: MakeConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, CLIENT_SECRET)
+    connector = await make_connector(f"{provider.base_url}/secure/records", oauth2=_oauth(provider))
+    assert await connector.fetch(SUBJECT)
+    assert provider.state.accept_encodings == ["identity", "identity"]  # token, records
+
+
+async def test_a_compressed_answer_is_refused_unread(
+    provider: Provider, make_connector: MakeConnector
+) -> None:
+    # The size limit counts what arrives; a compressed answer could unpack to gigabytes
+    # within one chunk before any count. So none is unpacked, however small.
+    connector = await make_connector(f"{provider.base_url}/compressed")
+    with pytest.raises(ConnectorResponseError, match="compressed") as caught:
+        await connector.fetch(SUBJECT)
+    _assert_clean(caught.value)
+
+
+async def test_a_token_answer_over_the_size_limit_is_refused(
+    provider: Provider, make_connector: MakeConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, CLIENT_SECRET)
+    monkeypatch.setattr(http, "MAX_ANSWER_BYTES", 1024)
+    oauth = _oauth(provider, token_url=f"{provider.base_url}/token/padded")
+    connector = await make_connector(f"{provider.base_url}/secure/records", oauth2=oauth)
+    with pytest.raises(ConnectorAuthError, match="no access token") as caught:
+        await connector.fetch(SUBJECT)
+    _assert_clean(caught.value)
+    assert provider.state.subjects_seen == []
+
+
+async def test_requests_waiting_for_a_hanging_token_endpoint_share_one_deadline(
+    provider: Provider, make_connector: MakeConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, CLIENT_SECRET)
+    oauth = _oauth(provider, token_url=f"{provider.base_url}/token/slow")
+    connector = await make_connector(
+        f"{provider.base_url}/secure/records", oauth2=oauth, timeout_s=0.3
+    )
+    results = await asyncio.gather(
+        *(connector.fetch(SUBJECT) for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, ConnectorAuthError) for r in results), results
+    # Each waited for the one token request under way, not for a token request of its
+    # own after it (which made the fifth wait five timeouts).
+    assert len(provider.state.token_requests) == 1
+
+
+async def test_the_providers_words_never_reach_the_log(
+    provider: Provider, make_connector: MakeConnector, caplog: pytest.LogCaptureFixture
+) -> None:
+    # httpx logs each status line at INFO and httpcore every header at DEBUG.
+    caplog.set_level(logging.DEBUG)
+    connector = await make_connector(f"{provider.base_url}/fails/marked-header")
+    with pytest.raises(ConnectorResponseError, match="answered HTTP 500"):
+        await connector.fetch(SUBJECT)
+    assert BODY_MARKER not in caplog.text
+    assert not [r for r in caplog.records if r.name.split(".")[0] in ("httpx", "httpcore")]
 
 
 async def test_timeout_is_unavailable(provider: Provider, make_connector: MakeConnector) -> None:
