@@ -170,6 +170,18 @@ def create_app(settings: Settings) -> FastAPI:
         # A path with a stray slash is a 404, not a redirect whose Location Starlette
         # would build from the client's Host header.
         redirect_slashes=False,
+        # FastAPI's own OpenTelemetry switches on by itself once any tracer, meter or
+        # logger provider is installed (or FASTAPI_OTEL_AUTO_CONFIGURE is set), and then
+        # traces each request and logs validation failures with their input: values and
+        # identifiers, sent to a system outside this gateway's guarantees. The gateway's
+        # own metrics (/metrics) carry none.
+        telemetry={
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "auto_configure": False,
+        },
     )
     # Everything but the probes needs a verified, unrevoked peer: partner or DPO.
     known_peer = [Depends(peer)]

@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from gateway_support import Deployment
+from opentelemetry import trace
 
 JUSTIFICATION = "privacy scan: the synthetic subject Fictief Persoon was seen in Utrecht"
+BENCH_LIKE = {"purpose": "ct-assessment", "case_ref": "CTI-2026-0778", "justification": "test"}
 SERVER_LOGGERS = ("doelpoort", "gateway", "audit", "uvicorn", "regopy")
 
 
@@ -95,3 +98,29 @@ def test_audit_entries_hold_subject_pseudonym_and_policy_input(gateway: Deployme
     assert entry["legal_basis"]
     for value in subject.values():
         assert value not in body
+
+
+class RecordingTracerProvider(trace.TracerProvider):
+    """Test double for an OpenTelemetry SDK an operator installs (e.g. by running under
+    ``opentelemetry-instrument``): it exports nothing, it only notes who asked for a tracer."""
+
+    def __init__(self) -> None:
+        self.asked_by: list[str] = []
+
+    def get_tracer(self, instrumenting_module_name: str, *args: Any, **kwargs: Any) -> trace.Tracer:
+        self.asked_by.append(instrumenting_module_name)
+        return trace.NoOpTracer()
+
+
+def test_the_frameworks_telemetry_stays_off_when_an_operator_installs_opentelemetry(
+    gateway: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FastAPI would trace each request and log validation failures, input included, to
+    # whatever provider is installed: a system outside the gateway's privacy guarantees.
+    provider = RecordingTracerProvider()
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    subject = gateway.subjects["ct_subject"]
+    ok = gateway.disclose("politie", {**BENCH_LIKE, "subject": subject})
+    invalid = gateway.disclose("politie", {**BENCH_LIKE, "subject": {"bsn": "123456789"}})
+    assert (ok.status_code, invalid.status_code) == (200, 422)
+    assert provider.asked_by == []
