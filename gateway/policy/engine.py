@@ -218,6 +218,10 @@ class EmbeddedEngine:
         interpreter = getattr(self._local, "interpreter", None)
         if interpreter is None:
             interpreter = Interpreter()
+            # A built-in's error (a division by zero, to_number of a word) stops the
+            # decision. By default it only makes its expression undefined, which would
+            # quietly switch off a deny rule and let every other rule's allow stand.
+            interpreter.strict_built_in_errors = True
             self._local.interpreter = interpreter
         # The input as a JSON term: regopy's set_input(dict) does not escape quotes in
         # strings when it writes the output back, which would corrupt the answer.

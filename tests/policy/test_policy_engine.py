@@ -63,6 +63,27 @@ def test_a_runtime_error_in_the_policy_is_an_evaluation_error(tmp_path: Path) ->
         decide_with(custom_bundle(tmp_path, rego))
 
 
+@pytest.mark.parametrize(
+    "condition",
+    ["100 / (count(input.subject_keys) - 1) >= 0", "to_number(input.purpose) >= 0"],
+    ids=["division-by-zero", "not-a-number"],
+)
+def test_a_built_in_error_in_a_deny_rule_denies_instead_of_switching_the_rule_off(
+    tmp_path: Path, condition: str
+) -> None:
+    # By default a built-in's error makes its expression undefined: the rule would quietly
+    # never deny, and every other rule's allow would stand. It must stop the decision.
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICIES, policies)
+    (policies / "doelpoort" / "extra.rego").write_text(
+        "package doelpoort.disclosure\n\nimport rego.v1\n\n"
+        f'deny contains "an extra rule of a policy author" if {{ {condition} }}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(PolicyEvaluationError, match="raised an error"):
+        decide_with(compile_bundle(policies))
+
+
 def test_conflicting_rule_values_are_an_evaluation_error(tmp_path: Path) -> None:
     rego = """
 package doelpoort.disclosure
