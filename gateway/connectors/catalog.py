@@ -17,9 +17,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.config_yaml import load_yaml
 from gateway.errors import ConfigurationError, UnknownDataset
 from gateway.ids import ID_PATTERN
 
@@ -269,25 +269,6 @@ class _PartnerModel(_Model):
 # ---------------------------------------------------------------------------
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate mapping keys (PyYAML keeps the last)."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
 _SECRET_KEY = re.compile(r"(secret|password|token)$", re.IGNORECASE)
 
 
@@ -364,17 +345,7 @@ def _build_dataset(partner_id: str, name: str, model: _DatasetModel, where: str)
 
 def _load_partner(path: Path) -> Partner:
     where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"{where}: cannot be read ({type(exc).__name__})") from exc
-    try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigurationError(f"{where}: {problem}{at}") from exc
+    document = load_yaml(path)
     if not isinstance(document, dict):
         raise ConfigurationError(f"{where}: must be a mapping with partner, name, roles, datasets")
     try:

@@ -21,8 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
+from gateway.config_yaml import load_yaml
 from gateway.connectors.catalog import CATEGORIES, DOMAINS, DatasetSpec
 from gateway.errors import ConfigurationError, DoelpoortError
 from gateway.ids import validate_id
@@ -90,10 +89,7 @@ class Register:
     @classmethod
     def load(cls, path: Path) -> Register:
         """Read and validate a register file. Raises ConfigurationError on any problem."""
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise ConfigurationError(f"{path}: cannot read the purpose register: {exc}") from exc
+        raw = load_yaml(path)
         try:
             return cls.from_mapping(raw)
         except ConfigurationError as exc:

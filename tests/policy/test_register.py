@@ -215,10 +215,22 @@ def test_a_bad_register_is_a_configuration_error(edit: Any, message: str) -> Non
 def test_a_bad_file_names_itself(tmp_path: Path) -> None:
     path = tmp_path / "register.yaml"
     path.write_text("purposes: [\n", encoding="utf-8")
-    with pytest.raises(ConfigurationError, match=r"register\.yaml"):
+    with pytest.raises(ConfigurationError, match=r"register\.yaml: .* at line 2$") as caught:
         Register.load(path)
+    assert "\n" not in caught.value.detail  # one line: `cannot start: …` prints it as is
     path.write_text("purposes: {x: {legal_basis: y}}\n", encoding="utf-8")
     with pytest.raises(ConfigurationError, match=r"register\.yaml: purpose x"):
+        Register.load(path)
+
+
+def test_a_key_given_twice_is_refused_not_overridden(tmp_path: Path) -> None:
+    # YAML loaders keep the last value: here the second op would release the BSN in clear.
+    text = (POLICIES / "register.yaml").read_text(encoding="utf-8")
+    op = "          bsn: pseudonymise\n"
+    assert op in text
+    path = tmp_path / "register.yaml"
+    path.write_text(text.replace(op, op + "          bsn: keep\n", 1), encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=r"register\.yaml: duplicate key 'bsn' at line"):
         Register.load(path)
 
 
