@@ -30,7 +30,7 @@ from gateway.metrics import Metrics
 from gateway.pki import PkiPaths
 from gateway.policy.bundle import compile_bundle
 from gateway.policy.engine import EmbeddedEngine, PolicyEngine
-from gateway.policy.register import Register
+from gateway.policy.register import REGISTER_FILE, Register
 from gateway.pseudonyms import PseudonymKeys, load_master_key
 from gateway.settings import Settings
 from gateway.signing import ReceiptSigner, load_signer
@@ -68,7 +68,11 @@ class Runtime:
             opened.push_async_callback(catalog.aclose)
             bundle = compile_bundle(settings.policies_dir)
             register = bundle.register  # the very register the policy was compiled with
-            register.check_against(catalog.datasets)
+            try:
+                register.check_against(catalog)
+            except ConfigurationError as exc:
+                register_file = settings.policies_dir / REGISTER_FILE
+                raise ConfigurationError(f"{register_file}: {exc.detail}") from exc
             pseudonyms = PseudonymKeys(load_master_key(settings.keys_dir))
             signer = _load_signer(settings.keys_dir)
             log_key = _load_log_key(settings.keys_dir)

@@ -155,6 +155,11 @@ def _ind_residence_ops(register: dict[str, Any]) -> dict[str, str]:
             r"purpose vertrek, dataset dji/detentoin: the connector catalog has no such dataset",
             id="unknown-dataset",
         ),
+        pytest.param(
+            lambda r: r["purposes"]["vertrek"].update(requester_roles=["loav"]),
+            r"purpose vertrek: no partner of the connector catalog holds role loav",
+            id="unknown-role",
+        ),
     ],
 )
 def test_a_register_that_does_not_fit_the_catalog_stops_start_up(
@@ -166,5 +171,5 @@ def test_a_register_that_does_not_fit_the_catalog_stops_start_up(
     policies = copy_tree("policies", tmp_path)
     _edit_register(policies, edit)
     settings = make_settings(_copy_of(set_up, tmp_path).var_dir, policies_dir=policies)
-    with pytest.raises(ConfigurationError, match=message):
+    with pytest.raises(ConfigurationError, match=r"register\.yaml: " + message):
         _start(settings)

@@ -10,7 +10,8 @@ nothing, ``pseudonym_categories: [identifiers]`` would quietly drop the identifi
 operator registry here. The datasets, field names and field types are the connector
 catalog's, so :meth:`Register.check_against` checks them against the catalog at start-up
 (a dataset the catalog lacks, a misspelled field, an op that does not suit its field's
-type); the engine checks every decision's ops again, since the policy makes them.
+type, a role no partner holds, a requester that is no partner); the engine checks every
+decision's ops again, since the policy makes them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from gateway.config_yaml import load_yaml
-from gateway.connectors.catalog import CATEGORIES, DOMAINS, DatasetSpec
+from gateway.connectors.catalog import CATEGORIES, DOMAINS, Catalog
 from gateway.errors import ConfigurationError, DoelpoortError
 from gateway.ids import validate_id
 from gateway.operators import parse_op, validate_op
@@ -108,18 +109,33 @@ class Register:
             )
         )
 
-    def check_against(self, datasets: Mapping[str, DatasetSpec]) -> None:
-        """Check every grant against the connector catalog's datasets (at start-up).
+    def check_against(self, catalog: Catalog) -> None:
+        """Check every purpose against the connector catalog (at start-up).
 
         Raises ConfigurationError naming purpose, dataset and field for a dataset the
         catalog does not hold, a field the dataset does not declare (the policy would
         silently leave it out) or an op that does not suit the field's type (it would
-        otherwise only surface as a 503 on a live request).
+        otherwise only surface as a 503 on a live request); and for a requester role no
+        partner holds or a named requester that is no partner (a misspelt one would
+        silently grant nothing).
         """
+        roles = {role for partner in catalog.partners.values() for role in partner.roles}
         for name, purpose in self.purposes.items():
+            for role in purpose.requester_roles:
+                if role not in roles:
+                    raise ConfigurationError(
+                        f"purpose {name}: no partner of the connector catalog holds role"
+                        f" {role} (roles: {', '.join(sorted(roles))})"
+                    )
             for dataset_id, grant in purpose.datasets.items():
                 where = f"purpose {name}, dataset {dataset_id}"
-                spec = datasets.get(dataset_id)
+                for requester in grant.requesters or ():
+                    if requester not in catalog.partners:
+                        raise ConfigurationError(
+                            f"{where}: requester {requester} is not a partner of the"
+                            " connector catalog"
+                        )
+                spec = catalog.datasets.get(dataset_id)
                 if spec is None:
                     raise ConfigurationError(f"{where}: the connector catalog has no such dataset")
                 for field, op in grant.field_ops.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 import yaml
 from policy_support import POLICIES, dataset_views
 
-from gateway.connectors.catalog import CATEGORIES, DOMAINS, Catalog, DatasetSpec
+from gateway.connectors.catalog import CATEGORIES, DOMAINS, Catalog
 from gateway.errors import ConfigurationError
 from gateway.policy import Register
 
@@ -238,8 +237,8 @@ def test_a_key_given_twice_is_refused_not_overridden(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def datasets() -> Mapping[str, DatasetSpec]:
-    return Catalog.load(POLICIES.parent / "connectors", POLICIES.parent / "var").datasets
+def catalog() -> Catalog:
+    return Catalog.load(POLICIES.parent / "connectors", POLICIES.parent / "var")
 
 
 def _grant_ops(raw: dict[str, Any], purpose: str, dataset: str) -> dict[str, str]:
@@ -247,14 +246,12 @@ def _grant_ops(raw: dict[str, Any], purpose: str, dataset: str) -> dict[str, str
     return ops
 
 
-def test_the_demo_register_fits_the_catalog(
-    register: Register, datasets: Mapping[str, DatasetSpec]
-) -> None:
-    register.check_against(datasets)
+def test_the_demo_register_fits_the_catalog(register: Register, catalog: Catalog) -> None:
+    register.check_against(catalog)
 
 
 def test_a_dataset_the_catalog_lacks_is_a_configuration_error(
-    datasets: Mapping[str, DatasetSpec],
+    catalog: Catalog,
 ) -> None:
     raw = copy.deepcopy(RAW)
     grants = raw["purposes"]["vertrek"]["datasets"]
@@ -263,11 +260,11 @@ def test_a_dataset_the_catalog_lacks_is_a_configuration_error(
         ConfigurationError,
         match=r"^purpose vertrek, dataset dji/detentoin: the connector catalog has no such",
     ):
-        Register.from_mapping(raw).check_against(datasets)
+        Register.from_mapping(raw).check_against(catalog)
 
 
 def test_a_field_the_dataset_lacks_is_a_configuration_error(
-    datasets: Mapping[str, DatasetSpec],
+    catalog: Catalog,
 ) -> None:
     raw = copy.deepcopy(RAW)
     _grant_ops(raw, "ct-assessment", "ind/residence")["nationalty"] = "keep"
@@ -275,7 +272,27 @@ def test_a_field_the_dataset_lacks_is_a_configuration_error(
         ConfigurationError,
         match=r"^purpose ct-assessment, dataset ind/residence: field nationalty is not a field",
     ):
-        Register.from_mapping(raw).check_against(datasets)
+        Register.from_mapping(raw).check_against(catalog)
+
+
+def test_a_role_no_partner_holds_is_a_configuration_error(catalog: Catalog) -> None:
+    raw = copy.deepcopy(RAW)
+    raw["purposes"]["tf-screening"]["requester_roles"] = ["fec-obliged-entty"]
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^purpose tf-screening: no partner of the connector catalog holds role fec-obl",
+    ):
+        Register.from_mapping(raw).check_against(catalog)
+
+
+def test_a_requester_that_is_no_partner_is_a_configuration_error(catalog: Catalog) -> None:
+    raw = copy.deepcopy(RAW)
+    raw["purposes"]["ct-assessment"]["datasets"]["aivd/ct-signals"]["requesters"] = ["politei"]
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^purpose ct-assessment, dataset aivd/ct-signals: requester politei is not a",
+    ):
+        Register.from_mapping(raw).check_against(catalog)
 
 
 @pytest.mark.parametrize(
@@ -287,12 +304,12 @@ def test_a_field_the_dataset_lacks_is_a_configuration_error(
     ],
 )
 def test_an_op_that_does_not_suit_the_field_type_is_a_configuration_error(
-    datasets: Mapping[str, DatasetSpec], field: str, op: str, problem: str
+    catalog: Catalog, field: str, op: str, problem: str
 ) -> None:
     raw = copy.deepcopy(RAW)
     _grant_ops(raw, "ct-assessment", "ind/residence")[field] = op
     with pytest.raises(ConfigurationError) as caught:
-        Register.from_mapping(raw).check_against(datasets)
+        Register.from_mapping(raw).check_against(catalog)
     assert str(caught.value).startswith(
         f"purpose ct-assessment, dataset ind/residence: field {field}: "
     )
