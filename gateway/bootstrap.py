@@ -10,20 +10,36 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from audit.keys import PRIVATE_KEY_FILE as LOG_KEY_FILE
 from audit.keys import load_or_create_log_key
 from gateway import demo_data
 from gateway.connectors.catalog import Catalog
+from gateway.errors import ConfigurationError
 from gateway.escrow import create_escrow_keys
 from gateway.pki import init_pki
-from gateway.pseudonyms import load_or_create_master_key
+from gateway.pseudonyms import MASTER_KEY_FILE, load_or_create_master_key
 from gateway.settings import Settings
-from gateway.signing import load_signer
+from gateway.signing import current_key_file, load_signer
 
 
 def create_keys(settings: Settings, echo: Callable[[str], None] = print) -> None:
     """Create the missing ones of the gateway's own keys: the pseudonymisation master
-    secret, the receipt signing key and the audit log key (production and development)."""
+    secret, the receipt signing key and the audit log key (production and development).
+
+    Only for a new deployment: once there is an audit log, a missing key is a lost one,
+    and a new one would change every pseudonym, fork the log's signatures or orphan every
+    receipt. Then nothing is created and the error says to restore it from a backup.
+    """
     echo(f"· keys in {settings.keys_dir}")
+    keys = settings.keys_dir
+    needed = (keys / MASTER_KEY_FILE, keys / LOG_KEY_FILE, current_key_file(keys))
+    lost = [path for path in needed if not path.exists()]
+    if lost and settings.audit_db_path.exists():
+        raise ConfigurationError(
+            f"{', '.join(map(str, lost))} missing, but this deployment already has an audit"
+            f" log ({settings.audit_db_path}): restore the key from a backup. A new one would"
+            " change every pseudonym, fork the log's signatures or orphan every receipt."
+        )
     before = _files(settings.keys_dir)
     load_or_create_master_key(settings.keys_dir)
     load_signer(settings.keys_dir)

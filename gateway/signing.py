@@ -125,6 +125,11 @@ def _receipts_dir(keys_dir: Path) -> Path:
     return keys_dir / "receipts"
 
 
+def current_key_file(keys_dir: Path) -> Path:
+    """The file naming the key that signs (its absence: no receipt key yet)."""
+    return _receipts_dir(keys_dir) / _CURRENT
+
+
 def rotate_signing_key(keys_dir: Path) -> str:
     """Create a new Ed25519 key, make it current, keep the old one as retired."""
     directory = _receipts_dir(keys_dir)
@@ -139,7 +144,7 @@ def rotate_signing_key(keys_dir: Path) -> str:
 def load_signer(keys_dir: Path, *, create: bool = True) -> ReceiptSigner:
     """Load the receipt keys, creating the first one when ``create`` is set."""
     directory = _receipts_dir(keys_dir)
-    current_file = directory / _CURRENT
+    current_file = current_key_file(keys_dir)
     if not current_file.exists():
         if not create:
             raise SigningError("no receipt signing key; run `doelpoort keys rotate`")

@@ -150,6 +150,28 @@ def test_demo_without_a_gateway_says_how_to_start_one(tmp_path: Path) -> None:
     assert "make run" in "\n".join(lines)
 
 
+@pytest.mark.parametrize("command", ["setup", "keys init"])
+@pytest.mark.parametrize("key", ["master.key", "audit-log.key", "receipts/current"])
+def test_a_lost_key_of_a_deployment_with_an_audit_log_is_not_replaced(
+    tmp_path: Path, command: str, key: str
+) -> None:
+    # A new master key would change every pseudonym, a new log key fork the log's
+    # signatures, a new receipt key orphan every receipt: restored from a backup, or not.
+    var = tmp_path / "var"
+    assert runner.invoke(app, ["setup", "--var-dir", str(var)]).exit_code == 0
+    make_settings(var).audit_db_path.write_bytes(b"")  # the deployment has served
+    lost = var / "keys" / key
+    lost.unlink()
+    public_log_key = (var / "keys" / "audit-log.pub").read_bytes()
+    result = runner.invoke(app, [*command.split(), "--var-dir", str(var)])
+    assert result.exit_code == 1
+    assert str(lost) in result.output
+    assert "backup" in result.output
+    assert "Traceback" not in result.output
+    assert not lost.exists()
+    assert (var / "keys" / "audit-log.pub").read_bytes() == public_log_key
+
+
 def test_keys_init_creates_only_missing_keys(tmp_path: Path) -> None:
     var = tmp_path / "var"
     first = runner.invoke(app, ["keys", "init", "--var-dir", str(var)])
