@@ -134,6 +134,8 @@ def init_pki(
     report = PkiReport()
     ca_cert, ca_key = _ensure_ca(paths, now, report)
     issuer = _Issuer(ca_cert, ca_key)
+    if paths.ca_cert not in report.created and not paths.crl.exists():
+        raise _missing_crl(paths)  # a new one would drop every revocation
 
     if _ensure_pair(paths.server_cert, paths.server_key, "the server certificate", report):
         _issue(issuer, paths.server_cert, paths.server_key, _server_profile(hosts), now)
@@ -364,10 +366,21 @@ class _Crl(NamedTuple):
     next_update: datetime | None
 
 
+def _missing_crl(paths: PkiPaths) -> ConfigurationError:
+    return ConfigurationError(
+        f"the CRL {paths.crl} is missing, but its CA exists: the revocations it held"
+        " cannot be rebuilt. Restore it from a backup."
+    )
+
+
 def _read_crl(paths: PkiPaths, issuer: _Issuer) -> _Crl:
-    """The CRL's entries, number and next update; an absent CRL is empty with number 0."""
+    """The CRL's entries, number and next update.
+
+    An absent CRL is an error, not an empty one: it is made with the CA, and the
+    revocations it held cannot be rebuilt from anything else.
+    """
     if not paths.crl.exists():
-        return _Crl([], 0, None)
+        raise _missing_crl(paths)
     try:
         crl = x509.load_pem_x509_crl(paths.crl.read_bytes())
     except ValueError as exc:

@@ -203,6 +203,19 @@ def test_init_refreshes_a_crl_near_expiry_and_keeps_its_revocations(tmp_path: Pa
     assert crl.next_update_utc == late + CRL_VALIDITY
 
 
+def test_a_lost_crl_is_not_replaced_by_an_empty_one(tmp_path: Path) -> None:
+    # Its revocations cannot be rebuilt: a new CRL would let revoked partners back in.
+    init_pki(tmp_path, PARTNERS, now=NOW)
+    paths = PkiPaths(tmp_path)
+    revoke(tmp_path, "politie", now=NOW)
+    paths.crl.unlink()
+    with pytest.raises(ConfigurationError, match=r"CRL .* is missing.*backup"):
+        init_pki(tmp_path, PARTNERS, now=NOW)
+    with pytest.raises(ConfigurationError, match=r"CRL .* is missing.*backup"):
+        revoke(tmp_path, "kmar", now=NOW)
+    assert not paths.crl.exists()
+
+
 def test_missing_ca_with_leftover_certificates_is_an_error(tmp_path: Path) -> None:
     init_pki(tmp_path, PARTNERS, now=NOW)
     paths = PkiPaths(tmp_path)
