@@ -133,6 +133,7 @@ SELECT_LAST_ENTRY = (
 )
 SELECT_CHECKPOINTS = "SELECT size, root, note, created_at FROM checkpoints ORDER BY size"
 SELECT_LATEST_CHECKPOINT = "SELECT size, root FROM checkpoints ORDER BY size DESC LIMIT 1"
+SELECT_LATEST_NOTE = "SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1"
 
 
 BUSY_TIMEOUT_MS = 5000

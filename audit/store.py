@@ -62,13 +62,15 @@ from audit._schema import (
     SELECT_ENTRIES,
     SELECT_LAST_ENTRY,
     SELECT_LATEST_CHECKPOINT,
+    SELECT_LATEST_NOTE,
     create_writer_engine,
     driver_connection,
     insert_entries,
     lock_writer,
 )
-from audit.checkpoint import Checkpoint, sign_checkpoint
+from audit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from audit.entry import GENESIS_PREV, AuditRecord, StoredEscrow, entry_leaf_hash
+from audit.errors import CheckpointError
 from audit.hasher import EMPTY_ROOT
 from audit.tree import CompactRange
 from gateway.clock import Clock, rfc3339_micro, utc_now
@@ -214,6 +216,7 @@ class AuditStore:
         conn.isolation_level = None  # transactions are explicit: BEGIN IMMEDIATE … COMMIT
         try:
             state = _load_state(conn)
+            _check_signer(conn, log_key, origin, key_name, path)
         except BaseException:
             close_connection()
             raise
@@ -612,6 +615,24 @@ def _load_state(conn: sqlite3.Connection) -> _LogState:
     if checkpoint_size > size:
         raise _inconsistent(size + 1)
     return _LogState(last_leaf, tree, checkpoint_size)
+
+
+def _check_signer(
+    conn: sqlite3.Connection, log_key: Ed25519PrivateKey, origin: str, key_name: str, path: Path
+) -> None:
+    """Refuse a log whose latest checkpoint this deployment did not sign: appending to
+    another deployment's log (or one signed by a replaced key) would fork it."""
+    row = conn.execute(SELECT_LATEST_NOTE).fetchone()
+    if row is None:
+        return
+    try:
+        open_checkpoint(row[0], key_name, log_key.public_key(), origin)
+    except CheckpointError as exc:
+        raise AuditError(
+            f"the audit log {path} is not this deployment's: its latest checkpoint is not"
+            f" signed by this deployment's log key for {origin} ({exc}). Appending would fork"
+            " it: restore the right log key, or move the log away to start a new one."
+        ) from exc
 
 
 def _match_state(conn: sqlite3.Connection, possible: Sequence[_LogState]) -> _LogState | None:

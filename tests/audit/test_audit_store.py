@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from audit_support import (
+    KEY_NAME,
     ORIGIN,
     FakeClock,
     attack,
@@ -460,6 +461,18 @@ def test_open_refuses_a_log_shorter_than_its_checkpoint(db: Path, key: Ed25519Pr
     attack(db, "DELETE FROM entries WHERE seq = 4")
     with pytest.raises(AuditError, match="near seq 4"):
         AuditStore.open(db, log_key=key, origin=ORIGIN, key_name="k")
+
+
+def test_open_refuses_the_log_of_another_deployment(db: Path, key: Ed25519PrivateKey) -> None:
+    # Appending under another key would fork the log: none of it would verify any more.
+    write_log(db, key, 4)
+    other = Ed25519PrivateKey.generate()
+    with pytest.raises(AuditError, match="not this deployment's"):
+        AuditStore.open(db, log_key=other, origin=ORIGIN, key_name=KEY_NAME)
+    with pytest.raises(AuditError, match="not this deployment's"):
+        AuditStore.open(db, log_key=key, origin="elsewhere.example/audit", key_name=KEY_NAME)
+    with open_store(db, key) as store:  # its own deployment opens it as before
+        assert store.size == 4
 
 
 def test_reader_never_creates_a_database(tmp_path: Path) -> None:
