@@ -28,6 +28,9 @@ checkpoint** is one the DPO kept elsewhere. The log must hold at least its size 
 first missing seq, size + 1, is bad: the tail was truncated) and have its root at that
 size. When the root differs, the first bad seq is the first entry after the largest
 stored checkpoint below the trusted size that matches the entries (1 if there is none).
+When the entries do match, the log must still store a signed checkpoint at least that
+large, since the DPO took the trusted one from there; else one was removed, and the first
+bad seq is the first entry after the latest stored one.
 If a stored checkpoint at or above the trusted size also matches the entries, the log key
 signed two different histories (someone else holds it, or the gateway kept writing to a
 restored older copy of its log): no stored signature can be relied on, and the first bad
@@ -140,9 +143,19 @@ def verify_log(
                     f"holds: got {count}, want {beyond[0]}",
                 )
             )
+    latest = signed[-1][0] if signed else 0
     if pinned is not None:
         problems.extend(_check_trusted(pinned, walk))
-    latest = signed[-1][0] if signed else 0
+        if not problems and latest < pinned.size:
+            # The entries match the trusted checkpoint, which the DPO took from this
+            # log's stored ones: one it held is gone.
+            problems.append(
+                _Problem(
+                    latest + 1,
+                    f"the log's signed checkpoints end at size {latest}, below the trusted "
+                    f"checkpoint at size {pinned.size}: a checkpoint it held was removed",
+                )
+            )
     covered = max(latest, pinned.size if pinned else 0)
     if count > 0 and covered == 0 and checkpoint_problem is None:
         problems.append(

@@ -433,6 +433,21 @@ def test_rewrite_with_later_checkpoints_deleted_blames_after_the_last_that_agree
     assert "root got" in failed.reason
 
 
+@pytest.mark.parametrize("smallest_deleted", [20, 15, 0], ids=["latest", "two", "all"])
+def test_a_checkpoint_removed_from_below_the_trusted_one_is_caught(
+    db: Path, key: Ed25519PrivateKey, smallest_deleted: int
+) -> None:
+    # The entries still match the DPO's checkpoint, but the log once held a checkpoint at
+    # its size (the DPO took it from there) and now does not: it was removed.
+    trusted = stored_note(db, 20)
+    attack(db, "DELETE FROM checkpoints WHERE size >= ?", smallest_deleted)
+    with AuditReader(db) as reader:
+        latest = max((c.size for c in reader.checkpoints()), default=0)
+    failed = first_bad_trusted(db, key, trusted)
+    assert failed.first_bad_seq == latest + 1
+    assert "was removed" in failed.reason
+
+
 def test_rewrite_with_every_checkpoint_deleted_against_a_trusted_one(
     db: Path, key: Ed25519PrivateKey
 ) -> None:
