@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,14 +21,20 @@ if TYPE_CHECKING:
 
 
 class _ReportErrors(TyperGroup):
-    """Every command's Doelpoort error (a missing key, an unknown partner, a bad setting)
-    ends as its message and exit status 1, not a traceback."""
+    """Every command's Doelpoort error (a missing key, an unknown partner, a bad setting),
+    and an operating system or SQLite error about the state it works on, ends as one line
+    and exit status 1, not a traceback."""
 
     def invoke(self, ctx: Any) -> Any:  # Typer's own (vendored) click.Context
         try:
             return super().invoke(ctx)
         except DoelpoortError as exc:
             raise _fail(str(exc)) from exc
+        except OSError as exc:  # a path that is missing, a file, unreadable …: say which
+            where = f": {exc.filename}" if exc.filename else ""
+            raise _fail(f"{exc.strerror or type(exc).__name__}{where}") from exc
+        except sqlite3.DatabaseError as exc:  # not SQLite at all, truncated, no tables …
+            raise _fail(f"the audit database cannot be read: {exc}") from exc
 
 
 app = typer.Typer(
@@ -404,7 +411,9 @@ def audit_checkpoint(
 
 @audit_app.command("reidentify")
 def audit_reidentify(
-    seq: Annotated[int, typer.Argument(min=1, help="The audit entry's sequence number.")],
+    seq: Annotated[
+        int, typer.Argument(min=1, max=2**63 - 1, help="The audit entry's sequence number.")
+    ],
     key: Annotated[
         Path,
         typer.Option("--key", help="The DPO's private escrow key.", dir_okay=False),

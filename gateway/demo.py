@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from gateway.demo_data import subjects_path
+from gateway.errors import ConfigurationError
 from gateway.escrow import PRIVATE_KEY_FILE
 from gateway.pki import PkiPaths
 from gateway.settings import Settings
@@ -37,9 +38,15 @@ class Step:
 
 
 def load_subjects(settings: Settings) -> dict[str, dict[str, str]]:
+    """The synthetic subjects `doelpoort setup` wrote, by name."""
     path = subjects_path(settings.var_dir)
-    data: dict[str, Any] = json.loads(path.read_text())
-    return {name: entry["subject"] for name, entry in data["subjects"].items()}
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return {name: entry["subject"] for name, entry in data["subjects"].items()}
+    except (OSError, ValueError, LookupError, TypeError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"no synthetic demo subjects in {path} ({type(exc).__name__}): run `doelpoort setup`"
+        ) from exc
 
 
 STEPS = [
@@ -148,6 +155,9 @@ async def run_demo(settings: Settings, base_url: str, echo: Echo = print) -> int
         except httpx.TransportError as exc:
             echo(f"Cannot reach the gateway at {base_url} ({type(exc).__name__}).")
             echo("Start it first with `make run`.")
+            return 2
+        except ValueError:
+            echo(f"The server at {base_url} did not answer as a Doelpoort gateway.")
             return 2
     echo("Doelpoort demo — every partner, subject and record here is synthetic.\n")
     escrowed: int | None = None  # an audit entry whose dataset released pseudonyms

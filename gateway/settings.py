@@ -79,6 +79,15 @@ class Settings:
             connectors_dir=Path(env.get("DOELPOORT_CONNECTORS_DIR", base.connectors_dir)),
             var_dir=Path(env.get("DOELPOORT_VAR_DIR", base.var_dir)),
             host=env.get("DOELPOORT_HOST", base.host),
-            port=int(env.get("DOELPOORT_PORT", base.port)),
+            port=_port(env.get("DOELPOORT_PORT"), base.port),
             proxy_socket=Path(socket) if (socket := env.get("DOELPOORT_PROXY_SOCKET")) else None,
         )
+
+
+def _port(value: str | None, default: int) -> int:
+    """A TCP port from the environment (0: any free one)."""
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) > 65535:
+        raise ConfigurationError("DOELPOORT_PORT must be a port number from 0 to 65535")
+    return int(value)

@@ -7,14 +7,18 @@ import json
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gateway_support import Deployment, make_settings, running_gateway
 from typer.testing import CliRunner
 
+from audit.keys import load_log_key
 from audit.reader import AuditReader
+from audit.store import AuditStore
 from gateway._cli import app
 from gateway.demo import run_demo
+from gateway.runtime import LOG_KEY_NAME
 
 runner = CliRunner()
 
@@ -65,6 +69,57 @@ def test_a_command_that_cannot_run_says_why_without_a_traceback(
     assert result.exit_code == 1
     assert str(empty) in result.output
     assert "Traceback" not in result.output
+
+
+def _not_a_database(var: Path) -> list[str]:
+    make_settings(var).audit_db_path.write_bytes(b"not a database, just bytes" * 100)
+    return ["audit", "verify", "--var-dir", str(var)]
+
+
+def _var_dir_is_a_file(var: Path) -> list[str]:
+    (var.parent / "a-file").write_text("x")
+    return ["keys", "rotate", "--var-dir", str(var.parent / "a-file")]
+
+
+def _seq_beyond_sqlite(var: Path) -> list[str]:
+    settings = make_settings(var)
+    AuditStore.open(
+        settings.audit_db_path,
+        log_key=load_log_key(settings.keys_dir),
+        origin=settings.origin,
+        key_name=LOG_KEY_NAME,
+    ).close()
+    key = str(var / "dpo" / "escrow.key")
+    return ["audit", "reidentify", str(2**64), "--key", key, "--var-dir", str(var)]
+
+
+def _demo_without_subjects(var: Path) -> list[str]:
+    (var / "demo" / "subjects.json").write_bytes(b"\xff\xfe not json")
+    return ["demo", "--var-dir", str(var), "--url", "https://127.0.0.1:9"]
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [_not_a_database, _var_dir_is_a_file, _seq_beyond_sqlite, _demo_without_subjects],
+    ids=lambda f: f.__name__,
+)
+def test_bad_state_or_arguments_get_a_message_not_a_traceback(tmp_path: Path, broken: Any) -> None:
+    var = tmp_path / "var"
+    assert runner.invoke(app, ["setup", "--var-dir", str(var)]).exit_code == 0
+    result = runner.invoke(app, broken(var))
+    assert result.exit_code in (1, 2), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+
+
+def test_a_bad_environment_setting_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOELPOORT_PORT", "abc")
+    result = runner.invoke(app, ["audit", "verify", "--var-dir", str(tmp_path / "var")])
+    assert result.exit_code == 1
+    assert "DOELPOORT_PORT" in result.output
+    assert isinstance(result.exception, SystemExit)
 
 
 def test_an_audit_url_is_refused_rather_than_ignored(
