@@ -11,7 +11,8 @@ from gateway_support import Deployment
 from opentelemetry import trace
 
 JUSTIFICATION = "privacy scan: the synthetic subject Fictief Persoon was seen in Utrecht"
-BENCH_LIKE = {"purpose": "ct-assessment", "case_ref": "CTI-2026-0778", "justification": "test"}
+# A ct-assessment request without its subject (the telemetry test adds one).
+CT_REQUEST = {"purpose": "ct-assessment", "case_ref": "CTI-2026-0778", "justification": "test"}
 SERVER_LOGGERS = ("doelpoort", "gateway", "audit", "uvicorn", "regopy")
 
 
@@ -120,7 +121,7 @@ def test_the_frameworks_telemetry_stays_off_when_an_operator_installs_openteleme
     provider = RecordingTracerProvider()
     monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
     subject = gateway.subjects["ct_subject"]
-    ok = gateway.disclose("politie", {**BENCH_LIKE, "subject": subject})
-    invalid = gateway.disclose("politie", {**BENCH_LIKE, "subject": {"bsn": "123456789"}})
+    ok = gateway.disclose("politie", {**CT_REQUEST, "subject": subject})
+    invalid = gateway.disclose("politie", {**CT_REQUEST, "subject": {"bsn": "123456789"}})
     assert (ok.status_code, invalid.status_code) == (200, 422)
     assert provider.asked_by == []
