@@ -1,15 +1,30 @@
 # Doelpoort — the two commands a newcomer needs are `make run` and `make test`.
+#
+# Everything is installed from the committed lock: the uv in requirements-uv.txt (pinned
+# by hash) installs exactly what uv.lock holds into .venv, so a fresh clone gets the same
+# versions next month as today. Moving to newer versions is `make upgrade`, a deliberate
+# step that rewrites the lock and runs the whole suite before it is committed.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+UV_DIR := .uv
+UV     := $(UV_DIR)/bin/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt bench demo clean
+# uv uses the machine's Python (never downloads one) and keeps its cache out of the tree.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+.PHONY: run test lint fmt bench demo upgrade clean
+
+$(UV): requirements-uv.txt
+	$(PYTHON) -m venv $(UV_DIR)
+	$(UV_DIR)/bin/pip install --quiet --disable-pip-version-check --require-hashes \
+		--no-deps -r requirements-uv.txt
+	touch $(UV)
+
+$(STAMP): $(UV) uv.lock pyproject.toml
+	$(UV) sync --locked --python $(PYTHON) --quiet
 	touch $(STAMP)
 
 ## run: set up everything under var/ (PKI, keys, demo data) and serve https://127.0.0.1:8443
@@ -20,7 +35,7 @@ run: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
-## lint: ruff (format + lint) and mypy strict
+## lint: ruff (format + lint), mypy strict
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
@@ -29,6 +44,16 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## upgrade: move uv.lock (and the pinned uv) to the newest allowed versions, then the suite
+upgrade: $(UV)
+	echo "uv" | $(UV) pip compile - --generate-hashes --no-header --quiet \
+		--python-version 3.11 -o requirements-uv.new
+	{ sed -n '1,2p' requirements-uv.txt; cat requirements-uv.new; } > requirements-uv.txt
+	rm requirements-uv.new
+	$(UV) lock --upgrade
+	$(MAKE) test
+	@echo "review 'git diff uv.lock requirements-uv.txt', then commit them with the suite green"
 
 ## bench: SPEC §10 figures in one run
 bench: $(STAMP)
@@ -39,4 +64,4 @@ demo: $(STAMP)
 	$(BIN)/doelpoort demo
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(UV_DIR) var .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

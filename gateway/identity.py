@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Literal, TypeAlias
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.x509.oid import PublicKeyAlgorithmOID
 
 from gateway.clock import utc_now
 from gateway.errors import ConfigurationError
@@ -96,13 +97,13 @@ def identity_from_der(der: bytes) -> PeerIdentity | None:
     return None
 
 
-# Key types that can sign a CRL (cryptography's CertificateIssuerPublicKeyTypes).
+# Key types a partner CA may sign its CRL with. Not DSA: no current TLS stack issues it,
+# cryptography deprecates it, and a CA with such a key is refused at start-up.
 _ISSUER_KEY_TYPES = (
     ec.EllipticCurvePublicKey,
     rsa.RSAPublicKey,
     ed25519.Ed25519PublicKey,
     ed448.Ed448PublicKey,
-    dsa.DSAPublicKey,
 )
 
 
@@ -127,6 +128,9 @@ class RevocationList:
             self._ca = x509.load_pem_x509_certificate(Path(ca_cert_path).read_bytes())
         except (OSError, ValueError) as exc:
             raise ConfigurationError("the partner CA certificate cannot be read") from exc
+        if self._ca.public_key_algorithm_oid == PublicKeyAlgorithmOID.DSA:
+            # Checked before the key is touched: cryptography deprecates DSA keys.
+            raise ConfigurationError("the partner CA has a DSA key; use an EC (or RSA) CA")
         self._lock = threading.Lock()
         self._failing = False
         self._loaded: _LoadedCrl | None = self._load()

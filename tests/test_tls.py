@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import shutil
 import socket
 import ssl
+import subprocess
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -384,6 +386,21 @@ def test_revocation_list_fails_closed(
 
     with pytest.raises(ConfigurationError):
         RevocationList(other_paths.crl, paths.ca_cert)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_a_partner_ca_with_a_dsa_key_is_refused(tmp_path: Path, paths: PkiPaths) -> None:
+    # cryptography deprecates DSA, so the CA is made by the openssl command; the refusal
+    # names the key type and raises no deprecation warning (filterwarnings = error).
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    openssl("dsaparam", "-out", "params.pem", "2048")
+    openssl("gendsa", "-out", "ca.key", "params.pem")
+    openssl("req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=Synthetic DSA CA",
+            "-days", "30", "-out", "ca.pem")  # fmt: skip
+    with pytest.raises(ConfigurationError, match="DSA key"):
+        RevocationList(paths.crl, tmp_path / "ca.pem")
 
 
 def _self_signed(sans: list[x509.GeneralName]) -> bytes:
