@@ -13,14 +13,13 @@ docs/data-model.md, section "Audit log". Modules, one concept each:
 
 from audit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from audit.entry import AuditRecord, leaf_bytes
-from audit.errors import AuditIntegrityError, AuditVerificationError, CheckpointError
-from audit.keys import load_log_public_key, load_or_create_log_key
+from audit.errors import AuditVerificationError, CheckpointError, VerificationError
+from audit.keys import load_log_public_key
 from audit.reader import AuditReader, StoredCheckpoint, StoredEntry
 from audit.store import AuditStore
 from audit.verify import VerifyReport, verify_log
 
 __all__ = [
-    "AuditIntegrityError",
     "AuditReader",
     "AuditRecord",
     "AuditStore",
@@ -29,10 +28,10 @@ __all__ = [
     "CheckpointError",
     "StoredCheckpoint",
     "StoredEntry",
+    "VerificationError",
     "VerifyReport",
     "leaf_bytes",
     "load_log_public_key",
-    "load_or_create_log_key",
     "open_checkpoint",
     "sign_checkpoint",
     "verify_log",

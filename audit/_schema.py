@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from gateway.errors import AuditError
+from audit.errors import AuditError
 
 FILTER_FIELDS = ("time", "requester", "provider", "dataset", "purpose", "decision")
 """Body fields mirrored as generated columns for the DPO's filters."""

@@ -15,7 +15,7 @@ from audit._schema import (
     create_reader_engine,
     driver_connection,
 )
-from gateway.errors import AuditError
+from audit.errors import AuditError
 
 FETCH_ROWS = 4096
 

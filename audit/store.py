@@ -69,12 +69,11 @@ from audit._schema import (
     lock_writer,
 )
 from audit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from audit.clock import Clock, rfc3339_micro, utc_now
 from audit.entry import GENESIS_PREV, AuditRecord, StoredEscrow, entry_leaf_hash
-from audit.errors import CheckpointError
+from audit.errors import AuditError, CheckpointError
 from audit.hasher import EMPTY_ROOT
 from audit.tree import CompactRange
-from gateway.clock import Clock, rfc3339_micro, utc_now
-from gateway.errors import AuditError
 
 __all__ = ["AuditStore"]
 
@@ -131,7 +130,6 @@ class AuditStore:
         *,
         log_key: Ed25519PrivateKey,
         origin: str,
-        key_name: str,
         checkpoint_every: int,
         checkpoint_interval_s: float,
         clock: Callable[[], float],
@@ -142,7 +140,6 @@ class AuditStore:
         self._state = state
         self._log_key = log_key
         self._origin = origin
-        self._key_name = key_name
         self._checkpoint_every = checkpoint_every
         self._checkpoint_interval_s = checkpoint_interval_s
         self._clock = clock
@@ -177,7 +174,6 @@ class AuditStore:
         *,
         log_key: Ed25519PrivateKey,
         origin: str,
-        key_name: str,
         checkpoint_every: int = 1000,
         checkpoint_interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -194,7 +190,7 @@ class AuditStore:
             raise ValueError("checkpoint_every and checkpoint_interval_s must be positive")
         # Sign one note (not stored), so a bad origin or key name fails here and not at
         # the first checkpoint, which would fail every batch that carries it.
-        sign_checkpoint(Checkpoint(origin=origin, size=0, root=EMPTY_ROOT), key_name, log_key)
+        sign_checkpoint(Checkpoint(origin=origin, size=0, root=EMPTY_ROOT), origin, log_key)
         lock = lock_writer(path)
         try:
             engine = create_writer_engine(path)
@@ -216,7 +212,7 @@ class AuditStore:
         conn.isolation_level = None  # transactions are explicit: BEGIN IMMEDIATE … COMMIT
         try:
             state = _load_state(conn)
-            _check_signer(conn, log_key, origin, key_name, path)
+            _check_signer(conn, log_key, origin, path)
         except BaseException:
             close_connection()
             raise
@@ -226,7 +222,6 @@ class AuditStore:
             state,
             log_key=log_key,
             origin=origin,
-            key_name=key_name,
             checkpoint_every=checkpoint_every,
             checkpoint_interval_s=checkpoint_interval_s,
             clock=clock,
@@ -492,7 +487,7 @@ class AuditStore:
 
     def _checkpoint_row(self, tree: CompactRange) -> CheckpointRow:
         cp = Checkpoint(origin=self._origin, size=tree.size, root=tree.root())
-        note = sign_checkpoint(cp, self._key_name, self._log_key)
+        note = sign_checkpoint(cp, self._origin, self._log_key)  # key name = origin
         return (cp.size, cp.root, note, rfc3339_micro(self._now()))
 
     def _prepare_checkpoint(self, *, force: bool) -> _Prepared | None:
@@ -618,7 +613,7 @@ def _load_state(conn: sqlite3.Connection) -> _LogState:
 
 
 def _check_signer(
-    conn: sqlite3.Connection, log_key: Ed25519PrivateKey, origin: str, key_name: str, path: Path
+    conn: sqlite3.Connection, log_key: Ed25519PrivateKey, origin: str, path: Path
 ) -> None:
     """Refuse a log whose latest checkpoint this deployment did not sign: appending to
     another deployment's log (or one signed by a replaced key) would fork it."""
@@ -626,7 +621,7 @@ def _check_signer(
     if row is None:
         return
     try:
-        open_checkpoint(row[0], key_name, log_key.public_key(), origin)
+        open_checkpoint(row[0], origin, log_key.public_key(), origin)
     except CheckpointError as exc:
         raise AuditError(
             f"the audit log {path} is not this deployment's: its latest checkpoint is not"

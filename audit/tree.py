@@ -1,15 +1,14 @@
-"""The Merkle tree over the audit entries: a compact range and a reference tree.
+"""The Merkle tree over the audit entries, as a compact range.
 
 `CompactRange` holds, for a tree of size n, the roots of the perfect subtrees that make
 up the range [0, n) — one per set bit of n, largest first — so appending a leaf merges at
 most log2(n) of them (amortised one) and the root folds them right to left. It is what
-the store keeps in memory and what verify recomputes. `reference_root` is the definition
-from RFC 9162 §2.1.1, written as plainly as possible for the tests to compare against.
+the store keeps in memory and what verify recomputes; the tests hold it to a plain
+reference tree (tests/audit/reference_tree.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from hashlib import sha256
 
 from audit.hasher import EMPTY_ROOT, NODE_PREFIX, node_hash
@@ -58,20 +57,3 @@ class CompactRange:
         clone._hashes = list(self._hashes)
         clone._size = self._size
         return clone
-
-
-def reference_root(leaves: Sequence[bytes]) -> bytes:
-    """Merkle Tree Hash of the given leaf hashes, straight from RFC 9162 §2.1.1.
-
-    Takes leaf *hashes* (not leaf data), splits at the largest power of two smaller than
-    n, and recurses. For tests only.
-    """
-    n = len(leaves)
-    if n == 0:
-        return EMPTY_ROOT
-    if n == 1:
-        return leaves[0]
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return node_hash(reference_root(leaves[:k]), reference_root(leaves[k:]))

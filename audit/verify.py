@@ -109,7 +109,6 @@ def verify_log(
     public_key: Ed25519PublicKey,
     *,
     origin: str,
-    key_name: str,
     trusted: str | None = None,
     max_uncovered: int | None = None,
     clock: Callable[[], float] = time.perf_counter,
@@ -125,11 +124,11 @@ def verify_log(
     """
     if max_uncovered is not None and max_uncovered < 0:
         raise ValueError("max_uncovered must not be negative")
-    pinned = _open_trusted(trusted, public_key, origin, key_name)
+    pinned = _open_trusted(trusted, public_key, origin)
     started = clock()
     # Checkpoints first: entries read afterwards can only be more, never fewer.
     stored = reader.checkpoints()
-    signed, checkpoint_problem = _open_checkpoints(stored, public_key, origin, key_name)
+    signed, checkpoint_problem = _open_checkpoints(stored, public_key, origin)
     walk = _walk(reader.iter_rows(), signed, pinned.size if pinned else 0)
     count = walk.count
     problems = [p for p in (checkpoint_problem, walk.problem) if p is not None]
@@ -192,12 +191,12 @@ def verify_log(
 
 
 def _open_trusted(
-    trusted: str | None, public_key: Ed25519PublicKey, origin: str, key_name: str
+    trusted: str | None, public_key: Ed25519PublicKey, origin: str
 ) -> Checkpoint | None:
     if trusted is None:
         return None
     try:
-        return open_checkpoint(trusted, key_name, public_key, origin)
+        return open_checkpoint(trusted, origin, public_key, origin)
     except CheckpointError as exc:
         raise CheckpointError(f"the trusted checkpoint: {exc.detail}") from exc
 
@@ -246,14 +245,13 @@ def _open_checkpoints(
     stored: list[StoredCheckpoint],
     public_key: Ed25519PublicKey,
     origin: str,
-    key_name: str,
 ) -> tuple[list[tuple[int, bytes]], _Problem | None]:
     """The checkpoints that verify, smallest first, up to the first one that does not."""
     signed: list[tuple[int, bytes]] = []
     for row in stored:
         good = signed[-1][0] if signed else 0
         try:
-            cp = open_checkpoint(row.note, key_name, public_key, origin)
+            cp = open_checkpoint(row.note, origin, public_key, origin)
         except CheckpointError as exc:
             return signed, _Problem(good + 1, f"checkpoint at size {row.size}: {exc.detail}")
         if cp.size != row.size or cp.root != row.root:

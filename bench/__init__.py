@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gateway.demo import load_subjects
+from gateway.dev.demo import load_subjects
 from gateway.settings import Settings
 
 REQUESTER = "politie"

@@ -37,10 +37,11 @@ from bench.load import Target, fixed_rate, throughput
 from bench.pipeline import measure_pipeline
 from bench.verify import fill_log, time_verify
 from gateway.app import create_app
-from gateway.bootstrap import bootstrap
-from gateway.pki import PkiPaths
+from gateway.dev.bootstrap import bootstrap
 from gateway.settings import Settings
-from gateway.tls import ServerThread, build_server
+from gateway.transport.pki_paths import PkiPaths
+from gateway.transport.tls import build_server
+from tests.server_thread import ServerThread
 
 
 def _bare_app(response_body: bytes) -> FastAPI:

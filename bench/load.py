@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.tls import client_ssl_context
+from gateway.transport.tls import client_ssl_context
 
 
 @dataclass(frozen=True)

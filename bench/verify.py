@@ -5,14 +5,22 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from audit.entry import AuditRecord
-from audit.keys import load_log_public_key, load_or_create_log_key
+from audit.keys import load_log_public_key
 from audit.reader import AuditReader
 from audit.store import AuditStore
 from audit.verify import VerifyReport, verify_log
+from gateway.keys import create_log_key, load_log_key
 
 ORIGIN = "bench.doelpoort.local/audit"
-KEY_NAME = "doelpoort-bench"
+
+
+def log_key(keys_dir: Path) -> Ed25519PrivateKey:
+    """The log key in ``keys_dir``, created on first use."""
+    create_log_key(keys_dir)
+    return load_log_key(keys_dir)
 
 
 def _record(i: int) -> AuditRecord:
@@ -68,9 +76,7 @@ def _record(i: int) -> AuditRecord:
 def fill_log(directory: Path, entries: int, batch: int = 2_000) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     db = directory / "audit.sqlite3"
-    store = AuditStore.open(
-        db, log_key=load_or_create_log_key(directory), origin=ORIGIN, key_name=KEY_NAME
-    )
+    store = AuditStore.open(db, log_key=log_key(directory), origin=ORIGIN)
 
     async def fill() -> None:
         for start in range(0, entries, batch):
@@ -87,4 +93,4 @@ def time_verify(db: Path) -> VerifyReport:
     """One full verification; its report holds the entries and the seconds it took."""
     public_key = load_log_public_key(db.parent)
     with AuditReader(db) as reader:
-        return verify_log(reader, public_key, origin=ORIGIN, key_name=KEY_NAME)
+        return verify_log(reader, public_key, origin=ORIGIN)

@@ -65,7 +65,7 @@ def _utc(seconds: int) -> str:
     """Unix seconds as RFC 3339 UTC, for messages."""
     from datetime import UTC, datetime
 
-    from gateway.clock import rfc3339
+    from audit.clock import rfc3339
 
     try:
         return rfc3339(datetime.fromtimestamp(seconds, UTC))
@@ -99,15 +99,13 @@ def _verify(
 ) -> VerifyReport:
     """`verify_log` with the DPO's key (or, with a warning, the gateway's own); a log that
     is not intact ends the command."""
-    from audit.errors import AuditVerificationError, CheckpointError
+    from audit.errors import AuditVerificationError, CheckpointError, ConfigurationError
     from audit.keys import load_log_public_key, read_public_key_file
     from audit.verify import verify_log
-    from gateway.errors import ConfigurationError
-    from gateway.runtime import LOG_KEY_NAME
 
     try:
         if log_key is not None:
-            public_key = read_public_key_file(log_key, LOG_KEY_NAME)
+            public_key = read_public_key_file(log_key, settings.origin)
         else:
             public_key = load_log_public_key(settings.keys_dir)
             typer.secho(
@@ -125,7 +123,6 @@ def _verify(
             reader,
             public_key,
             origin=settings.origin,
-            key_name=LOG_KEY_NAME,
             trusted=trusted,
             max_uncovered=max_uncovered,
         )
@@ -140,7 +137,7 @@ def _verify(
 @app.command()
 def setup(var_dir: VarDir = None) -> None:
     """Create the development PKI, keys and synthetic demo records (never overwrites)."""
-    from gateway.bootstrap import bootstrap
+    from gateway.dev.bootstrap import bootstrap
 
     bootstrap(_settings(var_dir), echo=typer.echo)
 
@@ -165,10 +162,10 @@ def serve(
     from dataclasses import replace
 
     from gateway.app import create_app
-    from gateway.bootstrap import bootstrap
-    from gateway.demo import curl_example
-    from gateway.pki import PkiPaths
-    from gateway.tls import build_server
+    from gateway.dev.bootstrap import bootstrap
+    from gateway.dev.demo import curl_example
+    from gateway.transport.pki_paths import PkiPaths
+    from gateway.transport.tls import build_server
 
     settings = _settings(var_dir)
     settings = replace(
@@ -183,7 +180,7 @@ def serve(
         bootstrap(settings, echo=typer.echo)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if settings.proxy_socket is not None:
-        from gateway.proxied import build_proxied_server
+        from gateway.transport.proxied import build_proxied_server
 
         server = build_proxied_server(
             create_app(settings),
@@ -219,7 +216,7 @@ def serve(
 def pki_init(var_dir: VarDir = None) -> None:
     """Create the CA, server, partner and DPO certificates and an empty CRL."""
     from gateway.connectors.catalog import Catalog
-    from gateway.pki import init_pki
+    from gateway.dev.pki import init_pki
 
     settings = _settings(var_dir)
     catalog = Catalog.load(settings.connectors_dir, settings.var_dir)
@@ -237,7 +234,7 @@ def pki_init(var_dir: VarDir = None) -> None:
 @pki_app.command("revoke")
 def pki_revoke(partner: str, var_dir: VarDir = None) -> None:
     """Revoke a partner's certificate: add it to the CRL the gateway honours."""
-    from gateway.pki import revoke
+    from gateway.dev.pki import revoke
 
     serial = revoke(_settings(var_dir).pki_dir, partner)
     typer.echo(f"revoked {partner} (serial {serial:x}); the gateway rejects it from now on")
@@ -246,7 +243,8 @@ def pki_revoke(partner: str, var_dir: VarDir = None) -> None:
 @pki_app.command("reissue")
 def pki_reissue(partner: str, var_dir: VarDir = None) -> None:
     """Revoke a partner's certificate and issue a new key and certificate."""
-    from gateway.pki import PkiPaths, reissue
+    from gateway.dev.pki import reissue
+    from gateway.transport.pki_paths import PkiPaths
 
     settings = _settings(var_dir)
     serial = reissue(settings.pki_dir, partner)
@@ -260,18 +258,19 @@ def pki_reissue(partner: str, var_dir: VarDir = None) -> None:
 @keys_app.command("init")
 def keys_init(var_dir: VarDir = None) -> None:
     """Create the gateway's missing keys (never overwrites): for a production start."""
-    from gateway.bootstrap import create_keys
+    from gateway.keys import create_keys
 
-    create_keys(_settings(var_dir), echo=typer.echo)
+    settings = _settings(var_dir)
+    create_keys(settings.keys_dir, settings.audit_db_path, echo=typer.echo)
     typer.echo("Give the DPO the audit log's public key: `doelpoort audit export-key`.")
 
 
 @keys_app.command("rotate")
 def keys_rotate(var_dir: VarDir = None) -> None:
     """Start signing receipts with a new key; the old one stays published as retired."""
-    from gateway.signing import rotate_signing_key
+    from gateway.keys import rotate_receipt_key
 
-    kid = rotate_signing_key(_settings(var_dir).keys_dir)
+    kid = rotate_receipt_key(_settings(var_dir).keys_dir)
     typer.echo(f"new receipt signing key {kid}; restart the gateway to use it")
 
 
@@ -289,7 +288,7 @@ def keys_escrow(
     var_dir: VarDir = None,
 ) -> None:
     """Make the DPO's re-identification escrow key pair (never overwrites)."""
-    from gateway.escrow import create_escrow_keys
+    from gateway.keys import create_escrow_keys
 
     settings = _settings(var_dir)
     if private_dir.resolve().is_relative_to(settings.var_dir.resolve()):
@@ -434,12 +433,13 @@ def audit_reidentify(
     """
     import json
 
+    from audit import clock
     from audit.entry import AuditRecord, escrow_digest
-    from gateway import clock
-    from gateway.errors import AuditError
-    from gateway.escrow import EscrowError, open_escrow, read_private_key
+    from gateway.errors import AuditError, EscrowError
+    from gateway.escrow import open_escrow
+    from gateway.keys import read_escrow_private_key
 
-    private_key = read_private_key(key)
+    private_key = read_escrow_private_key(key)
     settings = _settings(var_dir)
     trusted = _read_trusted(trusted_checkpoint)
     with _open_reader(settings) as reader:
@@ -496,9 +496,8 @@ def audit_reidentify(
 def audit_export_key(var_dir: VarDir = None) -> None:
     """Write var/keys/audit-log.pub from the log key, and print its verifier key."""
     from audit.checkpoint import verifier_key
-    from audit.keys import export_log_public_key
     from gateway.errors import ConfigurationError
-    from gateway.runtime import LOG_KEY_NAME
+    from gateway.keys import export_log_public_key
 
     settings = _settings(var_dir)
     try:
@@ -508,7 +507,7 @@ def audit_export_key(var_dir: VarDir = None) -> None:
     done = "wrote" if exported.written else "kept (it matches the log key)"
     typer.echo(f"{done} {exported.path}", err=True)
     typer.echo("verifier key (give the DPO a copy for `audit verify --log-key`):", err=True)
-    typer.echo(verifier_key(LOG_KEY_NAME, exported.public_key))
+    typer.echo(verifier_key(settings.origin, exported.public_key))
 
 
 @app.command()
@@ -517,7 +516,7 @@ def demo(
     url: Annotated[str | None, typer.Option(help="Gateway URL.")] = None,
 ) -> None:
     """Play a scripted exchange between partners against the running gateway."""
-    from gateway.demo import run_demo
+    from gateway.dev.demo import run_demo
 
     settings = _settings(var_dir)
     code = asyncio.run(run_demo(settings, url or settings.base_url, echo=typer.echo))

@@ -36,10 +36,10 @@ from gateway.errors import (
     UnknownPeer,
     UnsupportedMediaType,
 )
-from gateway.identity import PeerIdentity, identity_from_der
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from gateway.tls import peer_certificate_der
+from gateway.transport.identity import PeerIdentity, identity_from_der
+from gateway.transport.tls import peer_certificate_der
 
 log = logging.getLogger("doelpoort.app")
 

@@ -1,5 +1,4 @@
-"""Key and certificate files: written so that a crash never leaves half of one, and a
-private one read only while no one but its owner can read it.
+"""Files written so that a crash never leaves half of one: keys, certificates, records.
 
 A file is written in full beside its destination with its final mode from the start,
 fsynced, then linked (create: never overwrites) or renamed (replace: readers see the old
@@ -11,11 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import tempfile
 from pathlib import Path
-
-from gateway.errors import ConfigurationError
 
 PRIVATE = 0o600
 PUBLIC = 0o644
@@ -28,16 +24,6 @@ def create_file(path: Path, data: bytes, mode: int = PRIVATE) -> None:
         os.link(tmp, path)  # unlike rename, fails if ``path`` exists
     finally:
         os.unlink(tmp)
-
-
-def read_private_file(path: Path) -> bytes:
-    """The content of a secret file; ConfigurationError if group or others may access it."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise ConfigurationError(
-            f"{path} is accessible to group or others (mode {mode:o}); it must be 0600"
-        )
-    return path.read_bytes()
 
 
 def replace_file(path: Path, data: bytes, mode: int = PUBLIC) -> None:

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from audit.clock import Clock, rfc3339, utc_now
 from audit.entry import AuditRecord, StoredEscrow, escrow_digest
 from audit.store import AuditStore
 from gateway.api_models import DisclosureRequest
 from gateway.canonical import canonical_json
-from gateway.clock import Clock, rfc3339, utc_now
 from gateway.connectors.catalog import Catalog, Partner
 from gateway.errors import (
     ConnectorError,

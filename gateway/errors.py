@@ -4,9 +4,12 @@ Each class carries a stable ``code`` that becomes the ``type`` of the RFC 9457
 problem document (``urn:doelpoort:problem:<code>``), the HTTP ``status`` it maps
 to, and a short ``title``. Lower-level exceptions are mapped to the most specific
 class here with ``raise ... from exc``. Messages never carry identifiers or record
-values: they name fields, datasets and conditions only.
+values: they name fields, datasets and conditions only. The root and the branches
+marked (audit) live in `audit.errors`, so that the audit package needs nothing of
+the gateway; everything else is defined here. tests/test_errors.py holds this
+drawing to the classes.
 
-    DoelpoortError
+    DoelpoortError                              (audit)
     ├── RequestError                       4xx: the caller's input
     │   ├── InvalidRequest            422  malformed or out-of-bounds input
     │   ├── UnknownDataset            422  a dataset the catalog does not hold
@@ -18,7 +21,7 @@ values: they name fields, datasets and conditions only.
     │   ├── UnknownPeer               403  a valid certificate of no configured partner
     │   └── PurposeDenied             403  purpose not granted, or every dataset denied
     ├── PolicyError                   503  fail closed: nothing is disclosed
-    │   ├── PolicyUnavailable              engine not loaded or not answering
+    │   ├── PolicyUnavailable              engine not loaded, not answering, or all busy
     │   ├── PolicyEvaluationError          the engine raised, timed out or gave no answer
     │   ├── InvalidDecision                decision does not follow the contract
     │   └── UnknownOperator                a field op no operator implements
@@ -27,41 +30,61 @@ values: they name fields, datasets and conditions only.
     │   ├── ConnectorAuthError             OAuth2 token could not be obtained
     │   └── ConnectorResponseError         provider answered badly (status, JSON, schema)
     ├── OperatorError                      per dataset: a record value an op cannot transform
-    ├── AuditError                    503  the audit log could not be written durably
+    ├── AuditError                    503  the audit log could not be written durably (audit)
     ├── SigningError                  503  the receipt could not be signed
-    └── ConfigurationError                 bad deployment files (found at start-up)
+    ├── EscrowUnavailable             503  the escrow could not be sealed; dataset withheld
+    ├── ConfigurationError                 bad deployment files or settings (audit)
+    └── VerificationError                  evidence that does not hold up (audit)
+        ├── CheckpointError                not a valid signed checkpoint of this log (audit)
+        ├── AuditVerificationError         the stored log is not intact; first bad seq (audit)
+        ├── InvalidReceipt                 a receipt that does not verify (says nothing of why)
+        └── EscrowError                    an escrow that does not open with the DPO's key
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from audit.errors import (
+    PROBLEM_TYPE_PREFIX,
+    AuditError,
+    AuditVerificationError,
+    CheckpointError,
+    ConfigurationError,
+    DoelpoortError,
+    VerificationError,
+)
 
-PROBLEM_TYPE_PREFIX = "urn:doelpoort:problem:"
-
-
-class DoelpoortError(Exception):
-    """Base of every Doelpoort error."""
-
-    code: ClassVar[str] = "internal"
-    status: ClassVar[int] = 500
-    title: ClassVar[str] = "Internal error"
-
-    def __init__(self, detail: str | None = None) -> None:
-        self.detail = detail or self.title
-        super().__init__(self.detail)
-
-    @property
-    def type_uri(self) -> str:
-        return PROBLEM_TYPE_PREFIX + self.code
-
-    def problem(self) -> dict[str, object]:
-        """The RFC 9457 problem document of this error."""
-        return {
-            "type": self.type_uri,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-        }
+__all__ = [
+    "PROBLEM_TYPE_PREFIX",
+    "AccessError",
+    "AuditError",
+    "AuditVerificationError",
+    "CheckpointError",
+    "ConfigurationError",
+    "ConnectorAuthError",
+    "ConnectorError",
+    "ConnectorResponseError",
+    "ConnectorUnavailable",
+    "DoelpoortError",
+    "EscrowError",
+    "EscrowUnavailable",
+    "HeadersTooLarge",
+    "InvalidDecision",
+    "InvalidReceipt",
+    "InvalidRequest",
+    "OperatorError",
+    "PayloadTooLarge",
+    "PolicyError",
+    "PolicyEvaluationError",
+    "PolicyUnavailable",
+    "PurposeDenied",
+    "RequestError",
+    "SigningError",
+    "UnknownDataset",
+    "UnknownOperator",
+    "UnknownPeer",
+    "UnsupportedMediaType",
+    "VerificationError",
+]
 
 
 class RequestError(DoelpoortError):
@@ -177,12 +200,6 @@ class OperatorError(DoelpoortError):
     title = "A record value could not be minimised; the dataset was withheld"
 
 
-class AuditError(DoelpoortError):
-    code = "audit-unavailable"
-    status = 503
-    title = "The audit log could not be written; nothing was disclosed"
-
-
 class SigningError(DoelpoortError):
     code = "signing-unavailable"
     status = 503
@@ -195,7 +212,15 @@ class EscrowUnavailable(DoelpoortError):
     title = "The re-identification escrow could not be sealed; the dataset was withheld"
 
 
-class ConfigurationError(DoelpoortError):
-    code = "configuration"
-    status = 500
-    title = "Deployment configuration is invalid"
+class InvalidReceipt(VerificationError):
+    """A receipt that does not verify; deliberately says nothing about why."""
+
+    code = "invalid-receipt"
+    title = "The receipt does not verify"
+
+
+class EscrowError(VerificationError):
+    """An escrow that does not open with the DPO's key, or is not one Doelpoort seals."""
+
+    code = "escrow-invalid"
+    title = "The escrow cannot be opened"

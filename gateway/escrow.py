@@ -34,7 +34,6 @@ pseudonym; the escrow keeps the first spelling it saw.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import Mapping
@@ -45,20 +44,13 @@ import nacl.exceptions
 from nacl.encoding import URLSafeBase64Encoder
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
-from gateway.atomic_files import PUBLIC, create_file, read_private_file
 from gateway.canonical import canonical_json
-from gateway.errors import ConfigurationError
+from gateway.errors import ConfigurationError, EscrowError
+from gateway.keys import ESCROW_PUBLIC_KEY_FILE, load_escrow_public_key
 from gateway.operators.base import Pseudonymiser
 
-PUBLIC_KEY_FILE = "escrow.pub"
-PRIVATE_KEY_FILE = "escrow.key"
-KEY_SIZE = PublicKey.SIZE  # X25519: private and public keys are both 32 bytes
 _PREFIX = "v1."
 _FORM = re.compile(r"v1\.[A-Za-z0-9_-]+={0,2}")  # what `seal` writes, and nothing else
-
-
-class EscrowError(Exception):
-    """An escrow that does not open with this key (wrong key, damaged or not an escrow)."""
 
 
 class EscrowSealer:
@@ -112,70 +104,19 @@ def open_escrow(escrow: str, dpo_private_key: PrivateKey) -> EscrowContent:
     raise EscrowError("the escrow does not hold what this version of Doelpoort seals")
 
 
-@dataclass(frozen=True)
-class EscrowKeyFiles:
-    private: Path
-    public: Path
-
-
-def create_escrow_keys(private_dir: Path, keys_dir: Path) -> EscrowKeyFiles | None:
-    """Make the DPO's pair: the private half in ``private_dir`` (0600), the public half
-    in ``keys_dir``. Returns None, writing nothing, when either file exists already."""
-    files = EscrowKeyFiles(private_dir / PRIVATE_KEY_FILE, keys_dir / PUBLIC_KEY_FILE)
-    if files.private.exists() or files.public.exists():
-        return None
-    private_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = PrivateKey.generate()
-    create_file(files.private, key.encode(URLSafeBase64Encoder) + b"\n")
-    try:
-        create_file(files.public, key.public_key.encode(URLSafeBase64Encoder) + b"\n", PUBLIC)
-    except BaseException:
-        # No half pair: a lone private key would make every later run say "exists".
-        with contextlib.suppress(OSError):
-            files.private.unlink()
-        raise
-    return files
-
-
 def load_escrow_sealer(keys_dir: Path) -> EscrowSealer | None:
-    """A sealer for ``keys_dir/escrow.pub``; None when there is no such file.
+    """A sealer for the DPO's public key (``keys_dir/escrow.pub``); None without one.
 
     Raises ConfigurationError when the file (or a dangling link in its place) does not
     hold a usable X25519 public key.
     """
-    path = keys_dir / PUBLIC_KEY_FILE
-    if not (path.exists() or path.is_symlink()):
+    public_key = load_escrow_public_key(keys_dir)
+    if public_key is None:
         return None
+    sealer = EscrowSealer(public_key)
     try:
-        text = _check_key(path.read_bytes(), path)
-        sealer = EscrowSealer(PublicKey(text, URLSafeBase64Encoder))
         sealer.seal("", {})  # a low-order point fails here, not at the first disclosure
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read the escrow public key {path}: {exc}") from exc
     except nacl.exceptions.CryptoError as exc:
+        path = keys_dir / ESCROW_PUBLIC_KEY_FILE
         raise ConfigurationError(f"{path} is not a usable X25519 public key") from exc
     return sealer
-
-
-def read_private_key(path: Path) -> PrivateKey:
-    """The DPO's private escrow key from ``path`` (mode 0600); raises ConfigurationError."""
-    if not path.is_file():
-        raise ConfigurationError(f"there is no escrow private key at {path}")
-    try:
-        content = read_private_file(path)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read the escrow private key {path}: {exc}") from exc
-    return PrivateKey(_check_key(content, path), URLSafeBase64Encoder)
-
-
-def _check_key(content: bytes, path: Path) -> bytes:
-    """A key file's base64url text, checked to decode to an X25519 key's 32 bytes."""
-    text = content.strip()
-    try:
-        size = len(URLSafeBase64Encoder.decode(text))
-    except ValueError as exc:
-        raise ConfigurationError(f"{path} does not hold a base64url escrow key") from exc
-    if size != KEY_SIZE:
-        raise ConfigurationError(f"{path} must hold a {KEY_SIZE}-byte X25519 key")
-    return text

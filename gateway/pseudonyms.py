@@ -13,10 +13,9 @@ Construction (see docs/data-model.md, "Pseudonyms")::
 casefold — the connectors compare identity keys in the same form); any other value is its
 canonical JSON (RFC 8785), so ``123`` and ``"123"`` give the same pseudonym.
 
-The master secret is created only by ``doelpoort keys init`` or ``setup``
-(:func:`load_or_create_master_key`);
-the running gateway only loads it (:func:`load_master_key`), so a lost key stops start-up
-instead of being replaced by one that changes every pseudonym.
+The master secret is created only by ``doelpoort keys init`` or ``setup``; the running
+gateway only loads it (`gateway.keys`), so a lost key stops start-up instead of being
+replaced by one that changes every pseudonym.
 
 No table reversing pseudonyms is kept anywhere. A subject can only be found again by
 someone who already holds the identifier and asks the gateway to compute its pseudonym:
@@ -29,66 +28,24 @@ pseudonyms stood for, sealed to the DPO's public key and opened only offline by 
 
 from __future__ import annotations
 
-import contextlib
 import hmac
-import os
 import threading
 import unicodedata
 from collections.abc import Mapping
-from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gateway.atomic_files import create_file, read_private_file
 from gateway.canonical import canonical_json
 from gateway.errors import ConfigurationError
+from gateway.keys import MASTER_KEY_BYTES
 
-MASTER_KEY_FILE = "master.key"
-MASTER_KEY_BYTES = 32
 PREFIX = "psn:"
 INFO_PREFIX = b"doelpoort/pseudonym/v1\x00"
 #: The DPO's own domain. Its info label has no 0x00-separated requester/purpose pair, so
 #: it cannot collide with any partner's domain.
 DPO_INFO = b"doelpoort/dpo-subject-ref/v1"
 TRUNCATE_BYTES = 16  # 128 bits: SPEC §7's floor for pseudonyms
-
-
-def load_or_create_master_key(keys_dir: Path) -> bytes:
-    """Return the master secret, creating ``keys_dir/master.key`` (0600) if it is absent.
-
-    An existing file is never overwritten. Raises ConfigurationError if the file has the
-    wrong length or is readable by anyone but its owner.
-    """
-    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = keys_dir / MASTER_KEY_FILE
-    # Created whole or not at all; two processes starting at once cannot both write one.
-    with contextlib.suppress(FileExistsError):
-        create_file(path, os.urandom(MASTER_KEY_BYTES))
-    return _read_master_key(path)
-
-
-def load_master_key(keys_dir: Path) -> bytes:
-    """Return the existing master secret in ``keys_dir/master.key``; never creates one.
-
-    Raises ConfigurationError if the file is missing (run ``doelpoort keys init``), has the
-    wrong length or is readable by anyone but its owner.
-    """
-    path = keys_dir / MASTER_KEY_FILE
-    if not path.exists():
-        raise ConfigurationError(
-            f"there is no pseudonym master key {path}: run `doelpoort setup` (development) or"
-            " `doelpoort keys init` (production) to create the keys of a new deployment, or"
-            " restore the lost key from a backup (a new key changes every pseudonym)"
-        )
-    return _read_master_key(path)
-
-
-def _read_master_key(path: Path) -> bytes:
-    key = read_private_file(path)
-    if len(key) != MASTER_KEY_BYTES:
-        raise ConfigurationError(f"{path} must hold exactly {MASTER_KEY_BYTES} bytes")
-    return key
 
 
 def normalise_text(value: str) -> str:

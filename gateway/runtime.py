@@ -3,9 +3,9 @@
 Start-up fails loudly on a bad deployment (unreadable connectors, a policy that does
 not compile, a register that does not fit the connector catalog, a missing key); after
 that, every failure is a per-request problem. Start-up only ever loads keys: creating
-them is ``doelpoort keys init`` and ``setup`` (gateway/bootstrap.py), so a lost audit key or master
-secret stops the gateway instead of being silently replaced (which would fork the audit
-log or change every pseudonym).
+them is ``doelpoort keys init`` and ``setup`` (`gateway.keys`), so a lost audit key or
+master secret stops the gateway instead of being silently replaced (which would fork the
+audit log or change every pseudonym).
 """
 
 from __future__ import annotations
@@ -14,36 +14,33 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from audit.keys import load_log_key
+from audit.clock import Clock, utc_now
 from audit.store import AuditStore
-from gateway.clock import Clock, utc_now
 from gateway.connectors.catalog import Catalog
 from gateway.disclosure import DisclosureService
-from gateway.errors import ConfigurationError, SigningError
-from gateway.escrow import PUBLIC_KEY_FILE, load_escrow_sealer
-from gateway.identity import RevocationList
+from gateway.errors import ConfigurationError
+from gateway.escrow import load_escrow_sealer
+from gateway.keys import (
+    ESCROW_PUBLIC_KEY_FILE,
+    load_log_key,
+    load_master_key,
+    load_receipt_keys,
+)
 from gateway.metrics import Metrics
-from gateway.pki import PkiPaths
 from gateway.policy.bundle import compile_bundle
 from gateway.policy.engine import EmbeddedEngine, PolicyEngine
 from gateway.policy.register import REGISTER_FILE, Register
-from gateway.pseudonyms import PseudonymKeys, load_master_key
+from gateway.pseudonyms import PseudonymKeys
 from gateway.settings import Settings
-from gateway.signing import ReceiptSigner, load_signer
+from gateway.signing import ReceiptSigner
+from gateway.transport.identity import RevocationList
+from gateway.transport.pki_paths import PkiPaths
 
 log = logging.getLogger("doelpoort.runtime")
 
-LOG_KEY_NAME = "doelpoort-audit"
 ESCROW_SWEEP_INTERVAL_S = 3600.0
 """How often a running gateway erases the escrows whose retention has ended."""
-_SETUP_HINT = (
-    "run `doelpoort setup` (development) or `doelpoort keys init` (production) to create the"
-    " keys of a new deployment, or restore the lost key from a backup"
-)
 
 
 @dataclass
@@ -74,8 +71,8 @@ class Runtime:
                 register_file = settings.policies_dir / REGISTER_FILE
                 raise ConfigurationError(f"{register_file}: {exc.detail}") from exc
             pseudonyms = PseudonymKeys(load_master_key(settings.keys_dir))
-            signer = _load_signer(settings.keys_dir)
-            log_key = _load_log_key(settings.keys_dir)
+            signer = ReceiptSigner(*load_receipt_keys(settings.keys_dir))
+            log_key = load_log_key(settings.keys_dir)
             escrow = load_escrow_sealer(settings.keys_dir)
             engine = EmbeddedEngine(bundle, timeout_s=settings.policy_timeout_s)
             opened.push_async_callback(engine.aclose)
@@ -85,7 +82,6 @@ class Runtime:
                 settings.audit_db_path,
                 log_key=log_key,
                 origin=settings.origin,
-                key_name=LOG_KEY_NAME,
                 now=clock,
             )
             opened.callback(audit.close)
@@ -117,7 +113,9 @@ class Runtime:
         log.info(
             "gateway ready: policy %s; re-identification escrow %s",
             engine.digest,
-            "on" if escrow is not None else f"off (no {settings.keys_dir / PUBLIC_KEY_FILE})",
+            "on"
+            if escrow is not None
+            else f"off (no {settings.keys_dir / ESCROW_PUBLIC_KEY_FILE})",
         )
         runtime._sweeper = asyncio.create_task(runtime._sweep_escrows(), name="escrow-sweep")
         return runtime
@@ -149,17 +147,3 @@ class Runtime:
         await self.engine.aclose()
         await self.catalog.aclose()
         self.audit.close()
-
-
-def _load_log_key(keys_dir: Path) -> Ed25519PrivateKey:
-    try:
-        return load_log_key(keys_dir)
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"{exc.detail}: {_SETUP_HINT}") from exc
-
-
-def _load_signer(keys_dir: Path) -> ReceiptSigner:
-    try:
-        return load_signer(keys_dir, create=False)
-    except SigningError as exc:
-        raise ConfigurationError(f"receipt signing key: {exc.detail}: {_SETUP_HINT}") from exc

@@ -30,7 +30,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     proxy_socket: Path | None = None
     """Set: serve plain HTTP on this unix socket behind a TLS-terminating proxy, trusting
-    the client certificate it forwards (gateway/proxied.py); unset: mutual TLS."""
+    the client certificate it forwards (gateway/transport/proxied.py); unset: mutual TLS."""
 
     @property
     def pki_dir(self) -> Path:

@@ -1,10 +1,10 @@
-"""Receipt signing: the one place that touches the gateway's signing keys.
+"""Receipt signing: the one place that signs with the gateway's receipt keys.
 
 A receipt is a compact JWS (RFC 7515) with ``alg: EdDSA`` (RFC 8037, Ed25519) and a
 ``kid`` (the key's RFC 7638 thumbprint) over the RFC 8785 canonical JSON of the
-disclosure. Keys live under ``var/keys/receipts/`` as ``<kid>.key`` (PKCS#8 PEM, mode
-0600); the file ``current`` names the key that signs. Every other key there is retired:
-it no longer signs but stays in the JWKS so that old receipts still verify.
+disclosure. The keys are `gateway.keys`'s: ``var/keys/receipts/<kid>.key`` (PKCS#8 PEM,
+mode 0600), and the file ``current`` names the key that signs. Every other key there is
+retired: it no longer signs but stays in the JWKS so that old receipts still verify.
 
 The safe API is two verbs: :func:`ReceiptSigner.sign_disclosure` and
 :func:`verify_receipt` (which raises :class:`InvalidReceipt` and says nothing about why).
@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from joserfc import jws
@@ -26,16 +25,10 @@ from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import KeySet, OKPKey
 from joserfc.jws import JWSRegistry
 
-from gateway.atomic_files import create_file, replace_file
 from gateway.canonical import CanonicalizationError, canonical_json
-from gateway.errors import SigningError
+from gateway.errors import InvalidReceipt, SigningError
 
 ALGORITHM = "EdDSA"
-_CURRENT = "current"
-
-
-class InvalidReceipt(Exception):
-    """The receipt does not verify against the published keys."""
 
 
 @dataclass(frozen=True)
@@ -119,45 +112,3 @@ def verify_receipt(receipt: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
 
 def _public(key: OKPKey) -> OKPKey:
     return OKPKey.import_key(key.as_dict(private=False))
-
-
-def _receipts_dir(keys_dir: Path) -> Path:
-    return keys_dir / "receipts"
-
-
-def current_key_file(keys_dir: Path) -> Path:
-    """The file naming the key that signs (its absence: no receipt key yet)."""
-    return _receipts_dir(keys_dir) / _CURRENT
-
-
-def rotate_signing_key(keys_dir: Path) -> str:
-    """Create a new Ed25519 key, make it current, keep the old one as retired."""
-    directory = _receipts_dir(keys_dir)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = OKPKey.generate_key("Ed25519")
-    kid = key.thumbprint()
-    create_file(directory / f"{kid}.key", key.as_pem(private=True))
-    replace_file(directory / _CURRENT, (kid + "\n").encode())
-    return kid
-
-
-def load_signer(keys_dir: Path, *, create: bool = True) -> ReceiptSigner:
-    """Load the receipt keys, creating the first one when ``create`` is set."""
-    directory = _receipts_dir(keys_dir)
-    current_file = current_key_file(keys_dir)
-    if not current_file.exists():
-        if not create:
-            raise SigningError("no receipt signing key; run `doelpoort keys rotate`")
-        rotate_signing_key(keys_dir)
-    current_kid = current_file.read_text().strip()
-    current: OKPKey | None = None
-    retired: list[OKPKey] = []
-    for path in sorted(directory.glob("*.key")):
-        key = OKPKey.import_key(path.read_bytes())
-        if path.stem == current_kid:
-            current = key
-        else:
-            retired.append(key)
-    if current is None:
-        raise SigningError("the current receipt key is missing")
-    return ReceiptSigner(current, retired)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from gateway_support import Deployment, make_settings, running_gateway
+
+from tests.gateway_support import Deployment, make_settings, running_gateway
 
 
 @pytest.fixture(scope="session")

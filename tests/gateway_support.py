@@ -24,13 +24,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI
 
 from gateway.app import create_app
-from gateway.bootstrap import bootstrap
-from gateway.demo import load_subjects
-from gateway.pki import PkiPaths, init_pki
-from gateway.proxied import build_proxied_server
+from gateway.dev.bootstrap import bootstrap
+from gateway.dev.demo import load_subjects
+from gateway.dev.pki import init_pki
 from gateway.runtime import Runtime
 from gateway.settings import PROJECT_ROOT, Settings
-from gateway.tls import ServerThread, build_server, client_ssl_context
+from gateway.transport.pki_paths import PkiPaths
+from gateway.transport.proxied import build_proxied_server
+from gateway.transport.tls import build_server, client_ssl_context
+from tests.server_thread import ServerThread
 
 GHOST = "ghost"
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway_support import make_settings
-
 from audit.reader import AuditReader
 from bench import DATASETS, REQUESTER, request_body
 from bench.pipeline import measure_pipeline
-from gateway.bootstrap import bootstrap
+from gateway.dev.bootstrap import bootstrap
+from tests.gateway_support import make_settings
 
 
 def test_every_disclosure_the_pipeline_bench_counts_is_in_the_audit_log(tmp_path: Path) -> None:

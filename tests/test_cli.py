@@ -10,15 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_support import Deployment, make_settings, running_gateway
 from typer.testing import CliRunner
 
-from audit.keys import load_log_key
 from audit.reader import AuditReader
 from audit.store import AuditStore
 from gateway._cli import app
-from gateway.demo import run_demo
-from gateway.runtime import LOG_KEY_NAME
+from gateway.dev.demo import run_demo
+from gateway.keys import load_log_key
+from tests.gateway_support import Deployment, make_settings, running_gateway
 
 runner = CliRunner()
 
@@ -87,7 +86,6 @@ def _seq_beyond_sqlite(var: Path) -> list[str]:
         settings.audit_db_path,
         log_key=load_log_key(settings.keys_dir),
         origin=settings.origin,
-        key_name=LOG_KEY_NAME,
     ).close()
     key = str(var / "dpo" / "escrow.key")
     return ["audit", "reidentify", str(2**64), "--key", key, "--var-dir", str(var)]

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_support import Deployment, make_settings, running_gateway
 
-from gateway.pki import revoke
+from gateway.dev.pki import revoke
 from gateway.signing import Receipt
+from tests.gateway_support import Deployment, make_settings, running_gateway
 
 
 class ExplodingConnector:

@@ -7,10 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_support import GHOST, Deployment, b64url_decode, verify_with_plain_cryptography
 
 from gateway.canonical import canonical_json
 from gateway.signing import verify_receipt
+from tests.gateway_support import GHOST, Deployment, b64url_decode, verify_with_plain_cryptography
 
 
 def request(purpose: str, subject: dict[str, str], **extra: Any) -> dict[str, Any]:

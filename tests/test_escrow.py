@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_support import Deployment, make_settings, running_gateway
 from nacl.encoding import URLSafeBase64Encoder
 from nacl.public import PrivateKey
 from typer.testing import CliRunner
@@ -20,20 +19,19 @@ from typer.testing import CliRunner
 from audit.entry import AuditRecord, entry_leaf_hash, escrow_digest
 from audit.reader import AuditReader
 from gateway._cli import app
-from gateway.errors import ConfigurationError
+from gateway.errors import ConfigurationError, EscrowError
 from gateway.escrow import (
     EscrowContent,
-    EscrowError,
     EscrowSealer,
-    create_escrow_keys,
     load_escrow_sealer,
     open_escrow,
-    read_private_key,
 )
+from gateway.keys import create_escrow_keys, load_master_key, read_escrow_private_key
 from gateway.policy.register import Register
-from gateway.pseudonyms import PseudonymKeys, load_master_key
+from gateway.pseudonyms import PseudonymKeys
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from tests.gateway_support import Deployment, make_settings, running_gateway
 
 runner = CliRunner()
 
@@ -93,7 +91,10 @@ def test_escrow_keys_are_made_once_and_the_private_half_is_private(tmp_path: Pat
     assert files.public.read_bytes() == public
     sealer = load_escrow_sealer(tmp_path / "keys")
     assert sealer is not None
-    assert open_escrow(sealer.seal(JUSTIFICATION, PAIRS), read_private_key(files.private)) == OPENED
+    assert (
+        open_escrow(sealer.seal(JUSTIFICATION, PAIRS), read_escrow_private_key(files.private))
+        == OPENED
+    )
 
 
 def test_without_a_public_key_there_is_no_escrow(tmp_path: Path) -> None:
@@ -127,7 +128,7 @@ def test_a_private_key_others_can_read_is_refused(tmp_path: Path) -> None:
     assert files is not None
     files.private.chmod(0o644)
     with pytest.raises(ConfigurationError, match="0600"):
-        read_private_key(files.private)
+        read_escrow_private_key(files.private)
 
 
 def test_keys_escrow_writes_the_private_half_outside_the_gateway_state(tmp_path: Path) -> None:
@@ -266,7 +267,7 @@ def copy_with_forged_escrow(escrowed: Escrowed, tmp_path: Path) -> tuple[Setting
     could seal."""
     settings = escrowed.settings.with_var_dir(tmp_path / "var")
     shutil.copytree(escrowed.settings.var_dir, settings.var_dir)
-    public = read_private_key(settings.dpo_dir / "escrow.key").public_key
+    public = read_escrow_private_key(settings.dpo_dir / "escrow.key").public_key
     return settings, EscrowSealer(public).seal("forged", FORGED)
 
 
@@ -344,7 +345,7 @@ def test_one_escrow_per_disclosure_in_each_of_its_entries(
     assert len(entries) == 2
     assert escrow is not None
     assert {e.escrow_sha256 for e in entries} == {escrow_digest(escrow)}
-    content = open_escrow(escrow, read_private_key(escrowed.settings.dpo_dir / "escrow.key"))
+    content = open_escrow(escrow, read_escrow_private_key(escrowed.settings.dpo_dir / "escrow.key"))
     pairs = content.pseudonyms
     assert set(pairs) == {e.dataset for e in entries}  # keyed by dataset
     for seq, (dataset, records) in escrowed.both.items():
@@ -368,7 +369,7 @@ def test_an_entry_not_yet_under_a_checkpoint_is_not_opened(
     shutil.copytree(escrowed.settings.var_dir, settings.var_dir)
     with AuditReader(settings.audit_db_path) as reader:
         last = list(reader.iter_entries())[-1]
-    public = read_private_key(settings.dpo_dir / "escrow.key").public_key
+    public = read_escrow_private_key(settings.dpo_dir / "escrow.key").public_key
     forged = EscrowSealer(public).seal("forged", FORGED)
     content = {**json.loads(last.body), "escrow_sha256": escrow_digest(forged)}
     body = json.dumps(content, sort_keys=True).encode()
@@ -447,7 +448,7 @@ def test_a_gateway_erases_the_escrows_whose_retention_ended(
         await runtime.close()
 
     asyncio.run(start_and_stop())
-    monkeypatch.setattr("gateway.clock.utc_now", lambda: later)  # the DPO's day
+    monkeypatch.setattr("audit.clock.utc_now", lambda: later)  # the DPO's day
     after = escrow_expiry(settings)
     assert after[escrowed.seq][1] is None
     assert after[escrowed.denied_seq] == expiry[escrowed.denied_seq]  # not yet

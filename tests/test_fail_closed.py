@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 import yaml
-from gateway_support import Deployment, copy_tree, make_settings, running_gateway
 
 from gateway.errors import ConfigurationError
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from tests.gateway_support import Deployment, copy_tree, make_settings, running_gateway
 
 
 def ct_request(gateway: Deployment, **extra: Any) -> dict[str, Any]:

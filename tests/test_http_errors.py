@@ -6,7 +6,8 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_support import Deployment
+
+from tests.gateway_support import Deployment
 
 PROBLEM = "application/problem+json"
 

@@ -12,8 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.dev.pki import CRL_VALIDITY, init_pki, reissue, revoke
 from gateway.errors import ConfigurationError
-from gateway.pki import CRL_VALIDITY, PkiPaths, init_pki, reissue, revoke
+from gateway.transport.pki_paths import PkiPaths
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 PARTNERS = ["politie", "kmar"]

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_support import Deployment
 from opentelemetry import trace
+
+from tests.gateway_support import Deployment
 
 JUSTIFICATION = "privacy scan: the synthetic subject Fictief Persoon was seen in Utrecht"
 # A ct-assessment request without its subject (the telemetry test adds one).

@@ -21,18 +21,19 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from gateway_support import GHOST, Deployment, make_settings, running_gateway
 from typer.testing import CliRunner
 
 from gateway._cli import app
+from gateway.dev.pki import init_pki, revoke
 from gateway.errors import ConfigurationError
-from gateway.pki import PkiPaths, init_pki, revoke
-from gateway.proxied import (
+from gateway.transport.pki_paths import PkiPaths
+from gateway.transport.proxied import (
     SOCKET_MODE,
     ForwardedCertificates,
     bind_unix_socket,
     build_proxied_server,
 )
+from tests.gateway_support import GHOST, Deployment, make_settings, running_gateway
 
 
 def client_cert(path: Path) -> str:

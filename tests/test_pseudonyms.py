@@ -1,12 +1,10 @@
-"""Keyed pseudonyms: derivation, stability, unlinkability, and the master key file."""
+"""Keyed pseudonyms: derivation, stability and unlinkability (the master key file:
+tests/test_keys.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import stat
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -15,11 +13,8 @@ from hypothesis import strategies as st
 from gateway.errors import ConfigurationError
 from gateway.pseudonyms import (
     INFO_PREFIX,
-    MASTER_KEY_FILE,
     PseudonymKeys,
     hkdf_sha256,
-    load_master_key,
-    load_or_create_master_key,
     normalise,
 )
 
@@ -139,66 +134,6 @@ def test_pseudonyms_of_distinct_normalised_values_differ(value: str) -> None:
     domain = PseudonymKeys(MASTER).domain("politie", "ct-assessment")
     other = value + "x"
     assert domain.pseudonym(value) != domain.pseudonym(other)
-
-
-# --- the master key file ---------------------------------------------------------------
-
-
-def test_the_master_key_is_created_with_mode_0600(tmp_path: Path) -> None:
-    keys_dir = tmp_path / "var" / "keys"
-    master = load_or_create_master_key(keys_dir)
-    path = keys_dir / MASTER_KEY_FILE
-    assert len(master) == 32
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert path.read_bytes() == master
-    assert master != bytes(32)
-
-
-def test_an_existing_master_key_is_never_overwritten(tmp_path: Path) -> None:
-    first = load_or_create_master_key(tmp_path)
-    mtime = (tmp_path / MASTER_KEY_FILE).stat().st_mtime_ns
-    assert load_or_create_master_key(tmp_path) == first
-    assert (tmp_path / MASTER_KEY_FILE).stat().st_mtime_ns == mtime
-
-
-def test_two_deployments_get_different_masters(tmp_path: Path) -> None:
-    assert load_or_create_master_key(tmp_path / "a") != load_or_create_master_key(tmp_path / "b")
-
-
-def test_a_master_key_readable_by_others_is_refused(tmp_path: Path) -> None:
-    load_or_create_master_key(tmp_path)
-    os.chmod(tmp_path / MASTER_KEY_FILE, 0o644)
-    with pytest.raises(ConfigurationError, match="0600"):
-        load_or_create_master_key(tmp_path)
-
-
-def test_a_master_key_of_the_wrong_length_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / MASTER_KEY_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    os.write(fd, b"too short")
-    os.close(fd)
-    with pytest.raises(ConfigurationError, match="32 bytes"):
-        load_or_create_master_key(tmp_path)
-    assert path.read_bytes() == b"too short"
-
-
-def test_load_master_key_reads_the_key_setup_created(tmp_path: Path) -> None:
-    created = load_or_create_master_key(tmp_path)
-    assert load_master_key(tmp_path) == created
-
-
-def test_load_master_key_never_creates_one(tmp_path: Path) -> None:
-    keys_dir = tmp_path / "keys"
-    with pytest.raises(ConfigurationError, match=r"run `doelpoort setup`"):
-        load_master_key(keys_dir)
-    assert not keys_dir.exists()
-
-
-def test_load_master_key_refuses_a_bad_file(tmp_path: Path) -> None:
-    load_or_create_master_key(tmp_path)
-    os.chmod(tmp_path / MASTER_KEY_FILE, 0o640)
-    with pytest.raises(ConfigurationError, match="0600"):
-        load_master_key(tmp_path)
 
 
 def test_dpo_subject_refs_keep_name_and_date_of_birth_together() -> None:

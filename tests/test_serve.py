@@ -97,7 +97,7 @@ def test_a_gateway_that_cannot_start_says_why_in_one_line(tmp_path: Path) -> Non
     # The log is being written by another process (held here): the second gateway stops
     # at start-up with the reason, not a traceback.
     from audit._schema import lock_writer
-    from gateway.bootstrap import bootstrap
+    from gateway.dev.bootstrap import bootstrap
     from gateway.settings import Settings
 
     var = tmp_path / "var"

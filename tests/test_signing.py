@@ -11,17 +11,14 @@ from typing import Any
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from gateway_support import b64url_decode, verify_with_plain_cryptography
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.canonical import canonical_json
-from gateway.signing import (
-    InvalidReceipt,
-    load_signer,
-    rotate_signing_key,
-    verify_receipt,
-)
+from gateway.errors import InvalidReceipt
+from gateway.keys import load_receipt_keys, rotate_receipt_key
+from gateway.signing import ReceiptSigner, verify_receipt
+from tests.gateway_support import b64url_decode, verify_with_plain_cryptography
 
 DISCLOSURE: dict[str, Any] = {
     "id": "urn:uuid:00000000-0000-4000-8000-000000000000",
@@ -32,6 +29,13 @@ DISCLOSURE: dict[str, Any] = {
     "policy_digest": "sha256:" + "0" * 64,
     "results": [{"dataset": "ind/residence", "decision": "allow", "records": [{"x": 1.5}]}],
 }
+
+
+def load_signer(keys_dir: Path) -> ReceiptSigner:
+    """A signer over the receipt keys in ``keys_dir``, the first one made on first use."""
+    if not (keys_dir / "receipts" / "current").exists():
+        rotate_receipt_key(keys_dir)
+    return ReceiptSigner(*load_receipt_keys(keys_dir))
 
 
 def test_rfc8032_test_vector_1() -> None:
@@ -83,7 +87,7 @@ def test_receipt_from_another_key_is_rejected(tmp_path: Path) -> None:
 def test_rotation_keeps_old_receipts_verifiable(tmp_path: Path) -> None:
     old = load_signer(tmp_path)
     receipt = old.sign_disclosure(DISCLOSURE).jws
-    new_kid = rotate_signing_key(tmp_path)
+    new_kid = rotate_receipt_key(tmp_path)
     new = load_signer(tmp_path)
     assert new.kid == new_kid != old.kid
     assert {k["kid"] for k in new.jwks()["keys"]} == {old.kid, new.kid}

@@ -1,6 +1,6 @@
 """Runtime.start only loads: a missing key or a register that does not fit the catalog stops it.
 
-Keys are created by ``doelpoort setup`` (gateway.bootstrap) alone. A gateway that created
+Keys are created by ``doelpoort setup`` (gateway.dev.bootstrap) alone. A gateway that created
 them at start-up would silently replace a lost audit key (forking the log) or master
 secret (changing every pseudonym).
 """
@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 import yaml
-from gateway_support import copy_tree, make_settings
 
-from gateway.bootstrap import bootstrap
+from gateway.dev.bootstrap import bootstrap
 from gateway.errors import ConfigurationError
-from gateway.pki import PkiPaths
 from gateway.policy.engine import EmbeddedEngine
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from gateway.transport.pki_paths import PkiPaths
+from tests.gateway_support import copy_tree, make_settings
 
 
 def _start(settings: Settings) -> None:
@@ -56,7 +56,7 @@ def test_a_set_up_deployment_starts(set_up: Settings, tmp_path: Path) -> None:
     [
         pytest.param("master.key", r"no pseudonym master key .*run `doelpoort setup`", id="master"),
         pytest.param("audit-log.key", r"no audit log key .*run `doelpoort setup`", id="audit"),
-        pytest.param("receipts/current", r"receipt signing key: .*doelpoort setup", id="receipt"),
+        pytest.param("receipts/current", r"no receipt signing key .*doelpoort setup", id="receipt"),
     ],
 )
 def test_a_missing_key_stops_start_up_and_is_not_replaced(

@@ -21,20 +21,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway.dev.pki import init_pki, revoke
 from gateway.errors import ConfigurationError
-from gateway.identity import RevocationList, identity_from_der
-from gateway.pki import PkiPaths, init_pki, revoke
-from gateway.tls import (
+from gateway.transport.identity import RevocationList, identity_from_der
+from gateway.transport.pki_paths import PkiPaths
+from gateway.transport.tls import (
     PEER_DER_KEY,
     ASGIApp,
     Receive,
     Scope,
     Send,
-    ServerThread,
     build_server,
     peer_certificate_der,
     server_ssl_context,
 )
+from tests.server_thread import ServerThread
 
 # Paths of the requests that reached the app: a refused handshake adds none.
 server_hits: list[str] = []

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from gateway.clock import rfc3339
+from audit.clock import rfc3339
 from gateway.errors import ConfigurationError, InvalidRequest
 
 # Subject key names (bsn, v_number, date_of_birth). The pattern is also the guard that a

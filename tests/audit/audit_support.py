@@ -17,7 +17,7 @@ from audit.store import AuditStore
 from audit.verify import VerifyReport, verify_log
 
 ORIGIN = "test.doelpoort.local/audit"
-KEY_NAME = "test.doelpoort.local/audit"
+"""The log's origin, which is also its checkpoint key's name."""
 
 
 class FakeClock:
@@ -68,7 +68,7 @@ def make_record(i: int = 0, **overrides: Any) -> AuditRecord:
 def open_store(path: Path, key: Ed25519PrivateKey, **options: Any) -> Iterator[AuditStore]:
     """A store on `path` with a fake clock unless one is given; closed on exit."""
     options.setdefault("clock", FakeClock())
-    store = AuditStore.open(path, log_key=key, origin=ORIGIN, key_name=KEY_NAME, **options)
+    store = AuditStore.open(path, log_key=key, origin=ORIGIN, **options)
     try:
         yield store
     finally:
@@ -88,7 +88,7 @@ def write_log(path: Path, key: Ed25519PrivateKey, n: int, *, every: int = 1000) 
 
 def verify(path: Path, key: Ed25519PrivateKey) -> VerifyReport:
     with AuditReader(path) as reader:
-        return verify_log(reader, key.public_key(), origin=ORIGIN, key_name=KEY_NAME)
+        return verify_log(reader, key.public_key(), origin=ORIGIN)
 
 
 def fail_inserts(path: Path, *, purpose: str | None = None) -> None:

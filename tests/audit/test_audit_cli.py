@@ -6,19 +6,25 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from audit_support import attack, make_record
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from typer.testing import CliRunner
 
 from audit.checkpoint import verifier_key
-from audit.keys import load_or_create_log_key, public_key_pem
 from audit.store import AuditStore
 from gateway._cli import app
-from gateway.runtime import LOG_KEY_NAME
+from gateway.keys import create_log_key, load_log_key
 from gateway.settings import Settings
+from tests.audit.audit_support import attack, make_record
 
 runner = CliRunner()
 SIZE = 12
+
+
+def log_key(keys_dir: Path) -> Ed25519PrivateKey:
+    """The log key in ``keys_dir``, created on first use."""
+    create_log_key(keys_dir)
+    return load_log_key(keys_dir)
 
 
 @pytest.fixture
@@ -27,9 +33,8 @@ def settings(tmp_path: Path) -> Settings:
     settings = Settings.from_env().with_var_dir(tmp_path / "var")
     store = AuditStore.open(
         settings.audit_db_path,
-        log_key=load_or_create_log_key(settings.keys_dir),
+        log_key=log_key(settings.keys_dir),
         origin=settings.origin,
-        key_name=LOG_KEY_NAME,
         checkpoint_every=4,
     )
 
@@ -80,8 +85,8 @@ def test_verify_with_own_key_in_either_form(settings: Settings, tmp_path: Path) 
 def test_export_key_prints_the_verifier_key(settings: Settings) -> None:
     code, out, err = audit(settings, "export-key")
     assert code == 0
-    key = load_or_create_log_key(settings.keys_dir)
-    assert out == verifier_key(LOG_KEY_NAME, key.public_key()) + "\n"
+    key = log_key(settings.keys_dir)
+    assert out == verifier_key(settings.origin, key.public_key()) + "\n"
     assert "kept (it matches the log key)" in err
 
 
@@ -103,7 +108,8 @@ def test_a_missing_public_key_is_exported_on_request_only(settings: Settings) ->
 
 def test_verify_with_a_copy_of_another_key_fails(settings: Settings, tmp_path: Path) -> None:
     other = tmp_path / "other.pem"
-    other.write_bytes(public_key_pem(Ed25519PrivateKey.generate().public_key()))
+    public_key = Ed25519PrivateKey.generate().public_key()
+    other.write_bytes(public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
     code, _, err = audit(settings, "verify", "--log-key", str(other))
     assert code == 1
     assert "first bad entry is seq 1" in err
@@ -119,7 +125,7 @@ def test_checkpoint_to_stdout_and_to_a_file(settings: Settings, tmp_path: Path) 
     code, out, err = audit(settings, "checkpoint")
     assert code == 0
     assert out.startswith(f"{settings.origin}\n{SIZE}\n")
-    assert f"\n\n\u2014 {LOG_KEY_NAME} " in out
+    assert f"\n\n\u2014 {settings.origin} " in out
     assert f"checkpoint at size {SIZE}" in err
     saved = tmp_path / "trusted.checkpoint"
     code, out, _ = audit(settings, "checkpoint", "-o", str(saved))
@@ -147,10 +153,8 @@ def test_checkpoint_of_a_log_without_one(tmp_path: Path) -> None:
     settings = Settings.from_env().with_var_dir(tmp_path / "var")
     code, _, err = audit(settings, "checkpoint")
     assert (code, "no audit log at") == (2, err[: len("no audit log at")])
-    key = load_or_create_log_key(settings.keys_dir)
-    AuditStore.open(
-        settings.audit_db_path, log_key=key, origin=settings.origin, key_name=LOG_KEY_NAME
-    ).close()
+    key = log_key(settings.keys_dir)
+    AuditStore.open(settings.audit_db_path, log_key=key, origin=settings.origin).close()
     code, out, err = audit(settings, "checkpoint")
     assert code == 2
     assert out == ""

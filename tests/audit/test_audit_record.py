@@ -6,11 +6,11 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from audit_support import make_record
 
+from audit.clock import rfc3339_micro
 from audit.entry import GENESIS_PREV, AuditRecord, entry_leaf_hash, leaf_bytes
 from audit.hasher import leaf_hash
-from gateway.clock import rfc3339_micro
+from tests.audit.audit_support import make_record
 
 
 def test_body_is_canonical_json_with_every_field() -> None:

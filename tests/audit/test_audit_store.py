@@ -13,8 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_support import (
-    KEY_NAME,
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import audit.store
+from audit.checkpoint import open_checkpoint
+from audit.entry import GENESIS_PREV, entry_leaf_hash
+from audit.reader import AuditReader
+from audit.store import AuditStore
+from gateway.errors import AuditError
+from tests.audit.audit_support import (
     ORIGIN,
     FakeClock,
     attack,
@@ -26,15 +33,7 @@ from audit_support import (
     verify,
     write_log,
 )
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-import audit.store
-from audit.checkpoint import open_checkpoint
-from audit.entry import GENESIS_PREV, entry_leaf_hash
-from audit.reader import AuditReader
-from audit.store import AuditStore
-from audit.tree import reference_root
-from gateway.errors import AuditError
+from tests.audit.reference_tree import reference_root
 
 
 @pytest.fixture
@@ -443,16 +442,15 @@ def test_open_refuses_a_log_that_is_not_intact(db: Path, key: Ed25519PrivateKey)
     write_log(db, key, 4)
     attack(db, "UPDATE entries SET body = replace(body, 'allow', 'deny') WHERE seq = 2")
     with pytest.raises(AuditError, match="near seq 3"):
-        AuditStore.open(db, log_key=key, origin=ORIGIN, key_name="k")
+        AuditStore.open(db, log_key=key, origin=ORIGIN)
 
 
-def test_open_refuses_an_origin_or_key_name_no_checkpoint_can_carry(
-    db: Path, key: Ed25519PrivateKey
-) -> None:
+def test_open_refuses_an_origin_no_checkpoint_can_carry(db: Path, key: Ed25519PrivateKey) -> None:
+    # The origin is also the checkpoint key's name, which has no spaces or '+'.
     with pytest.raises(ValueError, match="key names"):
-        AuditStore.open(db, log_key=key, origin=ORIGIN, key_name="two words")
+        AuditStore.open(db, log_key=key, origin="two words")
     with pytest.raises(ValueError, match="origin"):
-        AuditStore.open(db, log_key=key, origin="two\nlines", key_name="k")
+        AuditStore.open(db, log_key=key, origin="two\nlines")
     assert not db.exists()
 
 
@@ -460,7 +458,7 @@ def test_open_refuses_a_log_shorter_than_its_checkpoint(db: Path, key: Ed25519Pr
     write_log(db, key, 4)
     attack(db, "DELETE FROM entries WHERE seq = 4")
     with pytest.raises(AuditError, match="near seq 4"):
-        AuditStore.open(db, log_key=key, origin=ORIGIN, key_name="k")
+        AuditStore.open(db, log_key=key, origin=ORIGIN)
 
 
 def test_open_refuses_the_log_of_another_deployment(db: Path, key: Ed25519PrivateKey) -> None:
@@ -468,9 +466,9 @@ def test_open_refuses_the_log_of_another_deployment(db: Path, key: Ed25519Privat
     write_log(db, key, 4)
     other = Ed25519PrivateKey.generate()
     with pytest.raises(AuditError, match="not this deployment's"):
-        AuditStore.open(db, log_key=other, origin=ORIGIN, key_name=KEY_NAME)
+        AuditStore.open(db, log_key=other, origin=ORIGIN)
     with pytest.raises(AuditError, match="not this deployment's"):
-        AuditStore.open(db, log_key=key, origin="elsewhere.example/audit", key_name=KEY_NAME)
+        AuditStore.open(db, log_key=key, origin="elsewhere.example/audit")
     with open_store(db, key) as store:  # its own deployment opens it as before
         assert store.size == 4
 
@@ -498,7 +496,7 @@ def test_a_log_has_one_writer(db: Path, key: Ed25519PrivateKey) -> None:
     # on every append, so it is refused at open, and the lock goes with the first.
     with open_store(db, key):
         with pytest.raises(AuditError, match="another process is writing"):
-            AuditStore.open(db, log_key=key, origin=ORIGIN, key_name=ORIGIN)
+            AuditStore.open(db, log_key=key, origin=ORIGIN)
         with AuditReader(db) as reader:  # readers (the DPO's tools) are not held up
             assert reader.count() == 0
     with open_store(db, key) as store:
@@ -523,7 +521,7 @@ def test_the_writer_lock_is_held_across_processes(db: Path, key: Ed25519PrivateK
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(AuditError, match="another process is writing"):
-            AuditStore.open(db, log_key=key, origin=ORIGIN, key_name=ORIGIN)
+            AuditStore.open(db, log_key=key, origin=ORIGIN)
     finally:
         holder.communicate("")  # the holder exits; the OS drops its lock
     with open_store(db, key):

@@ -10,15 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from audit_support import (
-    KEY_NAME,
-    ORIGIN,
-    attack,
-    forge_unchained_entry,
-    forged_body,
-    verify,
-    write_log,
-)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.checkpoint import Checkpoint, sign_checkpoint
@@ -26,8 +17,16 @@ from audit.entry import entry_leaf_hash
 from audit.errors import AuditVerificationError, CheckpointError
 from audit.hasher import EMPTY_ROOT
 from audit.reader import AuditReader
-from audit.tree import reference_root
 from audit.verify import VerifyReport, verify_log
+from tests.audit.audit_support import (
+    ORIGIN,
+    attack,
+    forge_unchained_entry,
+    forged_body,
+    verify,
+    write_log,
+)
+from tests.audit.reference_tree import reference_root
 
 SIZE = 20
 
@@ -204,7 +203,7 @@ def test_two_signed_checkpoints_at_one_size_are_refused(db: Path, key: Ed25519Pr
     # A rebuilt table without its key holds the real checkpoint at 15 and one the same
     # key signed for another history; whichever row comes first, the log fails.
     rebuild_without_constraints(db, "checkpoints", "*")
-    other = sign_checkpoint(Checkpoint(ORIGIN, 15, bytes(32)), KEY_NAME, key)
+    other = sign_checkpoint(Checkpoint(ORIGIN, 15, bytes(32)), ORIGIN, key)
     attack(db, "INSERT INTO checkpoints VALUES (15, ?, ?, 'now')", bytes(32), other)
     failed = first_bad(db, key)
     assert failed.first_bad_seq == 1
@@ -221,7 +220,7 @@ def test_a_prev_of_the_wrong_type_is_a_broken_link(db: Path, key: Ed25519Private
 
 def test_checkpoint_signed_by_another_key(db: Path, key: Ed25519PrivateKey) -> None:
     forged = Checkpoint(ORIGIN, 15, bytes(32))
-    note = sign_checkpoint(forged, KEY_NAME, Ed25519PrivateKey.generate())
+    note = sign_checkpoint(forged, ORIGIN, Ed25519PrivateKey.generate())
     attack(db, "UPDATE checkpoints SET note = ?, root = ? WHERE size = 15", note, bytes(32))
     failed = first_bad(db, key)
     assert failed.first_bad_seq == 11
@@ -243,12 +242,12 @@ def test_rewritten_chain_is_caught_by_the_checkpoints(db: Path, key: Ed25519Priv
 def test_wrong_key_or_origin_trusts_no_checkpoint(db: Path, key: Ed25519PrivateKey) -> None:
     other = Ed25519PrivateKey.generate()
     with AuditReader(db) as reader, pytest.raises(AuditVerificationError) as failed:
-        verify_log(reader, other.public_key(), origin=ORIGIN, key_name=KEY_NAME)
+        verify_log(reader, other.public_key(), origin=ORIGIN)
     assert failed.value.first_bad_seq == 1
     with AuditReader(db) as reader, pytest.raises(AuditVerificationError) as failed:
-        verify_log(reader, key.public_key(), origin="elsewhere/log", key_name=KEY_NAME)
+        verify_log(reader, key.public_key(), origin="elsewhere/log")
     assert failed.value.first_bad_seq == 1
-    assert "origin" in failed.value.reason
+    assert "elsewhere/log" in failed.value.reason  # its key name is the origin
 
 
 # -- coverage: entries no signed checkpoint vouches for ----------------------------------
@@ -272,7 +271,7 @@ def test_rewrite_with_every_checkpoint_deleted_fails_at_1(db: Path, key: Ed25519
 
 def test_only_a_size_0_checkpoint_covers_nothing(db: Path, key: Ed25519PrivateKey) -> None:
     attack(db, "DELETE FROM checkpoints")
-    note = sign_checkpoint(Checkpoint(ORIGIN, 0, EMPTY_ROOT), KEY_NAME, key)
+    note = sign_checkpoint(Checkpoint(ORIGIN, 0, EMPTY_ROOT), ORIGIN, key)
     attack(db, "INSERT INTO checkpoints VALUES (0, ?, ?, 'now')", EMPTY_ROOT, note)
     assert first_bad(db, key).first_bad_seq == 1
 
@@ -291,9 +290,7 @@ def test_unverifiable_checkpoints_are_not_reported_as_missing(
     db: Path, key: Ed25519PrivateKey
 ) -> None:
     with AuditReader(db) as reader, pytest.raises(AuditVerificationError) as failed:
-        verify_log(
-            reader, Ed25519PrivateKey.generate().public_key(), origin=ORIGIN, key_name=KEY_NAME
-        )
+        verify_log(reader, Ed25519PrivateKey.generate().public_key(), origin=ORIGIN)
     assert failed.value.first_bad_seq == 1
     assert "no signature of key" in failed.value.reason
     assert "no signed checkpoint covers" not in failed.value.reason
@@ -304,27 +301,21 @@ def test_max_uncovered(db: Path, key: Ed25519PrivateKey, allowed: int | None, pa
     attack(db, "DELETE FROM checkpoints WHERE size = 20")  # as if the writer crashed
     with AuditReader(db) as reader:
         if passes:
-            report = verify_log(
-                reader, key.public_key(), origin=ORIGIN, key_name=KEY_NAME, max_uncovered=allowed
-            )
+            report = verify_log(reader, key.public_key(), origin=ORIGIN, max_uncovered=allowed)
             assert report.uncovered_tail == 5
             return
         with pytest.raises(AuditVerificationError) as failed:
-            verify_log(
-                reader, key.public_key(), origin=ORIGIN, key_name=KEY_NAME, max_uncovered=allowed
-            )
+            verify_log(reader, key.public_key(), origin=ORIGIN, max_uncovered=allowed)
     assert failed.value.first_bad_seq == 16
     assert "5 entries after the latest checkpoint (size 15)" in failed.value.reason
 
 
 def test_max_uncovered_is_met_by_a_fully_covered_log(db: Path, key: Ed25519PrivateKey) -> None:
     with AuditReader(db) as reader:
-        report = verify_log(
-            reader, key.public_key(), origin=ORIGIN, key_name=KEY_NAME, max_uncovered=0
-        )
+        report = verify_log(reader, key.public_key(), origin=ORIGIN, max_uncovered=0)
     assert report.uncovered_tail == 0
     with AuditReader(db) as reader, pytest.raises(ValueError, match="negative"):
-        verify_log(reader, key.public_key(), origin=ORIGIN, key_name=KEY_NAME, max_uncovered=-1)
+        verify_log(reader, key.public_key(), origin=ORIGIN, max_uncovered=-1)
 
 
 # -- the DPO's trusted checkpoint -------------------------------------------------------
@@ -338,9 +329,7 @@ def stored_note(db: Path, size: int) -> str:
 
 def verify_trusted(db: Path, key: Ed25519PrivateKey, trusted: str) -> VerifyReport:
     with AuditReader(db) as reader:
-        return verify_log(
-            reader, key.public_key(), origin=ORIGIN, key_name=KEY_NAME, trusted=trusted
-        )
+        return verify_log(reader, key.public_key(), origin=ORIGIN, trusted=trusted)
 
 
 def first_bad_trusted(db: Path, key: Ed25519PrivateKey, trusted: str) -> AuditVerificationError:
@@ -353,7 +342,7 @@ def resign(db: Path, key: Ed25519PrivateKey, *sizes: int) -> None:
     """The attacker holds the log key: replace the checkpoints at `sizes` with new ones."""
     for size in sizes:
         root = reference_root(leaves(db)[:size])
-        note = sign_checkpoint(Checkpoint(ORIGIN, size, root), KEY_NAME, key)
+        note = sign_checkpoint(Checkpoint(ORIGIN, size, root), ORIGIN, key)
         attack(db, "DELETE FROM checkpoints WHERE size = ?", size)
         attack(db, "INSERT INTO checkpoints VALUES (?, ?, ?, 'now')", size, root, note)
 
@@ -368,9 +357,9 @@ def test_intact_log_holds_the_trusted_checkpoint(
 
 def test_trusted_checkpoint_at_an_unstored_size(db: Path, key: Ed25519PrivateKey) -> None:
     root = reference_root(leaves(db)[:12])
-    note = sign_checkpoint(Checkpoint(ORIGIN, 12, root), KEY_NAME, key)
+    note = sign_checkpoint(Checkpoint(ORIGIN, 12, root), ORIGIN, key)
     assert verify_trusted(db, key, note).trusted_size == 12
-    empty = sign_checkpoint(Checkpoint(ORIGIN, 0, EMPTY_ROOT), KEY_NAME, key)
+    empty = sign_checkpoint(Checkpoint(ORIGIN, 0, EMPTY_ROOT), ORIGIN, key)
     assert verify_trusted(db, key, empty).trusted_size == 0
 
 
@@ -463,12 +452,10 @@ def test_trusted_checkpoint_of_another_key_or_origin_is_refused(
     db: Path, key: Ed25519PrivateKey
 ) -> None:
     root = reference_root(leaves(db))
-    other_key = sign_checkpoint(
-        Checkpoint(ORIGIN, 20, root), KEY_NAME, Ed25519PrivateKey.generate()
-    )
+    other_key = sign_checkpoint(Checkpoint(ORIGIN, 20, root), ORIGIN, Ed25519PrivateKey.generate())
     with pytest.raises(CheckpointError, match="the trusted checkpoint: no signature of key"):
         verify_trusted(db, key, other_key)
-    other_origin = sign_checkpoint(Checkpoint("elsewhere/log", 20, root), KEY_NAME, key)
+    other_origin = sign_checkpoint(Checkpoint("elsewhere/log", 20, root), ORIGIN, key)
     with pytest.raises(CheckpointError, match="the trusted checkpoint: origin"):
         verify_trusted(db, key, other_origin)
     with pytest.raises(CheckpointError, match="the trusted checkpoint: note has no signature"):

@@ -28,8 +28,9 @@ from audit.checkpoint import (
     verifier_key,
 )
 from audit.errors import CheckpointError
-from audit.keys import load_log_public_key, load_or_create_log_key
+from audit.keys import load_log_public_key
 from gateway.errors import ConfigurationError
+from gateway.keys import create_log_key, load_log_key
 
 ORIGIN = "example.com/doelpoort/audit"
 NAME = "example.com/doelpoort/audit"
@@ -46,6 +47,12 @@ GO_NOTE = (
     GO_TEXT + "\n\u2014 PeterNeumann "
     "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
 )
+
+
+def log_key(keys_dir: Path) -> Ed25519PrivateKey:
+    """The log key in ``keys_dir``, created on first use."""
+    create_log_key(keys_dir)
+    return load_log_key(keys_dir)
 
 
 @pytest.fixture
@@ -234,9 +241,9 @@ def test_checkpoint_values_are_validated() -> None:
 
 def test_log_key_is_created_once_with_private_permissions(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
-    created = load_or_create_log_key(keys)
+    created = log_key(keys)
     assert stat.S_IMODE((keys / "audit-log.key").stat().st_mode) == 0o600
-    again = load_or_create_log_key(keys)
+    again = log_key(keys)
     raw = Encoding.Raw, PrivateFormat.Raw, NoEncryption()
     assert again.private_bytes(*raw) == created.private_bytes(*raw)
     public = load_log_public_key(keys)
@@ -256,10 +263,11 @@ def test_a_key_of_another_type_is_refused(tmp_path: Path) -> None:
     (tmp_path / "audit-log.key").write_bytes(
         ec.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     )
+    (tmp_path / "audit-log.key").chmod(0o600)
     (tmp_path / "audit-log.pub").write_bytes(
         ec.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     )
     with pytest.raises(ConfigurationError, match="not an Ed25519"):
-        load_or_create_log_key(tmp_path)
+        log_key(tmp_path)
     with pytest.raises(ConfigurationError, match="not an Ed25519"):
         load_log_public_key(tmp_path)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from audit_support import make_record, open_store, verify
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit import _schema
@@ -16,6 +15,7 @@ from audit.entry import StoredEscrow, escrow_digest
 from audit.reader import AuditReader
 from audit.store import AuditStore
 from gateway.errors import AuditError
+from tests.audit.audit_support import make_record, open_store, verify
 
 START = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -166,7 +166,7 @@ def test_a_log_from_before_the_escrow_column_is_refused_clearly(
     finally:
         conn.close()
     with pytest.raises(AuditError, match="earlier version") as caught:
-        AuditStore.open(db, log_key=key, origin="o.example/log", key_name="o.example/log")
+        AuditStore.open(db, log_key=key, origin="o.example/log")
     assert "escrow" in caught.value.detail
 
 

@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audit.hasher import EMPTY_ROOT, leaf_hash, node_hash
-from audit.tree import CompactRange, reference_root
+from audit.tree import CompactRange
+from tests.audit.reference_tree import reference_root
 
 LEAF_INPUTS = [
     bytes.fromhex(h)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from connector_support import partner_doc, write_partners
 
 from gateway.connectors import Catalog, DatasetSpec
 from gateway.connectors.base import normalise_key_value, record_matches, subject_lookups
 from gateway.pseudonyms import normalise, normalise_text
+from tests.connectors.connector_support import partner_doc, write_partners
 
 RECORD: dict[str, Any] = {
     "bsn": "999900018",

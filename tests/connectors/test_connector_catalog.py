@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import yaml
-from connector_support import REPO, partner_doc, write_partners
 
 from gateway.connectors import SUBJECT_KEYS, Catalog, Connector
 from gateway.connectors.catalog import (
@@ -21,6 +20,7 @@ from gateway.connectors.catalog import (
     OAuth2Config,
 )
 from gateway.errors import ConfigurationError, UnknownDataset
+from tests.connectors.connector_support import REPO, partner_doc, write_partners
 
 CONNECTORS = REPO / "connectors"
 

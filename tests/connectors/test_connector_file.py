@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from connector_support import partner_doc, write_partners
 
 from gateway.connectors import Catalog
 from gateway.connectors.file import FileConnector
 from gateway.errors import ConnectorResponseError, ConnectorUnavailable
 from gateway.operators import minimise
+from tests.connectors.connector_support import partner_doc, write_partners
 
 pytestmark = pytest.mark.anyio
 

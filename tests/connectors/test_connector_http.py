@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from connector_support import (
+
+from gateway.connectors import Catalog, http
+from gateway.connectors.http import HttpConnector
+from gateway.errors import (
+    ConnectorAuthError,
+    ConnectorError,
+    ConnectorResponseError,
+    ConnectorUnavailable,
+)
+from tests.connectors.connector_support import (
     BODY_MARKER,
     CLIENT_ID,
     CLIENT_SECRET,
@@ -22,15 +31,6 @@ from connector_support import (
     partner_doc,
     running_provider,
     write_partners,
-)
-
-from gateway.connectors import Catalog, http
-from gateway.connectors.http import HttpConnector
-from gateway.errors import (
-    ConnectorAuthError,
-    ConnectorError,
-    ConnectorResponseError,
-    ConnectorUnavailable,
 )
 
 pytestmark = pytest.mark.anyio

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from connector_support import REPO
 
-from gateway import demo_data
 from gateway.connectors import Catalog
 from gateway.connectors.catalog import FileConnectorConfig
-from gateway.demo_data import bsn_is_valid, iban_is_valid
+from gateway.dev import demo_data
+from gateway.dev.demo_data import bsn_is_valid, iban_is_valid
+from tests.connectors.connector_support import REPO
 
 pytestmark = pytest.mark.anyio
 

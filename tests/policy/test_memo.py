@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from policy_support import POLICIES, policy_input, real_bundle
 
 from gateway.policy import EmbeddedEngine, compile_bundle
 from gateway.policy.memo import input_dependencies
+from tests.policy.policy_support import POLICIES, policy_input, real_bundle
 
 
 def test_the_demo_policy_reads_neither_time_nor_case_ref() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from policy_support import POLICIES, copy_policies
 
 from gateway.errors import ConfigurationError
 from gateway.policy import ENTRYPOINT, compile_bundle, policy_digest
+from tests.policy.policy_support import POLICIES, copy_policies
 
 
 def test_the_real_policies_compile() -> None:

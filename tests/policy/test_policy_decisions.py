@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
-from policy_support import (
+
+from gateway.policy import compile_bundle
+from tests.policy.policy_support import (
     POLICIES,
     Decider,
     copy_policies,
@@ -18,8 +20,6 @@ from policy_support import (
     partners,
     policy_input,
 )
-
-from gateway.policy import compile_bundle
 
 REGISTER = yaml.safe_load((POLICIES / "register.yaml").read_text(encoding="utf-8"))
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from policy_support import POLICIES, decider, policy_input, real_bundle
 
 from gateway.errors import (
     InvalidDecision,
@@ -21,6 +20,7 @@ from gateway.errors import (
 )
 from gateway.policy import Decision, EmbeddedEngine, compile_bundle, decision_from_result
 from gateway.policy.bundle import PolicyBundle
+from tests.policy.policy_support import POLICIES, decider, policy_input, real_bundle
 
 ALLOW = """
 package doelpoort.disclosure

@@ -6,10 +6,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from policy_support import NOW, dataset_views
 
 from gateway.errors import ConfigurationError, InvalidRequest
 from gateway.policy import build_policy_input, dataset_input
+from tests.policy.policy_support import NOW, dataset_views
 
 VIEW = dataset_views()["ind/residence"]
 

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from policy_support import (
+
+from gateway.policy import Decision, compile_bundle
+from gateway.policy.bundle import PolicyBundle
+from tests.policy.policy_support import (
     Decider,
     copy_policies,
     dataset_views,
@@ -23,9 +26,6 @@ from policy_support import (
     partners,
     real_bundle,
 )
-
-from gateway.policy import Decision, compile_bundle
-from gateway.policy.bundle import PolicyBundle
 
 Edit = Callable[[dict[str, Any]], None]
 LAOV = [p for p, doc in partners().items() if "laov" in doc["roles"]]

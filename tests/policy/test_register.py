@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 import yaml
-from policy_support import POLICIES, dataset_views
 
 from gateway.connectors.catalog import CATEGORIES, DOMAINS, Catalog
 from gateway.errors import ConfigurationError
 from gateway.policy import Register
+from tests.policy.policy_support import POLICIES, dataset_views
 
 RAW: dict[str, Any] = yaml.safe_load((POLICIES / "register.yaml").read_text(encoding="utf-8"))
 TIER_KEYS = ("clear_categories", "reduced_categories", "pseudonym_categories")

@@ -11,7 +11,7 @@ header. In TLS mode the header is never read.
 The gateway does not take the proxy's word alone: it verifies the forwarded certificate
 against the partner CA itself (chain, validity period, the clientAuth key usage), and
 ``peer()`` checks the CRL per request, as in TLS mode. The result goes into the same ASGI
-TLS extension that :class:`~gateway.tls.TLSHttpToolsProtocol` fills, so everything after
+TLS extension that :class:`~gateway.transport.tls.TLSHttpToolsProtocol` fills, so everything after
 the transport is the same in both modes. The header is removed before the app sees it.
 """
 
@@ -31,10 +31,10 @@ import uvicorn
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from gateway.clock import Clock, utc_now
+from audit.clock import Clock, utc_now
 from gateway.errors import ConfigurationError
-from gateway.pki import PkiPaths
-from gateway.tls import ASGIApp, TLSHttpToolsProtocol, require_partner_pki, tls_extension
+from gateway.transport.pki_paths import PkiPaths
+from gateway.transport.tls import ASGIApp, TLSHttpToolsProtocol, require_partner_pki, tls_extension
 
 log = logging.getLogger(__name__)
 

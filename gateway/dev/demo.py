@@ -15,13 +15,13 @@ from typing import Any
 
 import httpx
 
-from gateway.demo_data import subjects_path
-from gateway.errors import ConfigurationError
-from gateway.escrow import PRIVATE_KEY_FILE
-from gateway.pki import PkiPaths
+from gateway.dev.demo_data import subjects_path
+from gateway.errors import ConfigurationError, InvalidReceipt
+from gateway.keys import ESCROW_PRIVATE_KEY_FILE
 from gateway.settings import Settings
-from gateway.signing import InvalidReceipt, verify_receipt
-from gateway.tls import client_ssl_context
+from gateway.signing import verify_receipt
+from gateway.transport.pki_paths import PkiPaths
+from gateway.transport.tls import client_ssl_context
 
 Echo = Callable[[str], None]
 
@@ -190,7 +190,7 @@ async def run_demo(settings: Settings, base_url: str, echo: Echo = print) -> int
         echo("")
     echo("Every decision above is in the audit log: `doelpoort audit verify`.")
     if escrowed is not None:
-        key = settings.dpo_dir / PRIVATE_KEY_FILE
+        key = settings.dpo_dir / ESCROW_PRIVATE_KEY_FILE
         echo(
             "Only the DPO can trace a pseudonym back, offline, with their private escrow key "
             f"(here, in development, {key}):\n"

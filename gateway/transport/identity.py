@@ -1,7 +1,7 @@
 """Who is calling: the peer named by a verified client certificate, and revocation.
 
-The TLS handshake (`gateway/tls.py`), or behind a proxy the gateway's own check of the
-forwarded certificate (`gateway/proxied.py`), has already established that the
+The TLS handshake (`gateway/transport/tls.py`), or behind a proxy the gateway's own check of the
+forwarded certificate (`gateway/transport/proxied.py`), has already established that the
 certificate chains to the partner CA; this module only *names* the peer. The name comes
 from exactly one SAN URI, ``urn:doelpoort:partner:<id>`` or ``urn:doelpoort:dpo:<name>``,
 never from the request. A certificate without such a URI, or with several, names nobody.
@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import PublicKeyAlgorithmOID
 
-from gateway.clock import utc_now
+from audit.clock import utc_now
 from gateway.errors import ConfigurationError
 from gateway.ids import is_valid_id, validate_id
 

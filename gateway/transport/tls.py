@@ -1,6 +1,6 @@
 """HTTPS with mutual TLS on uvicorn, and the peer certificate in the ASGI scope.
 
-By default the gateway terminates TLS itself (behind a proxy: `gateway/proxied.py`, which
+By default the gateway terminates TLS itself (behind a proxy: `gateway/transport/proxied.py`, which
 fills the same extension). `server_ssl_context` requires a client certificate
 from the partner CA (TLS 1.2+, the CRL checked for the leaf), so a missing, foreign or
 revoked-before-start-up certificate never gets past the handshake.
@@ -17,13 +17,10 @@ import asyncio
 import contextlib
 import json
 import ssl
-import threading
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import lru_cache
 from http import HTTPStatus
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeAlias
 
 import uvicorn
@@ -32,8 +29,9 @@ from cryptography.hazmat.primitives import serialization
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.errors import ConfigurationError, DoelpoortError, HeadersTooLarge, RequestError
-from gateway.identity import RevocationList
-from gateway.pki import PkiPaths
+from gateway.keys import check_private_file
+from gateway.transport.identity import RevocationList
+from gateway.transport.pki_paths import PkiPaths
 
 Scope: TypeAlias = MutableMapping[str, Any]
 Message: TypeAlias = MutableMapping[str, Any]
@@ -63,6 +61,7 @@ def require_partner_pki(paths: PkiPaths, *files: Path) -> None:
 def server_ssl_context(paths: PkiPaths) -> ssl.SSLContext:
     """The server's TLS context: our certificate, partner-CA client certificates only."""
     require_partner_pki(paths, paths.server_cert, paths.server_key)
+    check_private_file(paths.server_key)
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -270,51 +269,6 @@ def build_server(
         server_header=False,
     )
     return uvicorn.Server(config)
-
-
-class ServerThread:
-    """Run a uvicorn server in a background thread (tests, benchmarks).
-
-    ``with ServerThread(build_server(app, host="127.0.0.1", port=0, paths=p)) as s:``
-    then ``s.port`` is the port it listens on; leaving the block shuts it down.
-    """
-
-    def __init__(self, server: uvicorn.Server, *, startup_timeout: float = 10.0) -> None:
-        self.server = server
-        self._startup_timeout = startup_timeout
-        self._thread = threading.Thread(target=self._run, name="doelpoort-server", daemon=True)
-        self._error: BaseException | None = None
-        self.port = 0
-
-    def _run(self) -> None:
-        try:
-            self.server.run()
-        except BaseException as exc:  # SystemExit on a failed start-up included
-            self._error = exc
-
-    def __enter__(self) -> ServerThread:
-        self._thread.start()
-        deadline = time.monotonic() + self._startup_timeout
-        while not self.server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self._stop()
-                raise RuntimeError("the server did not start") from self._error
-            time.sleep(0.01)
-        address = self.server.servers[0].sockets[0].getsockname()
-        self.port = int(address[1]) if isinstance(address, tuple) else 0  # 0: a unix socket
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop()
-
-    def _stop(self) -> None:
-        self.server.should_exit = True
-        self._thread.join(timeout=30)
 
 
 # --- the extension --------------------------------------------------------------------

@@ -10,7 +10,7 @@ Keys are ECDSA P-256 (every TLS stack speaks it), PEM PKCS#8 without a passphras
 0600, in directories of mode 0700. `init_pki` never overwrites: it creates what is
 missing and keeps what exists, so adding a partner to the configuration and running it
 again issues only that partner's certificate. `revoke` adds a partner's certificate to
-the CRL, which `gateway/tls.py` loads at start-up and `gateway/identity.RevocationList`
+the CRL, which `gateway/transport/tls.py` loads at start-up and `gateway/identity.RevocationList`
 re-reads while the gateway runs.
 
 This is a development PKI: a production deployment brings its own CA and CRL and points
@@ -32,11 +32,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from audit.clock import utc_now
 from gateway.atomic_files import PRIVATE, PUBLIC, create_file, replace_file
-from gateway.clock import utc_now
 from gateway.errors import ConfigurationError
-from gateway.identity import PeerKind, peer_uri
 from gateway.ids import validate_id
+from gateway.keys import read_private_file
+from gateway.transport.identity import PeerKind, peer_uri
+from gateway.transport.pki_paths import PkiPaths
 
 CA_VALIDITY = timedelta(days=10 * 365)
 LEAF_VALIDITY = timedelta(days=2 * 365)
@@ -49,57 +51,6 @@ CRL_REFRESH_MARGIN = timedelta(days=30)
 BACKDATE = timedelta(hours=1)
 
 _DIR_MODE = 0o700
-
-
-@dataclass(frozen=True)
-class PkiPaths:
-    """Where each piece of the PKI lives under ``pki_dir``."""
-
-    pki_dir: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "pki_dir", Path(self.pki_dir))
-
-    @property
-    def ca_cert(self) -> Path:
-        return self.pki_dir / "ca.pem"
-
-    @property
-    def ca_key(self) -> Path:
-        return self.pki_dir / "ca.key"
-
-    @property
-    def server_cert(self) -> Path:
-        return self.pki_dir / "server.pem"
-
-    @property
-    def server_key(self) -> Path:
-        return self.pki_dir / "server.key"
-
-    @property
-    def crl(self) -> Path:
-        return self.pki_dir / "crl.pem"
-
-    @property
-    def partners_dir(self) -> Path:
-        return self.pki_dir / "partners"
-
-    @property
-    def dpo_dir(self) -> Path:
-        return self.pki_dir / "dpo"
-
-    # The id is validated here too, so no caller can turn it into a path elsewhere.
-    def partner_cert(self, partner_id: str) -> Path:
-        return self.partners_dir / f"{validate_id(partner_id)}.pem"
-
-    def partner_key(self, partner_id: str) -> Path:
-        return self.partners_dir / f"{validate_id(partner_id)}.key"
-
-    def dpo_cert(self, name: str) -> Path:
-        return self.dpo_dir / f"{validate_id(name, 'DPO name')}.pem"
-
-    def dpo_key(self, name: str) -> Path:
-        return self.dpo_dir / f"{validate_id(name, 'DPO name')}.key"
 
 
 @dataclass
@@ -424,7 +375,7 @@ def _load_ca(paths: PkiPaths) -> tuple[x509.Certificate, ec.EllipticCurvePrivate
         raise ConfigurationError("the CA certificate or key is missing; run `doelpoort pki init`")
     cert = _load_cert(paths.ca_cert)
     try:
-        key = serialization.load_pem_private_key(paths.ca_key.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(read_private_file(paths.ca_key), password=None)
     except (ValueError, TypeError) as exc:
         raise ConfigurationError("the CA key cannot be read") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():

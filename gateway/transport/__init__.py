@@ -1,0 +1,8 @@
+"""Transport and identity: who is calling, proven by TLS, before any request is read.
+
+- `tls` — the server's mutual-TLS context, uvicorn's protocol with the ASGI TLS
+  extension and the request-head limit, and `build_server`;
+- `proxied` — the mode behind a TLS-terminating proxy (RFC 9440 ``Client-Cert``);
+- `identity` — the peer a verified certificate names, and the partner CA's CRL;
+- `pki_paths` — where the partner CA, the CRL and the server's certificate live.
+"""
