@@ -25,7 +25,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__
 from gateway.api_models import DisclosureRequest, DisclosureResponse, Problem
-from gateway.connectors.catalog import Partner
 from gateway.errors import (
     PROBLEM_TYPE_PREFIX,
     DoelpoortError,
@@ -40,6 +39,7 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.transport.identity import PeerIdentity, identity_from_der
 from gateway.transport.tls import peer_certificate_der
+from gateway.vocabulary import Partner
 
 log = logging.getLogger("doelpoort.app")
 

@@ -30,7 +30,7 @@ from audit.entry import AuditRecord, StoredEscrow, escrow_digest
 from audit.store import AuditStore
 from gateway.api_models import DisclosureRequest
 from gateway.canonical import canonical_json
-from gateway.connectors.catalog import Catalog, Partner
+from gateway.connectors.catalog import Catalog
 from gateway.errors import (
     ConnectorError,
     ConnectorResponseError,
@@ -50,6 +50,7 @@ from gateway.policy.input import build_policy_input, dataset_input
 from gateway.policy.register import Register
 from gateway.pseudonyms import PseudonymKeys
 from gateway.signing import Receipt, ReceiptSigner
+from gateway.vocabulary import Partner
 
 log = logging.getLogger("doelpoort.disclosure")
 

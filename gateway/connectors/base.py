@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from typing import Any, Protocol, runtime_checkable
 
-from gateway.connectors.catalog import FIELD_TYPES, DatasetSpec
 from gateway.errors import ConnectorResponseError
 from gateway.pseudonyms import normalise_text
+from gateway.vocabulary import FIELD_TYPES, DatasetSpec
 
 __all__ = [
     "ADDRESS_PARTS",

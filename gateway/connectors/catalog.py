@@ -4,169 +4,48 @@
 datasets it provides with their fields (type and category), the identity keys a record
 can be found by and the connector that fetches them (``file`` or ``http``). The YAML is
 validated strictly (unknown keys, types, categories and domains are errors) and turned
-into frozen, read-only specs. Connectors are built on first use and reused.
+into the frozen, read-only specs of `gateway.vocabulary`. Connectors are built on first
+use and reused.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.config_yaml import load_yaml
+from gateway.connectors.base import Connector
+from gateway.connectors.file import FileConnector
+from gateway.connectors.http import HttpConnector
 from gateway.errors import ConfigurationError, UnknownDataset
 from gateway.ids import ID_PATTERN
+from gateway.vocabulary import (
+    Category,
+    ConnectorConfig,
+    DatasetSpec,
+    Domain,
+    FieldSpec,
+    FieldType,
+    FileConnectorConfig,
+    HttpConnectorConfig,
+    OAuth2Config,
+    Partner,
+    SubjectKey,
+)
 
-if TYPE_CHECKING:
-    # Annotations only: gateway.connectors.base imports this module at run time.
-    from gateway.connectors.base import Connector
-
-__all__ = [
-    "CATEGORIES",
-    "DOMAINS",
-    "FIELD_TYPES",
-    "SUBJECT_KEYS",
-    "Catalog",
-    "ConnectorConfig",
-    "DatasetSpec",
-    "FieldSpec",
-    "FileConnectorConfig",
-    "HttpConnectorConfig",
-    "OAuth2Config",
-    "Partner",
-]
-
-FieldType = Literal["string", "date", "integer", "number", "boolean", "address"]
-Category = Literal[
-    "identifier",
-    "identity",
-    "address",
-    "special-category",
-    "criminal",
-    "intelligence",
-    "financial",
-    "travel",
-    "immigration",
-    "detention",
-    "indicator",
-]
-Domain = Literal[
-    "intelligence", "police", "financial", "immigration", "border", "detention", "passenger"
-]
-SubjectKey = Literal["bsn", "v_number", "passport_no", "iban", "name", "date_of_birth"]
-
-FIELD_TYPES: tuple[str, ...] = get_args(FieldType)
-CATEGORIES: tuple[str, ...] = get_args(Category)
-DOMAINS: tuple[str, ...] = get_args(Domain)
-#: The identity keys a request's subject may carry; identity keys of datasets use these names.
-SUBJECT_KEYS: tuple[str, ...] = get_args(SubjectKey)
+__all__ = ["Catalog"]
 
 #: Field types an identity key may have (they are matched as normalised strings).
 _KEY_TYPES = frozenset({"string", "date"})
 _ID_PATTERN = f"^{ID_PATTERN}$"
 _FIELD_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 _ENV_PATTERN = r"^[A-Z_][A-Z0-9_]{0,127}$"
-
-
-# ---------------------------------------------------------------------------
-# Public, frozen specs
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FieldSpec:
-    """One field of a dataset: its name, value type and category."""
-
-    name: str
-    type: str
-    category: str
-
-
-@dataclass(frozen=True, slots=True)
-class FileConnectorConfig:
-    """A JSONL file of records, relative to the deployment's ``var/`` directory."""
-
-    path: PurePosixPath
-    kind: Literal["file"] = "file"
-
-
-@dataclass(frozen=True, slots=True)
-class OAuth2Config:
-    """OAuth2 client credentials; the secret is read from ``client_secret_env``."""
-
-    token_url: str
-    client_id: str
-    client_secret_env: str
-    scope: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HttpConnectorConfig:
-    """The provider's REST API: ``POST url`` with ``{"subject": {...}}``.
-
-    ``verify`` is ``True`` (the system trust store) or a CA bundle for the provider's TLS
-    (a relative path is taken relative to ``var/``).
-    """
-
-    url: str
-    timeout_s: float = 2.0
-    verify: bool | PurePosixPath = True
-    oauth2: OAuth2Config | None = None
-    kind: Literal["http"] = "http"
-
-
-ConnectorConfig = FileConnectorConfig | HttpConnectorConfig
-
-
-@dataclass(frozen=True, eq=False, slots=True)
-class DatasetSpec:
-    """A dataset a partner provides; ``id`` is ``<partner>/<dataset>``."""
-
-    id: str
-    provider: str
-    name: str
-    description: str
-    domain: str
-    fields: Mapping[str, FieldSpec]
-    identity_keys: tuple[tuple[str, ...], ...]
-    connector: ConnectorConfig
-
-    def policy_view(self) -> dict[str, Any]:
-        """Names and categories only: what the policy input may say about this dataset."""
-        return {
-            "id": self.id,
-            "provider": self.provider,
-            "domain": self.domain,
-            "fields": {
-                name: {"type": spec.type, "category": spec.category}
-                for name, spec in self.fields.items()
-            },
-            "identity_keys": [list(key) for key in self.identity_keys],
-        }
-
-    def covered_keys(self, subject: Mapping[str, object]) -> tuple[tuple[str, ...], ...]:
-        """The identity keys whose every part the subject gives (non-empty)."""
-        return tuple(
-            key
-            for key in self.identity_keys
-            if all(isinstance(subject.get(part), str) and subject[part] for part in key)
-        )
-
-
-@dataclass(frozen=True, eq=False, slots=True)
-class Partner:
-    """A partner of the deployment: requester, provider or both."""
-
-    id: str
-    name: str
-    roles: tuple[str, ...]
-    datasets: Mapping[str, DatasetSpec]
 
 
 # ---------------------------------------------------------------------------
@@ -434,11 +313,6 @@ def _index(partners: Iterable[Partner]) -> dict[str, DatasetSpec]:
 
 
 def _build_connector(spec: DatasetSpec, var_dir: Path) -> Connector:
-    # Imported here: the connector modules import this one for the spec types.
     if isinstance(spec.connector, FileConnectorConfig):
-        from gateway.connectors.file import FileConnector
-
         return FileConnector(spec, var_dir)
-    from gateway.connectors.http import HttpConnector
-
     return HttpConnector(spec, var_dir)

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.connectors.base import check_record, normalise_key_value, subject_lookups
-from gateway.connectors.catalog import DatasetSpec, FileConnectorConfig
 from gateway.errors import ConnectorError, ConnectorResponseError, ConnectorUnavailable
+from gateway.vocabulary import DatasetSpec, FileConnectorConfig
 
 __all__ = ["FileConnector"]
 

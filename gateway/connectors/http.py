@@ -43,13 +43,13 @@ import authlib.deprecate
 import httpx
 
 from gateway.connectors.base import check_record, record_matches, subject_lookups
-from gateway.connectors.catalog import DatasetSpec, HttpConnectorConfig, OAuth2Config
 from gateway.errors import (
     ConnectorAuthError,
     ConnectorError,
     ConnectorResponseError,
     ConnectorUnavailable,
 )
+from gateway.vocabulary import DatasetSpec, HttpConnectorConfig, OAuth2Config
 
 # Authlib >= 1.7 prefers the ``httpx2`` package and warns, once, at import when it falls
 # back to ``httpx`` (which this project depends on). Import it quietly: the warning is

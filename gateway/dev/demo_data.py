@@ -29,7 +29,8 @@ from typing import Any
 
 from gateway.api_models import bsn_is_valid
 from gateway.atomic_files import replace_file
-from gateway.connectors.catalog import Catalog, DatasetSpec, FileConnectorConfig
+from gateway.connectors.catalog import Catalog
+from gateway.vocabulary import DatasetSpec, FileConnectorConfig
 
 __all__ = [
     "FICTITIOUS_BANK_CODE",

@@ -17,9 +17,9 @@ exists              any type                    true / false
 ==================  ==========================  =======================================
 """
 
-from gateway.connectors.catalog import FIELD_TYPES
 from gateway.operators.base import Operator, OperatorContext, Pseudonymiser
 from gateway.operators.registry import OPERATORS, minimise, parse_op, validate_op
+from gateway.vocabulary import FIELD_TYPES
 
 __all__ = [
     "FIELD_TYPES",

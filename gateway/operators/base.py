@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.connectors.catalog import FIELD_TYPES
 from gateway.errors import InvalidDecision
+from gateway.vocabulary import FIELD_TYPES
 
 
 class Pseudonymiser(Protocol):

@@ -23,10 +23,11 @@ from types import MappingProxyType
 from typing import Any
 
 from gateway.config_yaml import load_yaml
-from gateway.connectors.catalog import CATEGORIES, DOMAINS, Catalog
+from gateway.connectors.catalog import Catalog
 from gateway.errors import ConfigurationError, DoelpoortError
 from gateway.ids import validate_id
 from gateway.operators import parse_op, validate_op
+from gateway.vocabulary import CATEGORIES, DOMAINS
 
 REGISTER_FILE = "register.yaml"
 MAX_RETENTION_DAYS = 36_500

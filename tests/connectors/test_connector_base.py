@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from gateway.connectors import Catalog, DatasetSpec
+from gateway.connectors import Catalog
 from gateway.connectors.base import normalise_key_value, record_matches, subject_lookups
 from gateway.pseudonyms import normalise, normalise_text
+from gateway.vocabulary import DatasetSpec
 from tests.connectors.connector_support import partner_doc, write_partners
 
 RECORD: dict[str, Any] = {

@@ -10,16 +10,17 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.connectors import SUBJECT_KEYS, Catalog, Connector
-from gateway.connectors.catalog import (
+from gateway.connectors import Catalog, Connector
+from gateway.errors import ConfigurationError, UnknownDataset
+from gateway.vocabulary import (
     CATEGORIES,
     DOMAINS,
     FIELD_TYPES,
+    SUBJECT_KEYS,
     FileConnectorConfig,
     HttpConnectorConfig,
     OAuth2Config,
 )
-from gateway.errors import ConfigurationError, UnknownDataset
 from tests.connectors.connector_support import REPO, partner_doc, write_partners
 
 CONNECTORS = REPO / "connectors"

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from gateway.connectors import Catalog
-from gateway.connectors.catalog import FileConnectorConfig
 from gateway.dev import demo_data
 from gateway.dev.demo_data import bsn_is_valid, iban_is_valid
+from gateway.vocabulary import FileConnectorConfig
 from tests.connectors.connector_support import REPO
 
 pytestmark = pytest.mark.anyio

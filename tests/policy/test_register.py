@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.connectors.catalog import CATEGORIES, DOMAINS, Catalog
+from gateway.connectors.catalog import Catalog
 from gateway.errors import ConfigurationError
 from gateway.policy import Register
+from gateway.vocabulary import CATEGORIES, DOMAINS
 from tests.policy.policy_support import POLICIES, dataset_views
 
 RAW: dict[str, Any] = yaml.safe_load((POLICIES / "register.yaml").read_text(encoding="utf-8"))

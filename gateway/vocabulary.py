@@ -1,0 +1,148 @@
+"""The words Doelpoort speaks, and the specs of what a deployment holds.
+
+Field types, categories, domains and identity keys are closed vocabularies: the connector
+catalog, the operators, the purpose register and the policies all check names against
+them. The specs (partner, dataset, field, connector configuration) are what the catalog
+turns ``connectors/*.yaml`` into: frozen and read-only, shared by the connectors, the
+pipeline, the operators and the policy input alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any, Literal, get_args
+
+__all__ = [
+    "CATEGORIES",
+    "DOMAINS",
+    "FIELD_TYPES",
+    "SUBJECT_KEYS",
+    "Category",
+    "ConnectorConfig",
+    "DatasetSpec",
+    "Domain",
+    "FieldSpec",
+    "FieldType",
+    "FileConnectorConfig",
+    "HttpConnectorConfig",
+    "OAuth2Config",
+    "Partner",
+    "SubjectKey",
+]
+
+FieldType = Literal["string", "date", "integer", "number", "boolean", "address"]
+Category = Literal[
+    "identifier",
+    "identity",
+    "address",
+    "special-category",
+    "criminal",
+    "intelligence",
+    "financial",
+    "travel",
+    "immigration",
+    "detention",
+    "indicator",
+]
+Domain = Literal[
+    "intelligence", "police", "financial", "immigration", "border", "detention", "passenger"
+]
+SubjectKey = Literal["bsn", "v_number", "passport_no", "iban", "name", "date_of_birth"]
+
+FIELD_TYPES: tuple[str, ...] = get_args(FieldType)
+CATEGORIES: tuple[str, ...] = get_args(Category)
+DOMAINS: tuple[str, ...] = get_args(Domain)
+#: The identity keys a request's subject may carry; identity keys of datasets use these names.
+SUBJECT_KEYS: tuple[str, ...] = get_args(SubjectKey)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One field of a dataset: its name, value type and category."""
+
+    name: str
+    type: str
+    category: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileConnectorConfig:
+    """A JSONL file of records, relative to the deployment's ``var/`` directory."""
+
+    path: PurePosixPath
+    kind: Literal["file"] = "file"
+
+
+@dataclass(frozen=True, slots=True)
+class OAuth2Config:
+    """OAuth2 client credentials; the secret is read from ``client_secret_env``."""
+
+    token_url: str
+    client_id: str
+    client_secret_env: str
+    scope: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConnectorConfig:
+    """The provider's REST API: ``POST url`` with ``{"subject": {...}}``.
+
+    ``verify`` is ``True`` (the system trust store) or a CA bundle for the provider's TLS
+    (a relative path is taken relative to ``var/``).
+    """
+
+    url: str
+    timeout_s: float = 2.0
+    verify: bool | PurePosixPath = True
+    oauth2: OAuth2Config | None = None
+    kind: Literal["http"] = "http"
+
+
+ConnectorConfig = FileConnectorConfig | HttpConnectorConfig
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class DatasetSpec:
+    """A dataset a partner provides; ``id`` is ``<partner>/<dataset>``."""
+
+    id: str
+    provider: str
+    name: str
+    description: str
+    domain: str
+    fields: Mapping[str, FieldSpec]
+    identity_keys: tuple[tuple[str, ...], ...]
+    connector: ConnectorConfig
+
+    def policy_view(self) -> dict[str, Any]:
+        """Names and categories only: what the policy input may say about this dataset."""
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "domain": self.domain,
+            "fields": {
+                name: {"type": spec.type, "category": spec.category}
+                for name, spec in self.fields.items()
+            },
+            "identity_keys": [list(key) for key in self.identity_keys],
+        }
+
+    def covered_keys(self, subject: Mapping[str, object]) -> tuple[tuple[str, ...], ...]:
+        """The identity keys whose every part the subject gives (non-empty)."""
+        return tuple(
+            key
+            for key in self.identity_keys
+            if all(isinstance(subject.get(part), str) and subject[part] for part in key)
+        )
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class Partner:
+    """A partner of the deployment: requester, provider or both."""
+
+    id: str
+    name: str
+    roles: tuple[str, ...]
+    datasets: Mapping[str, DatasetSpec]
