@@ -35,11 +35,12 @@ run: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
-## lint: ruff (format + lint), mypy strict
+## lint: ruff (format + lint), mypy strict, import contracts
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

@@ -79,6 +79,7 @@ __all__ = [
     "PurposeDenied",
     "RequestError",
     "SigningError",
+    "Unauthenticated",
     "UnknownDataset",
     "UnknownOperator",
     "UnknownPeer",
