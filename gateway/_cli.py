@@ -159,8 +159,6 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the gateway over mutual TLS (or behind a TLS-terminating proxy)."""
-    from dataclasses import replace
-
     from gateway.app import create_app
     from gateway.dev.bootstrap import bootstrap
     from gateway.dev.demo import curl_example
@@ -168,8 +166,7 @@ def serve(
     from gateway.transport.tls import build_server
 
     settings = _settings(var_dir)
-    settings = replace(
-        settings,
+    settings = settings.replace(
         host=host or settings.host,
         port=port if port is not None else settings.port,
         proxy_socket=proxy_socket or settings.proxy_socket,

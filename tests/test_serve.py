@@ -101,7 +101,7 @@ def test_a_gateway_that_cannot_start_says_why_in_one_line(tmp_path: Path) -> Non
     from gateway.settings import Settings
 
     var = tmp_path / "var"
-    settings = Settings().with_var_dir(var)
+    settings = Settings.from_env().with_var_dir(var)
     bootstrap(settings, echo=lambda _line: None)
     env = dict(os.environ, DOELPOORT_VAR_DIR=str(var), DOELPOORT_PORT=str(free_port()))
     lock = lock_writer(settings.audit_db_path)
