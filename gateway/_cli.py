@@ -176,6 +176,7 @@ def serve(
     if do_setup:
         bootstrap(settings, echo=typer.echo)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _warn_of_development_origin(settings)
     if settings.proxy_socket is not None:
         from gateway.transport.proxied import build_proxied_server
 
@@ -207,6 +208,22 @@ def serve(
     typer.echo("Scripted exchange between partners:  make demo   (in another terminal)")
     typer.echo("DPO: verify the log with `doelpoort audit verify`. Stop with Ctrl-C.")
     server.run()
+
+
+# The origin names the log in every checkpoint, and a log cannot change it once it holds
+# one: a deployment should not keep the demo's by oversight.
+_DEVELOPMENT_ORIGIN_WARNING = (
+    "the audit log is named by the development origin %s; a deployment names its own "
+    "log: set DOELPOORT_ORIGIN (e.g. gateway.example.nl/doelpoort/audit) before its first "
+    "entry"
+)
+
+
+def _warn_of_development_origin(settings: Settings) -> None:
+    if settings.uses_development_origin:
+        logging.getLogger("doelpoort.settings").warning(
+            _DEVELOPMENT_ORIGIN_WARNING, settings.origin
+        )
 
 
 @pki_app.command("init")
@@ -260,6 +277,12 @@ def keys_init(var_dir: VarDir = None) -> None:
     settings = _settings(var_dir)
     create_keys(settings.keys_dir, settings.audit_db_path, echo=typer.echo)
     typer.echo("Give the DPO the audit log's public key: `doelpoort audit export-key`.")
+    if settings.uses_development_origin:
+        typer.secho(
+            f"warning: {_DEVELOPMENT_ORIGIN_WARNING % settings.origin}",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
 
 @keys_app.command("rotate")

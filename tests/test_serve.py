@@ -91,6 +91,7 @@ def test_printed_curl_line_works(served: tuple[list[str], Path]) -> None:
     disclosure = json.loads(body)["disclosure"]
     assert disclosure["requester"] == "politie"
     assert {r["decision"] for r in disclosure["results"]} >= {"allow"}
+    assert "set DOELPOORT_ORIGIN" in output  # the demo's origin is noticed
 
 
 def test_a_gateway_that_cannot_start_says_why_in_one_line(tmp_path: Path) -> None:

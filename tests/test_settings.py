@@ -183,3 +183,14 @@ def test_the_checkpoint_cadence_reaches_the_audit_log(
             covered = max((c.size for c in reader.checkpoints()), default=0)
     assert entries > 0
     assert (covered == entries) is covered_at_once
+
+
+def test_keys_init_warns_of_the_development_origin(tmp_path: Path) -> None:
+    var = str(tmp_path / "var")
+    result = runner.invoke(app, ["keys", "init", "--var-dir", var])
+    assert result.exit_code == 0, result.output
+    assert "DOELPOORT_ORIGIN" in result.output
+    own = {"DOELPOORT_ORIGIN": "gateway.example.nl/doelpoort/audit"}
+    result = runner.invoke(app, ["keys", "init", "--var-dir", str(tmp_path / "v2")], env=own)
+    assert result.exit_code == 0, result.output
+    assert "DOELPOORT_ORIGIN" not in result.output
