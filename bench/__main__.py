@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -262,7 +262,7 @@ def main() -> None:
     parser.add_argument("--verify-entries", type=int, default=200_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="doelpoort-bench-") as tmp:
-        settings = replace(Settings(), var_dir=Path(tmp))
+        settings = Settings.from_env().with_var_dir(Path(tmp))
         print(f"setting up a fresh synthetic deployment in {tmp}")
         bootstrap(settings, echo=lambda _line: None)
         rates = bench_http(settings, args.seconds, args.connections, args.rate)

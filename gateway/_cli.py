@@ -16,6 +16,9 @@ from gateway.errors import DoelpoortError
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
+    import socket
+    from collections.abc import Sequence
+
     from audit.reader import AuditReader
     from audit.verify import VerifyReport
 
@@ -146,7 +149,10 @@ def setup(var_dir: VarDir = None) -> None:
 def serve(
     var_dir: VarDir = None,
     host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Listen port (0: any free port)."),
+    ] = None,
     do_setup: Annotated[bool, typer.Option("--setup", help="Run `doelpoort setup` first.")] = False,
     proxy_socket: Annotated[
         Path | None,
@@ -159,17 +165,13 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the gateway over mutual TLS (or behind a TLS-terminating proxy)."""
-    from dataclasses import replace
-
     from gateway.app import create_app
     from gateway.dev.bootstrap import bootstrap
-    from gateway.dev.demo import curl_example
     from gateway.transport.pki_paths import PkiPaths
     from gateway.transport.tls import build_server
 
     settings = _settings(var_dir)
-    settings = replace(
-        settings,
+    settings = settings.replace(
         host=host or settings.host,
         port=port if port is not None else settings.port,
         proxy_socket=proxy_socket or settings.proxy_socket,
@@ -179,6 +181,9 @@ def serve(
     if do_setup:
         bootstrap(settings, echo=typer.echo)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _warn_of_development_origin(settings)
+    # The announcements come from the server once it serves: after the app's start-up
+    # (policies, keys, the audit log's writer lock) and the bind have succeeded.
     if settings.proxy_socket is not None:
         from gateway.transport.proxied import build_proxied_server
 
@@ -186,30 +191,57 @@ def serve(
             create_app(settings),
             socket_path=settings.proxy_socket,
             paths=PkiPaths(settings.pki_dir),
+            on_serving=lambda _listeners: _announce_proxied(settings),
         )
-        typer.secho(
-            f"Doelpoort serves unix:{settings.proxy_socket} (mode 0660) for a TLS-terminating "
-            "proxy that forwards the verified client certificate as an RFC 9440 Client-Cert "
-            "header; see deploy/README.md. Stop with Ctrl-C.",
-            bold=True,
+    else:
+        server = build_server(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            paths=PkiPaths(settings.pki_dir),
+            log_level="warning",
+            on_serving=lambda listeners: _announce(settings, listeners),
         )
-        server.run()
-        return
-    server = build_server(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        paths=PkiPaths(settings.pki_dir),
-        log_level="warning",
-    )
+    server.run()
+
+
+# The origin names the log in every checkpoint, and a log cannot change it once it holds
+# one: a deployment should not keep the demo's by oversight.
+_DEVELOPMENT_ORIGIN_WARNING = (
+    "the audit log is named by the development origin %s; a deployment names its own "
+    "log: set DOELPOORT_ORIGIN (e.g. gateway.example.nl/doelpoort/audit) before its first "
+    "entry"
+)
+
+
+def _warn_of_development_origin(settings: Settings) -> None:
+    if settings.uses_development_origin:
+        logging.getLogger("doelpoort.settings").warning(
+            _DEVELOPMENT_ORIGIN_WARNING, settings.origin
+        )
+
+
+def _announce(settings: Settings, listeners: Sequence[socket.socket]) -> None:
+    """The banner, naming the port actually bound (the one chosen, for port 0)."""
+    from gateway.dev.demo import curl_example
+
+    bound = settings.replace(port=listeners[0].getsockname()[1]) if listeners else settings
     typer.echo("")
-    typer.secho(f"Doelpoort serves {settings.base_url} (mutual TLS).", bold=True)
+    typer.secho(f"Doelpoort serves {bound.base_url} (mutual TLS).", bold=True)
     typer.echo("Try it as the police, asking for a ct-assessment of a synthetic subject:\n")
-    typer.echo(curl_example(settings))
+    typer.echo(curl_example(bound))
     typer.echo("")
     typer.echo("Scripted exchange between partners:  make demo   (in another terminal)")
     typer.echo("DPO: verify the log with `doelpoort audit verify`. Stop with Ctrl-C.")
-    server.run()
+
+
+def _announce_proxied(settings: Settings) -> None:
+    typer.secho(
+        f"Doelpoort serves unix:{settings.proxy_socket} (mode 0660) for a TLS-terminating "
+        "proxy that forwards the verified client certificate as an RFC 9440 Client-Cert "
+        "header; see deploy/README.md. Stop with Ctrl-C.",
+        bold=True,
+    )
 
 
 @pki_app.command("init")
@@ -263,6 +295,12 @@ def keys_init(var_dir: VarDir = None) -> None:
     settings = _settings(var_dir)
     create_keys(settings.keys_dir, settings.audit_db_path, echo=typer.echo)
     typer.echo("Give the DPO the audit log's public key: `doelpoort audit export-key`.")
+    if settings.uses_development_origin:
+        typer.secho(
+            f"warning: {_DEVELOPMENT_ORIGIN_WARNING % settings.origin}",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
 
 @keys_app.command("rotate")

@@ -1,36 +1,150 @@
-"""Where a deployment keeps its files, and how it listens.
+"""Where a deployment keeps its files, how it listens, and what its audit log is called.
 
 Deployment files (policies, connectors) live in the repository; runtime state (PKI,
 keys, the master secret, the audit database, demo records) lives under ``var/`` and is
-never committed. Every path can be overridden, so tests run against a temporary tree.
+never committed. Every setting has a default for development and is set from the
+environment as ``DOELPOORT_<NAME>`` (``DOELPOORT_PORT``, ``DOELPOORT_ORIGIN`` …); an
+empty variable counts as unset. No dotenv or secrets file is read: what a gateway runs
+with is what its service manager passes it, nothing from files lying beside it.
+
+`Settings.from_env` is the one way to make settings; a bad value ends as a
+`ConfigurationError` of one line naming the variable (the CLI prints it, exit status 1).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.errors import ConfigurationError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "DOELPOORT_"
+
+DEVELOPMENT_ORIGIN = "doelpoort.local/audit"
+"""The demo's checkpoint origin. A deployment names its own log (`serve` warns)."""
+
+ORIGIN_MAX_CHARS = 255
+POLICY_TIMEOUT_MAX_S = 60.0
+BODY_BYTES_MIN = 1024  # a disclosure request with a justification needs a few hundred
+BODY_BYTES_MAX = 1024 * 1024  # bodies are buffered whole; a request is one subject
+CHECKPOINT_EVERY_MAX = 1_000_000
+CHECKPOINT_INTERVAL_MIN_S = 0.01  # also how often a failed store may rebuild its state
+CHECKPOINT_INTERVAL_MAX_S = 60.0  # entries stay outside a signed checkpoint this long
 
 
-@dataclass(frozen=True)
-class Settings:
-    """One deployment's paths and listening address."""
+def _checkpoint_origin(value: str) -> str:
+    """A C2SP checkpoint origin that is also a signed-note key name (the log's key is
+    named by it): one non-empty line of printable characters, no whitespace, no '+'."""
+    if not value.isprintable() or any(char.isspace() or char == "+" for char in value):
+        raise ValueError("not a checkpoint origin")  # worded by _MUST_BE below
+    return value
+
+
+Seconds = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Settings(BaseSettings):
+    """One deployment's paths, listening address, log name and limits."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,  # `DOELPOORT_PROXY_SOCKET=` means unset, as in a shell
+        frozen=True,
+        extra="forbid",
+        validate_default=True,
+        use_attribute_docstrings=True,
+    )
 
     policies_dir: Path = PROJECT_ROOT / "policies"
+    """Rego policies and the purpose register (register.yaml)."""
+
     connectors_dir: Path = PROJECT_ROOT / "connectors"
+    """One YAML file per partner: its datasets and their connectors."""
+
     var_dir: Path = PROJECT_ROOT / "var"
-    host: str = "127.0.0.1"
-    port: int = 8443
-    origin: str = "doelpoort.local/audit"
-    policy_timeout_s: float = 1.0
-    max_body_bytes: int = 64 * 1024
+    """Runtime state: PKI, keys, the master secret, the audit database, demo records."""
+
+    host: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^\S+$")] = "127.0.0.1"
+    """Address the mutual-TLS listener binds."""
+
+    port: Annotated[int, Field(ge=0, le=65535)] = 8443
+    """Port of the mutual-TLS listener; 0: any free port (`serve` prints the one bound)."""
+
     proxy_socket: Path | None = None
     """Set: serve plain HTTP on this unix socket behind a TLS-terminating proxy, trusting
     the client certificate it forwards (gateway/transport/proxied.py); unset: mutual TLS."""
+
+    origin: Annotated[
+        str,
+        Field(min_length=1, max_length=ORIGIN_MAX_CHARS),
+        AfterValidator(_checkpoint_origin),
+    ] = DEVELOPMENT_ORIGIN
+    """The audit log's name in its signed checkpoints (C2SP tlog-checkpoint origin) and
+    the name of the key that signs them: each deployment's own, fixed before the log's
+    first entry (a log signed under one origin does not open under another)."""
+
+    policy_timeout_s: Annotated[Seconds, Field(gt=0, le=POLICY_TIMEOUT_MAX_S)] = 1.0
+    """How long one policy evaluation may take before the request fails closed (503)."""
+
+    max_body_bytes: Annotated[int, Field(ge=BODY_BYTES_MIN, le=BODY_BYTES_MAX)] = 64 * 1024
+    """The largest request body accepted (413 beyond)."""
+
+    checkpoint_every: Annotated[int, Field(ge=1, le=CHECKPOINT_EVERY_MAX)] = 1000
+    """The audit log signs a checkpoint once it has grown by this many entries …"""
+
+    checkpoint_interval_s: Annotated[
+        Seconds, Field(ge=CHECKPOINT_INTERVAL_MIN_S, le=CHECKPOINT_INTERVAL_MAX_S)
+    ] = 1.0
+    """… or this long after the last one, whichever comes first (and when it goes idle)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Values given in code, then the environment; never a dotenv or secrets file.
+        return (init_settings, env_settings)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Defaults, overridden by ``DOELPOORT_*`` environment variables."""
+        if _audit_url_set():
+            # Replicas sharing one log need the PostgreSQL store, which is not built yet;
+            # ignoring the setting would give each replica its own SQLite log: a forked
+            # audit trail. So refuse to start.
+            raise ConfigurationError(
+                "DOELPOORT_AUDIT_URL is set, but the audit log only supports its embedded "
+                "SQLite store so far; unset it to use var/audit.sqlite3"
+            )
+        try:
+            return cls()
+        except ValidationError as exc:
+            # Not chained: pydantic's own message quotes the value.
+            raise ConfigurationError(_one_line(exc, _env_name)) from None
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes``, validated like the environment's values."""
+        try:
+            return type(self).model_validate({**self.model_dump(), **changes})
+        except ValidationError as exc:
+            raise ConfigurationError(_one_line(exc, str)) from None
+
+    def with_var_dir(self, var_dir: Path) -> Settings:
+        return self.replace(var_dir=var_dir)
+
+    @property
+    def uses_development_origin(self) -> bool:
+        return self.origin == DEVELOPMENT_ORIGIN
 
     @property
     def pki_dir(self) -> Path:
@@ -57,37 +171,46 @@ class Settings:
     def base_url(self) -> str:
         return f"https://{self.host}:{self.port}"
 
-    def with_var_dir(self, var_dir: Path) -> Settings:
-        return replace(self, var_dir=var_dir)
 
-    @classmethod
-    def from_env(cls) -> Settings:
-        """Defaults, overridden by ``DOELPOORT_*`` environment variables."""
-        base = cls()
-        env = os.environ
-        if env.get("DOELPOORT_AUDIT_URL"):
-            # Replicas sharing one log need the PostgreSQL store, which is not built yet;
-            # ignoring the setting would give each replica its own SQLite log: a forked
-            # audit trail. So refuse to start.
-            raise ConfigurationError(
-                "DOELPOORT_AUDIT_URL is set, but the audit log only supports its embedded "
-                "SQLite store so far; unset it to use var/audit.sqlite3"
-            )
-        return replace(
-            base,
-            policies_dir=Path(env.get("DOELPOORT_POLICIES_DIR", base.policies_dir)),
-            connectors_dir=Path(env.get("DOELPOORT_CONNECTORS_DIR", base.connectors_dir)),
-            var_dir=Path(env.get("DOELPOORT_VAR_DIR", base.var_dir)),
-            host=env.get("DOELPOORT_HOST", base.host),
-            port=_port(env.get("DOELPOORT_PORT"), base.port),
-            proxy_socket=Path(socket) if (socket := env.get("DOELPOORT_PROXY_SOCKET")) else None,
-        )
+_MUST_BE = {
+    "policies_dir": "a directory path",
+    "connectors_dir": "a directory path",
+    "var_dir": "a directory path",
+    "host": "a host name or IP address without spaces",
+    "port": "a port number from 0 to 65535",
+    "proxy_socket": "a file path",
+    "origin": (
+        f"a checkpoint origin: at most {ORIGIN_MAX_CHARS} printable characters without "
+        "spaces or '+', best the log's own URL without scheme, such as "
+        "gateway.example.nl/doelpoort/audit"
+    ),
+    "policy_timeout_s": f"a number of seconds above 0 and at most {POLICY_TIMEOUT_MAX_S:g}",
+    "max_body_bytes": f"a number of bytes from {BODY_BYTES_MIN} to {BODY_BYTES_MAX}",
+    "checkpoint_every": f"a number of entries from 1 to {CHECKPOINT_EVERY_MAX}",
+    "checkpoint_interval_s": (
+        f"a number of seconds from {CHECKPOINT_INTERVAL_MIN_S:g} to {CHECKPOINT_INTERVAL_MAX_S:g}"
+    ),
+}
+"""What each setting must be, for messages: pydantic's own words are about its types."""
 
 
-def _port(value: str | None, default: int) -> int:
-    """A TCP port from the environment (0: any free one)."""
-    if value is None:
-        return default
-    if not value.isdigit() or int(value) > 65535:
-        raise ConfigurationError("DOELPOORT_PORT must be a port number from 0 to 65535")
-    return int(value)
+def _env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def _one_line(exc: ValidationError, name: Callable[[str], str]) -> str:
+    """One problem per setting, each naming it (by ``name``), never quoting its value."""
+    problems: dict[str, str] = {}
+    for error in exc.errors(include_url=False, include_input=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if field in _MUST_BE:
+            problems.setdefault(field, f"{name(field)} must be {_MUST_BE[field]}")
+        else:  # a name that is no setting (a typo in code), or the settings as a whole
+            problems.setdefault(field, f"{name(field) if field else 'settings'}: {error['msg']}")
+    return "; ".join(problems.values())
+
+
+def _audit_url_set() -> bool:
+    # Matched without regard to case, as pydantic-settings reads the other variables.
+    wanted = f"{ENV_PREFIX}AUDIT_URL"
+    return any(key.upper() == wanted and value for key, value in os.environ.items())

@@ -15,7 +15,7 @@ import shutil
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,11 +98,11 @@ def make_settings(
     policies_dir: Path | None = None,
     connectors_dir: Path | None = None,
 ) -> Settings:
-    settings = replace(Settings(), var_dir=var_dir, host="127.0.0.1", port=0)
+    settings = Settings.from_env().replace(var_dir=var_dir, host="127.0.0.1", port=0)
     if policies_dir is not None:
-        settings = replace(settings, policies_dir=policies_dir)
+        settings = settings.replace(policies_dir=policies_dir)
     if connectors_dir is not None:
-        settings = replace(settings, connectors_dir=connectors_dir)
+        settings = settings.replace(connectors_dir=connectors_dir)
     return settings
 
 

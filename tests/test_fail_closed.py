@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +103,7 @@ def test_unknown_field_op_in_the_register_stops_start_up(tmp_path: Path, policie
 
 
 def test_policy_timeout_is_503(tmp_path: Path) -> None:
-    settings = replace(make_settings(tmp_path / "var"), policy_timeout_s=1e-9)
+    settings = make_settings(tmp_path / "var").replace(policy_timeout_s=1e-9)
     with running_gateway(settings) as gw:
         response = gw.disclose("politie", ct_request(gw))
         assert response.status_code == 503

@@ -13,7 +13,6 @@ import socket
 import stat
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,7 +46,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     # Unix socket paths are short (108 bytes): not under pytest's deep temporary tree.
     with tempfile.TemporaryDirectory(prefix="dp-") as short:
         var = tmp_path_factory.mktemp("proxied") / "var"
-        settings = replace(make_settings(var), proxy_socket=Path(short) / "gateway.sock")
+        settings = make_settings(var).replace(proxy_socket=Path(short) / "gateway.sock")
         with running_gateway(settings) as deployment:
             yield deployment
 

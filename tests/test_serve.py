@@ -1,20 +1,34 @@
-"""``doelpoort serve --setup`` (what ``make run`` runs) prints a curl line that works."""
+"""``doelpoort serve`` announces itself only once it serves, and what it announces works.
+
+``make run`` runs ``serve --setup``: its banner and curl line appear after the app has
+started and the port is bound (the one really bound, for port 0), never before a
+start-up that then fails.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from audit._schema import lock_writer
+from gateway.dev.bootstrap import bootstrap
+from gateway.settings import Settings
+
+BANNER = re.compile(r"Doelpoort serves https://127\.0\.0\.1:(\d+) \(mutual TLS\)\.")
 
 
 def free_port() -> int:
@@ -23,15 +37,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[list[str], Path]]:
-    """Start the real command in its own process; yield its output lines so far."""
-    port = free_port()
-    env = dict(os.environ, DOELPOORT_VAR_DIR=str(tmp_path / "var"), DOELPOORT_PORT=str(port))
-    command = [sys.executable, "-m", "gateway", "serve", "--setup"]
+@contextmanager
+def serving(args: list[str], env: dict[str, str]) -> Iterator[list[str]]:
+    """Run ``doelpoort serve ARGS`` in its own process until its banner ends (or it
+    exits); yield its output lines so far, then stop it with Ctrl-C."""
     process = subprocess.Popen(
-        command,
-        env=env,
+        [sys.executable, "-m", "gateway", "serve", *args],
+        env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -48,8 +60,7 @@ def served(tmp_path: Path) -> Iterator[tuple[list[str], Path]]:
             lines.append(line.rstrip("\n"))
             if "Stop with Ctrl-C" in line:
                 break
-        _wait_for_port(port)
-        yield lines, tmp_path / "var"
+        yield lines
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:
@@ -60,14 +71,30 @@ def served(tmp_path: Path) -> Iterator[tuple[list[str], Path]]:
         process.stdout.close()
 
 
-def _wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError("the gateway never listened")
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[str], Path]]:
+    """``serve --setup`` on port 0, as ``make run`` runs it; its output, and its var/."""
+    var = tmp_path_factory.mktemp("served") / "var"
+    with serving(["--setup"], {"DOELPOORT_VAR_DIR": str(var), "DOELPOORT_PORT": "0"}) as lines:
+        yield lines, var
+
+
+def test_the_banner_comes_once_serving_and_names_the_port_bound(
+    served: tuple[list[str], Path],
+) -> None:
+    lines, _ = served
+    output = "\n".join(lines)
+    ports = [int(m[1]) for line in lines if (m := BANNER.fullmatch(line))]
+    assert len(ports) == 1, output
+    port = ports[0]
+    assert port != 0
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass  # listening already: the banner came after the bind, not before
+    curl_lines = [line for line in lines if line.startswith("curl ")]
+    assert curl_lines, output
+    assert curl_lines[0].endswith(f"https://127.0.0.1:{port}/v1/disclosures")
+    # The demo's origin is noticed (stderr, before the banner), and never only in it.
+    assert "set DOELPOORT_ORIGIN" in output
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -93,19 +120,57 @@ def test_printed_curl_line_works(served: tuple[list[str], Path]) -> None:
     assert {r["decision"] for r in disclosure["results"]} >= {"allow"}
 
 
-def test_a_gateway_that_cannot_start_says_why_in_one_line(tmp_path: Path) -> None:
-    # The log is being written by another process (held here): the second gateway stops
-    # at start-up with the reason, not a traceback.
-    from audit._schema import lock_writer
-    from gateway.dev.bootstrap import bootstrap
-    from gateway.settings import Settings
+def test_behind_a_proxy_the_socket_is_announced_once_it_accepts(tmp_path: Path) -> None:
+    # Unix socket paths are short (108 bytes): not under pytest's deep temporary tree.
+    with tempfile.TemporaryDirectory(prefix="dp-") as short:
+        path = Path(short) / "gateway.sock"
+        env = {
+            "DOELPOORT_VAR_DIR": str(tmp_path / "var"),
+            "DOELPOORT_ORIGIN": "gateway.example.nl/doelpoort/audit",
+        }
+        with serving(["--setup", "--proxy-socket", str(path)], env) as lines:
+            output = "\n".join(lines)
+            assert lines[-1].startswith(f"Doelpoort serves unix:{path} "), output
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(str(path))
+    assert "DOELPOORT_ORIGIN" not in output  # a deployment's own origin: no warning
 
-    var = tmp_path / "var"
-    settings = Settings().with_var_dir(var)
+
+@pytest.fixture(scope="module")
+def set_up(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    settings = Settings.from_env().with_var_dir(tmp_path_factory.mktemp("set-up") / "var")
     bootstrap(settings, echo=lambda _line: None)
-    env = dict(os.environ, DOELPOORT_VAR_DIR=str(var), DOELPOORT_PORT=str(free_port()))
+    return settings
+
+
+def _log_being_written(settings: Settings, env: dict[str, str]) -> Iterator[str]:
+    # Another process writes the log (here: its writer lock, held by the test).
     lock = lock_writer(settings.audit_db_path)
     try:
+        yield "cannot start: another process is writing to the audit log"
+    finally:
+        os.close(lock)
+
+
+def _port_taken(settings: Settings, env: dict[str, str]) -> Iterator[str]:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env["DOELPOORT_PORT"] = str(taken.getsockname()[1])
+        yield "address already in use"
+
+
+@pytest.mark.parametrize("failure", [_log_being_written, _port_taken], ids=lambda f: f.__name__)
+def test_a_gateway_that_cannot_start_says_why_and_prints_no_banner(
+    set_up: Settings,
+    tmp_path: Path,
+    failure: Callable[[Settings, dict[str, str]], Iterator[str]],
+) -> None:
+    var = tmp_path / "var"
+    shutil.copytree(set_up.var_dir, var)
+    settings = set_up.with_var_dir(var)
+    env = {**os.environ, "DOELPOORT_VAR_DIR": str(var), "DOELPOORT_PORT": str(free_port())}
+    with contextmanager(failure)(settings, env) as reason:
         result = subprocess.run(
             [sys.executable, "-m", "gateway", "serve"],
             env=env,
@@ -114,9 +179,27 @@ def test_a_gateway_that_cannot_start_says_why_in_one_line(tmp_path: Path) -> Non
             timeout=60,
             check=False,
         )
-    finally:
-        os.close(lock)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    assert "cannot start: another process is writing to the audit log" in output
+    assert reason in output
     assert "Traceback" not in output
+    assert "Doelpoort serves" not in output
+    assert "curl" not in output
+
+
+def test_an_impossible_port_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--port", "99999"],
+        env={**os.environ, "DOELPOORT_VAR_DIR": str(tmp_path / "var")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "--port" in output
+    assert "99999" in output
+    assert "Traceback" not in output
+    assert "Doelpoort serves" not in output
+    assert not (tmp_path / "var").exists()

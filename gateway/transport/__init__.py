@@ -3,6 +3,7 @@
 - `tls` — the server's mutual-TLS context, uvicorn's protocol with the ASGI TLS
   extension and the request-head limit, and `build_server`;
 - `proxied` — the mode behind a TLS-terminating proxy (RFC 9440 ``Client-Cert``);
+- `serving` — the uvicorn server both build, which says when it really serves;
 - `identity` — the peer a verified certificate names, and the partner CA's CRL;
 - `pki_paths` — where the partner CA, the CRL and the server's certificate live.
 """

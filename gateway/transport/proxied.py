@@ -34,6 +34,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from audit.clock import Clock, utc_now
 from gateway.errors import ConfigurationError
 from gateway.transport.pki_paths import PkiPaths
+from gateway.transport.serving import AnnouncingServer, OnServing
 from gateway.transport.tls import ASGIApp, TLSHttpToolsProtocol, require_partner_pki, tls_extension
 
 log = logging.getLogger(__name__)
@@ -174,11 +175,17 @@ def bind_unix_socket(path: Path) -> socket.socket:
     return sock
 
 
-class _SocketServer(uvicorn.Server):
+class _SocketServer(AnnouncingServer):
     """A uvicorn server on a socket bound before it starts; removes its file at the end."""
 
-    def __init__(self, config: uvicorn.Config, sock: socket.socket, path: Path) -> None:
-        super().__init__(config)
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        sock: socket.socket,
+        path: Path,
+        on_serving: OnServing | None = None,
+    ) -> None:
+        super().__init__(config, on_serving)
         self.socket = sock
         self._path = path
         self._inode = path.stat().st_ino
@@ -195,9 +202,15 @@ class _SocketServer(uvicorn.Server):
 
 
 def build_proxied_server(
-    app: ASGIApp, *, socket_path: Path, paths: PkiPaths, log_level: str = "warning"
+    app: ASGIApp,
+    *,
+    socket_path: Path,
+    paths: PkiPaths,
+    log_level: str = "warning",
+    on_serving: OnServing | None = None,
 ) -> uvicorn.Server:
-    """A uvicorn server for *app* on the proxy's unix socket (plain HTTP, see above)."""
+    """A uvicorn server for *app* on the proxy's unix socket (plain HTTP, see above);
+    ``on_serving`` is called once it serves (`gateway.transport.serving`)."""
     require_partner_pki(paths)
     protocol = protocol_for(paths.ca_cert)  # the CA is read now: errors surface here
     config = uvicorn.Config(
@@ -210,4 +223,4 @@ def build_proxied_server(
         proxy_headers=False,  # the one forwarded header trusted is Client-Cert, read above
         server_header=False,
     )
-    return _SocketServer(config, bind_unix_socket(socket_path), socket_path)
+    return _SocketServer(config, bind_unix_socket(socket_path), socket_path, on_serving)

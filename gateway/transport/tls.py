@@ -32,6 +32,7 @@ from gateway.errors import ConfigurationError, DoelpoortError, HeadersTooLarge, 
 from gateway.keys import check_private_file
 from gateway.transport.identity import RevocationList
 from gateway.transport.pki_paths import PkiPaths
+from gateway.transport.serving import AnnouncingServer, OnServing
 
 Scope: TypeAlias = MutableMapping[str, Any]
 Message: TypeAlias = MutableMapping[str, Any]
@@ -240,8 +241,10 @@ def build_server(
     port: int,
     paths: PkiPaths,
     log_level: str = "warning",
+    on_serving: OnServing | None = None,
 ) -> uvicorn.Server:
-    """A uvicorn server for *app* on HTTPS with mutual TLS."""
+    """A uvicorn server for *app* on HTTPS with mutual TLS; ``on_serving`` is called
+    with its listening sockets once it serves (`gateway.transport.serving`)."""
     context = server_ssl_context(paths)  # built now, so configuration errors surface here
 
     def context_factory(
@@ -268,7 +271,7 @@ def build_server(
         proxy_headers=False,
         server_header=False,
     )
-    return uvicorn.Server(config)
+    return AnnouncingServer(config, on_serving)
 
 
 # --- the extension --------------------------------------------------------------------
