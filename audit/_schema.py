@@ -1,11 +1,7 @@
-"""Tables of the audit database, and how to connect to it.
+"""The SQLite audit database: how it is connected to, created (from the tables in
+`audit.storage.tables`, plus the triggers that keep them append-only) and written.
 
-The entries table holds what is hashed (seq, prev, body); the columns the DPO filters on
-are generated from the body by SQLite and indexed. Beside them it keeps one thing that
-is not hashed: an entry's re-identification escrow and the time its retention ends. The
-body binds the escrow by its SHA-256 (``escrow_sha256``), so the ciphertext can be erased
-when the purpose's retention runs out without breaking the tree, and a swapped one does
-not open. Triggers refuse DELETE and every UPDATE but that erasure, so a mistake cannot
+Triggers refuse DELETE and every UPDATE but an escrow's erasure, so a mistake cannot
 rewrite history (a determined attacker can drop them; verify is what catches that).
 """
 
@@ -24,49 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from audit.errors import AuditError
-
-FILTER_FIELDS = ("time", "requester", "provider", "dataset", "purpose", "decision")
-"""Body fields mirrored as generated columns for the DPO's filters."""
-
-INDEXED_FIELDS = ("requester", "dataset", "purpose", "decision")
-"""The filters that get an index. Each index costs a JSON parse and a B-tree update per
-entry inside the commit; `time` needs none (entries are appended in time order, so a
-period is a range of seq) and `provider` follows from `dataset`."""
-
-metadata = sa.MetaData()
-
-entries = sa.Table(
-    "entries",
-    metadata,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("prev", sa.LargeBinary, nullable=False),
-    sa.Column("body", sa.Text, nullable=False),
-    # Not hashed: the sealed escrow (bound by the body's escrow_sha256) and when it is to
-    # be erased (Unix seconds); both NULL once erased, or when there was none.
-    sa.Column("escrow", sa.Text, nullable=True),
-    sa.Column("escrow_expires", sa.Integer, nullable=True),
-    *(
-        sa.Column(name, sa.Text, sa.Computed(f"json_extract(body, '$.{name}')", persisted=False))
-        for name in FILTER_FIELDS
-    ),
-    *(sa.Index(f"ix_entries_{name}", name) for name in INDEXED_FIELDS),
-    sa.Index(
-        "ix_entries_escrow_expires",
-        "escrow_expires",
-        sqlite_where=sa.text("escrow_expires IS NOT NULL"),
-    ),
-    sqlite_strict=True,
-)
-
-checkpoints = sa.Table(
-    "checkpoints",
-    metadata,
-    sa.Column("size", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("root", sa.LargeBinary, nullable=False),
-    sa.Column("note", sa.Text, nullable=False),
-    sa.Column("created_at", sa.Text, nullable=False),
-    sqlite_strict=True,
-)
+from audit.storage.tables import STORED_COLUMNS, metadata
 
 APPEND_ONLY_TRIGGERS = (
     *(
@@ -97,6 +51,7 @@ APPEND_ONLY_TRIGGERS = (
 
 # The body is bound as the UTF-8 bytes that were hashed; CAST(? AS TEXT) stores them as
 # TEXT (the column is STRICT) without decoding them in Python.
+_ENTRY_COLUMNS = ", ".join(STORED_COLUMNS)  # seq, prev, body, escrow, escrow_expires
 _ENTRY_VALUES = "(?, ?, CAST(? AS TEXT), ?, ?)"
 MAX_ROWS_PER_INSERT = 1000
 """Rows per INSERT statement: 5 bound values each, far below SQLite's variable limit."""
@@ -118,8 +73,7 @@ def insert_entries(rows: int) -> str:
     if not 1 <= rows <= MAX_ROWS_PER_INSERT:
         raise ValueError(f"an INSERT takes 1 to {MAX_ROWS_PER_INSERT} rows")
     placeholders = ",".join([_ENTRY_VALUES] * rows)  # constants only; values are bound
-    columns = "seq, prev, body, escrow, escrow_expires"
-    return f"INSERT INTO entries ({columns}) VALUES {placeholders}"  # noqa: S608
+    return f"INSERT INTO entries ({_ENTRY_COLUMNS}) VALUES {placeholders}"  # noqa: S608
 
 
 INSERT_CHECKPOINT = "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)"
@@ -190,7 +144,7 @@ def create_writer_engine(path: Path) -> Engine:
         connect_args={"check_same_thread": False},
     )
     sa.event.listen(engine, "connect", _on_connect_writer)
-    metadata.create_all(engine)
+    metadata.create_all(engine)  # exactly the audit tables (their own registry)
     _require_current_schema(engine, path)
     with engine.begin() as conn:
         for trigger in APPEND_ONLY_TRIGGERS:
@@ -201,8 +155,7 @@ def create_writer_engine(path: Path) -> Engine:
 def _require_current_schema(engine: Engine, path: Path) -> None:
     """Refuse a log made before a column existed: appending to it would fail per request."""
     columns = {column["name"] for column in sa.inspect(engine).get_columns("entries")}
-    stored = {column.name for column in entries.columns if column.computed is None}
-    missing = sorted(stored - columns)
+    missing = sorted(set(STORED_COLUMNS) - columns)
     if missing:
         raise AuditError(
             f"the audit database {path} was made by an earlier version of Doelpoort (no "
