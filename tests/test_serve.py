@@ -96,7 +96,7 @@ def test_printed_curl_line_works(served: tuple[list[str], Path]) -> None:
 def test_a_gateway_that_cannot_start_says_why_in_one_line(tmp_path: Path) -> None:
     # The log is being written by another process (held here): the second gateway stops
     # at start-up with the reason, not a traceback.
-    from audit._schema import lock_writer
+    from audit.storage.sqlite.lock import lock_writer
     from gateway.dev.bootstrap import bootstrap
     from gateway.settings import Settings
 

@@ -11,7 +11,7 @@ DELETE and every UPDATE but that erasure, so a mistake cannot rewrite history; a
 determined attacker can drop them, and verify is what catches that).
 
 Writes and the hot reads do not go through these models: the backend binds raw driver
-statements, one per group, because an ORM's per-row
+statements (`audit.storage.sqlite.statements`), one per group, because an ORM's per-row
 work would cost more than the commit itself. The models are the schema: what is created,
 and what a stored log is checked against when it is opened.
 """

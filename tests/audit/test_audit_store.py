@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+import audit.state
+import audit.storage.sqlite.writer
 import audit.store
 from audit.checkpoint import open_checkpoint
 from audit.entry import GENESIS_PREV, entry_leaf_hash
@@ -145,7 +147,7 @@ def test_write_failure_fails_the_batch_and_marks_unhealthy(
 def test_a_group_larger_than_one_insert_is_one_transaction(
     db: Path, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(audit.store, "MAX_ROWS_PER_INSERT", 3)
+    monkeypatch.setattr(audit.storage.sqlite.writer, "MAX_ROWS_PER_INSERT", 3)
 
     async def run(store: AuditStore) -> None:
         assert await store.append([make_record(i) for i in range(7)]) == list(range(1, 8))
@@ -170,8 +172,9 @@ def test_a_transaction_left_open_is_rolled_back_before_the_next_write(
 ) -> None:
     async def run(store: AuditStore) -> None:
         # What a ROLLBACK that failed would leave behind on the store's connection.
-        store._conn.execute("BEGIN")
-        store._conn.execute("INSERT INTO entries (seq, prev, body) VALUES (1, zeroblob(32), '{}')")
+        conn = store._storage.connection  # type: ignore[attr-defined]
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO entries (seq, prev, body) VALUES (1, zeroblob(32), '{}')")
         assert await store.append([make_record(1)]) == [1]
 
     with open_store(db, key) as store:
@@ -250,13 +253,13 @@ def test_a_failed_rebuild_keeps_the_store_unhealthy(
 def count_full_rebuilds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """From now on, note each time the store re-reads the whole table."""
     calls: list[int] = []
-    load_state = audit.store._load_state
+    load_state = audit.state.load_state
 
-    def counted(conn: sqlite3.Connection) -> Any:
+    def counted(storage: Any) -> Any:
         calls.append(1)
-        return load_state(conn)
+        return load_state(storage)
 
-    monkeypatch.setattr(audit.store, "_load_state", counted)
+    monkeypatch.setattr(audit.store, "load_state", counted)
     return calls
 
 
@@ -265,17 +268,18 @@ def test_a_failed_commit_that_landed_is_recognised_by_its_last_entry(
 ) -> None:
     async def run(store: AuditStore) -> None:
         assert await store.append([make_record(1)]) == [1]
-        transaction = store._transaction
+        storage = store._storage
+        transaction = storage.write
 
         def commit_then_fail(*args: Any) -> None:
             transaction(*args)
             raise sqlite3.OperationalError("disk I/O error")  # reported after the COMMIT
 
-        monkeypatch.setattr(store, "_transaction", commit_then_fail)
+        monkeypatch.setattr(storage, "write", commit_then_fail)
         with pytest.raises(AuditError):
             await store.append([make_record(2), make_record(3)])
         assert not store.healthy()
-        monkeypatch.setattr(store, "_transaction", transaction)
+        monkeypatch.setattr(storage, "write", transaction)
         rebuilds = count_full_rebuilds(monkeypatch)
         assert await store.append([make_record(4)]) == [4]
         assert store.healthy()
@@ -334,13 +338,13 @@ def test_an_idle_log_gets_a_checkpoint_without_further_appends(
     db: Path, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writers: list[str] = []
-    transaction = AuditStore._transaction
+    transaction = audit.storage.sqlite.writer.SQLiteStorage.write
 
-    def recorded(store: AuditStore, *args: Any) -> None:
+    def recorded(storage: Any, *args: Any) -> None:
         writers.append(threading.current_thread().name)
-        transaction(store, *args)
+        transaction(storage, *args)
 
-    monkeypatch.setattr(AuditStore, "_transaction", recorded)
+    monkeypatch.setattr(audit.storage.sqlite.writer.SQLiteStorage, "write", recorded)
 
     async def run(store: AuditStore) -> None:
         await store.append([make_record(1)])
@@ -508,7 +512,7 @@ def test_the_writer_lock_is_held_across_processes(db: Path, key: Ed25519PrivateK
         [
             sys.executable,
             "-c",
-            "import sys; from audit._schema import lock_writer; "
+            "import sys; from audit.storage.sqlite.lock import lock_writer; "
             "from pathlib import Path; lock_writer(Path(sys.argv[1])); "
             "print('locked', flush=True); sys.stdin.read()",
             str(db),

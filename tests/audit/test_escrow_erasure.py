@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit import _schema
 from audit.entry import StoredEscrow, escrow_digest
 from audit.reader import AuditReader
+from audit.storage.sqlite.statements import insert_entries
 from audit.storage.tables import STORED_COLUMNS
 from audit.store import AuditStore
 from gateway.errors import AuditError
@@ -109,7 +109,7 @@ def test_only_expired_escrows_are_erased_and_the_log_stays_intact(
 def test_a_backlog_is_erased_in_batches(
     db: Path, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("audit.store.ERASE_BATCH", 2)
+    monkeypatch.setattr("audit.retention.ERASE_BATCH", 2)
     clock = WallClock()
     with open_store(db, key, now=clock) as store:
 
@@ -180,7 +180,7 @@ def test_erasing_on_a_closed_store_is_a_clear_error(db: Path, key: Ed25519Privat
 
 def test_the_insert_names_every_stored_column() -> None:
     assert STORED_COLUMNS == ("seq", "prev", "body", "escrow", "escrow_expires")
-    assert f"({', '.join(STORED_COLUMNS)})" in _schema.insert_entries(1)
+    assert f"({', '.join(STORED_COLUMNS)})" in insert_entries(1)
 
 
 def test_a_reader_holding_the_wal_only_delays_its_truncation(
