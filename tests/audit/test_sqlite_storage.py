@@ -1,43 +1,36 @@
-"""Escrows kept beside the audit entries, and erased when their retention ends."""
+"""What only the SQLite backend does: its file, WAL, triggers, lock and old schemas.
+
+Everything a backend must do is in the storage suite (tests/audit/storagetest), which
+runs on SQLite too; these are the SQLite log's own properties, seen in the file.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from datetime import UTC, datetime, timedelta
+import subprocess
+import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.entry import StoredEscrow, escrow_digest
+from audit.errors import AuditError
 from audit.reader import AuditReader
 from audit.storage.sqlite.statements import insert_entries
 from audit.storage.tables import STORED_COLUMNS
 from audit.store import AuditStore
-from gateway.errors import AuditError
-from tests.audit.audit_support import make_record, open_store, verify
-
-START = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-
-class WallClock:
-    """The store's wall clock (UTC datetimes), moved only by the test."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def sealed(tag: str) -> str:
-    # Stands in for a sealed box: the store treats an escrow as opaque text.
-    return "v1." + (tag * 40)[:120]
-
-
-def escrow_expiring(tag: str, days: int) -> StoredEscrow:
-    return StoredEscrow(sealed(tag), int((START + timedelta(days=days)).timestamp()))
+from tests.audit.audit_support import (
+    ORIGIN,
+    START,
+    WallClock,
+    append_with_escrows,
+    make_record,
+    open_store,
+    sealed,
+    verify,
+)
 
 
 @pytest.fixture
@@ -61,69 +54,29 @@ def file_bytes(db: Path) -> bytes:
     return db.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
 
 
-def append_with_escrows(store: AuditStore) -> None:
-    async def run() -> None:
-        short = escrow_expiring("a", 180)
-        await store.append(
-            [make_record(1, escrow_sha256=escrow_digest(short.sealed)), make_record(2)], short
-        )
-        await store.append([make_record(3)])  # a disclosure without escrow
-        long = escrow_expiring("b", 365)
-        await store.append([make_record(4, escrow_sha256=escrow_digest(long.sealed))], long)
-
-    asyncio.run(run())
-
-
-def test_an_escrow_is_kept_beside_each_entry_of_its_batch(db: Path, key: Ed25519PrivateKey) -> None:
-    with open_store(db, key, now=WallClock()) as store:
-        append_with_escrows(store)
-    assert escrows(db) == {1: sealed("a"), 2: sealed("a"), 3: None, 4: sealed("b")}
-    assert verify(db, key).entries == 4
-
-
-def test_only_expired_escrows_are_erased_and_the_log_stays_intact(
+def test_database_is_wal_and_filter_columns_follow_the_body(
     db: Path, key: Ed25519PrivateKey
 ) -> None:
-    clock = WallClock()
-    with open_store(db, key, now=clock) as store:
-        append_with_escrows(store)
-        with AuditReader(db) as reader:
-            bodies = [entry.body for entry in reader.iter_entries()]
-        clock.now = START + timedelta(days=180) - timedelta(seconds=1)
-        assert asyncio.run(store.erase_expired_escrows()) == 0
-        clock.now = START + timedelta(days=180)
-        assert asyncio.run(store.erase_expired_escrows()) == 2
-        assert asyncio.run(store.erase_expired_escrows()) == 0  # nothing twice
-        assert escrows(db) == {1: None, 2: None, 3: None, 4: sealed("b")}
-        # Gone from the file and its WAL, not merely unlinked.
-        on_disk = file_bytes(db)
-        assert sealed("a").encode() not in on_disk
-        assert sealed("b").encode() in on_disk
-        # The bodies (and so the tree) are as they were; appending goes on.
-        with AuditReader(db) as reader:
-            assert [entry.body for entry in reader.iter_entries()] == bodies
-        assert asyncio.run(store.append([make_record(5)])) == [5]
-    assert verify(db, key).entries == 5  # verify raises on a log that is not intact
-
-
-def test_a_backlog_is_erased_in_batches(
-    db: Path, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("audit.retention.ERASE_BATCH", 2)
-    clock = WallClock()
-    with open_store(db, key, now=clock) as store:
-
-        async def run() -> None:
-            for i in range(5):
-                escrow = escrow_expiring(str(i), 1)
-                await store.append(
-                    [make_record(i, escrow_sha256=escrow_digest(escrow.sealed))], escrow
-                )
-
-        asyncio.run(run())
-        clock.now = START + timedelta(days=2)
-        assert asyncio.run(store.erase_expired_escrows()) == 5
-    assert set(escrows(db).values()) == {None}
+    with open_store(db, key) as store:
+        record = make_record(1, requester="kmar", purpose="vertrek", decision="deny")
+        asyncio.run(store.append([record]))
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        row = conn.execute(
+            "SELECT requester, provider, dataset, purpose, decision, time FROM entries"
+        ).fetchone()
+        assert row == ("kmar", "ind", "ind/residence", "vertrek", "deny", record.time)
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT seq FROM entries WHERE requester = 'kmar'"
+        ).fetchall()
+        assert "ix_entries_requester" in str(plan)
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE entries SET body = '{}'")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM checkpoints")
+    finally:
+        conn.close()
 
 
 def test_the_table_lets_an_escrow_be_erased_and_nothing_else_changed(
@@ -171,16 +124,24 @@ def test_a_log_from_before_the_escrow_column_is_refused_clearly(
     assert "escrow" in caught.value.detail
 
 
-def test_erasing_on_a_closed_store_is_a_clear_error(db: Path, key: Ed25519PrivateKey) -> None:
-    with open_store(db, key, now=WallClock()) as store:
-        pass
-    with pytest.raises(AuditError, match="closed"):
-        asyncio.run(store.erase_expired_escrows())
-
-
 def test_the_insert_names_every_stored_column() -> None:
     assert STORED_COLUMNS == ("seq", "prev", "body", "escrow", "escrow_expires")
     assert f"({', '.join(STORED_COLUMNS)})" in insert_entries(1)
+
+
+def test_an_erased_escrow_is_gone_from_the_file_and_its_wal(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    clock = WallClock()
+    with open_store(db, key, now=clock) as store:
+        append_with_escrows(store)
+        assert sealed("a").encode() in file_bytes(db)
+        clock.now = START + timedelta(days=180)
+        assert asyncio.run(store.erase_expired_escrows()) == 2
+        # Overwritten (secure_delete) and the WAL truncated, not merely unlinked.
+        on_disk = file_bytes(db)
+        assert sealed("a").encode() not in on_disk
+        assert sealed("b").encode() in on_disk
 
 
 def test_a_reader_holding_the_wal_only_delays_its_truncation(
@@ -228,20 +189,41 @@ def test_the_next_store_truncates_a_wal_the_last_one_could_not(
         reader.close()
 
 
-def test_appends_go_on_around_an_erasure(db: Path, key: Ed25519PrivateKey) -> None:
-    clock = WallClock()
-    with open_store(db, key, now=clock) as store:
-        append_with_escrows(store)
-        clock.now = START + timedelta(days=400)
+def test_open_refuses_an_origin_no_checkpoint_can_carry(db: Path, key: Ed25519PrivateKey) -> None:
+    # The origin is also the checkpoint key's name, which has no spaces or '+'.
+    with pytest.raises(ValueError, match="key names"):
+        AuditStore.open(db, log_key=key, origin="two words")
+    with pytest.raises(ValueError, match="origin"):
+        AuditStore.open(db, log_key=key, origin="two\nlines")
+    assert not db.exists()  # refused before the file is made
 
-        async def run() -> tuple[int, list[list[int]]]:
-            erasure = asyncio.ensure_future(store.erase_expired_escrows())
-            appends = [store.append([make_record(100 + i)]) for i in range(50)]
-            seqs = await asyncio.gather(*appends)
-            return await erasure, seqs
 
-        erased, seqs = asyncio.run(run())
-        assert erased == 3
-        assert sorted(s for batch in seqs for s in batch) == list(range(5, 55))
-        assert store.healthy()
-    assert verify(db, key).entries == 54
+def test_reader_never_creates_a_database(tmp_path: Path) -> None:
+    with pytest.raises(AuditError, match="no audit database"):
+        AuditReader(tmp_path / "missing.sqlite3")
+    assert not (tmp_path / "missing.sqlite3").exists()
+
+
+def test_the_writer_lock_is_held_across_processes(db: Path, key: Ed25519PrivateKey) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from audit.storage.sqlite.lock import lock_writer; "
+            "from pathlib import Path; lock_writer(Path(sys.argv[1])); "
+            "print('locked', flush=True); sys.stdin.read()",
+            str(db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(AuditError, match="another process is writing"):
+            AuditStore.open(db, log_key=key, origin=ORIGIN)
+    finally:
+        holder.communicate("")  # the holder exits; the OS drops its lock
+    with open_store(db, key):
+        pass
