@@ -7,7 +7,11 @@ docs/data-model.md, section "Audit log". Modules, one concept each:
 * `tree` — the compact range (append, root) and the reference tree for tests
 * `entry` — `AuditRecord`, its canonical body, and the leaf bytes and hash of an entry
 * `checkpoint` — C2SP signed-note checkpoints; `keys` — the log key on disk
-* `store` — the durable group-commit writer; `reader` — read-only access
+* `store` — the durable group-commit writer (scheduling on the event loop);
+  `state` — what it knows of the committed log; `retention` — erasing expired escrows
+* `storage` — the storage interface a backend implements, the tables (SQLModel) and the
+  SQLite backend, where every SQL statement lives
+* `reader` — read-only access
 * `verify` — recompute everything and name the first bad entry
 """
 

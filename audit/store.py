@@ -2,33 +2,26 @@
 
 `append` adds its batch to the waiting group and waits. On the event loop, the group is
 numbered, chained and hashed, and its checkpoint signed when one is due; then one
-transaction writes it and commits (one fsync for all of it) on a single SQLite thread,
+transaction writes it and commits (one fsync for all of it) on a single storage thread,
 and only then is each waiter resolved with its sequence numbers. At most one transaction
 is in flight: whatever arrives meanwhile forms the next group, so the busier the gateway,
 the more requests share each fsync.
 
-The thread does nothing but run SQLite, which releases the GIL; all Python work stays on
-the loop. An earlier design did it all on a writer thread, and on the 2-core reference
-machine the GIL hand-offs cost about a third more CPU per disclosure (measured). For the
-same reason a group goes in as one multi-row INSERT (one statement, and so its own
-transaction, unless a checkpoint rides along): each statement hands the GIL back and
-forth once, and on a busy loop every hand-off waits. With a statement per row a commit
-took 7 to 8 ms under load; with one per group, about 1 ms (measured, `bench/`).
+The thread does nothing but run the storage (`audit.storage`), whose driver releases the
+GIL; all Python work stays on the loop. An earlier design did it all on a writer thread,
+and on the 2-core reference machine the GIL hand-offs cost about a third more CPU per
+disclosure (measured). For the same reason a group goes to the storage as one call, which
+SQLite turns into one multi-row INSERT (`audit.storage.sqlite.statements`).
 
-The store keeps the last leaf hash and the compact range in memory, rebuilt from the
-table at open. When the size has grown by `checkpoint_every` entries, or
+The store keeps the last leaf hash and the compact range in memory (`audit.state`),
+rebuilt from the table at open. When the size has grown by `checkpoint_every` entries, or
 `checkpoint_interval_s` has passed, it signs a checkpoint into the same transaction as
 the entries (an Ed25519 signature and an O(log n) root: tens of microseconds); a timer
 signs one when the log goes idle, and `close()` always does. Either is written like any
-group: on the SQLite thread, settled by the same `_finish`.
+group: on the storage thread, settled by the same `_finish`.
 
-Escrows (`StoredEscrow`) are written beside their entries' bodies in the same statement.
-`erase_expired_escrows` erases those whose retention has ended, a batch at a time on the
-SQLite thread; no group is prepared or written while a batch runs, and groups go in
-between batches. Then it truncates the WAL, so no copy of an erased escrow stays there;
-while a reader keeps that from happening, every later sweep tries again, and so does the
-first sweep of the next store opened on the file (the WAL outlives a writer that closes
-while a reader has it open).
+Expired escrows are erased by `audit.retention`, a batch at a time on the storage thread;
+no group is prepared or written while a batch runs, and groups go in between batches.
 
 A failed write may still have landed (the COMMIT reached the disk, then the error came),
 so the table holds either the state from before it or the one it prepared. Before it
@@ -42,48 +35,31 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
-import os
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit._schema import (
-    BUSY_TIMEOUT_MS,
-    ERASE_EXPIRED_ESCROWS,
-    INSERT_CHECKPOINT,
-    MAX_ROWS_PER_INSERT,
-    SELECT_ENTRIES,
-    SELECT_LAST_ENTRY,
-    SELECT_LATEST_CHECKPOINT,
-    SELECT_LATEST_NOTE,
-    create_writer_engine,
-    driver_connection,
-    insert_entries,
-    lock_writer,
-)
-from audit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from audit.checkpoint import Checkpoint, sign_checkpoint
 from audit.clock import Clock, rfc3339_micro, utc_now
-from audit.entry import GENESIS_PREV, AuditRecord, StoredEscrow, entry_leaf_hash
-from audit.errors import AuditError, CheckpointError
+from audit.entry import AuditRecord, StoredEscrow, entry_leaf_hash
+from audit.errors import AuditError
 from audit.hasher import EMPTY_ROOT
+from audit.retention import EscrowEraser
+from audit.state import LogState, check_signer, load_state, match_state
+from audit.storage.interface import EntryRow, LogStorage, StoredCheckpoint
+from audit.storage.sqlite.writer import SQLiteStorage
 from audit.tree import CompactRange
 
 __all__ = ["AuditStore"]
 
 log = logging.getLogger(__name__)
 
-CheckpointRow = tuple[int, bytes, str, str]
-EntryRow = tuple[int, bytes, bytes, str | None, int | None]
-
-ERASE_BATCH = 1000
-"""Escrows erased per statement: a long backlog does not hold up the group commits."""
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -102,31 +78,17 @@ class _Prepared:
     group: list[_Pending]
     rows: list[EntryRow]
     assigned: list[list[int]]
-    state: _LogState
-    checkpoint: CheckpointRow | None
-
-
-@dataclass
-class _LogState:
-    """What the store knows about the committed log."""
-
-    last_leaf: bytes
-    tree: CompactRange
-    checkpoint_size: int
-
-    @property
-    def size(self) -> int:
-        return self.tree.size
+    state: LogState
+    checkpoint: StoredCheckpoint | None
 
 
 class AuditStore:
-    """Appends audit records durably; use `AuditStore.open`."""
+    """Appends audit records durably; use `AuditStore.open` (or `AuditStore.on_storage`)."""
 
     def __init__(
         self,
-        connection: sqlite3.Connection,
-        close_connection: Callable[[], None],
-        state: _LogState,
+        storage: LogStorage,
+        state: LogState,
         *,
         log_key: Ed25519PrivateKey,
         origin: str,
@@ -135,8 +97,7 @@ class AuditStore:
         clock: Callable[[], float],
         now: Clock,
     ) -> None:
-        self._conn = connection
-        self._close_connection = close_connection
+        self._storage = storage
         self._state = state
         self._log_key = log_key
         self._origin = origin
@@ -146,23 +107,21 @@ class AuditStore:
         self._now = now
         self._checkpoint_time = clock()
         self._group: list[_Pending] = []
-        # At most one transaction in flight, on one thread that does nothing but SQLite
-        # (which releases the GIL): the loop keeps serving requests meanwhile, and they
-        # form the next group.
+        # At most one transaction in flight, on one thread that does nothing but the
+        # storage's calls (whose driver releases the GIL): the loop keeps serving
+        # requests meanwhile, and they form the next group.
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="audit")
         self._inflight: tuple[_Prepared, concurrent.futures.Future[None]] | None = None
-        # An erasure step waiting for, or running on, the SQLite thread: groups wait
+        # An erasure step waiting for, or running on, the storage thread: groups wait
         # for it (see `_exclusive`).
         self._holding = False
         self._erasing: concurrent.futures.Future[Any] | None = None
-        # Whether the WAL may still hold an erased escrow: until a truncating checkpoint
-        # succeeds. True at open, since an earlier process may have left one there.
-        self._wal_holds_erased = True
+        self._eraser = EscrowEraser(storage, now)
         self._idle_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._healthy = True
         # After a failed write: the states the table may hold (before it, or with it).
-        self._possible: tuple[_LogState, _LogState] | None = None
+        self._possible: tuple[LogState, LogState] | None = None
         self._reloaded_at: float | None = None  # the last full rebuild after a failure
         self.commit_count = 0
         """Transactions that committed entries: fewer than batches when commits are shared."""
@@ -179,46 +138,48 @@ class AuditStore:
         clock: Callable[[], float] = time.monotonic,
         now: Clock = utc_now,
     ) -> AuditStore:
-        """Open (or create) the log at `path`.
+        """Open (or create) the SQLite log at `path`.
 
         Raises `AuditError` when the stored log is not consistent with itself or its
         latest checkpoint: appending to it would sign a checkpoint that contradicts one
         signed before. `doelpoort audit verify` names the first bad entry. Raises
         `ValueError` for an origin or key name that no checkpoint could carry.
         """
-        if checkpoint_every < 1 or checkpoint_interval_s <= 0:
-            raise ValueError("checkpoint_every and checkpoint_interval_s must be positive")
-        # Sign one note (not stored), so a bad origin or key name fails here and not at
-        # the first checkpoint, which would fail every batch that carries it.
-        sign_checkpoint(Checkpoint(origin=origin, size=0, root=EMPTY_ROOT), origin, log_key)
-        lock = lock_writer(path)
-        try:
-            engine = create_writer_engine(path)
-            proxy = engine.raw_connection()
-        except BaseException as exc:
-            os.close(lock)
-            if isinstance(exc, AuditError) or not isinstance(exc, Exception):
-                raise
-            raise AuditError(f"cannot open the audit database {path}") from exc
+        # Before the file is made: a log that could never be appended to is not created.
+        _check_options(log_key, origin, checkpoint_every, checkpoint_interval_s)
+        return cls.on_storage(
+            SQLiteStorage.open(path),
+            log_key=log_key,
+            origin=origin,
+            checkpoint_every=checkpoint_every,
+            checkpoint_interval_s=checkpoint_interval_s,
+            clock=clock,
+            now=now,
+        )
 
-        def close_connection() -> None:
-            try:
-                proxy.close()
-                engine.dispose()
-            finally:
-                os.close(lock)  # the next writer may start
-
-        conn = driver_connection(proxy)
-        conn.isolation_level = None  # transactions are explicit: BEGIN IMMEDIATE … COMMIT
+    @classmethod
+    def on_storage(
+        cls,
+        storage: LogStorage,
+        *,
+        log_key: Ed25519PrivateKey,
+        origin: str,
+        checkpoint_every: int = 1000,
+        checkpoint_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        now: Clock = utc_now,
+    ) -> AuditStore:
+        """A store appending to an opened `storage`, which it owns from now on (and
+        closes, also when this raises). Raises as `open` does."""
         try:
-            state = _load_state(conn)
-            _check_signer(conn, log_key, origin, path)
+            _check_options(log_key, origin, checkpoint_every, checkpoint_interval_s)
+            state = load_state(storage)
+            check_signer(storage, log_key, origin)
         except BaseException:
-            close_connection()
+            storage.close()
             raise
         return cls(
-            conn,
-            close_connection,
+            storage,
             state,
             log_key=log_key,
             origin=origin,
@@ -267,25 +228,15 @@ class AuditStore:
     async def erase_expired_escrows(self) -> int:
         """Erase every escrow whose retention has ended; return how many were erased.
 
-        Runs on the SQLite thread, a batch at a time, so appends go on between batches.
-        Each erasure overwrites the escrow with zeros (``secure_delete``); a WAL checkpoint
-        at the end removes the copies the WAL still holds.
+        Runs on the storage thread, a batch at a time, so appends go on between batches;
+        then the storage purges the copies it kept (SQLite: a WAL checkpoint at the end
+        removes the copies the WAL still holds; each erasure overwrote the escrow with
+        zeros, ``secure_delete``).
         """
-        now = int(self._now().timestamp())
-        erased = 0
-        while True:
-            batch: int = await self._exclusive(self._erase_batch, now)
-            erased += batch
-            if batch:
-                self._wal_holds_erased = True
-            if batch < ERASE_BATCH:
-                break
-        if self._wal_holds_erased:
-            self._wal_holds_erased = not await self._exclusive(self._truncate_wal)
-        return erased
+        return await self._eraser.erase_expired(self._exclusive)
 
-    async def _exclusive(self, step: Callable[..., Any], *args: Any) -> Any:
-        """Run one erasure step on the SQLite thread while no group is prepared or
+    async def _exclusive(self, step: Callable[[], _T]) -> _T:
+        """Run one erasure step on the storage thread while no group is prepared or
         written: the recovery after a failed write reads the table from the loop."""
         if self._closed:
             raise AuditError("the audit store is closed")
@@ -298,8 +249,9 @@ class AuditStore:
                 await asyncio.sleep(0)  # let the loop settle that commit first
             if self._closed:
                 raise AuditError("the audit store is closed")
-            self._erasing = self._executor.submit(step, *args)
-            return await asyncio.wrap_future(self._erasing)
+            erasing = self._executor.submit(step)
+            self._erasing = erasing
+            return await asyncio.wrap_future(erasing)
         finally:
             self._erasing = None
             self._holding = False
@@ -326,7 +278,7 @@ class AuditStore:
         if (final := self._prepare_checkpoint(force=True)) is not None:
             self._write_and_wait(final)
         self._executor.shutdown(wait=True)
-        self._close_connection()
+        self._storage.close()
 
     # -- group commit --------------------------------------------------------------------
 
@@ -342,14 +294,14 @@ class AuditStore:
         self._submit(prepared)
 
     def _write_and_wait(self, prepared: _Prepared) -> None:
-        """Write on the SQLite thread and block until it is settled (only when closing)."""
-        write = self._executor.submit(self._transaction, prepared.rows, prepared.checkpoint)
+        """Write on the storage thread and block until it is settled (only when closing)."""
+        write = self._executor.submit(self._storage.write, prepared.rows, prepared.checkpoint)
         concurrent.futures.wait([write])
         self._finish(prepared, write.exception())
 
     def _submit(self, prepared: _Prepared) -> None:
-        """Hand a prepared write to the SQLite thread; `_committed` settles it."""
-        inflight = self._executor.submit(self._transaction, prepared.rows, prepared.checkpoint)
+        """Hand a prepared write to the storage thread; `_committed` settles it."""
+        inflight = self._executor.submit(self._storage.write, prepared.rows, prepared.checkpoint)
         self._inflight = (prepared, inflight)
         asyncio.wrap_future(inflight).add_done_callback(lambda _: self._committed())
 
@@ -384,7 +336,7 @@ class AuditStore:
         if prepared is None:
             self._arm_idle_timer()
         else:
-            self._submit(prepared)  # on the SQLite thread, like every other write
+            self._submit(prepared)  # on the storage thread, like every other write
 
     def _prepare_or_fail(self, group: list[_Pending]) -> _Prepared | None:
         """The group ready for its transaction; or None, its waiters failed."""
@@ -407,7 +359,7 @@ class AuditStore:
         for pending in group:
             _settle(pending, AuditError("the audit log could not be written"), error)
 
-    def _write_failed(self, landed: _LogState) -> None:
+    def _write_failed(self, landed: LogState) -> None:
         """A transaction failed; the table holds the committed state or, if it landed, `landed`."""
         self._healthy = False
         self._possible = (self._state, landed)
@@ -417,8 +369,7 @@ class AuditStore:
         if self._possible is None:
             return True
         try:
-            self._end_stray_transaction()
-            state = _match_state(self._conn, self._possible)
+            state = match_state(self._storage, self._possible)
             if state is None:  # neither: someone else wrote; rebuild from the whole table
                 now = self._clock()
                 if self._reloaded_at is not None and (
@@ -426,7 +377,7 @@ class AuditStore:
                 ):
                     return False  # O(n): at most once per interval
                 self._reloaded_at = now
-                state = _load_state(self._conn)
+                state = load_state(self._storage)
         except Exception as exc:
             self._healthy = False
             log.error("audit state could not be rebuilt: %s: %s", type(exc).__name__, exc)
@@ -456,7 +407,7 @@ class AuditStore:
             assigned.append(seqs)
         checkpoint = self._checkpoint_row(tree) if self._checkpoint_due(seq) else None
         return _Prepared(
-            group, rows, assigned, _LogState(prev, tree, state.checkpoint_size), checkpoint
+            group, rows, assigned, LogState(prev, tree, state.checkpoint_size), checkpoint
         )
 
     def _finish(self, prepared: _Prepared, error: BaseException | None) -> None:
@@ -464,7 +415,7 @@ class AuditStore:
         if error is not None:  # whatever it was, the waiters must hear of it
             landed = prepared.state  # the commit may have landed all the same
             if prepared.checkpoint is not None:
-                landed = replace(landed, checkpoint_size=prepared.checkpoint[0])
+                landed = replace(landed, checkpoint_size=prepared.checkpoint.size)
                 self._checkpoint_time = self._clock()  # retry after an interval, not at once
             self._write_failed(landed)
             self._fail(prepared.group, error)
@@ -485,10 +436,10 @@ class AuditStore:
         waited = self._clock() - self._checkpoint_time
         return grown >= self._checkpoint_every or waited >= self._checkpoint_interval_s
 
-    def _checkpoint_row(self, tree: CompactRange) -> CheckpointRow:
+    def _checkpoint_row(self, tree: CompactRange) -> StoredCheckpoint:
         cp = Checkpoint(origin=self._origin, size=tree.size, root=tree.root())
         note = sign_checkpoint(cp, self._origin, self._log_key)  # key name = origin
-        return (cp.size, cp.root, note, rfc3339_micro(self._now()))
+        return StoredCheckpoint(cp.size, cp.root, note, rfc3339_micro(self._now()))
 
     def _prepare_checkpoint(self, *, force: bool) -> _Prepared | None:
         """A write of a checkpoint alone, when one is due (``force``: whenever the log grew
@@ -508,72 +459,9 @@ class AuditStore:
             return None
         return _Prepared([], [], [], replace(state), checkpoint)
 
-    def _checkpoint_written(self, checkpoint: CheckpointRow) -> None:
-        self._state.checkpoint_size = checkpoint[0]
+    def _checkpoint_written(self, checkpoint: StoredCheckpoint) -> None:
+        self._state.checkpoint_size = checkpoint.size
         self._checkpoint_time = self._clock()
-
-    def _transaction(self, rows: list[EntryRow], checkpoint: CheckpointRow | None) -> None:
-        """Write ``rows`` and ``checkpoint`` atomically and durably (on the SQLite thread)."""
-        self._end_stray_transaction()
-        chunks = [
-            rows[start : start + MAX_ROWS_PER_INSERT]
-            for start in range(0, len(rows), MAX_ROWS_PER_INSERT)
-        ]
-        cur = self._conn.cursor()
-        try:
-            if checkpoint is None and len(chunks) == 1:
-                # One statement is its own transaction: atomic, and durable when it
-                # returns (synchronous=FULL), with one GIL round trip instead of three.
-                _insert(cur, chunks[0])
-                return
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                for chunk in chunks:
-                    _insert(cur, chunk)
-                if checkpoint is not None:
-                    cur.execute(INSERT_CHECKPOINT, checkpoint)
-                cur.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        cur.execute("ROLLBACK")
-                raise
-        finally:
-            cur.close()
-
-    def _erase_batch(self, now: int) -> int:
-        """Erase up to ERASE_BATCH expired escrows (on the SQLite thread)."""
-        self._end_stray_transaction()
-        return self._conn.execute(ERASE_EXPIRED_ESCROWS, (now, ERASE_BATCH)).rowcount
-
-    def _truncate_wal(self) -> bool:
-        """Checkpoint the WAL into the database and truncate it (on the SQLite thread);
-        False when a reader kept it from happening. Never waits for readers: appends
-        queue behind this."""
-        self._conn.execute("PRAGMA busy_timeout=0")
-        try:
-            busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        finally:
-            self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        if busy:
-            log.warning(
-                "the audit WAL could not be truncated while a reader had it open: erased "
-                "escrows stay in it until a later sweep truncates it"
-            )
-        return not busy
-
-    def _end_stray_transaction(self) -> None:
-        """Roll back a transaction a failed ROLLBACK left open; raise if it cannot be.
-
-        Otherwise the next write would sit in it uncommitted, its waiters told "durable",
-        and the recovery check would read those uncommitted rows as landed.
-        """
-        if self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
-
-
-def _insert(cur: sqlite3.Cursor, rows: list[EntryRow]) -> None:
-    cur.execute(insert_entries(len(rows)), [value for row in rows for value in row])
 
 
 def _settle(
@@ -589,68 +477,11 @@ def _settle(
         pending.future.set_result(result)
 
 
-def _load_state(conn: sqlite3.Connection) -> _LogState:
-    """Rebuild the chain head and compact range from the table, checking as it goes."""
-    latest = conn.execute(SELECT_LATEST_CHECKPOINT).fetchone()
-    checkpoint_size, checkpoint_root = (latest[0], latest[1]) if latest else (0, None)
-    tree = CompactRange()
-    size, last_leaf = 0, GENESIS_PREV
-    cur = conn.execute(SELECT_ENTRIES, (1,))
-    try:
-        for seq, prev, body in cur:
-            size += 1
-            if seq != size or prev != last_leaf:
-                raise _inconsistent(size)
-            last_leaf = entry_leaf_hash(seq, prev, body)
-            tree.append(last_leaf)
-            if size == checkpoint_size and tree.root() != checkpoint_root:
-                raise _inconsistent(size)
-    finally:
-        cur.close()
-    if checkpoint_size > size:
-        raise _inconsistent(size + 1)
-    return _LogState(last_leaf, tree, checkpoint_size)
-
-
-def _check_signer(
-    conn: sqlite3.Connection, log_key: Ed25519PrivateKey, origin: str, path: Path
+def _check_options(
+    log_key: Ed25519PrivateKey, origin: str, checkpoint_every: int, checkpoint_interval_s: float
 ) -> None:
-    """Refuse a log whose latest checkpoint this deployment did not sign: appending to
-    another deployment's log (or one signed by a replaced key) would fork it."""
-    row = conn.execute(SELECT_LATEST_NOTE).fetchone()
-    if row is None:
-        return
-    try:
-        open_checkpoint(row[0], origin, log_key.public_key(), origin)
-    except CheckpointError as exc:
-        raise AuditError(
-            f"the audit log {path} is not this deployment's: its latest checkpoint is not"
-            f" signed by this deployment's log key for {origin} ({exc}). Appending would fork"
-            " it: restore the right log key, or move the log away to start a new one."
-        ) from exc
-
-
-def _match_state(conn: sqlite3.Connection, possible: Sequence[_LogState]) -> _LogState | None:
-    """The one of `possible` that the table holds, by its last entry and latest checkpoint.
-
-    The last entry's leaf hash chains back through every entry before it, so the seq and
-    leaf of the last row tell the candidates apart in O(1).
-    """
-    row = conn.execute(SELECT_LAST_ENTRY).fetchone()
-    latest = conn.execute(SELECT_LATEST_CHECKPOINT).fetchone()
-    found = (
-        row[0] if row else 0,
-        entry_leaf_hash(*row) if row else GENESIS_PREV,
-        latest[0] if latest else 0,
-    )
-    for state in possible:
-        if (state.size, state.last_leaf, state.checkpoint_size) == found:
-            return state
-    return None
-
-
-def _inconsistent(seq: int) -> AuditError:
-    return AuditError(
-        f"the audit log is not intact near seq {seq}; refusing to append. "
-        "Run `doelpoort audit verify` for the first bad entry."
-    )
+    if checkpoint_every < 1 or checkpoint_interval_s <= 0:
+        raise ValueError("checkpoint_every and checkpoint_interval_s must be positive")
+    # Sign one note (not stored), so a bad origin or key name fails here and not at the
+    # first checkpoint, which would fail every batch that carries it.
+    sign_checkpoint(Checkpoint(origin=origin, size=0, root=EMPTY_ROOT), origin, log_key)

@@ -17,7 +17,7 @@ dataset): each costs an X25519 key agreement (about 60 µs on the reference mach
 The DPO is shown the pseudonyms of the entry they open only. Every audit entry of the
 disclosure keeps the escrow beside its body, and the body holds the escrow's SHA-256 —
 so the Merkle tree covers the escrow, yet its ciphertext can be erased when the
-purpose's retention ends (audit/_schema.py). That matters: anyone with the public key
+purpose's retention ends (audit/retention.py). That matters: anyone with the public key
 can seal a false escrow, and only the signed log vouches for a real one; ``doelpoort
 audit reidentify`` verifies the log, checks the escrow against its entry's digest and
 opens only entries under a signed checkpoint.

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from audit._schema import lock_writer
+from audit.storage.sqlite.lock import lock_writer
 from gateway.dev.bootstrap import bootstrap
 from gateway.settings import Settings
 

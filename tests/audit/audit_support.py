@@ -1,4 +1,4 @@
-"""Helpers for the audit tests: records, a fake clock, stores on real SQLite files."""
+"""Helpers for the audit tests: records, escrows, fake clocks, stores on real SQLite files."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import asyncio
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.entry import AuditRecord
+from audit.entry import AuditRecord, StoredEscrow, escrow_digest
 from audit.reader import AuditReader
 from audit.store import AuditStore
 from audit.verify import VerifyReport, verify_log
@@ -31,6 +32,20 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+START = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+"""When the escrow tests start: their escrows expire so many days after it."""
+
+
+class WallClock:
+    """The store's wall clock (UTC datetimes), moved only by the test."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 def make_record(i: int = 0, **overrides: Any) -> AuditRecord:
@@ -62,6 +77,31 @@ def make_record(i: int = 0, **overrides: Any) -> AuditRecord:
     }
     content.update(overrides)
     return AuditRecord(**content)
+
+
+def sealed(tag: str) -> str:
+    # Stands in for a sealed box: the store treats an escrow as opaque text.
+    return "v1." + (tag * 40)[:120]
+
+
+def escrow_expiring(tag: str, days: int) -> StoredEscrow:
+    return StoredEscrow(sealed(tag), int((START + timedelta(days=days)).timestamp()))
+
+
+def append_with_escrows(store: AuditStore) -> None:
+    """Entries 1 and 2 with an escrow that expires after 180 days, 3 without one, and 4
+    with one that expires after 365 days."""
+
+    async def run() -> None:
+        short = escrow_expiring("a", 180)
+        await store.append(
+            [make_record(1, escrow_sha256=escrow_digest(short.sealed)), make_record(2)], short
+        )
+        await store.append([make_record(3)])  # a disclosure without escrow
+        long = escrow_expiring("b", 365)
+        await store.append([make_record(4, escrow_sha256=escrow_digest(long.sealed))], long)
+
+    asyncio.run(run())
 
 
 @contextmanager

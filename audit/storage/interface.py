@@ -1,0 +1,126 @@
+"""The storage interface: what a backend does for the audit store and reader.
+
+The store (`audit.store`) numbers, chains, hashes and signs; a backend only keeps rows
+durably and hands them back. It plays two roles, each a `Protocol`:
+
+* `LogStorage`, for the log's one writer. The store calls its methods one at a time
+  (on its storage thread, or on the event loop while nothing is in flight), so a backend
+  needs no locking of its own; every method blocks, and a driver that releases the GIL
+  lets the loop go on meanwhile.
+* `ReadOnlyStorage`, for verify and the DPO's tools: reads only, never creates a log, and
+  does not hold up the writer.
+
+Opening is each backend's own, since only it knows what names a log (a file path, a
+database URL): `SQLiteStorage.open(path)`, `SQLiteReadOnlyStorage.open(path)`. Opening a
+`LogStorage` takes the log's one-writer lock (a second writer is refused with
+`AuditError`; `close` releases it), creates the schema (`audit.storage.tables`) when there
+is none, and refuses, with `AuditError`, a log made by an earlier version.
+
+A failed call raises what the driver raised; the store reports it as `AuditError`. A
+`write` that raised may still have landed (its COMMIT reached the disk, then the error
+came), and the store finds out by reading `last_entry` and `latest_checkpoint`: a backend
+answers every read from committed state only.
+
+The tests in ``tests/audit/storagetest`` are written against this interface alone; a
+backend that passes them can carry the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import NamedTuple, Protocol
+
+ChainRow = tuple[int, bytes, bytes]
+"""seq, prev, body: what an entry chains and hashes (`entry_leaf_hash(*row)`)."""
+
+EntryRow = tuple[int, bytes, bytes, str | None, int | None]
+"""One entry to write: seq, prev, body (the UTF-8 bytes that were hashed), then its
+escrow (sealed text) and when that is to be erased (Unix seconds), both None without one.
+A plain tuple: the store builds one per entry on the event loop."""
+
+
+class StoredEntry(NamedTuple):
+    """One row of the log: its leaf is ``leaf_bytes(seq, prev, body)``."""
+
+    seq: int
+    prev: bytes
+    body: bytes
+
+
+class StoredCheckpoint(NamedTuple):
+    """One stored signed checkpoint; `size` and `root` repeat what `note` signs."""
+
+    size: int
+    root: bytes
+    note: str
+    created_at: str
+
+
+class LogStorage(Protocol):
+    """A log's durable home, as its one writer (`AuditStore`) uses it."""
+
+    @property
+    def location(self) -> str:
+        """Where the log is, for messages: a path, or a URL without its password."""
+        ...
+
+    def entries(self, start: int) -> Generator[ChainRow, None, None]:
+        """Entries with seq >= `start`, in seq order. Close the generator to stop early."""
+        ...
+
+    def last_entry(self) -> ChainRow | None:
+        """The entry with the highest seq; None when there is none."""
+        ...
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The checkpoint with the largest size; None when there is none."""
+        ...
+
+    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint | None) -> None:
+        """Store `rows` (the next seqs, in order) and `checkpoint`, all or nothing, and
+        durably before returning. A row whose seq is stored already is refused: the log
+        is append-only."""
+        ...
+
+    def erase_expired_escrows(self, now: int, limit: int) -> int:
+        """Erase (set to None) up to `limit` escrows, with their expiry, whose expiry is
+        at or before `now` (Unix seconds); change nothing else; return how many."""
+        ...
+
+    def purge_erased(self) -> bool:
+        """Remove the copies of erased escrows the backend keeps outside its tables (a
+        write-ahead log, dead row versions). False when something kept it from that for
+        now: the store asks again at its next sweep."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection and the one-writer lock."""
+        ...
+
+
+class ReadOnlyStorage(Protocol):
+    """A log opened for reading only (`AuditReader`)."""
+
+    @property
+    def location(self) -> str:
+        """Where the log is, for messages: a path, or a URL without its password."""
+        ...
+
+    def entries(self, start: int) -> Generator[ChainRow, None, None]:
+        """Entries with seq >= `start`, in seq order, streamed from one snapshot."""
+        ...
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        """Every stored checkpoint, smallest size first."""
+        ...
+
+    def escrow(self, seq: int) -> bytes | None:
+        """The stored bytes of entry `seq`'s escrow; None when it has none, it was
+        erased, or there is no such entry. `AuditError` when it cannot be read."""
+        ...
+
+    def count(self) -> int:
+        """Number of stored entries."""
+        ...
+
+    def close(self) -> None: ...

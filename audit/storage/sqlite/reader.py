@@ -1,0 +1,91 @@
+"""`SQLiteReadOnlyStorage`: a SQLite audit log opened read-only (a `ReadOnlyStorage`).
+
+Each call opens its own connection with SQLite's mode=ro and query_only, so a reader
+never creates or changes the file, and in WAL mode never holds up the writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Generator
+from pathlib import Path
+
+from audit.errors import AuditError
+from audit.storage.interface import ChainRow, StoredCheckpoint
+from audit.storage.sqlite.connection import create_reader_engine, driver_connection
+from audit.storage.sqlite.statements import (
+    COUNT_ENTRIES,
+    SELECT_CHECKPOINTS,
+    SELECT_ENTRIES,
+    SELECT_ESCROW,
+)
+
+FETCH_ROWS = 4096
+"""Entries fetched per call into the driver while streaming (verify's hot loop)."""
+
+
+class SQLiteReadOnlyStorage:
+    """A SQLite audit log for reading; use `SQLiteReadOnlyStorage.open`."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._engine = create_reader_engine(path)
+
+    @classmethod
+    def open(cls, path: Path) -> SQLiteReadOnlyStorage:
+        """Raises `AuditError` when there is no database at `path`: a reader never makes one."""
+        if not path.is_file():
+            raise AuditError(f"no audit database at {path}")
+        return cls(path)
+
+    @property
+    def location(self) -> str:
+        return str(self._path)
+
+    def entries(self, start: int) -> Generator[ChainRow, None, None]:
+        proxy = self._engine.raw_connection()
+        try:
+            cur = driver_connection(proxy).execute(SELECT_ENTRIES, (start,))
+            try:
+                while rows := cur.fetchmany(FETCH_ROWS):
+                    yield from rows
+            finally:
+                cur.close()
+        finally:
+            proxy.close()
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        proxy = self._engine.raw_connection()
+        try:
+            rows = driver_connection(proxy).execute(SELECT_CHECKPOINTS).fetchall()
+        finally:
+            proxy.close()
+        return [StoredCheckpoint._make(row) for row in rows]
+
+    def escrow(self, seq: int) -> bytes | None:
+        proxy = self._engine.raw_connection()
+        try:
+            row = driver_connection(proxy).execute(SELECT_ESCROW, (seq,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such column" in str(exc):
+                raise AuditError(
+                    f"{self._path} has no escrow column: it was made by an earlier version "
+                    "of Doelpoort"
+                ) from exc
+            raise AuditError(f"cannot read the escrow of entry {seq} in {self._path}") from exc
+        except sqlite3.Error as exc:
+            raise AuditError(f"cannot read the escrow of entry {seq} in {self._path}") from exc
+        finally:
+            proxy.close()
+        return None if row is None or row[0] is None else bytes(row[0])
+
+    def count(self) -> int:
+        proxy = self._engine.raw_connection()
+        try:
+            row = driver_connection(proxy).execute(COUNT_ENTRIES).fetchone()
+        finally:
+            proxy.close()
+        return int(row[0])
+
+    def close(self) -> None:
+        self._engine.dispose()

@@ -1,0 +1,69 @@
+"""The schema of a SQLite audit log: the tables, the triggers that keep them append-only,
+and the check that a stored log is not from an earlier version.
+
+Triggers refuse DELETE on both tables, an INSERT that would replace a row, and every
+UPDATE except erasing an escrow (both escrow columns set to NULL, nothing else changed),
+so a mistake cannot rewrite history. A determined attacker can drop them; verify is what
+catches that.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from audit.errors import AuditError
+from audit.storage.tables import STORED_COLUMNS, metadata
+
+APPEND_ONLY_TRIGGERS = (
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{event.lower()} BEFORE {event} ON {table} "
+        f"{condition}BEGIN SELECT RAISE(ABORT, '{table} are append-only{detail}'); END"
+        for table, event, condition, detail in (
+            # The one change allowed: erasing an escrow (both columns to NULL).
+            (
+                "entries",
+                "UPDATE",
+                "WHEN NOT (NEW.seq IS OLD.seq AND NEW.prev IS OLD.prev AND NEW.body IS OLD.body"
+                " AND NEW.escrow IS NULL AND NEW.escrow_expires IS NULL) ",
+                "; only an escrow may be erased",
+            ),
+            ("entries", "DELETE", "", ""),
+            ("checkpoints", "UPDATE", "", ""),
+            ("checkpoints", "DELETE", "", ""),
+        )
+    ),
+    # INSERT OR REPLACE deletes the row it replaces without firing the DELETE trigger.
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS {table}_no_replace BEFORE INSERT ON {table} "  # noqa: S608
+        f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {key} = NEW.{key}) "
+        f"BEGIN SELECT RAISE(ABORT, '{table} are append-only'); END"
+        for table, key in (("entries", "seq"), ("checkpoints", "size"))
+    ),
+)
+
+
+def create_schema(engine: Engine, path: Path) -> None:
+    """Create what is missing of the schema, and refuse a log of an earlier version.
+
+    The triggers are (re)created at every open, not only with the tables: a log whose
+    triggers were dropped gets them back before this writer appends to it.
+    """
+    metadata.create_all(engine)  # exactly the audit tables (their own registry)
+    _require_current_schema(engine, path)
+    with engine.begin() as conn:
+        for trigger in APPEND_ONLY_TRIGGERS:
+            conn.exec_driver_sql(trigger)
+
+
+def _require_current_schema(engine: Engine, path: Path) -> None:
+    """Refuse a log made before a column existed: appending to it would fail per request."""
+    columns = {column["name"] for column in sa.inspect(engine).get_columns("entries")}
+    missing = sorted(set(STORED_COLUMNS) - columns)
+    if missing:
+        raise AuditError(
+            f"the audit database {path} was made by an earlier version of Doelpoort (no "
+            f"{', '.join(missing)} column); verify it with that version and move it aside"
+        )

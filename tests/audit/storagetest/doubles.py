@@ -1,0 +1,81 @@
+"""Test doubles around a real storage, for what a real database cannot be made to do on
+demand, or to see what the store asked of it. Each wraps the backend under test and
+implements the storage interface; nothing here is faked but what its name says."""
+
+from __future__ import annotations
+
+import errno
+import threading
+from collections.abc import Generator, Sequence
+
+from audit.storage.interface import ChainRow, EntryRow, LogStorage, StoredCheckpoint
+
+
+class RecordingStorage:
+    """The real storage, with each call noted (method name, thread name) before it runs."""
+
+    def __init__(self, inner: LogStorage) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, str]] = []
+
+    def count(self, method: str) -> int:
+        """How many times `method` was called."""
+        return sum(1 for name, _ in self.calls if name == method)
+
+    def threads(self, method: str) -> list[str]:
+        """The threads `method` ran on, in call order."""
+        return [thread for name, thread in self.calls if name == method]
+
+    def _note(self, method: str) -> None:
+        self.calls.append((method, threading.current_thread().name))
+
+    @property
+    def location(self) -> str:
+        return self.inner.location
+
+    def entries(self, start: int) -> Generator[ChainRow, None, None]:
+        self._note("entries")
+        return self.inner.entries(start)
+
+    def last_entry(self) -> ChainRow | None:
+        self._note("last_entry")
+        return self.inner.last_entry()
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        self._note("latest_checkpoint")
+        return self.inner.latest_checkpoint()
+
+    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint | None) -> None:
+        self._note("write")
+        self.inner.write(rows, checkpoint)
+
+    def erase_expired_escrows(self, now: int, limit: int) -> int:
+        self._note("erase_expired_escrows")
+        return self.inner.erase_expired_escrows(now, limit)
+
+    def purge_erased(self) -> bool:
+        self._note("purge_erased")
+        return self.inner.purge_erased()
+
+    def close(self) -> None:
+        self._note("close")
+        self.inner.close()
+
+
+class FailAfterCommitStorage(RecordingStorage):
+    """The real storage, except that the next write, once it has committed, reports a
+    failure all the same (an I/O error after the COMMIT reached the disk): a fault no
+    real database can be made to show on demand."""
+
+    def __init__(self, inner: LogStorage) -> None:
+        super().__init__(inner)
+        self._fail_next = False
+
+    def fail_next_write_after_commit(self) -> None:
+        self._fail_next = True
+
+    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint | None) -> None:
+        super().write(rows, checkpoint)
+        if self._fail_next:
+            self._fail_next = False
+            raise OSError(errno.EIO, "I/O error reported after the COMMIT")

@@ -1,0 +1,187 @@
+"""The SQLite schema a new audit log gets, statement for statement.
+
+The tables are declared in Python; this pins the DDL they produce, so that declaring them
+differently (SQLModel instead of SQLAlchemy Core, say) cannot change a new log's schema
+unnoticed: STRICT tables, the generated filter columns, the indexes, the triggers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tests.audit.audit_support import open_store
+
+# Captured from a log made by the SQLAlchemy Core tables (audit/_schema.py before the
+# SQLModel tables); SQLite keeps each CREATE statement's text as it was executed.
+SCHEMA = [
+    (
+        "index",
+        "ix_entries_dataset",
+        "entries",
+        "CREATE INDEX ix_entries_dataset ON entries (dataset)",
+    ),
+    (
+        "index",
+        "ix_entries_decision",
+        "entries",
+        "CREATE INDEX ix_entries_decision ON entries (decision)",
+    ),
+    (
+        "index",
+        "ix_entries_escrow_expires",
+        "entries",
+        "CREATE INDEX ix_entries_escrow_expires ON entries (escrow_expires) "
+        "WHERE escrow_expires IS NOT NULL",
+    ),
+    (
+        "index",
+        "ix_entries_purpose",
+        "entries",
+        "CREATE INDEX ix_entries_purpose ON entries (purpose)",
+    ),
+    (
+        "index",
+        "ix_entries_requester",
+        "entries",
+        "CREATE INDEX ix_entries_requester ON entries (requester)",
+    ),
+    (
+        "table",
+        "checkpoints",
+        "checkpoints",
+        "CREATE TABLE checkpoints (\n"
+        "\tsize INTEGER NOT NULL, \n"
+        "\troot BLOB NOT NULL, \n"
+        "\tnote TEXT NOT NULL, \n"
+        "\tcreated_at TEXT NOT NULL, \n"
+        "\tPRIMARY KEY (size)\n"
+        ")\n"
+        " STRICT\n\n",
+    ),
+    (
+        "table",
+        "entries",
+        "entries",
+        "CREATE TABLE entries (\n"
+        "\tseq INTEGER NOT NULL, \n"
+        "\tprev BLOB NOT NULL, \n"
+        "\tbody TEXT NOT NULL, \n"
+        "\tescrow TEXT, \n"
+        "\tescrow_expires INTEGER, \n"
+        "\ttime TEXT GENERATED ALWAYS AS (json_extract(body, '$.time')) VIRTUAL, \n"
+        "\trequester TEXT GENERATED ALWAYS AS (json_extract(body, '$.requester')) VIRTUAL, \n"
+        "\tprovider TEXT GENERATED ALWAYS AS (json_extract(body, '$.provider')) VIRTUAL, \n"
+        "\tdataset TEXT GENERATED ALWAYS AS (json_extract(body, '$.dataset')) VIRTUAL, \n"
+        "\tpurpose TEXT GENERATED ALWAYS AS (json_extract(body, '$.purpose')) VIRTUAL, \n"
+        "\tdecision TEXT GENERATED ALWAYS AS (json_extract(body, '$.decision')) VIRTUAL, \n"
+        "\tPRIMARY KEY (seq)\n"
+        ")\n"
+        " STRICT\n\n",
+    ),
+    (
+        "trigger",
+        "checkpoints_no_delete",
+        "checkpoints",
+        "CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints "
+        "BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END",
+    ),
+    (
+        "trigger",
+        "checkpoints_no_replace",
+        "checkpoints",
+        "CREATE TRIGGER checkpoints_no_replace BEFORE INSERT ON checkpoints "
+        "WHEN EXISTS (SELECT 1 FROM checkpoints WHERE size = NEW.size) "
+        "BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END",
+    ),
+    (
+        "trigger",
+        "checkpoints_no_update",
+        "checkpoints",
+        "CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints "
+        "BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END",
+    ),
+    (
+        "trigger",
+        "entries_no_delete",
+        "entries",
+        "CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries "
+        "BEGIN SELECT RAISE(ABORT, 'entries are append-only'); END",
+    ),
+    (
+        "trigger",
+        "entries_no_replace",
+        "entries",
+        "CREATE TRIGGER entries_no_replace BEFORE INSERT ON entries "
+        "WHEN EXISTS (SELECT 1 FROM entries WHERE seq = NEW.seq) "
+        "BEGIN SELECT RAISE(ABORT, 'entries are append-only'); END",
+    ),
+    (
+        "trigger",
+        "entries_no_update",
+        "entries",
+        "CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries "
+        "WHEN NOT (NEW.seq IS OLD.seq AND NEW.prev IS OLD.prev AND NEW.body IS OLD.body "
+        "AND NEW.escrow IS NULL AND NEW.escrow_expires IS NULL) "
+        "BEGIN SELECT RAISE(ABORT, 'entries are append-only; only an escrow may be erased'); END",
+    ),
+]
+
+
+def schema(db: Path) -> list[tuple[str, str, str, str]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_new_log_gets_exactly_the_pinned_schema(tmp_path: Path) -> None:
+    db = tmp_path / "audit.sqlite3"
+    with open_store(db, Ed25519PrivateKey.generate()):
+        pass
+    assert schema(db) == SCHEMA
+
+
+def test_reopening_a_log_leaves_its_schema_as_it_was(tmp_path: Path) -> None:
+    db = tmp_path / "audit.sqlite3"
+    key = Ed25519PrivateKey.generate()
+    for _ in range(2):
+        with open_store(db, key):
+            pass
+    assert schema(db) == SCHEMA
+
+
+def test_the_filter_columns_are_generated_and_hidden(tmp_path: Path) -> None:
+    # table_xinfo's `hidden` is 2 for a VIRTUAL generated column, 0 for a stored one.
+    db = tmp_path / "audit.sqlite3"
+    with open_store(db, Ed25519PrivateKey.generate()):
+        pass
+    conn = sqlite3.connect(db)
+    try:
+        columns = {
+            row[1]: (row[2], row[3], row[6])
+            for row in conn.execute("PRAGMA table_xinfo(entries)").fetchall()
+        }
+        strict = conn.execute(
+            "SELECT name, strict FROM pragma_table_list WHERE schema = 'main' "
+            "AND name IN ('entries', 'checkpoints') ORDER BY name"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert columns == {
+        "seq": ("INTEGER", 1, 0),
+        "prev": ("BLOB", 1, 0),
+        "body": ("TEXT", 1, 0),
+        "escrow": ("TEXT", 0, 0),
+        "escrow_expires": ("INTEGER", 0, 0),
+        **{
+            name: ("TEXT", 0, 2)
+            for name in ("time", "requester", "provider", "dataset", "purpose", "decision")
+        },
+    }
+    assert strict == [("checkpoints", 1), ("entries", 1)]
