@@ -35,12 +35,13 @@ run: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
-## lint: ruff (format + lint), mypy strict, import contracts
+## lint: ruff (format + lint), mypy strict, import contracts, declared dependencies
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/deptry .
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
