@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
 from gateway.errors import (
+    ConfigurationError,
     DoelpoortError,
     InvalidDecision,
     PolicyError,
@@ -36,13 +37,16 @@ from gateway.errors import (
 )
 from gateway.operators import parse_op, validate_op
 from gateway.policy.bundle import PolicyBundle
-from gateway.policy.evaluator import RegoEvaluator
+from gateway.policy.evaluator import UNDEFINED, RegoEvaluator
 from gateway.policy.memo import DecisionMemo, input_dependencies
 from gateway.policy.register import MAX_RETENTION_DAYS
 from gateway.policy.workers import EvaluationWorkers
 
 log = logging.getLogger("doelpoort.policy")
 
+#: How long the start-up probe gives each decision: it is no timing test (a worker
+#: compiles its bundle first), only a check that the policy decides at all.
+PROBE_TIMEOUT_S = 10.0
 #: Requests that may wait for a busy worker, per worker: a burst of fresh decisions
 #: queues for a millisecond each rather than being refused.
 WAITING_PER_WORKER = 64
@@ -204,6 +208,25 @@ class EmbeddedEngine:
         if memo_key is not None and self._memo is not None:
             self._memo.put(memo_key, decision)
         return decision
+
+    async def probe(self, inputs: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """Decide each labelled input afresh (never from the memo) before serving.
+
+        Raises ConfigurationError naming the input and the cause when one gives no
+        valid decision: no ``decision`` rule, a rule undefined or failing for it, a
+        decision of the wrong shape, no answer within :data:`PROBE_TIMEOUT_S`.
+        """
+        for label, policy_input in inputs:
+            try:
+                result = await self._evaluate(policy_input, max(self._timeout_s, PROBE_TIMEOUT_S))
+                decision_from_result(result, policy_input, self.digest)
+            except PolicyError as exc:
+                cause = exc.detail
+                if cause == UNDEFINED and not self._bundle.declares_entrypoint():
+                    cause = f"the policy set has no rule {self._bundle.entrypoint}"
+                raise ConfigurationError(
+                    f"the policy gives no valid decision for a probe input ({label}): {cause}"
+                ) from exc
 
     async def _evaluate(self, policy_input: Mapping[str, Any], timeout_s: float) -> object:
         """The raw decision document, from a worker within ``timeout_s``; PolicyError
