@@ -4,9 +4,11 @@ regopy's ``Output`` parses an answer as JSON in its constructor whenever rego-cp
 the answer ok, and rego-cpp calls some errors ok: a function the engine does not know
 (``sprintff``) comes back as an ok ``(error (errormsg "Function not found: sprintff") …)``,
 so ``Output`` fails with a JSONDecodeError that hides the cause. The evaluator therefore
-reads the answer through regopy's C binding (``regopy.rego_shared``): first whether its
-root is an error node, then the JSON. Only the error *messages* and codes are read; the
-error's AST (which echoes the input) never is.
+reads the answer through regopy's C binding (``regopy.rego_shared``, given the ``_impl``
+handles of regopy's Interpreter and Bundle: regopy 1.5 has no public way to it): first
+whether its root is an error node, then the JSON. Only the error *messages* and codes are
+read; the error's AST (which echoes the input) never is. tests/policy/test_policy_engine.py
+holds a regopy upgrade to this.
 
 An evaluator is not thread-safe (neither are regopy interpreters): each worker thread of
 `gateway.policy.workers` holds its own.
