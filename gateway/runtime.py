@@ -30,6 +30,7 @@ from gateway.keys import (
 from gateway.metrics import Metrics
 from gateway.policy.bundle import compile_bundle
 from gateway.policy.engine import EmbeddedEngine, PolicyEngine
+from gateway.policy.probe import probe_inputs
 from gateway.policy.register import REGISTER_FILE, Register
 from gateway.pseudonyms import PseudonymKeys
 from gateway.settings import Settings
@@ -76,6 +77,8 @@ class Runtime:
             escrow = load_escrow_sealer(settings.keys_dir)
             engine = EmbeddedEngine(bundle, timeout_s=settings.policy_timeout_s)
             opened.push_async_callback(engine.aclose)
+            # A policy that decides no ordinary request stops start-up, not every request.
+            await engine.probe(probe_inputs(register, catalog, clock()))
             pki = PkiPaths(settings.pki_dir)
             revocations = RevocationList(pki.crl, pki.ca_cert)
             audit = AuditStore.open(

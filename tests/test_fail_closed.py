@@ -51,10 +51,12 @@ def policies(tmp_path: Path) -> Path:
 
 def test_policy_conflict_is_503_and_logged(tmp_path: Path, policies: Path) -> None:
     # A second, contradicting definition of the decision: the engine reports a conflict.
+    # Only for this request's case: a policy that fails every ct-assessment request would
+    # not start at all (its start-up probe fails, tests/policy/test_probe.py).
     (policies / "doelpoort" / "zz_conflict.rego").write_text(
         "package doelpoort.disclosure\n\n"
         'decision := {"allow": true, "reasons": [], "field_ops": {}, "retention_days": 1,'
-        ' "legal_basis": "none"} if input.purpose == "ct-assessment"\n'
+        ' "legal_basis": "none"} if input.case_ref == "CTI-2026-0099"\n'
     )
     with running_gateway(make_settings(tmp_path / "var", policies_dir=policies)) as gw:
         response = gw.disclose("politie", ct_request(gw))
@@ -72,7 +74,9 @@ def test_policy_conflict_is_503_and_logged(tmp_path: Path, policies: Path) -> No
 
 
 def test_unknown_field_op_from_the_policy_is_503(tmp_path: Path, policies: Path) -> None:
-    # The policy itself returns an op no operator implements: never a pass-through.
+    # The policy itself returns an op no operator implements: never a pass-through. Only
+    # for this request's case: a policy that does so for every request would not start
+    # at all (its start-up probe fails, tests/policy/test_probe.py).
     rego = policies / "doelpoort" / "disclosure.rego"
     original = "field_ops := object.filter(grant.field_ops, object.keys(input.dataset.fields))"
     assert original in rego.read_text()
@@ -80,8 +84,13 @@ def test_unknown_field_op_from_the_policy_is_503(tmp_path: Path, policies: Path)
         rego.read_text().replace(
             original,
             "field_ops := object.union(object.filter(grant.field_ops, "
-            'object.keys(input.dataset.fields)), {"name": "shred"})',
+            "object.keys(input.dataset.fields)), shredded)",
         )
+    )
+    (policies / "doelpoort" / "zz_shred.rego").write_text(
+        "package doelpoort.disclosure\n\n"
+        "default shredded := {}\n\n"
+        'shredded := {"name": "shred"} if input.case_ref == "CTI-2026-0099"\n'
     )
     with running_gateway(make_settings(tmp_path / "var", policies_dir=policies)) as gw:
         response = gw.disclose("politie", ct_request(gw))

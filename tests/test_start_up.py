@@ -173,3 +173,54 @@ def test_a_register_that_does_not_fit_the_catalog_stops_start_up(
     settings = make_settings(_copy_of(set_up, tmp_path).var_dir, policies_dir=policies)
     with pytest.raises(ConfigurationError, match=r"register\.yaml: " + message):
         _start(settings)
+
+
+@pytest.mark.parametrize(
+    ("files", "cause"),
+    [
+        pytest.param(
+            {"doelpoort/disclosure.rego": "package doelpoort.disclosure\n\nnothing := 1\n"},
+            "the policy set has no rule doelpoort/disclosure/decision",
+            id="no-decision-rule",
+        ),
+        pytest.param(
+            {
+                "doelpoort/extra.rego": "package doelpoort.disclosure\n\nimport rego.v1\n\n"
+                'deny contains sprintff("%s", [input.purpose]) if true\n'
+            },
+            "the policy raised an error: Function not found: sprintff",
+            id="misspelt-built-in",
+        ),
+    ],
+)
+def test_a_policy_that_decides_no_ordinary_request_stops_start_up(
+    set_up: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    files: dict[str, str],
+    cause: str,
+) -> None:
+    # Such a policy compiles; it would then fail every request closed. Start-up decides a
+    # probe input per purpose first (gateway/policy/probe.py) and stops with the cause.
+    policies = copy_tree("policies", tmp_path)
+    if "doelpoort/disclosure.rego" in files:
+        for rego in policies.rglob("*.rego"):
+            rego.unlink()
+    for name, text in files.items():
+        (policies / name).write_text(text, encoding="utf-8")
+    settings = make_settings(_copy_of(set_up, tmp_path).var_dir, policies_dir=policies)
+    built: list[EmbeddedEngine] = []
+
+    class RecordedEngine(EmbeddedEngine):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr("gateway.runtime.EmbeddedEngine", RecordedEngine)
+    with pytest.raises(ConfigurationError) as caught:
+        _start(settings)
+    assert caught.value.detail.startswith(
+        "the policy gives no valid decision for a probe input (aivd asking ct-assessment"
+    )
+    assert cause in caught.value.detail
+    assert not built[0].ready()  # closed again

@@ -23,6 +23,7 @@ from typing import Any
 from regopy import Interpreter, LogLevel, RegoError
 
 from gateway.errors import ConfigurationError
+from gateway.policy.memo import code_of
 from gateway.policy.register import REGISTER_FILE, Register
 
 #: The rule every disclosure decision comes from (package doelpoort.disclosure).
@@ -31,6 +32,13 @@ ENTRYPOINT = "doelpoort/disclosure/decision"
 # regopy's error S-expression: (error <n>:<file>|<offset>|<len> (errormsg <n>:<message>) …)
 _ERROR = re.compile(r"\(error (\d+):")
 _MESSAGE = re.compile(r"\(errormsg (\d+):")
+# For declares_entrypoint: the package and every rule head at the start of a line
+# (``decision :=``, ``default decision :=``, ``x if``, ``x.y contains``, ``f(a) :=``).
+_PACKAGE = re.compile(r"^package\s+([\w.]+)", re.MULTILINE)
+_RULE_HEAD = re.compile(
+    r"^(?:default\s+)?([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*(?=:=|=|\bif\b|\bcontains\b|\{|\[|\()",
+    re.MULTILINE,
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,26 @@ class PolicyBundle:
     def compile(self) -> tuple[Any, Any]:
         """A fresh (Interpreter, Bundle) pair for the calling thread only."""
         return _build(self.modules, self.data, self.entrypoint)
+
+    def declares_entrypoint(self) -> bool:
+        """Whether some module declares the entrypoint's rule (by reading the sources).
+
+        regopy compiles a bundle for an entrypoint no rule defines, and then answers
+        "undefined", as for a rule that is undefined for an input; this tells the two
+        apart to word a start-up error. A guess from the text, so it never refuses
+        anything by itself.
+        """
+        target = self.entrypoint.replace("/", ".")
+        for _name, source in self.modules:
+            code = code_of(source)
+            package = _PACKAGE.search(code)
+            if package is None:
+                continue
+            for head in _RULE_HEAD.findall(code):
+                rule = f"{package.group(1)}.{head}"
+                if rule == target or rule.startswith(target + "."):
+                    return True
+        return False
 
 
 def compile_bundle(policies_dir: Path, *, entrypoint: str = ENTRYPOINT) -> PolicyBundle:

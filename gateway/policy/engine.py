@@ -8,37 +8,48 @@ allow that releases no field (every op ``drop``, or none at all: its empty recor
 still tell the requester that the subject is in the dataset). An allowing
 :class:`Decision` is only ever built after all of that was checked.
 
-:class:`EmbeddedEngine` evaluates the compiled bundle in-process with regopy. A remote OPA
-engine (``opa-python-client``, SPEC §6) is a later issue: it will be a second class
-satisfying :class:`PolicyEngine`, querying ``/v1/data/doelpoort/disclosure/decision``
-with the same input and passing the answer through :func:`decision_from_result`, so both
-engines validate decisions identically.
+:class:`EmbeddedEngine` evaluates the compiled bundle in-process with regopy, on bounded
+worker threads (`gateway.policy.workers`), and remembers decisions on the input keys the
+policy reads (`gateway.policy.memo`). A remote OPA engine (``opa-python-client``, SPEC
+§6) is a later issue: it will be a second class satisfying :class:`PolicyEngine`,
+querying ``/v1/data/doelpoort/disclosure/decision`` with the same input and passing the
+answer through :func:`decision_from_result`, so both engines validate decisions
+identically.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
-
-from regopy import Interpreter
 
 from gateway.errors import (
     ConfigurationError,
     DoelpoortError,
     InvalidDecision,
+    PolicyError,
     PolicyEvaluationError,
     PolicyUnavailable,
 )
 from gateway.operators import parse_op, validate_op
 from gateway.policy.bundle import PolicyBundle
+from gateway.policy.evaluator import UNDEFINED, RegoEvaluator
 from gateway.policy.memo import DecisionMemo, input_dependencies
 from gateway.policy.register import MAX_RETENTION_DAYS
+from gateway.policy.workers import EvaluationWorkers
+
+log = logging.getLogger("doelpoort.policy")
+
+#: How long the start-up probe gives each decision: it is no timing test (a worker
+#: compiles its bundle first), only a check that the policy decides at all.
+PROBE_TIMEOUT_S = 10.0
+#: Requests that may wait for a busy worker, per worker: a burst of fresh decisions
+#: queues for a millisecond each rather than being refused.
+WAITING_PER_WORKER = 64
 
 _NO_REASON = "denied by the policy without a reason"
 _DECISION_KEYS = frozenset({"allow", "reasons", "field_ops", "retention_days", "legal_basis"})
@@ -140,13 +151,15 @@ def _input_fields(policy_input: Mapping[str, Any]) -> Mapping[str, Mapping[str, 
 
 
 class EmbeddedEngine:
-    """The regopy (rego-cpp) engine, in-process.
+    """The regopy (rego-cpp) engine, in-process, on at most ``workers`` threads.
 
-    Evaluation runs on a small thread pool — regopy releases the GIL — with one
-    Interpreter and one compiled bundle per worker thread, since interpreters are not
-    thread-safe. A decision that takes longer than ``timeout_s`` raises
-    PolicyEvaluationError; the evaluation itself cannot be interrupted and finishes in
-    its worker, whose result is discarded.
+    A decision that takes longer than ``timeout_s`` raises PolicyEvaluationError at its
+    time limit; rego-cpp cannot stop the evaluation, so its worker is written off until
+    it ends (`gateway.policy.workers`). With every worker written off a request is
+    refused at once (PolicyUnavailable), and :meth:`ready` is false; remembered
+    decisions are still answered. :meth:`aclose` never waits for an evaluation. Every
+    failure is logged with its cause (names only: a policy input holds no identifiers,
+    and quoted text is left out of rego-cpp's messages).
     """
 
     def __init__(self, bundle: PolicyBundle, *, timeout_s: float = 1.0, workers: int = 2) -> None:
@@ -154,9 +167,11 @@ class EmbeddedEngine:
             raise ValueError("timeout_s must be positive and workers at least 1")
         self._bundle = bundle
         self._timeout_s = timeout_s
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rego")
-        self._local = threading.local()
-        self._closed = False
+        self._workers = EvaluationWorkers(
+            lambda: RegoEvaluator(bundle),
+            size=workers,
+            max_waiting=WAITING_PER_WORKER * workers,
+        )
         dependencies = input_dependencies(source for _name, source in bundle.modules)
         self._memo = DecisionMemo[Decision](dependencies) if dependencies is not None else None
 
@@ -170,15 +185,14 @@ class EmbeddedEngine:
         return self._bundle.digest
 
     def ready(self) -> bool:
-        return not self._closed
+        return self._workers.available()
 
     async def aclose(self) -> None:
-        self._closed = True
-        # Do not wait for an evaluation that timed out: it is abandoned, not awaited.
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        # Never waits: an evaluation still running is abandoned, not awaited.
+        self._workers.close()
 
     async def decide(self, policy_input: Mapping[str, Any]) -> Decision:
-        if self._closed:
+        if self._workers.closed:
             raise PolicyUnavailable("the policy engine is closed")
         memo_key = self._memo.key(policy_input) if self._memo is not None else None
         if memo_key is not None and self._memo is not None:
@@ -186,59 +200,62 @@ class EmbeddedEngine:
             if remembered is not None:
                 return remembered
         try:
-            document = json.dumps(policy_input)
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._executor, self._evaluate, document)
-            async with asyncio.timeout(self._timeout_s):
-                result = await future
+            result = await self._evaluate(policy_input, self._timeout_s)
             decision = decision_from_result(result, policy_input, self.digest)
-            if memo_key is not None and self._memo is not None:
-                self._memo.put(memo_key, decision)
-            return decision
+        except PolicyError as exc:
+            log.error("policy decision failed (%s): %s", exc.code, exc.detail)
+            raise
+        if memo_key is not None and self._memo is not None:
+            self._memo.put(memo_key, decision)
+        return decision
+
+    async def probe(self, inputs: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """Decide each labelled input afresh (never from the memo) before serving.
+
+        Raises ConfigurationError naming the input and the cause when one gives no
+        valid decision: no ``decision`` rule, a rule undefined or failing for it, a
+        decision of the wrong shape, no answer within :data:`PROBE_TIMEOUT_S`.
+        """
+        for label, policy_input in inputs:
+            try:
+                result = await self._evaluate(policy_input, max(self._timeout_s, PROBE_TIMEOUT_S))
+                decision_from_result(result, policy_input, self.digest)
+            except PolicyError as exc:
+                cause = exc.detail
+                if cause == UNDEFINED and not self._bundle.declares_entrypoint():
+                    cause = f"the policy set has no rule {self._bundle.entrypoint}"
+                raise ConfigurationError(
+                    f"the policy gives no valid decision for a probe input ({label}): {cause}"
+                ) from exc
+
+    async def _evaluate(self, policy_input: Mapping[str, Any], timeout_s: float) -> object:
+        """The raw decision document, from a worker within ``timeout_s``; PolicyError
+        otherwise (PolicyUnavailable at once when no worker can take it)."""
+        try:
+            document = json.dumps(policy_input)
+        except (TypeError, ValueError):
+            raise PolicyEvaluationError("the policy input is not JSON") from None
+        job = self._workers.submit(document)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await job.future
         except TimeoutError:
+            self._workers.abandon(job, write_off=True)
+            log.warning(
+                "policy evaluation abandoned after %g s: its worker is written off until it"
+                " ends (%d of %d written off)",
+                timeout_s,
+                self._workers.written_off,
+                self._workers.size,
+            )
             raise PolicyEvaluationError(
-                f"the policy did not decide within {self._timeout_s:g} s"
+                f"the policy did not decide within {timeout_s:g} s"
             ) from None
+        except asyncio.CancelledError:
+            self._workers.abandon(job, write_off=False)
+            raise
         except DoelpoortError:
             raise
         except Exception as exc:
-            # Fail closed on anything unforeseen (e.g. an executor shut down under us).
+            # Fail closed on anything unforeseen in a worker.
             raise PolicyEvaluationError(f"the policy engine failed: {type(exc).__name__}") from exc
-
-    def _evaluate(self, document: str) -> object:
-        """Runs in a worker thread: one decision with this thread's own interpreter."""
-        compiled = getattr(self._local, "compiled", None)
-        if compiled is None:
-            try:
-                compiled = self._bundle.compile()
-            except ConfigurationError as exc:
-                raise PolicyUnavailable("the policy bundle could not be loaded") from exc
-            self._local.compiled = compiled
-        _builder, bundle = compiled
-        interpreter = getattr(self._local, "interpreter", None)
-        if interpreter is None:
-            interpreter = Interpreter()
-            # A built-in's error (a division by zero, to_number of a word) stops the
-            # decision. By default it only makes its expression undefined, which would
-            # quietly switch off a deny rule and let every other rule's allow stand.
-            interpreter.strict_built_in_errors = True
-            self._local.interpreter = interpreter
-        # The input as a JSON term: regopy's set_input(dict) does not escape quotes in
-        # strings when it writes the output back, which would corrupt the answer.
-        interpreter.set_input_term(document)
-        output = interpreter.query_bundle_entrypoint(bundle, self._bundle.entrypoint)
-        # Read everything out of the Output now: a regopy Node must not outlive it.
-        ok = output.ok()
-        text = str(output)
-        del output
-        if not ok:
-            raise PolicyEvaluationError("the policy raised an error")
-        if text == "undefined":
-            raise PolicyEvaluationError("the policy gave no decision (undefined)")
-        try:
-            expressions = json.loads(text)["expressions"]
-        except (ValueError, KeyError, TypeError):
-            raise PolicyEvaluationError("the policy engine's answer is not readable") from None
-        if not isinstance(expressions, list) or len(expressions) != 1:
-            raise PolicyEvaluationError("the policy engine gave no single decision")
-        return expressions[0]

@@ -40,11 +40,16 @@ _NONDETERMINISTIC = re.compile(
 V = TypeVar("V")
 
 
+def code_of(source: str) -> str:
+    """A Rego source without its comments and string literals (each left as a space)."""
+    return _COMMENT_OR_STRING.sub(" ", source)
+
+
 def input_dependencies(sources: Iterable[str]) -> frozenset[str] | None:
     """Top-level input keys the policy reads, or None when that cannot be told."""
     keys: set[str] = set()
     for source in sources:
-        code = _COMMENT_OR_STRING.sub(" ", source)
+        code = code_of(source)
         if _NONDETERMINISTIC.search(code):
             return None
         uses = len(_INPUT_WORD.findall(code))

@@ -1,56 +1,45 @@
 """The purpose register (doelbindingsregister): ``policies/register.yaml``, validated.
 
 The Rego policy reads the register as ``data.register`` (:meth:`Register.as_data`). The
-loader is strict on purpose: an unknown key (say ``excluded_domain`` for
-``excluded_domains``) would otherwise be ignored by the policy and quietly widen a
-purpose, so it is a ConfigurationError at start-up. So is a domain or category name the
-connector catalog does not know (``allowed_domains: [imigration]`` would otherwise allow
-nothing, ``pseudonym_categories: [identifiers]`` would quietly drop the identifiers, and
-``excluded_domains: [polices]`` would exclude nothing). Op names are checked against the
-operator registry here. The datasets, field names and field types are the connector
-catalog's, so :meth:`Register.check_against` checks them against the catalog at start-up
-(a dataset the catalog lacks, a misspelled field, an op that does not suit its field's
-type, a role no partner holds, a requester that is no partner); the engine checks every
-decision's ops again, since the policy makes them.
+loader is strict on purpose (`gateway.policy.register_schema`, pydantic models): an
+unknown key (say ``excluded_domain`` for ``excluded_domains``) would otherwise be ignored
+by the policy and quietly widen a purpose, so it is a ConfigurationError at start-up. So
+is a domain or category name the vocabulary does not know (``allowed_domains:
+[imigration]`` would otherwise allow nothing, ``pseudonym_categories: [identifiers]``
+would quietly drop the identifiers, and ``excluded_domains: [polices]`` would exclude
+nothing). Op names are checked against the operator registry there. The datasets, field
+names and field types are the connector catalog's, so :meth:`Register.check_against`
+checks them against the catalog at start-up (a dataset the catalog lacks, a misspelled
+field, an op that does not suit its field's type, a role no partner holds, a requester
+that is no partner); the engine checks every decision's ops again, since the policy
+makes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from pydantic import ValidationError
+
 from gateway.config_yaml import load_yaml
 from gateway.connectors.catalog import Catalog
 from gateway.errors import ConfigurationError, DoelpoortError
-from gateway.ids import validate_id
-from gateway.operators import parse_op, validate_op
-from gateway.vocabulary import CATEGORIES, DOMAINS
+from gateway.operators import validate_op
+from gateway.policy.register_schema import (
+    MAX_RETENTION_DAYS,
+    GrantModel,
+    PurposeModel,
+    RegisterModel,
+    format_errors,
+)
+
+__all__ = ["MAX_RETENTION_DAYS", "REGISTER_FILE", "DatasetGrant", "Purpose", "Register"]
 
 REGISTER_FILE = "register.yaml"
-MAX_RETENTION_DAYS = 36_500
-"""A century: any longer is a mistake, and the audit store counts it in 64-bit seconds."""
-
-_PURPOSE_KEYS = {
-    "title",
-    "legal_basis",
-    "retention_days",
-    "requester_roles",
-    "requires_justification",
-    "datasets",
-    "allowed_domains",
-    "excluded_domains",
-    "excluded_categories",
-    "clear_categories",
-    "reduced_categories",
-    "pseudonym_categories",
-}
-#: The category lists of a purpose's category allow-list, from the most to the least
-#: released (see the Purpose fields below and policies/doelpoort/deny.rego).
-_TIER_KEYS = ("clear_categories", "reduced_categories", "pseudonym_categories")
-_GRANT_KEYS = {"field_ops", "requesters"}
 
 
 @dataclass(frozen=True)
@@ -99,14 +88,15 @@ class Register:
 
     @classmethod
     def from_mapping(cls, raw: object) -> Register:
-        top = _mapping(raw, "the register", {"purposes"})
-        purposes = _mapping(top.get("purposes"), "purposes")
+        """Validate a register document (as YAML gives it). Raises ConfigurationError
+        with one line naming every offending key."""
+        try:
+            model = RegisterModel.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigurationError(format_errors(exc)) from None
         return cls(
             purposes=MappingProxyType(
-                {
-                    name: _purpose(validate_id(name, "purpose"), spec)
-                    for name, spec in purposes.items()
-                }
+                {name: _purpose(name, spec) for name, spec in model.purposes.items()}
             )
         )
 
@@ -213,140 +203,32 @@ def _grant_data(grant: DatasetGrant) -> dict[str, Any]:
     return data
 
 
-def _purpose(name: str, raw: object) -> Purpose:
-    where = f"purpose {name}"
-    spec = _mapping(raw, where, _PURPOSE_KEYS)
-    for key in ("legal_basis", "retention_days", "requester_roles", "datasets"):
-        if key not in spec:
-            raise ConfigurationError(f"{where}: {key} is required")
-    retention = spec["retention_days"]
-    if not isinstance(retention, int) or isinstance(retention, bool) or retention <= 0:
-        raise ConfigurationError(f"{where}: retention_days must be a positive integer")
-    if retention > MAX_RETENTION_DAYS:
-        raise ConfigurationError(
-            f"{where}: retention_days must be at most {MAX_RETENTION_DAYS} (a century)"
-        )
-    justification = spec.get("requires_justification", True)
-    if not isinstance(justification, bool):
-        raise ConfigurationError(f"{where}: requires_justification must be true or false")
-    roles = _ids(spec["requester_roles"], f"{where}: requester_roles")
-    if not roles:
-        raise ConfigurationError(f"{where}: requester_roles must name at least one role")
-    allowed_domains = _optional_known(spec, "allowed_domains", DOMAINS, where)
-    if allowed_domains == ():
-        # An empty allow-list would refuse every dataset: surely a mistake, so say so.
-        raise ConfigurationError(f"{where}: allowed_domains must name at least one domain")
-    tiers = {key: _optional_known(spec, key, CATEGORIES, where) for key in _TIER_KEYS}
-    _check_disjoint(tiers, where)
-    datasets = _mapping(spec["datasets"], f"{where}: datasets")
+def _purpose(name: str, spec: PurposeModel) -> Purpose:
     return Purpose(
         name=name,
-        title=_text(spec.get("title", name), f"{where}: title"),
-        legal_basis=_text(spec["legal_basis"], f"{where}: legal_basis"),
-        retention_days=retention,
-        requester_roles=roles,
-        # Absent means required: forgetting the key must not drop the safeguard.
-        requires_justification=justification,
+        title=spec.title if spec.title is not None else name,
+        legal_basis=spec.legal_basis,
+        retention_days=spec.retention_days,
+        requester_roles=tuple(spec.requester_roles),
+        requires_justification=spec.requires_justification,
         datasets=MappingProxyType(
-            {
-                _name(dataset, f"{where}: dataset"): _grant(f"{where}, dataset {dataset}", g)
-                for dataset, g in datasets.items()
-            }
+            {dataset: _grant(grant) for dataset, grant in spec.datasets.items()}
         ),
-        allowed_domains=allowed_domains,
-        excluded_domains=_known(spec, "excluded_domains", DOMAINS, where),
-        excluded_categories=_known(spec, "excluded_categories", CATEGORIES, where),
-        clear_categories=tiers["clear_categories"],
-        reduced_categories=tiers["reduced_categories"],
-        pseudonym_categories=tiers["pseudonym_categories"],
+        allowed_domains=_optional_tuple(spec.allowed_domains),
+        excluded_domains=tuple(spec.excluded_domains),
+        excluded_categories=tuple(spec.excluded_categories),
+        clear_categories=_optional_tuple(spec.clear_categories),
+        reduced_categories=_optional_tuple(spec.reduced_categories),
+        pseudonym_categories=_optional_tuple(spec.pseudonym_categories),
     )
 
 
-def _optional_known(
-    spec: Mapping[str, Any], key: str, known: tuple[str, ...], where: str
-) -> tuple[str, ...] | None:
-    """``spec[key]`` as a list of names from ``known``; None when the key is absent.
-
-    A key given without a list (``allowed_domains:`` with the list deleted) is an error,
-    not "no constraint".
-    """
-    if key not in spec:
-        return None
-    return _known(spec, key, known, where)
-
-
-def _known(
-    spec: Mapping[str, Any], key: str, known: tuple[str, ...], where: str
-) -> tuple[str, ...]:
-    """``spec[key]`` (default []) as a list of names from ``known``, without repeats."""
-    names = _names(spec.get(key, []), f"{where}: {key}")
-    if unknown := sorted(set(names) - set(known)):
-        raise ConfigurationError(
-            f"{where}: {key}: unknown name(s) {', '.join(unknown)} (known: {', '.join(known)})"
-        )
-    if len(set(names)) != len(names):
-        raise ConfigurationError(f"{where}: {key} names a value twice")
-    return names
-
-
-def _check_disjoint(tiers: Mapping[str, tuple[str, ...] | None], where: str) -> None:
-    # A category in two tiers would be ambiguous to a reader (the policy applies the
-    # stricter one), so the register must put each category in one tier at most.
-    seen: dict[str, str] = {}
-    for key, names in tiers.items():
-        for name in names or ():
-            if name in seen:
-                raise ConfigurationError(
-                    f"{where}: category {name} is in both {seen[name]} and {key}"
-                )
-            seen[name] = key
-
-
-def _grant(where: str, raw: object) -> DatasetGrant:
-    spec = _mapping(raw, where, _GRANT_KEYS)
-    ops = _mapping(spec.get("field_ops"), f"{where}: field_ops")
-    for field, op in ops.items():
-        _name(field, f"{where}: field")
-        if not isinstance(op, str):
-            raise ConfigurationError(f"{where}: the op of field {field} must be a string")
-        try:
-            parse_op(op)
-        except DoelpoortError as exc:
-            raise ConfigurationError(f"{where}: field {field}: {exc.detail}") from exc
-    requesters = spec.get("requesters")
+def _grant(spec: GrantModel) -> DatasetGrant:
     return DatasetGrant(
-        field_ops=MappingProxyType(dict(ops)),
-        requesters=None if requesters is None else _ids(requesters, f"{where}: requester"),
+        field_ops=MappingProxyType(dict(spec.field_ops)),
+        requesters=_optional_tuple(spec.requesters),
     )
 
 
-def _mapping(raw: object, where: str, allowed: set[str] | None = None) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise ConfigurationError(f"{where} must be a mapping")
-    if allowed is not None and (unknown := set(map(str, raw)) - allowed):
-        raise ConfigurationError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-    return raw
-
-
-def _names(raw: object, where: str) -> tuple[str, ...]:
-    if not isinstance(raw, list):
-        raise ConfigurationError(f"{where} must be a list")
-    return tuple(_name(item, where) for item in raw)
-
-
-def _ids(raw: object, where: str) -> tuple[str, ...]:
-    if not isinstance(raw, list):
-        raise ConfigurationError(f"{where} must be a list")
-    return tuple(validate_id(item, where) for item in raw)
-
-
-def _name(raw: object, where: str) -> str:
-    if not isinstance(raw, str) or not raw:
-        raise ConfigurationError(f"{where}: every name must be a non-empty string")
-    return raw
-
-
-def _text(raw: object, where: str) -> str:
-    if not isinstance(raw, str) or not raw.strip():
-        raise ConfigurationError(f"{where} must be non-empty text")
-    return raw
+def _optional_tuple(names: Sequence[str] | None) -> tuple[str, ...] | None:
+    return None if names is None else tuple(names)

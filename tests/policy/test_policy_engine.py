@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 from dataclasses import FrozenInstanceError
 from pathlib import Path
@@ -64,12 +65,15 @@ def test_a_runtime_error_in_the_policy_is_an_evaluation_error(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(
-    "condition",
-    ["100 / (count(input.subject_keys) - 1) >= 0", "to_number(input.purpose) >= 0"],
+    ("condition", "cause"),
+    [
+        ("100 / (count(input.subject_keys) - 1) >= 0", "divide by zero (eval_builtin_error)"),
+        ("to_number(input.purpose) >= 0", "invalid syntax (eval_builtin_error)"),
+    ],
     ids=["division-by-zero", "not-a-number"],
 )
 def test_a_built_in_error_in_a_deny_rule_denies_instead_of_switching_the_rule_off(
-    tmp_path: Path, condition: str
+    tmp_path: Path, condition: str, cause: str
 ) -> None:
     # By default a built-in's error makes its expression undefined: the rule would quietly
     # never deny, and every other rule's allow would stand. It must stop the decision.
@@ -80,8 +84,51 @@ def test_a_built_in_error_in_a_deny_rule_denies_instead_of_switching_the_rule_of
         f'deny contains "an extra rule of a policy author" if {{ {condition} }}\n',
         encoding="utf-8",
     )
-    with pytest.raises(PolicyEvaluationError, match="raised an error"):
+    with pytest.raises(PolicyEvaluationError) as caught:
         decide_with(compile_bundle(policies))
+    assert caught.value.detail == f"the policy raised an error: {cause}"
+
+
+def extra_rule(tmp_path: Path, rule: str) -> PolicyBundle:
+    """The demo policies with one more rule in package doelpoort.disclosure."""
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICIES, policies)
+    (policies / "doelpoort" / "extra.rego").write_text(
+        f"package doelpoort.disclosure\n\nimport rego.v1\n\n{rule}\n", encoding="utf-8"
+    )
+    return compile_bundle(policies)
+
+
+def test_a_misspelt_built_in_is_named_in_the_error_and_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # rego-cpp reports an unknown function as an "ok" answer holding an error; regopy's
+    # Output then fails to parse it as JSON. The cause must come through, not that.
+    bundle = extra_rule(tmp_path, 'deny contains sprintff("%s", [input.purpose]) if true')
+    with (
+        caplog.at_level(logging.ERROR, logger="doelpoort.policy"),
+        pytest.raises(PolicyEvaluationError) as caught,
+    ):
+        decide_with(bundle)
+    cause = "Function not found: sprintff (wellformed_error)"
+    assert caught.value.detail == f"the policy raised an error: {cause}"
+    logged = [r.getMessage() for r in caplog.records]
+    assert any(cause in message for message in logged), logged
+    assert not any("JSONDecodeError" in message for message in logged)
+
+
+def test_a_built_in_never_prints_the_input(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # rego-cpp's JSON parser logs what it could not parse, value and all, unless told not
+    # to log; the cause reaches the caller without it.
+    bundle = extra_rule(tmp_path, 'deny contains "x" if json.unmarshal(input.case_ref)')
+    document = policy_input("politie", "ct-assessment", "ind/residence")
+    document["case_ref"] = "CTI-2026-0042 [not json"
+    with decider(bundle) as decide, pytest.raises(PolicyEvaluationError, match="parse JSON"):
+        decide.raw(document)
+    out, err = capfd.readouterr()
+    assert "not json" not in out + err
 
 
 def test_conflicting_rule_values_are_an_evaluation_error(tmp_path: Path) -> None:
@@ -96,7 +143,7 @@ level := 2 if input.action
 decision := {"allow": true, "reasons": [], "field_ops": {}, "retention_days": level,
 	"legal_basis": "test"}
 """
-    with pytest.raises(PolicyEvaluationError, match="raised an error"):
+    with pytest.raises(PolicyEvaluationError, match="raised an error: complete rules must not"):
         decide_with(custom_bundle(tmp_path, rego))
 
 

@@ -144,58 +144,109 @@ def _broken(edit: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda p: p["vertrek"].update(excluded_domain=["police"]), "unknown key"),
-        (lambda p: p["vertrek"]["datasets"]["dji/detention"].update(ops={}), "unknown key"),
-        (lambda p: p["vertrek"].pop("legal_basis"), "legal_basis is required"),
-        (lambda p: p["vertrek"].update(retention_days=0), "retention_days"),
-        (lambda p: p["vertrek"].update(retention_days="forever"), "retention_days"),
-        (lambda p: p["vertrek"].update(retention_days=10**15), "at most 36500"),
-        (lambda p: p["vertrek"].update(requester_roles=[]), "requester_roles"),
-        (lambda p: p["vertrek"].update(requires_justification="yes"), "requires_justification"),
-        (lambda p: p["vertrek"].update(excluded_categories="criminal"), "must be a list"),
-        (lambda p: p["vertrek"].update(legal_basis="  "), "legal_basis"),
+        (
+            lambda p: p["vertrek"].update(excluded_domain=["police"]),
+            "^purpose vertrek: excluded_domain: unknown key$",
+        ),
+        (
+            lambda p: p["vertrek"]["datasets"]["dji/detention"].update(ops={}),
+            "^purpose vertrek, dataset dji/detention: ops: unknown key$",
+        ),
+        (lambda p: p["vertrek"].pop("legal_basis"), "^purpose vertrek: legal_basis is required$"),
+        (
+            lambda p: p["vertrek"].update(retention_days=0),
+            "vertrek: retention_days: Input should be greater than 0",
+        ),
+        (
+            lambda p: p["vertrek"].update(retention_days="forever"),
+            "vertrek: retention_days: Input should be a valid integer",
+        ),
+        (
+            lambda p: p["vertrek"].update(retention_days=10**15),
+            "retention_days: Input should be less than or equal to 36500",
+        ),
+        (
+            lambda p: p["vertrek"].update(requester_roles=[]),
+            "vertrek: requester_roles: List should have at least 1 item",
+        ),
+        (
+            lambda p: p["vertrek"].update(requires_justification="yes"),
+            "vertrek: requires_justification: Input should be a valid boolean",
+        ),
+        (
+            lambda p: p["vertrek"].update(excluded_categories="criminal"),
+            "vertrek: excluded_categories: Input should be a valid list",
+        ),
+        (
+            lambda p: p["vertrek"].update(legal_basis="  "),
+            "vertrek: legal_basis: must be non-empty text",
+        ),
         (
             lambda p: p["vertrek"]["datasets"]["dji/detention"]["field_ops"].update(name="reveal"),
             "no operator implements op 'reveal'",
         ),
         (
             lambda p: p["vertrek"]["datasets"]["dji/detention"]["field_ops"].update(name=3),
-            "must be a string",
+            r"dataset dji/detention: field_ops\.name: Input should be a valid string",
         ),
-        (lambda p: p.update(broken=[]), "must be a mapping"),
+        (lambda p: p.update(broken=[]), "^purpose broken: must be a mapping$"),
         # Names follow gateway.ids, as the partner API does: a purpose that loads can be
         # asked for, and a role or requester that loads can be held by a partner.
         (lambda p: p.update({"CT-Assessment": p["vertrek"]}), "invalid purpose 'CT-Assessment'"),
         (lambda p: p.update({"1st-purpose": p["vertrek"]}), "invalid purpose '1st-purpose'"),
-        (lambda p: p["vertrek"].update(requester_roles=["Laov"]), "requester_roles"),
+        (
+            lambda p: p["vertrek"].update(requester_roles=["Laov"]),
+            r"vertrek: requester_roles\.0: invalid role 'Laov'",
+        ),
         (
             lambda p: p["vertrek"]["datasets"]["dji/detention"].update(requesters=["DT&V"]),
-            "dataset dji/detention: requester 'DT&V'",
+            r"dataset dji/detention: requesters\.0: invalid requester 'DT&V'",
         ),
         # Domain and category names must be the catalog's: a typo would otherwise allow
         # nothing, exclude nothing or quietly drop a category.
         (
             lambda p: p["vertrek"].update(allowed_domains=["imigration", "detention"]),
-            r"vertrek: allowed_domains: unknown name\(s\) imigration",
+            r"vertrek: allowed_domains\.0: unknown name 'imigration' \(known: intelligence, ",
         ),
-        (lambda p: p["vertrek"].update(excluded_domains=["polices"]), "unknown name"),
-        (lambda p: p["vertrek"].update(excluded_categories=["crimnal"]), "unknown name"),
-        (lambda p: p["tf-screening"].update(clear_categories=["indicators"]), "unknown name"),
+        (
+            lambda p: p["vertrek"].update(excluded_domains=["polices"]),
+            r"excluded_domains\.0: unknown name 'polices'",
+        ),
+        (
+            lambda p: p["vertrek"].update(excluded_categories=["crimnal"]),
+            r"excluded_categories\.0: unknown name 'crimnal'",
+        ),
+        (
+            lambda p: p["tf-screening"].update(clear_categories=["indicators"]),
+            r"clear_categories\.0: unknown name 'indicators'",
+        ),
         (
             lambda p: p["tf-screening"].update(pseudonym_categories=["identifiers"]),
-            "pseudonym_categories: unknown name",
+            r"tf-screening: pseudonym_categories\.0: unknown name 'identifiers'",
         ),
         (
             lambda p: p["pnr-request"].update(reduced_categories=["travel", "passport"]),
-            "reduced_categories: unknown name",
+            r"pnr-request: reduced_categories\.1: unknown name 'passport'",
         ),
-        (lambda p: p["vertrek"].update(allowed_domains=[]), "at least one domain"),
-        (lambda p: p["vertrek"].update(allowed_domains=None), "must be a list"),
-        (lambda p: p["vertrek"].update(allowed_domains="immigration"), "must be a list"),
-        (lambda p: p["tf-screening"].update(clear_categories=None), "must be a list"),
+        (
+            lambda p: p["vertrek"].update(allowed_domains=[]),
+            "vertrek: allowed_domains: Value should have at least 1 item",
+        ),
+        (
+            lambda p: p["vertrek"].update(allowed_domains=None),
+            "vertrek: allowed_domains: must be a list",
+        ),
+        (
+            lambda p: p["vertrek"].update(allowed_domains="immigration"),
+            "vertrek: allowed_domains: Input should be a valid list",
+        ),
+        (
+            lambda p: p["tf-screening"].update(clear_categories=None),
+            "tf-screening: clear_categories: must be a list",
+        ),
         (
             lambda p: p["vertrek"].update(allowed_domains=["immigration", "immigration"]),
-            "twice",
+            "vertrek: allowed_domains: names immigration twice",
         ),
         (
             lambda p: p["tf-screening"].update(pseudonym_categories=["identifier", "indicator"]),
@@ -208,8 +259,9 @@ def _broken(edit: Any) -> dict[str, Any]:
     ],
 )
 def test_a_bad_register_is_a_configuration_error(edit: Any, message: str) -> None:
-    with pytest.raises(ConfigurationError, match=message):
+    with pytest.raises(ConfigurationError, match=message) as caught:
         Register.from_mapping(_broken(edit))
+    assert "\n" not in caught.value.detail  # one line: `cannot start: …` prints it as is
 
 
 def test_a_bad_file_names_itself(tmp_path: Path) -> None:
@@ -219,8 +271,62 @@ def test_a_bad_file_names_itself(tmp_path: Path) -> None:
         Register.load(path)
     assert "\n" not in caught.value.detail  # one line: `cannot start: …` prints it as is
     path.write_text("purposes: {x: {legal_basis: y}}\n", encoding="utf-8")
-    with pytest.raises(ConfigurationError, match=r"register\.yaml: purpose x"):
+    with pytest.raises(ConfigurationError, match=r"register\.yaml: purpose x") as caught:
         Register.load(path)
+    # Every problem, on one line.
+    assert caught.value.detail == (
+        f"{path}: purpose x: retention_days is required; purpose x: requester_roles is"
+        " required; purpose x: datasets is required"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (None, "the register must be a mapping"),
+        ([], "the register must be a mapping"),
+        ({}, "purposes is required"),
+        ({"purposes": []}, "purposes: must be a mapping"),
+        ({"purposes": {}, "purpose": {}}, "purpose: unknown key"),
+    ],
+)
+def test_a_register_that_is_no_register(raw: object, message: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Register.from_mapping(raw)
+    assert caught.value.detail == message
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("retention_days", True),  # strict: a boolean is no number of days
+        ("retention_days", "30"),  # nor is text
+        ("retention_days", 30.0),
+        ("requires_justification", 1),
+        ("legal_basis", 42),
+        ("title", None),  # given without text: not "use the name"
+        ("requester_roles", "laov"),
+    ],
+)
+def test_types_are_never_coerced(key: str, value: object) -> None:
+    raw = copy.deepcopy(RAW)
+    raw["purposes"]["vertrek"][key] = value
+    with pytest.raises(ConfigurationError, match=f"^purpose vertrek: {key}: "):
+        Register.from_mapping(raw)
+
+
+def test_a_dataset_id_follows_the_id_syntax() -> None:
+    raw = copy.deepcopy(RAW)
+    grants = raw["purposes"]["vertrek"]["datasets"]
+    grants["DJI/detention"] = grants.pop("dji/detention")
+    with pytest.raises(ConfigurationError, match=r"^purpose vertrek, dataset DJI/detention: "):
+        Register.from_mapping(raw)
+
+
+def test_a_title_defaults_to_the_purpose_name() -> None:
+    raw = copy.deepcopy(RAW)
+    del raw["purposes"]["vertrek"]["title"]
+    assert Register.from_mapping(raw).purposes["vertrek"].title == "vertrek"
 
 
 def test_a_key_given_twice_is_refused_not_overridden(tmp_path: Path) -> None:

@@ -1,0 +1,181 @@
+"""The schema of ``policies/register.yaml``: pydantic models (validation only).
+
+Strict like the connector catalog's (`gateway.connectors.catalog`): unknown keys are
+refused, types are never coerced (``retention_days: "30"`` or ``requires_justification:
+yes``-as-a-string are errors), names come from `gateway.vocabulary` (domains, categories)
+and `gateway.ids` (purposes, roles, requesters, dataset ids), and ops from the operator
+registry. :func:`format_errors` turns a ValidationError into one line that names each
+offending key in the register's own terms (``purpose vertrek, dataset dji/detention:
+field_ops.name: …``). `gateway.policy.register` turns a valid document into its frozen
+dataclasses.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gateway.errors import DoelpoortError
+from gateway.ids import DATASET_ID_PATTERN, validate_id
+from gateway.operators import parse_op
+from gateway.vocabulary import Category, Domain
+
+__all__ = ["MAX_RETENTION_DAYS", "TIER_KEYS", "GrantModel", "PurposeModel", "RegisterModel"]
+
+MAX_RETENTION_DAYS = 36_500
+"""A century: any longer is a mistake, and the audit store counts it in 64-bit seconds."""
+
+#: The category lists of a purpose's category allow-list, from the most to the least
+#: released (see `gateway.policy.register.Purpose` and policies/doelpoort/deny.rego).
+TIER_KEYS = ("clear_categories", "reduced_categories", "pseudonym_categories")
+
+
+def _id_of(what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        try:
+            return validate_id(value, what)
+        except DoelpoortError as exc:  # pydantic reports ValueErrors, and only those
+            raise ValueError(exc.detail) from None
+
+    return AfterValidator(check)
+
+
+def _op(value: str) -> str:
+    try:
+        parse_op(value)
+    except DoelpoortError as exc:
+        raise ValueError(exc.detail) from None
+    return value
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must be non-empty text")
+    return value
+
+
+def _no_repeats(names: list[str]) -> list[str]:
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
+        raise ValueError(f"names {', '.join(repeated)} twice")
+    return names
+
+
+PurposeName = Annotated[str, _id_of("purpose")]
+Role = Annotated[str, _id_of("role")]
+Requester = Annotated[str, _id_of("requester")]
+DatasetId = Annotated[str, Field(pattern=f"^{DATASET_ID_PATTERN}$")]
+FieldName = Annotated[str, Field(min_length=1)]
+Op = Annotated[str, AfterValidator(_op)]
+Text = Annotated[str, AfterValidator(_text)]
+Domains = Annotated[list[Domain], AfterValidator(_no_repeats)]
+Categories = Annotated[list[Category], AfterValidator(_no_repeats)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class GrantModel(_Model):
+    """What a purpose releases of one dataset: an op per field, optionally to named
+    partners only."""
+
+    field_ops: dict[FieldName, Op]
+    #: Absent (or null): every partner holding one of the purpose's roles.
+    requesters: list[Requester] | None = None
+
+
+class PurposeModel(_Model):
+    title: Text | None = None
+    legal_basis: Text
+    retention_days: Annotated[int, Field(gt=0, le=MAX_RETENTION_DAYS)]
+    requester_roles: Annotated[list[Role], Field(min_length=1)]
+    # Absent means required: forgetting the key must not drop the safeguard.
+    requires_justification: bool = True
+    datasets: dict[DatasetId, GrantModel]
+    # An empty allow-list would refuse every dataset: surely a mistake, so say so.
+    allowed_domains: Annotated[Domains, Field(min_length=1)] | None = None
+    excluded_domains: Domains = []
+    excluded_categories: Categories = []
+    clear_categories: Categories | None = None
+    reduced_categories: Categories | None = None
+    pseudonym_categories: Categories | None = None
+
+    @field_validator("allowed_domains", *TIER_KEYS, mode="before")
+    @classmethod
+    def _given_means_a_list(cls, value: object) -> object:
+        # Only called for a key that is present: ``allowed_domains:`` with its list
+        # deleted is an error, not "no constraint".
+        if value is None:
+            raise ValueError("must be a list (leave the key out for no constraint)")
+        return value
+
+    @field_validator("title", mode="before")
+    @classmethod
+    def _given_means_text(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must be non-empty text (leave the key out for the name)")
+        return value
+
+    @model_validator(mode="after")
+    def _tiers_are_disjoint(self) -> PurposeModel:
+        # A category in two tiers would be ambiguous to a reader (the policy applies the
+        # stricter one), so the register must put each category in one tier at most.
+        seen: dict[str, str] = {}
+        for key in TIER_KEYS:
+            for name in getattr(self, key) or ():
+                if name in seen:
+                    raise ValueError(f"category {name} is in both {seen[name]} and {key}")
+                seen[name] = key
+        return self
+
+
+class RegisterModel(_Model):
+    purposes: dict[PurposeName, PurposeModel]
+
+
+def format_errors(exc: ValidationError) -> str:
+    """One line naming every problem: ``purpose P[, dataset D]: key.path: message``."""
+    # The input is read only for a name outside its vocabulary, to say which name: the
+    # register holds names, never secrets or record values.
+    return "; ".join(_describe(error) for error in exc.errors(include_url=False))
+
+
+def _describe(error: Any) -> str:
+    parts = [str(part) for part in error["loc"] if part != "[key]"]
+    where: list[str] = []
+    if parts[:1] == ["purposes"] and len(parts) > 1:
+        where.append(f"purpose {parts[1]}")
+        parts = parts[2:]
+        if parts[:1] == ["datasets"] and len(parts) > 1:
+            where.append(f"dataset {parts[1]}")
+            parts = parts[2:]
+    key = ".".join(parts)
+    kind = error["type"]
+    if kind == "missing":
+        message = f"{key} is required"
+    else:
+        if kind == "extra_forbidden":
+            problem = "unknown key"
+        elif kind in ("model_type", "model_attributes_type", "dict_type"):
+            problem = "must be a mapping"
+        elif kind == "literal_error":
+            known = ", ".join(re.findall(r"'([^']*)'", error["ctx"]["expected"]))
+            problem = f"unknown name {error['input']!r} (known: {known})"
+        elif kind == "value_error":
+            problem = str(error["ctx"]["error"])
+        else:
+            problem = error["msg"]
+        message = f"{key}: {problem}" if key else problem
+    if not where:
+        return message if parts else f"the register {message}"
+    return f"{', '.join(where)}: {message}"
