@@ -157,6 +157,11 @@ class PolicyError(DoelpoortError):
     status = 503
     title = "Policy decision unavailable; nothing was disclosed"
 
+    def problem(self) -> dict[str, object]:
+        """The problem document a partner gets: the cause (the engine's message, the rule
+        that failed) is for the operator's log, not for a partner to probe the policy."""
+        return {**super().problem(), "detail": self.title}
+
 
 class PolicyUnavailable(PolicyError):
     code = "policy-unavailable"

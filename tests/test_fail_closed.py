@@ -169,3 +169,22 @@ def test_audit_write_failure_discloses_nothing(audit_gateway: Deployment) -> Non
     assert seqs == [3, 4]  # the failed batch left no gap
     with gw.client("politie") as client:
         assert client.get("/readyz").status_code == 200
+
+
+def test_a_policy_error_tells_the_operator_its_cause_and_the_partner_nothing_more(
+    tmp_path: Path, policies: Path
+) -> None:
+    # A misspelt built-in in a rule that only this request's case reaches (a policy that
+    # fails every request would not start: its start-up probe fails).
+    (policies / "doelpoort" / "zz_typo.rego").write_text(
+        "package doelpoort.disclosure\n\n"
+        'deny contains sprintff("%s", [input.purpose]) if input.case_ref == "CTI-2026-0099"\n'
+    )
+    with running_gateway(make_settings(tmp_path / "var", policies_dir=policies)) as gw:
+        response = gw.disclose("politie", ct_request(gw))
+        assert response.status_code == 503
+        problem = response.json()
+        assert problem["detail"] == problem["title"]
+        assert "sprintff" not in response.text
+        assert [d for d, _ in decisions(gw)] == ["error", "error"]
+        assert any("Function not found: sprintff" in line for line in gw.log.lines)
