@@ -102,18 +102,24 @@ def test_start_up_interrupted_after_opening_the_log_gives_it_back(
     _start(settings)
 
 
-def test_a_failed_start_up_closes_the_policy_engine_it_built(
-    set_up: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    settings = _copy_of(set_up, tmp_path)
-    built: list[EmbeddedEngine] = []
+@pytest.fixture
+def built(monkeypatch: pytest.MonkeyPatch) -> list[EmbeddedEngine]:
+    """Every policy engine start-up builds from now on, to see that each was closed."""
+    engines: list[EmbeddedEngine] = []
 
     class RecordedEngine(EmbeddedEngine):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            built.append(self)
+            engines.append(self)
 
     monkeypatch.setattr("gateway.runtime.EmbeddedEngine", RecordedEngine)
+    return engines
+
+
+def test_a_failed_start_up_closes_the_policy_engine_it_built(
+    set_up: Settings, tmp_path: Path, built: list[EmbeddedEngine]
+) -> None:
+    settings = _copy_of(set_up, tmp_path)
     PkiPaths(settings.pki_dir).crl.write_text("not a CRL")  # read after the engine is built
     with pytest.raises(ConfigurationError, match="revocation list"):
         _start(settings)
@@ -196,7 +202,7 @@ def test_a_register_that_does_not_fit_the_catalog_stops_start_up(
 def test_a_policy_that_decides_no_ordinary_request_stops_start_up(
     set_up: Settings,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    built: list[EmbeddedEngine],
     files: dict[str, str],
     cause: str,
 ) -> None:
@@ -209,14 +215,6 @@ def test_a_policy_that_decides_no_ordinary_request_stops_start_up(
     for name, text in files.items():
         (policies / name).write_text(text, encoding="utf-8")
     settings = make_settings(_copy_of(set_up, tmp_path).var_dir, policies_dir=policies)
-    built: list[EmbeddedEngine] = []
-
-    class RecordedEngine(EmbeddedEngine):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            built.append(self)
-
-    monkeypatch.setattr("gateway.runtime.EmbeddedEngine", RecordedEngine)
     with pytest.raises(ConfigurationError) as caught:
         _start(settings)
     assert caught.value.detail.startswith(

@@ -115,15 +115,21 @@ def open_store(path: Path, key: Ed25519PrivateKey, **options: Any) -> Iterator[A
         store.close()
 
 
+def append_records(store: AuditStore, n: int) -> None:
+    """`n` entries, one commit each, so checkpoints land at multiples of the store's
+    `checkpoint_every` (and at n)."""
+
+    async def append_all() -> None:
+        for i in range(n):
+            await store.append([make_record(i)])
+
+    asyncio.run(append_all())
+
+
 def write_log(path: Path, key: Ed25519PrivateKey, n: int, *, every: int = 1000) -> None:
     """`n` entries, one commit each, so checkpoints land at multiples of `every` (and at n)."""
     with open_store(path, key, checkpoint_every=every) as store:
-
-        async def append_all() -> None:
-            for i in range(n):
-                await store.append([make_record(i)])
-
-        asyncio.run(append_all())
+        append_records(store, n)
 
 
 def verify(path: Path, key: Ed25519PrivateKey) -> VerifyReport:

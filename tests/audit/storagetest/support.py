@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,7 +12,7 @@ from audit.reader import AuditReader
 from audit.storage.interface import LogStorage
 from audit.store import AuditStore
 from audit.verify import VerifyReport, verify_log
-from tests.audit.audit_support import ORIGIN, FakeClock, make_record
+from tests.audit.audit_support import ORIGIN, FakeClock, append_records
 from tests.audit.storagetest.harness import StorageHarness
 
 
@@ -37,12 +36,7 @@ def write_log(
 ) -> None:
     """`n` entries, one commit each, so checkpoints land at multiples of `every` (and at n)."""
     with open_store(backend.open_storage(), key, checkpoint_every=every) as store:
-
-        async def append_all() -> None:
-            for i in range(n):
-                await store.append([make_record(i)])
-
-        asyncio.run(append_all())
+        append_records(store, n)
 
 
 def verify(backend: StorageHarness, key: Ed25519PrivateKey) -> VerifyReport:
