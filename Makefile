@@ -56,6 +56,7 @@ upgrade: $(UV)
 	$(UV) lock --upgrade
 	$(MAKE) test
 	@echo "review 'git diff uv.lock requirements-uv.txt', then commit them with the suite green"
+	@echo "(the build backend is pinned in pyproject.toml's [build-system]: move it by hand)"
 
 ## bench: SPEC §10 figures in one run
 bench: $(STAMP)
