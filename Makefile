@@ -51,7 +51,8 @@ fmt: $(STAMP)
 upgrade: $(UV)
 	echo "uv" | $(UV) pip compile - --generate-hashes --no-header --quiet \
 		--python-version 3.11 -o requirements-uv.new
-	{ sed -n '1,2p' requirements-uv.txt; cat requirements-uv.new; } > requirements-uv.txt
+	{ sed -n '1,2p' requirements-uv.txt; cat requirements-uv.new; } > requirements-uv.tmp
+	mv requirements-uv.tmp requirements-uv.txt
 	rm requirements-uv.new
 	$(UV) lock --upgrade
 	$(MAKE) test
