@@ -123,6 +123,8 @@ class AuditStore:
         # After a failed write: the states the table may hold (before it, or with it).
         self._possible: tuple[LogState, LogState] | None = None
         self._reloaded_at: float | None = None  # the last full rebuild after a failure
+        self._failing: str | None = None  # the cause last logged, until a write succeeds
+        self._failed_writes = 0  # since the last success
         self.commit_count = 0
         """Transactions that committed entries: fewer than batches when commits are shared."""
 
@@ -245,7 +247,9 @@ class AuditStore:
         self._holding = True  # no new group starts: the step cannot be starved
         try:
             while self._inflight is not None:
-                await asyncio.wait([asyncio.wrap_future(self._inflight[1])])
+                ended = asyncio.wrap_future(self._inflight[1])
+                await asyncio.wait([ended])
+                _retrieved(ended)  # a failed write is `_finish`'s to report
                 await asyncio.sleep(0)  # let the loop settle that commit first
             if self._closed:
                 raise AuditError("the audit store is closed")
@@ -303,10 +307,14 @@ class AuditStore:
         """Hand a prepared write to the storage thread; `_committed` settles it."""
         inflight = self._executor.submit(self._storage.write, prepared.rows, prepared.checkpoint)
         self._inflight = (prepared, inflight)
-        asyncio.wrap_future(inflight).add_done_callback(lambda _: self._committed())
+        asyncio.wrap_future(inflight).add_done_callback(self._committed)
 
-    def _committed(self) -> None:
+    def _committed(self, ended: asyncio.Future[None]) -> None:
         """The in-flight commit ended: settle it, then start the next group at once."""
+        # `_finish` reads the failure from the thread's own future and reports it once.
+        # This loop-side copy holds it too: unread, asyncio would log it again when it is
+        # collected, as "Future exception was never retrieved" with the whole traceback.
+        _retrieved(ended)
         if self._inflight is None:  # close() settled it already
             return
         prepared, inflight = self._inflight
@@ -353,11 +361,38 @@ class AuditStore:
         """Fail every waiter of a group that was not written (or may not have been)."""
         self._healthy = False
         if error is not None:
-            entries = sum(len(pending.bodies) for pending in group)
-            what = f"{entries} entries" if entries else "a checkpoint"
-            log.error("audit write of %s failed: %s: %s", what, type(error).__name__, error)
+            self._report_failure(group, error)
         for pending in group:
             _settle(pending, AuditError("the audit log could not be written"), error)
+
+    def _report_failure(self, group: list[_Pending], error: BaseException) -> None:
+        """One line when writes start to fail, and again only when the cause changes.
+
+        A full disk fails every group until it is freed, and a busy gateway writes
+        several groups a second: a line each would bury everything else. The line names
+        the error's class (and a driver's code name, e.g. ``SQLITE_FULL``), never its
+        message, which could quote what was written.
+        """
+        self._failed_writes += 1
+        cause = _describe(error)
+        if cause == self._failing:
+            return
+        self._failing = cause
+        entries = sum(len(pending.bodies) for pending in group)
+        what = f"{entries} entries" if entries else "a checkpoint"
+        log.error(
+            "audit write of %s failed (%s): requests fail closed until a write succeeds; "
+            "further failures like it are not logged",
+            what,
+            cause,
+        )
+
+    def _report_recovery(self) -> None:
+        if self._failing is None:
+            return
+        log.warning("audit writes succeed again, after %d failed", self._failed_writes)
+        self._failing = None
+        self._failed_writes = 0
 
     def _write_failed(self, landed: LogState) -> None:
         """A transaction failed; the table holds the committed state or, if it landed, `landed`."""
@@ -424,6 +459,7 @@ class AuditStore:
         if prepared.rows:
             self.commit_count += 1
         self._healthy = True
+        self._report_recovery()
         if prepared.checkpoint is not None:
             self._checkpoint_written(prepared.checkpoint)
         for pending, seqs in zip(prepared.group, prepared.assigned, strict=True):
@@ -475,6 +511,20 @@ def _settle(
         pending.future.set_exception(result)
     else:
         pending.future.set_result(result)
+
+
+def _retrieved(ended: asyncio.Future[Any]) -> None:
+    """Mark a loop-side copy of the storage thread's future as read."""
+    if not ended.cancelled():
+        ended.exception()
+
+
+def _describe(error: BaseException) -> str:
+    """The error's class, and the code name a driver gives it (sqlite3's
+    ``sqlite_errorname``): what an operator acts on, without the message."""
+    code = getattr(error, "sqlite_errorname", None)
+    name = type(error).__name__
+    return f"{name}, {code}" if isinstance(code, str) and code else name
 
 
 def _check_options(

@@ -53,6 +53,8 @@ audit_app = typer.Typer(help="The tamper-evident audit log (DPO tools).")
 app.add_typer(pki_app, name="pki")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+receipt_app = typer.Typer(help="Receipts: the public keys that verify them.")
+app.add_typer(receipt_app, name="receipt")
 
 VarDir = Annotated[
     Path | None, typer.Option("--var-dir", help="Runtime state directory (default: var/).")
@@ -164,9 +166,12 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve the gateway over mutual TLS (or behind a TLS-terminating proxy)."""
+    """Serve the gateway over mutual TLS (or behind a TLS-terminating proxy), and the
+    operations listener (health, readiness, JWKS; metrics to this host only) beside it."""
     from gateway.app import create_app
     from gateway.dev.bootstrap import bootstrap
+    from gateway.ops import create_ops_app
+    from gateway.transport.ops_listener import bind_tcp_socket, build_ops_server
     from gateway.transport.pki_paths import PkiPaths
     from gateway.transport.tls import build_server
 
@@ -182,26 +187,36 @@ def serve(
         bootstrap(settings, echo=typer.echo)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     _warn_of_development_origin(settings)
+    # Bound first, so a taken operations port stops `serve` before anything starts.
+    ops_socket = bind_tcp_socket(settings.ops_host, settings.ops_port)
+    settings = settings.replace(ops_port=ops_socket.getsockname()[1])
+    gateway_app = create_app(settings)
     # The announcements come from the server once it serves: after the app's start-up
     # (policies, keys, the audit log's writer lock) and the bind have succeeded.
-    if settings.proxy_socket is not None:
-        from gateway.transport.proxied import build_proxied_server
+    try:
+        if settings.proxy_socket is not None:
+            from gateway.transport.proxied import build_proxied_server
 
-        server = build_proxied_server(
-            create_app(settings),
-            socket_path=settings.proxy_socket,
-            paths=PkiPaths(settings.pki_dir),
-            on_serving=lambda _listeners: _announce_proxied(settings),
-        )
-    else:
-        server = build_server(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            paths=PkiPaths(settings.pki_dir),
-            log_level="warning",
-            on_serving=lambda listeners: _announce(settings, listeners),
-        )
+            server = build_proxied_server(
+                gateway_app,
+                socket_path=settings.proxy_socket,
+                paths=PkiPaths(settings.pki_dir),
+                on_serving=lambda _listeners: _announce_proxied(settings),
+            )
+        else:
+            server = build_server(
+                gateway_app,
+                host=settings.host,
+                port=settings.port,
+                paths=PkiPaths(settings.pki_dir),
+                log_level="warning",
+                on_serving=lambda listeners: _announce(settings, listeners),
+            )
+    except BaseException:
+        ops_socket.close()
+        raise
+    ops_app = create_ops_app(lambda: getattr(gateway_app.state, "runtime", None))
+    server.serve_beside(build_ops_server(ops_app, ops_socket))
     server.run()
 
 
@@ -231,11 +246,20 @@ def _announce(settings: Settings, listeners: Sequence[socket.socket]) -> None:
     typer.echo("Try it as the police, asking for a ct-assessment of a synthetic subject:\n")
     typer.echo(curl_example(bound))
     typer.echo("")
+    _announce_ops(settings)
     typer.echo("Scripted exchange between partners:  make demo   (in another terminal)")
     typer.echo("DPO: verify the log with `doelpoort audit verify`. Stop with Ctrl-C.")
 
 
+def _announce_ops(settings: Settings) -> None:
+    typer.echo(
+        f"Operations (no client certificate): {settings.ops_url}/healthz, /readyz and "
+        "/.well-known/jwks.json; /metrics to clients on this host only."
+    )
+
+
 def _announce_proxied(settings: Settings) -> None:
+    _announce_ops(settings)
     typer.secho(
         f"Doelpoort serves unix:{settings.proxy_socket} (mode 0660) for a TLS-terminating "
         "proxy that forwards the verified client certificate as an RFC 9440 Client-Cert "
@@ -546,6 +570,37 @@ def audit_export_key(var_dir: VarDir = None) -> None:
     typer.echo(f"{done} {exported.path}", err=True)
     typer.echo("verifier key (give the DPO a copy for `audit verify --log-key`):", err=True)
     typer.echo(verifier_key(settings.origin, exported.public_key))
+
+
+@receipt_app.command("jwks")
+def receipt_jwks(
+    var_dir: VarDir = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write the JWKS to FILE instead of stdout.", dir_okay=False
+        ),
+    ] = None,
+) -> None:
+    """Export the receipt keys' public halves (current and retired) as a JWK Set, from
+    var/keys, without a running gateway: what a court or supervisor verifies with."""
+    import json
+
+    from gateway.keys import load_receipt_keys
+    from gateway.signing import ReceiptSigner
+
+    settings = _settings(var_dir)
+    document = ReceiptSigner(*load_receipt_keys(settings.keys_dir)).jwks()
+    text = json.dumps(document, indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"cannot write {output}: {exc.strerror or exc}", 2) from exc
+    kids = ", ".join(key["kid"] for key in document["keys"])
+    typer.echo(f"wrote {output}: {len(document['keys'])} receipt key(s): {kids}", err=True)
 
 
 @app.command()

@@ -7,7 +7,6 @@ field and the rule, never the value that broke it.
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -20,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway import ijson
 from gateway.errors import InvalidRequest
 from gateway.ids import DATASET_ID_PATTERN, ID_PATTERN
 
@@ -99,28 +99,17 @@ class DisclosureRequest(_Strict):
 
         JSON parsers disagree about ``{"purpose": "vertrek", "purpose": "ct-assessment"}``
         (first wins, last wins, error), and a proxy that logged or checked one reading
-        while the gateway acted on the other would be fooled. I-JSON (RFC 7493) forbids
-        repeated names; so does the gateway. Raises InvalidRequest for them and
+        while the gateway acted on the other would be fooled: `gateway.ijson` refuses
+        them, for partners and providers alike. Raises InvalidRequest for them and
         pydantic's ValidationError for everything else that is wrong.
         """
         try:
-            json.loads(body, object_pairs_hook=_unique_members)
-        except _RepeatedMember:
+            ijson.loads(body)
+        except ijson.RepeatedMemberName:
             raise InvalidRequest("a JSON object in the body repeats a member name") from None
         except (ValueError, RecursionError):
             pass  # not JSON at all: pydantic says where, below
         return cls.model_validate_json(body)
-
-
-class _RepeatedMember(Exception):
-    pass
-
-
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    members = dict(pairs)
-    if len(members) != len(pairs):
-        raise _RepeatedMember()  # the name is not quoted: it could be an identifier
-    return members
 
 
 class DatasetResult(BaseModel):

@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -73,6 +73,14 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
         {"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", ""))}
         for err in exc.errors()
     ]
+
+
+def readiness_response(runtime: Runtime) -> JSONResponse:
+    """``/readyz``: 200 while the policy engine and the audit store can answer, else 503."""
+    checks = runtime.readiness()
+    ready = all(checks.values())
+    body = {"status": "ready" if ready else "unavailable", "checks": checks}
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 def rt(request: Request) -> Runtime:
@@ -224,19 +232,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/readyz", summary="Readiness: policy engine and audit store")
     async def readyz(request: Request) -> Response:
-        checks = rt(request).readiness()
-        ready = all(checks.values())
-        body = {"status": "ready" if ready else "unavailable", "checks": checks}
-        return JSONResponse(body, status_code=200 if ready else 503)
+        return readiness_response(rt(request))
 
-    @app.get(
-        "/metrics",
-        summary="Prometheus metrics",
-        dependencies=known_peer,
-        response_class=PlainTextResponse,
-    )
-    async def metrics(request: Request) -> Response:
-        return Response(rt(request).metrics.render(), media_type="text/plain; version=0.0.4")
+    # No /metrics here: it shows every partner's activity, so it is served only to
+    # operators, on the operations listener (gateway/ops.py), to clients on this host.
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=known_peer)
     async def openapi(request: Request) -> Response:

@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     port: Annotated[int, Field(ge=0, le=65535)] = 8443
     """Port of the mutual-TLS listener; 0: any free port (`serve` prints the one bound)."""
 
+    ops_host: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^\S+$")] = "127.0.0.1"
+    """Address of the operations listener: plain HTTP, no client certificate, serving
+    /healthz, /readyz and the public JWKS to anyone who reaches it, and /metrics only to
+    clients on this host (loopback). Give a load balancer's address to health-check it."""
+
+    ops_port: Annotated[int, Field(ge=0, le=65535)] = 8081
+    """Port of the operations listener; 0: any free port (`serve` prints the one bound)."""
+
     proxy_socket: Path | None = None
     """Set: serve plain HTTP on this unix socket behind a TLS-terminating proxy, trusting
     the client certificate it forwards (gateway/transport/proxied.py); unset: mutual TLS."""
@@ -169,7 +177,16 @@ class Settings(BaseSettings):
 
     @property
     def base_url(self) -> str:
-        return f"https://{self.host}:{self.port}"
+        return f"https://{_url_host(self.host)}:{self.port}"
+
+    @property
+    def ops_url(self) -> str:
+        return f"http://{_url_host(self.ops_host)}:{self.ops_port}"
+
+
+def _url_host(host: str) -> str:
+    """``host`` as a URL writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 _MUST_BE = {
@@ -178,6 +195,8 @@ _MUST_BE = {
     "var_dir": "a directory path",
     "host": "a host name or IP address without spaces",
     "port": "a port number from 0 to 65535",
+    "ops_host": "a host name or IP address without spaces",
+    "ops_port": "a port number from 0 to 65535",
     "proxy_socket": "a file path",
     "origin": (
         f"a checkpoint origin: at most {ORIGIN_MAX_CHARS} printable characters without "

@@ -90,13 +90,16 @@ class HttpConnectorConfig:
     """The provider's REST API: ``POST url`` with ``{"subject": {...}}``.
 
     ``verify`` is ``True`` (the system trust store) or a CA bundle for the provider's TLS
-    (a relative path is taken relative to ``var/``).
+    (a relative path is taken relative to ``var/``). ``url`` and the token URL are
+    ``https`` unless ``allow_plain_http_loopback`` lets them be ``http`` to a loopback
+    host (the catalog checks it).
     """
 
     url: str
     timeout_s: float = 2.0
     verify: bool | PurePosixPath = True
     oauth2: OAuth2Config | None = None
+    allow_plain_http_loopback: bool = False
     kind: Literal["http"] = "http"
 
 

@@ -27,8 +27,10 @@ from gateway.app import create_app
 from gateway.dev.bootstrap import bootstrap
 from gateway.dev.demo import load_subjects
 from gateway.dev.pki import init_pki
+from gateway.ops import create_ops_app
 from gateway.runtime import Runtime
 from gateway.settings import PROJECT_ROOT, Settings
+from gateway.transport.ops_listener import bind_tcp_socket, build_ops_server
 from gateway.transport.pki_paths import PkiPaths
 from gateway.transport.proxied import build_proxied_server
 from gateway.transport.tls import build_server, client_ssl_context
@@ -55,6 +57,7 @@ class Deployment:
     port: int
     log: LogCollector
     app: FastAPI
+    ops_port: int
 
     @property
     def runtime(self) -> Runtime:
@@ -69,6 +72,14 @@ class Deployment:
     @property
     def base_url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ops_url(self) -> str:
+        """The operations listener: plain HTTP, no client certificate."""
+        return f"http://127.0.0.1:{self.ops_port}"
+
+    def ops_client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.ops_url, timeout=10.0)
 
     @property
     def subjects(self) -> dict[str, dict[str, str]]:
@@ -98,7 +109,9 @@ def make_settings(
     policies_dir: Path | None = None,
     connectors_dir: Path | None = None,
 ) -> Settings:
-    settings = Settings.from_env().replace(var_dir=var_dir, host="127.0.0.1", port=0)
+    settings = Settings.from_env().replace(
+        var_dir=var_dir, host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0
+    )
     if policies_dir is not None:
         settings = settings.replace(policies_dir=policies_dir)
     if connectors_dir is not None:
@@ -130,6 +143,11 @@ def running_gateway(
         server = build_proxied_server(app, socket_path=settings.proxy_socket, paths=paths)
     else:
         server = build_server(app, host="127.0.0.1", port=0, paths=paths)
+    # The operations listener, as `doelpoort serve` runs it beside the gateway.
+    ops_socket = bind_tcp_socket(settings.ops_host, 0)
+    ops_port = int(ops_socket.getsockname()[1])
+    ops_app = create_ops_app(lambda: getattr(app.state, "runtime", None))
+    server.serve_beside(build_ops_server(ops_app, ops_socket))
     collector = LogCollector()
     # uvicorn's loggers do not propagate to the root logger: listen to them as well.
     loggers = [
@@ -143,7 +161,9 @@ def running_gateway(
         logger.setLevel(logging.DEBUG)
     try:
         with ServerThread(server) as thread:
-            yield Deployment(settings=settings, port=thread.port, log=collector, app=app)
+            yield Deployment(
+                settings=settings, port=thread.port, log=collector, app=app, ops_port=ops_port
+            )
     finally:
         for logger, level in zip(loggers, previous, strict=True):
             logger.removeHandler(collector)

@@ -160,11 +160,10 @@ def test_oversized_request_head_is_431(gw: Deployment) -> None:
 def test_side_endpoints_need_a_known_unrevoked_peer(tmp_path: Path) -> None:
     with running_gateway(make_settings(tmp_path / "var")) as gw:
         with gw.dpo_client() as dpo:
-            assert dpo.get("/metrics").status_code == 200
             assert dpo.get("/openapi.json").status_code == 200
         revoke(gw.settings.pki_dir, "om")
         with gw.client("om") as client:
-            for path in ("/metrics", "/openapi.json", "/.well-known/jwks.json"):
+            for path in ("/openapi.json", "/.well-known/jwks.json"):
                 assert client.get(path).status_code == 401, path
             assert client.get("/healthz").status_code == 200
             assert client.get("/docs").status_code == 404

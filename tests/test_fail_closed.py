@@ -9,17 +9,20 @@ writes — and checks the response and what the audit log kept.
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from gateway.errors import ConfigurationError
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from tests.audit.audit_support import fail_inserts, stop_failing
 from tests.gateway_support import Deployment, copy_tree, make_settings, running_gateway
 
 
@@ -169,6 +172,38 @@ def test_audit_write_failure_discloses_nothing(audit_gateway: Deployment) -> Non
     assert seqs == [3, 4]  # the failed batch left no gap
     with gw.client("politie") as client:
         assert client.get("/readyz").status_code == 200
+
+
+def test_an_audit_write_failure_is_logged_once_by_class_not_per_request(
+    audit_gateway: Deployment,
+) -> None:
+    gw = audit_gateway
+    assert gw.disclose("politie", ct_request(gw)).status_code == 200
+    fail_inserts(gw.settings.audit_db_path)  # SQLite refuses inserts, as a full disk would
+
+    async def concurrently(count: int) -> list[int]:
+        paths = gw.paths
+        context = gw.ssl_context(paths.partner_cert("politie"), paths.partner_key("politie"))
+        async with httpx.AsyncClient(base_url=gw.base_url, verify=context, timeout=10) as client:
+            answers = await asyncio.gather(
+                *(client.post("/v1/disclosures", json=ct_request(gw)) for _ in range(count))
+            )
+        return [answer.status_code for answer in answers]
+
+    for _ in range(3):  # several failed groups, of several requests each
+        assert set(asyncio.run(concurrently(8))) == {503}
+    gc.collect()  # asyncio reports an unread future's exception when it is collected
+    stop_failing(gw.settings.audit_db_path)
+    assert gw.disclose("politie", ct_request(gw)).status_code == 200
+
+    text = "\n".join(gw.log.lines)
+    assert "never retrieved" not in text
+    assert "Traceback" not in text
+    assert "disk full" not in text  # the error's message is not logged, its class is
+    failures = [line for line in gw.log.lines if "audit write of" in line]
+    assert len(failures) == 1, failures
+    assert "IntegrityError" in failures[0]
+    assert sum("audit writes succeed again" in line for line in gw.log.lines) == 1
 
 
 def test_a_policy_error_tells_the_operator_its_cause_and_the_partner_nothing_more(

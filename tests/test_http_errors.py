@@ -107,6 +107,10 @@ def test_the_detail_tells_invalid_json_from_a_wrong_shape(
         b'{"purpose": "vertrek", "purpose": "ct-assessment"}',
         b'{"purpose": "ct-assessment", "case_ref": "CTI-2026-1", "justification": "j",'
         b' "subject": {"bsn": "999900997", "bsn": "999901011"}}',
+        # A NaN before the repeat must not let it pass as "not JSON" to pydantic-core,
+        # which takes NaN and keeps the last name.
+        b'{"justification": NaN, "purpose": "ct-assessment", "case_ref": "CTI-2026-1",'
+        b' "subject": {"bsn": "999900997"}, "justification": "j"}',
     ],
 )
 def test_a_repeated_member_name_is_422_without_naming_it(

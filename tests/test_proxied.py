@@ -84,8 +84,8 @@ def test_a_forwarded_partner_certificate_is_that_partner(proxied: Deployment) ->
 def test_the_dpo_certificate_opens_the_dpo_endpoints(proxied: Deployment) -> None:
     with over_socket(proxied) as client:
         headers = {"Client-Cert": client_cert(proxied.paths.dpo_cert("dpo"))}
-        assert client.get("/metrics", headers=headers).status_code == 200
-        assert client.get("/metrics").status_code == 401
+        assert client.get("/openapi.json", headers=headers).status_code == 200
+        assert client.get("/openapi.json").status_code == 401
 
 
 @pytest.mark.parametrize(
@@ -146,9 +146,9 @@ def test_an_unconfigured_partner_gets_403(proxied: Deployment) -> None:
 def test_a_revoked_certificate_is_refused_at_once(proxied: Deployment) -> None:
     header = client_cert(proxied.paths.partner_cert("om"))
     with over_socket(proxied) as client:
-        assert client.get("/metrics", headers={"Client-Cert": header}).status_code == 200
+        assert client.get("/openapi.json", headers={"Client-Cert": header}).status_code == 200
         revoke(proxied.settings.pki_dir, "om")
-        assert client.get("/metrics", headers={"Client-Cert": header}).status_code == 401
+        assert client.get("/openapi.json", headers={"Client-Cert": header}).status_code == 401
 
 
 def test_validity_is_judged_at_each_request_not_at_start_up(tmp_path: Path) -> None:
@@ -189,7 +189,7 @@ def test_the_socket_directory_must_be_private(tmp_path: Path) -> None:
 def test_the_header_name_is_case_insensitive(proxied: Deployment) -> None:
     assert proxied.settings.proxy_socket is not None
     header = client_cert(proxied.paths.partner_cert("politie"))
-    request = f"GET /metrics HTTP/1.1\r\nHost: g\r\nCLIENT-CERT: {header}\r\n\r\n"
+    request = f"GET /openapi.json HTTP/1.1\r\nHost: g\r\nCLIENT-CERT: {header}\r\n\r\n"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.connect(str(proxied.settings.proxy_socket))
         conn.settimeout(10)
@@ -244,7 +244,7 @@ def test_a_certificate_holds_for_its_own_request_only(proxied: Deployment) -> No
         reader = conn.makefile("rb")
         statuses = []
         for header in (f"Client-Cert: {politie}\r\n", "", f"Client-Cert: {politie}\r\n", ""):
-            conn.sendall(f"GET /metrics HTTP/1.1\r\nHost: gateway\r\n{header}\r\n".encode())
+            conn.sendall(f"GET /openapi.json HTTP/1.1\r\nHost: gateway\r\n{header}\r\n".encode())
             statuses.append(int(reader.readline().split()[1]))
             length = 0
             while (line := reader.readline()) not in (b"\r\n", b""):

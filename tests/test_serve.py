@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from audit.storage.sqlite.lock import lock_writer
@@ -29,6 +30,7 @@ from gateway.dev.bootstrap import bootstrap
 from gateway.settings import Settings
 
 BANNER = re.compile(r"Doelpoort serves https://127\.0\.0\.1:(\d+) \(mutual TLS\)\.")
+OPS_BANNER = re.compile(r"Operations \(no client certificate\): (http://127\.0\.0\.1:\d+)/healthz")
 
 
 def free_port() -> int:
@@ -75,7 +77,8 @@ def serving(args: list[str], env: dict[str, str]) -> Iterator[list[str]]:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[str], Path]]:
     """``serve --setup`` on port 0, as ``make run`` runs it; its output, and its var/."""
     var = tmp_path_factory.mktemp("served") / "var"
-    with serving(["--setup"], {"DOELPOORT_VAR_DIR": str(var), "DOELPOORT_PORT": "0"}) as lines:
+    env = {"DOELPOORT_VAR_DIR": str(var), "DOELPOORT_PORT": "0", "DOELPOORT_OPS_PORT": "0"}
+    with serving(["--setup"], env) as lines:
         yield lines, var
 
 
@@ -95,6 +98,19 @@ def test_the_banner_comes_once_serving_and_names_the_port_bound(
     assert curl_lines[0].endswith(f"https://127.0.0.1:{port}/v1/disclosures")
     # The demo's origin is noticed (stderr, before the banner), and never only in it.
     assert "set DOELPOORT_ORIGIN" in output
+
+
+def test_the_operations_listener_is_announced_and_needs_no_certificate(
+    served: tuple[list[str], Path],
+) -> None:
+    lines, _ = served
+    urls = [m[1] for line in lines if (m := OPS_BANNER.match(line))]
+    assert len(urls) == 1, "\n".join(lines)
+    with httpx.Client(base_url=urls[0], timeout=10.0) as ops:  # plain HTTP, no certificate
+        assert ops.get("/healthz").json() == {"status": "ok"}
+        assert ops.get("/readyz").status_code == 200
+        assert ops.get("/.well-known/jwks.json").json()["keys"]
+        assert "doelpoort_requests_total" in ops.get("/metrics").text  # this host: allowed
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -127,12 +143,17 @@ def test_behind_a_proxy_the_socket_is_announced_once_it_accepts(tmp_path: Path) 
         env = {
             "DOELPOORT_VAR_DIR": str(tmp_path / "var"),
             "DOELPOORT_ORIGIN": "gateway.example.nl/doelpoort/audit",
+            "DOELPOORT_OPS_PORT": "0",
         }
         with serving(["--setup", "--proxy-socket", str(path)], env) as lines:
             output = "\n".join(lines)
             assert lines[-1].startswith(f"Doelpoort serves unix:{path} "), output
             with socket.socket(socket.AF_UNIX) as sock:
                 sock.connect(str(path))
+            # Behind a proxy too, load balancers need their health checks.
+            urls = [m[1] for line in lines if (m := OPS_BANNER.match(line))]
+            assert len(urls) == 1, output
+            assert httpx.get(f"{urls[0]}/readyz", timeout=10.0).status_code == 200
     assert "DOELPOORT_ORIGIN" not in output  # a deployment's own origin: no warning
 
 
@@ -160,7 +181,17 @@ def _port_taken(settings: Settings, env: dict[str, str]) -> Iterator[str]:
         yield "address already in use"
 
 
-@pytest.mark.parametrize("failure", [_log_being_written, _port_taken], ids=lambda f: f.__name__)
+def _ops_port_taken(settings: Settings, env: dict[str, str]) -> Iterator[str]:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env["DOELPOORT_OPS_PORT"] = str(taken.getsockname()[1])
+        yield "for operations: Address already in use"
+
+
+@pytest.mark.parametrize(
+    "failure", [_log_being_written, _port_taken, _ops_port_taken], ids=lambda f: f.__name__
+)
 def test_a_gateway_that_cannot_start_says_why_and_prints_no_banner(
     set_up: Settings,
     tmp_path: Path,
@@ -169,7 +200,12 @@ def test_a_gateway_that_cannot_start_says_why_and_prints_no_banner(
     var = tmp_path / "var"
     shutil.copytree(set_up.var_dir, var)
     settings = set_up.with_var_dir(var)
-    env = {**os.environ, "DOELPOORT_VAR_DIR": str(var), "DOELPOORT_PORT": str(free_port())}
+    env = {
+        **os.environ,
+        "DOELPOORT_VAR_DIR": str(var),
+        "DOELPOORT_PORT": str(free_port()),
+        "DOELPOORT_OPS_PORT": "0",
+    }
     with contextmanager(failure)(settings, env) as reason:
         result = subprocess.run(
             [sys.executable, "-m", "gateway", "serve"],

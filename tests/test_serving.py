@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from gateway.transport.serving import AnnouncingServer
+from gateway.transport.ops_listener import bind_tcp_socket
+from gateway.transport.serving import AnnouncingServer, BesideServer
 from tests.server_thread import ServerThread
 
 
@@ -73,3 +74,51 @@ def test_a_failed_announcement_does_not_stop_the_gateway(caplog: pytest.LogCaptu
     ):
         pass  # serving all the same
     assert "could not announce the gateway: BrokenPipeError" in caplog.text
+
+
+async def _plain_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _beside(sock: socket.socket) -> BesideServer:
+    config = uvicorn.Config(_plain_app, lifespan="off", log_level="critical")
+    return BesideServer(config, sock)
+
+
+def test_a_server_beside_serves_from_the_announcement_until_the_stop() -> None:
+    sock = bind_tcp_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    beside = _beside(sock)
+    listening: list[bool] = []
+
+    def on_serving(_listeners: Sequence[socket.socket]) -> None:
+        # On the loop: it cannot answer yet, but it listens (the connection is accepted).
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            listening.append(beside.started)
+
+    server = _server(on_serving)
+    server.serve_beside(beside)
+    with (
+        ServerThread(server),
+        socket.create_connection(("127.0.0.1", port), timeout=5) as conn,
+    ):
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert conn.recv(64).split()[1] == b"204"
+    assert listening == [True]
+    with pytest.raises(ConnectionRefusedError):  # stopped with the gateway, socket closed
+        socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def test_a_server_beside_that_cannot_start_stops_the_gateway(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sock = bind_tcp_socket("127.0.0.1", 0)
+    sock.close()  # nothing can listen on it
+    announced: list[object] = []
+    server = _server(announced.append)
+    server.serve_beside(_beside(sock))
+    with caplog.at_level(logging.ERROR, "gateway.transport.serving"):
+        server.run()  # returns: the gateway stopped instead of serving without it
+    assert announced == []
+    assert "a listener beside the gateway did not start: OSError" in caplog.text

@@ -10,6 +10,7 @@ use and reused.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
@@ -17,7 +18,14 @@ from types import MappingProxyType
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.config_yaml import load_yaml
 from gateway.connectors.base import Connector
@@ -78,6 +86,43 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _check_plain_http(name: str, url: str, *, allowed: bool) -> None:
+    """Refuse ``http://`` unless the host is this machine's loopback and the catalog
+    says so in as many words.
+
+    Over plain HTTP anyone on the path reads the subject's identity keys the gateway
+    sends, the records that come back and an OAuth2 client secret, and can change the
+    records. Only a provider on the same host (a sidecar, a local adapter) is off
+    every network path, and even then the catalog must say it means it.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return
+    if not _is_loopback(parts.hostname or ""):
+        raise ValueError(
+            f"{name}: plain http:// is refused: use https:// (only a loopback host may "
+            "be reached over http://, with allow_plain_http_loopback: true)"
+        )
+    if not allowed:
+        raise ValueError(
+            f"{name}: plain http:// to a loopback host needs allow_plain_http_loopback: true"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost``: not a name that merely starts like it
+    (``localhost.example``), nor a loopback address in another spelling."""
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return False  # newer Pythons call ::ffff:127.0.0.1 loopback; it is spelt oddly
+    return address.is_loopback
+
+
 class _FileConnectorModel(_Model):
     kind: Literal["file"]
     path: str
@@ -106,11 +151,21 @@ class _HttpConnectorModel(_Model):
     timeout_s: Annotated[float, Field(gt=0, le=60, strict=False)] = 2.0
     verify: bool | str = True
     oauth2: _OAuth2Model | None = None
+    allow_plain_http_loopback: bool = False
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         return _http_url(value)
+
+    @model_validator(mode="after")
+    def _check_plain_http(self) -> _HttpConnectorModel:
+        urls = {"url": self.url}
+        if self.oauth2 is not None:
+            urls["oauth2.token_url"] = self.oauth2.token_url
+        for name, url in urls.items():
+            _check_plain_http(name, url, allowed=self.allow_plain_http_loopback)
+        return self
 
     @field_validator("verify")
     @classmethod
@@ -208,7 +263,11 @@ def _build_dataset(partner_id: str, name: str, model: _DatasetModel, where: str)
             PurePosixPath(raw.verify) if isinstance(raw.verify, str) else raw.verify
         )
         connector = HttpConnectorConfig(
-            url=raw.url, timeout_s=float(raw.timeout_s), verify=verify, oauth2=oauth2
+            url=raw.url,
+            timeout_s=float(raw.timeout_s),
+            verify=verify,
+            oauth2=oauth2,
+            allow_plain_http_loopback=raw.allow_plain_http_loopback,
         )
     return DatasetSpec(
         id=f"{partner_id}/{name}",

@@ -4,7 +4,8 @@ The file (one JSON object per line; blank lines are skipped) is read on the firs
 every record is checked against the dataset's fields, and one hash index per identity
 key maps normalised key values to records, so a lookup is a few dictionary hits.
 
-A missing or unreadable file is :class:`ConnectorUnavailable` and a malformed one
+A missing or unreadable file is :class:`ConnectorUnavailable` and a malformed one (a
+line that is not JSON, or repeats a member name in an object: `gateway.ijson`)
 :class:`ConnectorResponseError`, both at fetch time, so the gateway starts and reports
 the failure per dataset. After a failure the next fetch tries again once the file has
 changed (size, modification time); after a success the index is kept.
@@ -13,13 +14,13 @@ changed (size, modification time); after a success the index is kept.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway import ijson
 from gateway.connectors.base import check_record, normalise_key_value, subject_lookups
 from gateway.errors import ConnectorError, ConnectorResponseError, ConnectorUnavailable
 from gateway.vocabulary import DatasetSpec, FileConnectorConfig
@@ -33,10 +34,6 @@ _Index = dict[tuple[str, ...], dict[tuple[str, ...], tuple[int, ...]]]
 class _Loaded:
     records: tuple[dict[str, Any], ...]
     index: _Index
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError("non-finite number")
 
 
 class FileConnector:
@@ -115,7 +112,11 @@ class FileConnector:
             if not line.strip():
                 continue
             try:
-                raw = json.loads(line, parse_constant=_reject_constant)
+                raw = ijson.loads(line)
+            except ijson.RepeatedMemberName as exc:
+                raise ConnectorResponseError(
+                    f"{spec.id}: data file line {number} repeats a member name in an object"
+                ) from exc
             except (ValueError, RecursionError) as exc:
                 raise ConnectorResponseError(
                     f"{spec.id}: data file line {number} is not valid JSON"

@@ -14,7 +14,8 @@ Failures map onto the connector errors:
 
 - connection refused, network error, timeout → :class:`ConnectorUnavailable`
 - token could not be obtained, or refused twice → :class:`ConnectorAuthError`
-- non-2xx, compressed, too large, not JSON, wrong shape or field types →
+- non-2xx, compressed, too large, not JSON, an object repeating a member name (I-JSON,
+  as for partners' bodies: `gateway.ijson`), wrong shape or field types →
   :class:`ConnectorResponseError`
 
 The provider is not trusted to match: every record it returns is checked, and only those
@@ -29,7 +30,6 @@ provider's response (body, headers or status text) ever appear in them or in the
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import ssl
@@ -42,6 +42,7 @@ from typing import Any
 import authlib.deprecate
 import httpx
 
+from gateway import ijson
 from gateway.connectors.base import check_record, record_matches, subject_lookups
 from gateway.errors import (
     ConnectorAuthError,
@@ -357,7 +358,11 @@ class HttpConnector:
                 f"{spec_id}: the provider answered HTTP {answer.status_code}"
             )
         try:
-            document = json.loads(answer.content)
+            document = ijson.loads(answer.content)
+        except ijson.RepeatedMemberName as exc:  # refused as a partner's body is
+            raise ConnectorResponseError(
+                f"{spec_id}: the provider's answer repeats a member name in an object"
+            ) from exc
         except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, hostile nesting
             raise ConnectorResponseError(f"{spec_id}: the provider's answer is not JSON") from exc
         if not isinstance(document, dict) or not isinstance(document.get("records"), list):

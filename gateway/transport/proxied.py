@@ -208,7 +208,7 @@ def build_proxied_server(
     paths: PkiPaths,
     log_level: str = "warning",
     on_serving: OnServing | None = None,
-) -> uvicorn.Server:
+) -> AnnouncingServer:
     """A uvicorn server for *app* on the proxy's unix socket (plain HTTP, see above);
     ``on_serving`` is called once it serves (`gateway.transport.serving`)."""
     require_partner_pki(paths)

@@ -1,17 +1,25 @@
-"""A uvicorn server that says when it really serves.
+"""A uvicorn server that says when it really serves, and serves others beside it.
 
 uvicorn has no hook for "started": `Server.startup` runs the app's lifespan start-up,
 then binds the listeners, and only then sets ``started``; a failure on the way (the
 lifespan's, or a port that is taken) ends it with ``sys.exit`` before. So whatever
 announces the gateway (the banner of ``doelpoort serve``) is called from here, after
 both, with the sockets actually bound: with port 0, the port the system chose.
+
+The gateway also has an operations listener (`gateway.transport.ops_listener`): a
+second uvicorn server, `BesideServer`, on the same event loop in the same process. The
+main server starts it once its own start-up has succeeded (so the runtime it reports on
+exists) and stops it before its own shutdown (so it never reports on a closed one). It
+handles no signals itself: Ctrl-C or SIGTERM stop the main server, which stops it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import uvicorn
 
@@ -21,17 +29,45 @@ OnServing = Callable[[Sequence[socket.socket]], None]
 """Called once with the listening sockets, when the gateway serves."""
 
 
+class BesideServer(uvicorn.Server):
+    """A uvicorn server on a socket bound before start-up, run by an `AnnouncingServer`
+    on its loop (`AnnouncingServer.serve_beside`)."""
+
+    def __init__(self, config: uvicorn.Config, sock: socket.socket) -> None:
+        super().__init__(config)
+        self.socket = sock
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The main server's handlers stay in place: a signal stops it, and it stops us.
+        yield
+
+
 class AnnouncingServer(uvicorn.Server):
     """`uvicorn.Server`, calling ``on_serving`` once start-up has fully succeeded."""
 
     def __init__(self, config: uvicorn.Config, on_serving: OnServing | None = None) -> None:
         super().__init__(config)
         self._on_serving = on_serving
+        self._beside: list[BesideServer] = []
+        self._beside_tasks: list[asyncio.Task[None]] = []
+
+    def serve_beside(self, server: BesideServer) -> None:
+        """Serve ``server`` too, from when this one serves until it stops."""
+        self._beside.append(server)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         # Not when a stop was asked for during start-up: the server stops at once.
-        if self._on_serving is None or not self.started or self.should_exit:
+        if not self.started or self.should_exit:
+            return
+        # Not "started" (which is what a caller waits for) until the others serve too.
+        self.started = False
+        try:
+            await self._start_beside()
+        finally:
+            self.started = True  # so that `shutdown` runs, whatever happened
+        if self._on_serving is None or self.should_exit:
             return
         listeners = [sock for server in self.servers for sock in server.sockets]
         try:
@@ -40,3 +76,28 @@ class AnnouncingServer(uvicorn.Server):
             # The gateway serves all the same; an announcement that fails (a closed
             # stdout) must not stop it, nor skip the shutdown that signs the checkpoint.
             log.error("could not announce the gateway: %s", type(exc).__name__)
+
+    async def _start_beside(self) -> None:
+        for server in self._beside:
+            task = asyncio.create_task(server.serve(sockets=[server.socket]))
+            self._beside_tasks.append(task)
+            while not server.started and not task.done():
+                await asyncio.sleep(0)
+            if not server.started:  # cannot be bound or loaded: stop the whole gateway
+                failure = None if task.cancelled() else task.exception()
+                log.error("a listener beside the gateway did not start: %s", _name(failure))
+                self.should_exit = True
+                return
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self._beside:
+            server.should_exit = True
+        results = await asyncio.gather(*self._beside_tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("a listener beside the gateway failed: %s", _name(result))
+        await super().shutdown(sockets=sockets)
+
+
+def _name(failure: BaseException | None) -> str:
+    return type(failure).__name__ if failure is not None else "it stopped"

@@ -242,7 +242,7 @@ def build_server(
     paths: PkiPaths,
     log_level: str = "warning",
     on_serving: OnServing | None = None,
-) -> uvicorn.Server:
+) -> AnnouncingServer:
     """A uvicorn server for *app* on HTTPS with mutual TLS; ``on_serving`` is called
     with its listening sockets once it serves (`gateway.transport.serving`)."""
     context = server_ssl_context(paths)  # built now, so configuration errors surface here

@@ -223,6 +223,21 @@ def build_provider(state: ProviderState) -> Starlette:
     async def wrong_type(request: Request) -> Response:
         return JSONResponse({"records": [{"bsn": "999900018", "score": BODY_MARKER}]})
 
+    async def repeated_records(request: Request) -> Response:
+        # Two "records" members: a reader that keeps the last one finds the match (the
+        # record carries the marker, which must never show in a message or the log).
+        record = {**PROVIDER_RECORDS[0], "internal_note": BODY_MARKER}
+        body = '{"records": [], "records": [' + json.dumps(record) + "]}"
+        return Response(body.encode(), media_type="application/json")
+
+    async def repeated_field(request: Request) -> Response:
+        # One record naming two people: the first name matches, the second wins elsewhere.
+        body = (
+            '{"records": [{"bsn": "999900018", "name": "Sam Fictief-9001", '
+            f'"name": "{BODY_MARKER}"}}]}}'
+        )
+        return Response(body.encode(), media_type="application/json")
+
     async def large(request: Request) -> Response:
         # Valid JSON of about 4 KiB, once with a Content-Length and once streamed without.
         document = {"records": [], "padding": BODY_MARKER * (4096 // len(BODY_MARKER))}
@@ -252,6 +267,8 @@ def build_provider(state: ProviderState) -> Starlette:
             Route("/wrong-shape", wrong_shape, methods=["POST"]),
             Route("/record-not-object", record_not_object, methods=["POST"]),
             Route("/wrong-type", wrong_type, methods=["POST"]),
+            Route("/repeated-records", repeated_records, methods=["POST"]),
+            Route("/repeated-field", repeated_field, methods=["POST"]),
             Route("/large", large, methods=["POST"]),
             Route("/slow", slow, methods=["POST"]),
         ]

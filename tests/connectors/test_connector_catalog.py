@@ -131,11 +131,107 @@ def test_http_connector_config_is_parsed(tmp_path: Path) -> None:
 
 
 def test_http_defaults(tmp_path: Path) -> None:
-    doc = partner_doc(connector={"kind": "http", "url": "http://127.0.0.1:9/records"})
+    doc = partner_doc(connector={"kind": "http", "url": "https://provider.example/records"})
     catalog = Catalog.load(write_partners(tmp_path / "c", doc), tmp_path)
     connector = catalog.datasets["provider/records"].connector
     assert isinstance(connector, HttpConnectorConfig)
     assert (connector.timeout_s, connector.verify, connector.oauth2) == (2.0, True, None)
+    assert connector.allow_plain_http_loopback is False
+
+
+def _http(url: str, token_url: str | None = None, **settings: Any) -> dict[str, Any]:
+    connector: dict[str, Any] = {"kind": "http", "url": url, **settings}
+    if token_url is not None:
+        connector["oauth2"] = {
+            "token_url": token_url,
+            "client_id": "gw",
+            "client_secret_env": "PROVIDER_SECRET",
+        }
+    return connector
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/records",
+        "http://127.20.30.40/records",  # all of 127.0.0.0/8
+        "http://[::1]:8080/records",
+        "http://localhost:8080/records",
+        "http://LOCALHOST/records",
+    ],
+)
+def test_plain_http_to_loopback_is_allowed_when_the_catalog_says_so(
+    tmp_path: Path, url: str
+) -> None:
+    doc = partner_doc(connector=_http(url, url + "/token", allow_plain_http_loopback=True))
+    catalog = Catalog.load(write_partners(tmp_path / "c", doc), tmp_path)
+    connector = catalog.datasets["provider/records"].connector
+    assert isinstance(connector, HttpConnectorConfig)
+    assert connector.allow_plain_http_loopback is True
+
+
+@pytest.mark.parametrize(
+    ("connector", "problem"),
+    [
+        # The attack: records and the subject's keys in clear across a network.
+        pytest.param(
+            _http("http://provider.example/records"), "url: plain http:// is refused", id="remote"
+        ),
+        pytest.param(
+            _http("http://provider.example/records", allow_plain_http_loopback=True),
+            "url: plain http:// is refused",
+            id="remote-even-when-allowed",
+        ),
+        pytest.param(
+            _http("http://10.1.2.3/records", allow_plain_http_loopback=True),
+            "url: plain http:// is refused",
+            id="private-address",
+        ),
+        pytest.param(
+            _http("http://127.0.0.1/records"),
+            "url: plain http:// to a loopback host needs allow_plain_http_loopback: true",
+            id="loopback-not-said",
+        ),
+        pytest.param(
+            _http("https://provider.example/records", "http://provider.example/token"),
+            "oauth2.token_url: plain http:// is refused",
+            id="token-url",  # the client secret goes there
+        ),
+        pytest.param(
+            _http("https://provider.example/records", "http://127.0.0.1/token"),
+            "oauth2.token_url: plain http:// to a loopback host needs",
+            id="token-url-loopback-not-said",
+        ),
+        pytest.param(
+            _http("http://localhost.provider.example/r", allow_plain_http_loopback=True),
+            "url: plain http:// is refused",
+            id="looks-like-localhost",
+        ),
+        pytest.param(
+            _http("http://[::ffff:127.0.0.1]/records", allow_plain_http_loopback=True),
+            "url: plain http:// is refused",
+            id="ipv4-mapped",
+        ),
+        pytest.param(
+            _http("http://127.1/records", allow_plain_http_loopback=True),
+            "url: plain http:// is refused",
+            id="short-form",
+        ),
+        pytest.param(
+            _http("http://0.0.0.0/records", allow_plain_http_loopback=True),
+            "url: plain http:// is refused",
+            id="any-address",
+        ),
+    ],
+)
+def test_plain_http_is_a_start_up_error(
+    tmp_path: Path, connector: dict[str, Any], problem: str
+) -> None:
+    directory = write_partners(tmp_path / "c", partner_doc(connector=connector))
+    with pytest.raises(ConfigurationError) as caught:
+        Catalog.load(directory, tmp_path)
+    assert "provider.yaml" in str(caught.value)
+    assert problem in str(caught.value)
 
 
 def test_vocabularies_match_the_readme() -> None:

@@ -239,6 +239,11 @@ async def test_wrong_type_is_a_response_error(
         pytest.param(b'{"bsn": "1"}\n["a", "list"]\n', "line 2: a record is not", id="list"),
         pytest.param(b'{"ratio": NaN}\n', "line 1 is not valid JSON", id="nan"),
         pytest.param(b'{"name": "\xff"}\n', "not UTF-8", id="not-utf8"),
+        pytest.param(
+            b'{"bsn": "1"}\n{"bsn": "999900018", "bsn": "999900031"}\n',
+            "line 2 repeats a member name in an object",
+            id="repeated-member",
+        ),
     ],
 )
 async def test_malformed_file_is_a_response_error(
