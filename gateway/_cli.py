@@ -167,6 +167,7 @@ def serve(
     """Serve the gateway over mutual TLS (or behind a TLS-terminating proxy)."""
     from gateway.app import create_app
     from gateway.dev.bootstrap import bootstrap
+    from gateway.transport import security_log
     from gateway.transport.pki_paths import PkiPaths
     from gateway.transport.tls import build_server
 
@@ -181,6 +182,7 @@ def serve(
     if do_setup:
         bootstrap(settings, echo=typer.echo)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    security_log.write_lines_to(sys.stderr)  # JSON lines alone: deploy/README.md
     _warn_of_development_origin(settings)
     # The announcements come from the server once it serves: after the app's start-up
     # (policies, keys, the audit log's writer lock) and the bind have succeeded.
