@@ -474,7 +474,7 @@ def audit_reidentify(
     import json
 
     from audit import clock
-    from audit.entry import AuditRecord, escrow_digest
+    from audit.entry import AuditRecord, escrow_digest, record_from_body
     from gateway.errors import AuditError, EscrowError
     from gateway.escrow import open_escrow
     from gateway.keys import read_escrow_private_key
@@ -498,9 +498,11 @@ def audit_reidentify(
             2,
         )
     try:
-        record = AuditRecord.from_body(entry.body)
+        record = record_from_body(entry.body)
     except (TypeError, ValueError) as exc:
         raise _fail(f"entry {seq} is not an audit record this version can read") from exc
+    if not isinstance(record, AuditRecord):
+        raise _fail(f"entry {seq} records a refusal, which has no escrow", 2)
     if record.escrow_sha256 is None:
         raise _fail(f"entry {seq} has no escrow (the gateway ran without the DPO's key)", 2)
     if escrow is None:
