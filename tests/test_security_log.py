@@ -124,3 +124,10 @@ def test_a_long_subject_is_cut_to_a_readable_line() -> None:
     assert len(facts.subject) == 256
     assert facts.subject.endswith("…")
     assert facts.serial == "abc"
+
+
+def test_a_long_reason_is_cut_too(stream: io.StringIO) -> None:
+    security_log.forwarded_certificate_refused(None, "validation failed: " + "x" * 1000)
+    reason = json.loads(stream.getvalue())["reason"]
+    assert len(reason) == 256
+    assert reason.endswith("…")

@@ -62,6 +62,7 @@ Event = Literal[
 
 # A subject is the CA's to choose, but a line should stay a line a person can read.
 _SUBJECT_MAX_CHARS = 256
+_REASON_MAX_CHARS = 256  # a verifier's message may quote the certificate again
 
 _own_handler: logging.Handler | None = None  # the one `write_lines_to` installed
 
@@ -138,9 +139,13 @@ def certificate_facts(der: bytes) -> CertificateFacts:
         subject = cert.subject.rfc4514_string()
     except ValueError:
         return CertificateFacts(None, None, fingerprint)
-    if len(subject) > _SUBJECT_MAX_CHARS:
-        subject = subject[: _SUBJECT_MAX_CHARS - 1] + "…"
-    return CertificateFacts(subject, format(cert.serial_number, "x"), fingerprint)
+    return CertificateFacts(
+        _cut(subject, _SUBJECT_MAX_CHARS), format(cert.serial_number, "x"), fingerprint
+    )
+
+
+def _cut(text: str, most: int) -> str:
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _write(event: Event, peer: object, der: bytes | None, reason: str) -> None:
@@ -152,7 +157,7 @@ def _write(event: Event, peer: object, der: bytes | None, reason: str) -> None:
         "subject": facts.subject if facts else None,
         "serial": facts.serial if facts else None,
         "fingerprint": facts.fingerprint if facts else None,
-        "reason": reason,
+        "reason": _cut(reason, _REASON_MAX_CHARS),
     }
     # ASCII-only: whatever a subject holds, the line stays one line of plain text.
     log.warning("%s", json.dumps(line, ensure_ascii=True, separators=(",", ":")))
