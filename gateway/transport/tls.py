@@ -3,7 +3,8 @@
 By default the gateway terminates TLS itself (behind a proxy: `gateway/transport/proxied.py`, which
 fills the same extension). `server_ssl_context` requires a client certificate
 from the partner CA (TLS 1.2+, the CRL checked for the leaf), so a missing, foreign or
-revoked-before-start-up certificate never gets past the handshake.
+revoked-before-start-up certificate never gets past the handshake (and each refusal is
+a security log line: `gateway/transport/handshake.py`).
 
 `TLSHttpToolsProtocol` then hands the certificate the handshake verified to the app as
 the ASGI TLS extension (https://asgi.readthedocs.io/en/latest/specs/tls.html), in
