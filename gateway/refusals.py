@@ -207,9 +207,10 @@ class RefusalLog:
         """Write every summary still open (its interval cut short) and stop; refusals
         after this are only counted, and lost. Call it before the audit store closes."""
         self._closed = True
+        # Taken first: a timer that fires meanwhile finds its interval gone.
+        intervals, self._intervals = list(self._intervals.items()), {}
         for task in list(self._writing):
             await asyncio.gather(task, return_exceptions=True)
-        intervals, self._intervals = list(self._intervals.items()), {}
         await self._summarise(intervals, self._clock())
 
     # -- intervals -----------------------------------------------------------------------
@@ -219,7 +220,8 @@ class RefusalLog:
         interval = self._intervals.get(requester)
         if interval is not None and now < interval.end:
             return interval
-        if interval is not None:
+        if interval is not None and interval.counts and not self._closed:
+            # In the background: this refusal's answer need not wait for the summary.
             self._in_background(self._summarise([(requester, interval)], now))
         interval = self._intervals[requester] = _Interval(now, now + INTERVAL)
         return interval
