@@ -5,7 +5,8 @@ docs/data-model.md, section "Audit log". Modules, one concept each:
 
 * `hasher` — RFC 9162 leaf and node hashes
 * `tree` — the compact range (append, root) and the reference tree for tests
-* `entry` — `AuditRecord`, its canonical body, and the leaf bytes and hash of an entry
+* `entry` — `AuditRecord` (a decision), the refusal records, their bodies, and the leaf
+  bytes and hash of an entry
 * `checkpoint` — C2SP signed-note checkpoints; `keys` — the log key on disk
 * `store` — the durable group-commit writer (scheduling on the event loop);
   `state` — what it knows of the committed log; `retention` — erasing expired escrows

@@ -1,10 +1,14 @@
 """What one audit entry holds, and the exact bytes that get hashed.
 
-An `AuditRecord` is the content of one decision (one dataset of one request). Its `body()`
-is RFC 8785 canonical JSON, so the same record always yields the same bytes. A stored
-entry adds a sequence number and `prev`, the leaf hash of the entry before it; the leaf of
-the Merkle tree is `leaf_bytes(seq, prev, body)`, and `entry_leaf_hash` hashes it. See
-docs/data-model.md, "Audit log".
+An `AuditRecord` is the content of one decision (one dataset of one request). A
+`RefusalRecord` is one refused request of a known partner, and a `RefusalSummaryRecord`
+counts a partner's refusals beyond the rate at which each gets its own entry; both carry
+``kind`` (decisions, the first kind, carry none) and ``decision = "refused"``, so the
+DPO's decision filter finds them. A record's `body()` is compact JSON with sorted keys,
+so the same record always yields the same bytes; `record_from_body` reads any kind back.
+A stored entry adds a sequence number and `prev`, the leaf hash of the entry before it;
+the leaf of the Merkle tree is `leaf_bytes(seq, prev, body)`, and `entry_leaf_hash`
+hashes it. See docs/data-model.md, "Audit log".
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from hashlib import sha256
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from audit.hasher import HASH_SIZE, LEAF_PREFIX
 
@@ -63,8 +67,7 @@ class AuditRecord:
     def __post_init__(self) -> None:
         if self.decision not in DECISIONS:
             raise ValueError(f"decision must be one of {sorted(DECISIONS)}")
-        if not self.time.endswith("Z") or not _is_timestamp(self.time):
-            raise ValueError("time must be RFC 3339 UTC ending in 'Z'")
+        _check_time(self.time)
         if self.record_count < 0:
             raise ValueError("record_count must not be negative")
 
@@ -104,6 +107,108 @@ class StoredEscrow:
 def escrow_digest(sealed: str) -> str:
     """What an entry body records of its escrow: ``sha256:`` and the hex digest."""
     return "sha256:" + sha256(sealed.encode("utf-8")).hexdigest()
+
+
+REFUSED = "refused"
+"""The ``decision`` of refusal entries: the DPO filters them like decisions."""
+
+
+@dataclass(frozen=True)
+class RefusalRecord:
+    """One refused request of a known partner: who, which problem, and the purpose and
+    dataset names it gave, if they were well-formed names. Never a value of the body.
+
+    The gateway decides which names are safe to record (`gateway/refusals.py`); this
+    record only holds them.
+    """
+
+    time: str
+    requester: str
+    problem: str
+    """The problem type's code (``urn:doelpoort:problem:<code>``), e.g. ``invalid-request``."""
+    status: int
+    method: str
+    route: str | None
+    """The route template the request matched (never the raw path); None for none."""
+    purpose: str | None = None
+    datasets: list[str] = field(default_factory=list)
+    unrecorded_names: int = 0
+    """Purpose and dataset names the request gave that are not recorded: not well-formed
+    names, or possibly an identifier (see docs/data-model.md)."""
+    kind: Literal["refusal"] = "refusal"
+    decision: Literal["refused"] = "refused"
+
+    def __post_init__(self) -> None:
+        _check_kind(self.kind, "refusal", self.decision)
+        _check_time(self.time)
+        if not 400 <= self.status <= 499:
+            raise ValueError("status must be a 4xx HTTP status")
+        if self.unrecorded_names < 0:
+            raise ValueError("unrecorded_names must not be negative")
+
+    def body(self) -> bytes:
+        return _BODY_ENCODER.encode(self.__dict__).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class RefusalSummaryRecord:
+    """A partner's refusals in one interval that have no entry of their own (beyond the
+    rate, or their entry could not be written), counted by problem code."""
+
+    time: str
+    requester: str
+    interval_start: str
+    interval_end: str
+    counts: dict[str, int]
+    kind: Literal["refusal-summary"] = "refusal-summary"
+    decision: Literal["refused"] = "refused"
+
+    def __post_init__(self) -> None:
+        _check_kind(self.kind, "refusal-summary", self.decision)
+        _check_time(self.time)
+        _check_time(self.interval_start, "interval_start")
+        _check_time(self.interval_end, "interval_end")
+        if not self.counts or any(n < 1 for n in self.counts.values()):
+            raise ValueError("counts must hold at least one positive count")
+
+    def body(self) -> bytes:
+        return _BODY_ENCODER.encode(self.__dict__).encode("utf-8")
+
+
+LogRecord: TypeAlias = AuditRecord | RefusalRecord | RefusalSummaryRecord
+"""Any record an entry can hold."""
+
+_KINDS: dict[str, type[RefusalRecord] | type[RefusalSummaryRecord]] = {
+    "refusal": RefusalRecord,
+    "refusal-summary": RefusalSummaryRecord,
+}
+
+
+def record_from_body(body: bytes | str) -> LogRecord:
+    """Parse a stored body of any kind back into its record (for the DPO tools).
+
+    Raises ValueError (or TypeError, for fields a kind does not have) for a body that is
+    no record this version knows.
+    """
+    content = json.loads(body)
+    if not isinstance(content, dict):
+        raise ValueError("an audit body is a JSON object")
+    kind = content.get("kind")
+    if kind is None:
+        return AuditRecord(**content)
+    if kind not in _KINDS:
+        raise ValueError("an audit body of an unknown kind")
+    return _KINDS[kind](**content)
+
+
+def _check_kind(kind: str, expected: str, decision: str) -> None:
+    if kind != expected or decision != REFUSED:
+        raise ValueError(f"a {expected} record has kind {expected!r} and decision {REFUSED!r}")
+
+
+def _check_time(text: str, name: str = "time") -> None:
+    if not text.endswith("Z") or not _is_timestamp(text):
+        raise ValueError(f"{name} must be RFC 3339 UTC ending in 'Z'")
 
 
 def _is_timestamp(text: str) -> bool:

@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.checkpoint import Checkpoint, sign_checkpoint
 from audit.clock import Clock, rfc3339_micro, utc_now
-from audit.entry import AuditRecord, StoredEscrow, entry_leaf_hash
+from audit.entry import LogRecord, StoredEscrow, entry_leaf_hash
 from audit.errors import AuditError
 from audit.hasher import EMPTY_ROOT
 from audit.retention import EscrowEraser
@@ -201,7 +201,7 @@ class AuditStore:
         return self._healthy and not self._closed
 
     async def append(
-        self, records: Sequence[AuditRecord], escrow: StoredEscrow | None = None
+        self, records: Sequence[LogRecord], escrow: StoredEscrow | None = None
     ) -> list[int]:
         """Store `records` (with `escrow` beside each of them) and return their sequence
         numbers once they are durable.

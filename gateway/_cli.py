@@ -171,6 +171,7 @@ def serve(
     from gateway.app import create_app
     from gateway.dev.bootstrap import bootstrap
     from gateway.ops import create_ops_app
+    from gateway.transport import security_log
     from gateway.transport.ops_listener import bind_tcp_socket, build_ops_server
     from gateway.transport.pki_paths import PkiPaths
     from gateway.transport.tls import build_server
@@ -186,6 +187,7 @@ def serve(
     if do_setup:
         bootstrap(settings, echo=typer.echo)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    security_log.write_lines_to(sys.stderr)  # JSON lines alone: deploy/README.md
     _warn_of_development_origin(settings)
     # Bound first, so a taken operations port stops `serve` before anything starts.
     ops_socket = bind_tcp_socket(settings.ops_host, settings.ops_port)
@@ -496,7 +498,7 @@ def audit_reidentify(
     import json
 
     from audit import clock
-    from audit.entry import AuditRecord, escrow_digest
+    from audit.entry import AuditRecord, escrow_digest, record_from_body
     from gateway.errors import AuditError, EscrowError
     from gateway.escrow import open_escrow
     from gateway.keys import read_escrow_private_key
@@ -520,9 +522,11 @@ def audit_reidentify(
             2,
         )
     try:
-        record = AuditRecord.from_body(entry.body)
+        record = record_from_body(entry.body)
     except (TypeError, ValueError) as exc:
         raise _fail(f"entry {seq} is not an audit record this version can read") from exc
+    if not isinstance(record, AuditRecord):
+        raise _fail(f"entry {seq} records a refusal, which has no escrow", 2)
     if record.escrow_sha256 is None:
         raise _fail(f"entry {seq} has no escrow (the gateway ran without the DPO's key)", 2)
     if escrow is None:

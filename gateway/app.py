@@ -1,4 +1,5 @@
-"""The HTTP surface: routes, peer identity, body limits and problem+json errors.
+"""The HTTP surface: routes, peer identity, body limits, problem+json errors, and which
+refusals are logged (`gateway.refusals`, `gateway.transport.security_log`).
 
 Everything that decides lives elsewhere; this module turns HTTP into calls on
 :class:`~gateway.disclosure.DisclosureService` and errors into RFC 9457 documents.
@@ -31,12 +32,14 @@ from gateway.errors import (
     InvalidRequest,
     PayloadTooLarge,
     PurposeDenied,
+    RequestError,
     Unauthenticated,
     UnknownPeer,
     UnsupportedMediaType,
 )
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from gateway.transport import security_log
 from gateway.transport.identity import PeerIdentity, identity_from_der
 from gateway.transport.tls import peer_certificate_der
 from gateway.vocabulary import Partner
@@ -95,23 +98,45 @@ async def peer(request: Request) -> PeerIdentity:
     401 without a certificate or for a revoked one; 403 for a certificate that names no
     one, or a partner this deployment does not configure (SPEC §4).
     """
+    identity = _identify(request)
+    if isinstance(identity, DoelpoortError):
+        raise identity
+    return identity
+
+
+def _identify(request: Request) -> PeerIdentity | DoelpoortError:
+    """`peer`'s answer, or its refusal. Each unknown or revoked certificate is a security
+    log line; a configured partner is noted on the request even when refused (revoked),
+    so that its refusals become audit entries (`_log_refusal`)."""
     der = peer_certificate_der(request.scope)
     if der is None:
-        raise Unauthenticated()
+        return Unauthenticated()
+    client = request.scope.get("client")
     identity = identity_from_der(der)
     if identity is None:
-        raise UnknownPeer()
+        security_log.certificate_unknown_peer(client, der, "the certificate names no peer")
+        return UnknownPeer()
     runtime = rt(request)
+    configured = identity.kind == "dpo" or identity.id in runtime.catalog.partners
+    if identity.kind == "partner" and configured:
+        request.state.partner_id = identity.id
     if runtime.revocations.is_revoked(identity.serial):
-        raise Unauthenticated("the client certificate has been revoked")
-    if identity.kind == "partner" and identity.id not in runtime.catalog.partners:
-        raise UnknownPeer()
+        # RevocationList also answers True while the CRL cannot be trusted (fail closed).
+        reason = "revoked, or the revocation list is unusable"
+        security_log.certificate_revoked(client, der, reason)
+        return Unauthenticated("the client certificate has been revoked")
+    if not configured:
+        security_log.certificate_unknown_peer(client, der, "no configured partner")
+        return UnknownPeer()
     return identity
 
 
 def partner(request: Request, identity: PeerIdentity) -> Partner:
     """The configured partner a known peer is; 403 for a DPO."""
     if identity.kind != "partner":
+        der = peer_certificate_der(request.scope) or b""
+        reason = "a DPO certificate on the partner API"
+        security_log.certificate_unknown_peer(request.scope.get("client"), der, reason)
         raise UnknownPeer()
     return rt(request).catalog.partners[identity.id]
 
@@ -211,8 +236,10 @@ def create_app(settings: Settings) -> FastAPI:
         requester = partner(request, await peer(request))
         # pydantic-core parses and validates in one pass (and bounds nesting); this is
         # the hot path, and FastAPI's generic body handling costs a third of a bare call.
+        raw = await json_body(request)
+        request.state.raw_body = raw  # read for names only if the request is refused
         try:
-            body = DisclosureRequest.from_body(await json_body(request))
+            body = DisclosureRequest.from_body(raw)
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
         receipt = await rt(request).disclosures.disclose(requester, body)
@@ -273,6 +300,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def on_doelpoort_error(request: Request, exc: DoelpoortError) -> Response:
         if exc.status >= 500:
             log.warning("request failed closed: %s", exc.code)
+        elif isinstance(exc, RequestError | Unauthenticated):
+            # Not PurposeDenied: its decisions are audit entries already.
+            await _log_refusal(request, exc.code, exc.status)
         return problem_from(exc)
 
     # Only a request's input raises this: the disclosure route wraps its own parse in it.
@@ -283,6 +313,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             err = InvalidRequest("the request body is not valid JSON")
         else:
             err = InvalidRequest("the request body does not match the schema")
+        await _log_refusal(request, err.code, err.status)
         return problem_from(err, errors=_validation_errors(exc))
 
     @app.exception_handler(StarletteHTTPException)
@@ -291,10 +322,32 @@ def _install_error_handlers(app: FastAPI) -> None:
             # FastAPI's "error parsing the body" (e.g. an integer beyond Python's digit
             # limit): bad input like any other, so the same 422.
             err = InvalidRequest("the request body could not be parsed as JSON")
+            await _log_refusal(request, err.code, err.status)
             return problem_from(err)
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        if exc.status_code in (404, 405):
+            # The router answers before any route's peer check: who is probing for
+            # routes is worked out here (without changing the answer).
+            _identify(request)
+            await _log_refusal(request, code, exc.status_code)
         # The headers Starlette sets, such as a 405's Allow (RFC 9110 §15.5.6).
         return problem(exc.status_code, code, str(exc.detail), str(exc.detail), exc.headers)
+
+
+async def _log_refusal(request: Request, code: str, status: int) -> None:
+    """An audit entry for a refusal of a configured partner (`gateway.refusals`); a peer
+    that is none has had its security log line from `_identify` already."""
+    requester = getattr(request.state, "partner_id", None)
+    if requester is None:
+        return
+    await rt(request).refusals.record(
+        requester,
+        code,
+        status,
+        method=request.method,
+        route=getattr(request.scope.get("route"), "path", None),  # the template, not the path
+        body=getattr(request.state, "raw_body", None),
+    )
 
 
 class ContainFailures:

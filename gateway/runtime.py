@@ -33,6 +33,7 @@ from gateway.policy.engine import EmbeddedEngine, PolicyEngine
 from gateway.policy.probe import probe_inputs
 from gateway.policy.register import REGISTER_FILE, Register
 from gateway.pseudonyms import PseudonymKeys
+from gateway.refusals import RefusalLog
 from gateway.settings import Settings
 from gateway.signing import ReceiptSigner
 from gateway.transport.identity import RevocationList
@@ -55,6 +56,7 @@ class Runtime:
     metrics: Metrics
     revocations: RevocationList
     disclosures: DisclosureService
+    refusals: RefusalLog
     _sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -111,6 +113,13 @@ class Runtime:
                     escrow=escrow,
                     clock=clock,
                 ),
+                refusals=RefusalLog(
+                    audit,
+                    per_minute=settings.refusals_per_minute,
+                    # Names this deployment knows are kept in refusal entries as they are.
+                    known=lambda name: name in register.purposes or name in catalog.datasets,
+                    clock=clock,
+                ),
             )
             # Escrows that expired while the gateway was stopped go before it serves.
             await runtime.erase_expired_escrows()
@@ -151,4 +160,5 @@ class Runtime:
                 await self._sweeper
         await self.engine.aclose()
         await self.catalog.aclose()
+        await self.refusals.aclose()  # its last summaries, while the log is open
         self.audit.close()

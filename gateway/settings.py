@@ -36,6 +36,7 @@ BODY_BYTES_MAX = 1024 * 1024  # bodies are buffered whole; a request is one subj
 CHECKPOINT_EVERY_MAX = 1_000_000
 CHECKPOINT_INTERVAL_MIN_S = 0.01  # also how often a failed store may rebuild its state
 CHECKPOINT_INTERVAL_MAX_S = 60.0  # entries stay outside a signed checkpoint this long
+REFUSALS_PER_MINUTE_MAX = 100_000
 
 
 def _checkpoint_origin(value: str) -> str:
@@ -110,6 +111,10 @@ class Settings(BaseSettings):
         Seconds, Field(ge=CHECKPOINT_INTERVAL_MIN_S, le=CHECKPOINT_INTERVAL_MAX_S)
     ] = 1.0
     """… or this long after the last one, whichever comes first (and when it goes idle)."""
+
+    refusals_per_minute: Annotated[int, Field(ge=0, le=REFUSALS_PER_MINUTE_MAX)] = 60
+    """Refusals of one partner that get an audit entry each per minute; beyond, they are
+    counted into one summary entry per partner per minute (gateway/refusals.py)."""
 
     @classmethod
     def settings_customise_sources(
@@ -209,6 +214,7 @@ _MUST_BE = {
     "checkpoint_interval_s": (
         f"a number of seconds from {CHECKPOINT_INTERVAL_MIN_S:g} to {CHECKPOINT_INTERVAL_MAX_S:g}"
     ),
+    "refusals_per_minute": f"a number of refusals from 0 to {REFUSALS_PER_MINUTE_MAX}",
 }
 """What each setting must be, for messages: pydantic's own words are about its types."""
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry import trace
 
-from tests.gateway_support import Deployment
+from tests.gateway_support import GHOST, Deployment
 
 JUSTIFICATION = "privacy scan: the synthetic subject Fictief Persoon was seen in Utrecht"
 # A ct-assessment request without its subject (the telemetry test adds one).
@@ -47,6 +48,48 @@ def sent_and_released_values(gateway: Deployment) -> set[str]:
     return {v for v in values if len(v) >= 6 and not v.startswith("psn:")}
 
 
+# Identifiers a partner puts where they do not belong: refusals must not keep them.
+REFUSED_BSN = "999995017"  # synthetic; passes the eleven-test
+REFUSED_NAME = "Verkeerd Geplaatst"
+REFUSED_V_NUMBER = "8765432109"
+
+
+def refused_values(gateway: Deployment) -> set[str]:
+    """Send bodies full of identifiers in the wrong fields, so that refusal entries (and
+    a summary, at shutdown) and security log lines are written; return the identifiers.
+
+    nctv: a partner no other test of the session refuses, so its refusals are within
+    the rate and each has an entry."""
+    ids = [REFUSED_BSN, REFUSED_V_NUMBER, REFUSED_NAME]
+    everywhere = {
+        "purpose": REFUSED_BSN,
+        "case_ref": REFUSED_BSN,
+        "justification": f"{REFUSED_NAME} {REFUSED_BSN}",
+        "subject": {"bsn": REFUSED_BSN, "name": REFUSED_NAME, "v_number": REFUSED_V_NUMBER},
+        "datasets": [REFUSED_BSN, f"x{REFUSED_BSN}/y", f"v{REFUSED_V_NUMBER}/z"],
+        REFUSED_BSN: REFUSED_NAME,
+    }
+    misplaced = {
+        "purpose": f"p{REFUSED_BSN}",  # well-formed names, with identifiers in them
+        "case_ref": "CTI-2026-0779",
+        "justification": JUSTIFICATION,
+        "subject": {"bsn": REFUSED_BSN},
+        "datasets": [f"ind/{REFUSED_V_NUMBER}"],
+    }
+    with gateway.client("nctv") as client:
+        for body in (everywhere, misplaced):
+            assert client.post("/v1/disclosures", json=body).status_code == 422
+        # An unknown dataset, guessed with an identifier in its name.
+        unknown = {**misplaced, "purpose": "ct-assessment", "datasets": [f"ind/p{REFUSED_BSN}"]}
+        assert client.post("/v1/disclosures", json=unknown).status_code == 422
+        assert client.get(f"/v1/subjects/{REFUSED_BSN}?name={REFUSED_NAME}").status_code == 404
+        text = json.dumps(everywhere).encode()
+        assert client.post("/v1/disclosures", content=text).status_code == 415
+    with gateway.client(GHOST) as client:  # a security log line
+        assert client.post("/v1/disclosures", json=everywhere).status_code == 403
+    return set(ids)
+
+
 def _strings(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
@@ -64,8 +107,13 @@ def _database_bytes(var_dir: Path) -> bytes:
 
 
 def test_no_identifiers_or_values_in_audit_db_or_logs(gateway: Deployment) -> None:
-    values = sent_and_released_values(gateway)
+    values = sent_and_released_values(gateway) | refused_values(gateway)
     assert len(values) > 5
+    # The scan covers refusal entries and security log lines: there must be some.
+    with sqlite3.connect(gateway.settings.audit_db_path) as db:
+        kinds = {kind for (kind,) in db.execute("SELECT json_extract(body, '$.kind') FROM entries")}
+    assert "refusal" in kinds
+    assert any(" doelpoort.security " in line for line in gateway.log.lines)
     database = _database_bytes(gateway.settings.var_dir)
     log_text = "\n".join(
         line for line in gateway.log.lines if line.split(" ", 2)[1].startswith(SERVER_LOGGERS)
@@ -77,8 +125,6 @@ def test_no_identifiers_or_values_in_audit_db_or_logs(gateway: Deployment) -> No
 
 
 def test_audit_entries_hold_subject_pseudonym_and_policy_input(gateway: Deployment) -> None:
-    import sqlite3
-
     subject = gateway.subjects["ct_subject"]
     gateway.disclose(
         "politie",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import socket
 import stat
 import tempfile
@@ -126,11 +127,17 @@ def test_a_certificate_of_another_ca_is_refused_even_from_the_proxy(
     foreign = client_cert(PkiPaths(tmp_path / "foreign").partner_cert("politie"))
     assert disclose(proxied, {"Client-Cert": foreign}).status_code == 401
     assert disclose(proxied, {"Client-Cert": foreign}).status_code == 401
-    # The operator learns why, once per certificate, by its fingerprint.
+    # The operator learns why, once per certificate: a security log line.
     der = base64.b64decode(foreign.strip(":"))
     said = [line for line in proxied.log.lines if hashlib.sha256(der).hexdigest() in line]
     assert len(said) == 1
-    assert "refused" in said[0]
+    level, logger, message = said[0].split(" ", 2)
+    assert (level, logger) == ("WARNING", "doelpoort.security")
+    line = json.loads(message)
+    assert line["event"] == "forwarded-certificate-refused"
+    assert line["subject"] == "O=Doelpoort partners,CN=politie"
+    assert line["peer"] is None  # the proxy's unix socket: no client address
+    assert line["reason"].startswith("does not verify against the partner CA")
 
 
 def test_a_server_certificate_is_no_client_certificate(proxied: Deployment) -> None:

@@ -7,20 +7,25 @@ start-up that then fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import re
 import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -39,8 +44,46 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class Output(list[str]):
+    """A serving process's output lines so far; `read_until` waits for more.
+
+    A thread reads the process's output into a queue, so waiting has a deadline even
+    when the process writes nothing more.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__()
+        self._queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(_ENDED)
+
+    def read_until(self, done: Callable[[str], bool], timeout: float = 60) -> str | None:
+        """Read on until a line for which ``done`` holds (returned), or the output ends
+        or ``timeout`` passes (None)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is _ENDED:
+                self._queue.put(_ENDED)  # still ended for the next reader
+                break
+            self.append(line)
+            if done(line):
+                return line
+        return None
+
+
+_ENDED = "\x00ended"  # a line no process writes; compared by identity
+
+
 @contextmanager
-def serving(args: list[str], env: dict[str, str]) -> Iterator[list[str]]:
+def serving(args: list[str], env: dict[str, str]) -> Iterator[Output]:
     """Run ``doelpoort serve ARGS`` in its own process until its banner ends (or it
     exits); yield its output lines so far, then stop it with Ctrl-C."""
     process = subprocess.Popen(
@@ -51,17 +94,10 @@ def serving(args: list[str], env: dict[str, str]) -> Iterator[list[str]]:
         text=True,
         start_new_session=True,
     )
-    lines: list[str] = []
     assert process.stdout is not None
+    lines = Output(process.stdout)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip("\n"))
-            if "Stop with Ctrl-C" in line:
-                break
+        lines.read_until(lambda line: "Stop with Ctrl-C" in line)
         yield lines
     finally:
         os.killpg(process.pid, signal.SIGINT)
@@ -74,7 +110,7 @@ def serving(args: list[str], env: dict[str, str]) -> Iterator[list[str]]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[str], Path]]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Output, Path]]:
     """``serve --setup`` on port 0, as ``make run`` runs it; its output, and its var/."""
     var = tmp_path_factory.mktemp("served") / "var"
     env = {"DOELPOORT_VAR_DIR": str(var), "DOELPOORT_PORT": "0", "DOELPOORT_OPS_PORT": "0"}
@@ -83,7 +119,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[str]
 
 
 def test_the_banner_comes_once_serving_and_names_the_port_bound(
-    served: tuple[list[str], Path],
+    served: tuple[Output, Path],
 ) -> None:
     lines, _ = served
     output = "\n".join(lines)
@@ -101,7 +137,7 @@ def test_the_banner_comes_once_serving_and_names_the_port_bound(
 
 
 def test_the_operations_listener_is_announced_and_needs_no_certificate(
-    served: tuple[list[str], Path],
+    served: tuple[Output, Path],
 ) -> None:
     lines, _ = served
     urls = [m[1] for line in lines if (m := OPS_BANNER.match(line))]
@@ -113,8 +149,34 @@ def test_the_operations_listener_is_announced_and_needs_no_certificate(
         assert "doelpoort_requests_total" in ops.get("/metrics").text  # this host: allowed
 
 
+def test_a_refused_handshake_is_a_json_line_of_its_own_on_stderr(
+    served: tuple[Output, Path],
+) -> None:
+    lines, var_dir = served
+    port = next(int(m[1]) for line in lines if (m := BANNER.fullmatch(line)))
+    context = ssl.create_default_context(cafile=var_dir / "pki" / "ca.pem")  # no certificate
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        peer = f"127.0.0.1:{raw.getsockname()[1]}"
+        with (
+            contextlib.suppress(ssl.SSLError, OSError),
+            context.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            tls.recv(1)
+    line = lines.read_until(lambda line: peer in line, timeout=30)
+    assert line is not None, "\n".join(lines)
+    assert json.loads(line) == {
+        "event": "handshake-refused",
+        "time": json.loads(line)["time"],
+        "peer": peer,
+        "subject": None,
+        "serial": None,
+        "fingerprint": None,
+        "reason": "PEER_DID_NOT_RETURN_A_CERTIFICATE",
+    }
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_printed_curl_line_works(served: tuple[list[str], Path]) -> None:
+def test_printed_curl_line_works(served: tuple[Output, Path]) -> None:
     lines, var_dir = served
     output = "\n".join(lines)
     curl_lines = [line for line in lines if line.startswith("curl ")]

@@ -36,6 +36,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "max_body_bytes": ("131072", 131072),
     "checkpoint_every": ("50", 50),
     "checkpoint_interval_s": ("0.25", 0.25),
+    "refusals_per_minute": ("600", 600),
 }
 
 
@@ -99,6 +100,8 @@ BAD = [
     ("DOELPOORT_CHECKPOINT_EVERY", "0", "a number of entries from 1 to 1000000"),
     ("DOELPOORT_CHECKPOINT_INTERVAL_S", "0", "a number of seconds from 0.01 to 60"),
     ("DOELPOORT_CHECKPOINT_INTERVAL_S", "3600", "a number of seconds from 0.01 to 60"),
+    ("DOELPOORT_REFUSALS_PER_MINUTE", "-1", "a number of refusals from 0 to 100000"),
+    ("DOELPOORT_REFUSALS_PER_MINUTE", "lots", "a number of refusals from 0 to 100000"),
 ]
 
 

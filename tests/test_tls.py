@@ -10,10 +10,12 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -129,8 +131,9 @@ def get(server: ServerThread, ctx: ssl.SSLContext) -> httpx.Response:
         return client.get(f"https://127.0.0.1:{server.port}/")
 
 
-def assert_handshake_refused(server: ServerThread, ctx: ssl.SSLContext) -> None:
-    """Connect with *ctx* and assert the server refuses the TLS handshake.
+def assert_handshake_refused(server: ServerThread, ctx: ssl.SSLContext) -> str:
+    """Connect with *ctx* and assert the server refuses the TLS handshake; return the
+    client's ``address:port``, as the server's security log names the peer.
 
     With TLS 1.3 the client finishes its side of the handshake before the server has
     checked the client certificate, so the refusal shows on the first read. asyncio's
@@ -138,16 +141,54 @@ def assert_handshake_refused(server: ServerThread, ctx: ssl.SSLContext) -> None:
     sees an end of stream (or a reset) rather than the alert's reason.
     """
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+        host, port = raw.getsockname()[:2]
         try:
             with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
                 # No session tickets are issued, so an accepted peer would get no bytes.
                 tls.settimeout(2)
                 data = tls.recv(1)
         except (ssl.SSLError, ConnectionResetError):
-            return
+            return f"{host}:{port}"
         except TimeoutError:
             pytest.fail("the server accepted the handshake")
     assert data == b"", "the server accepted the handshake"
+    return f"{host}:{port}"
+
+
+def security_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The security log's lines so far, each parsed from its JSON."""
+    return [
+        json.loads(record.getMessage())
+        for record in list(caplog.records)  # the server thread appends meanwhile
+        if record.name == "doelpoort.security"
+    ]
+
+
+def security_line_of(caplog: pytest.LogCaptureFixture, peer: str) -> dict[str, Any]:
+    """The one security line about ``peer``; the server writes it on its own thread,
+    just after the client has seen the refusal."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [line for line in security_lines(caplog) if line["peer"] == peer]
+        if lines:
+            assert len(lines) == 1, lines
+            return lines[0]
+        time.sleep(0.01)
+    pytest.fail(f"no security log line about {peer}")
+
+
+def assert_refused_handshake_logged(
+    caplog: pytest.LogCaptureFixture, peer: str, reason: str
+) -> None:
+    line = security_line_of(caplog, peer)
+    # Every field, always, in this order; the certificate is unknowable (handshake.py).
+    assert list(line) == [
+        "event", "time", "peer", "subject", "serial", "fingerprint", "reason",
+    ]  # fmt: skip
+    assert line["event"] == "handshake-refused"
+    assert (line["subject"], line["serial"], line["fingerprint"]) == (None, None, None)
+    assert line["reason"] == reason
+    assert line["time"].endswith("Z")
 
 
 def assert_request_refused(server: ServerThread, ctx: ssl.SSLContext) -> None:
@@ -196,43 +237,84 @@ def test_tls_1_2_is_accepted(server: ServerThread, paths: PkiPaths) -> None:
     assert response.json()["tls"]["tls_version"] == 0x0303
 
 
-def test_tls_below_1_2_is_refused(server: ServerThread, paths: PkiPaths) -> None:
+def test_tls_below_1_2_is_refused(
+    server: ServerThread, paths: PkiPaths, caplog: pytest.LogCaptureFixture
+) -> None:
     ctx = partner_context(paths, "politie")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.0/1.1 are deprecated
         ctx.minimum_version = ssl.TLSVersion.TLSv1
         ctx.maximum_version = ssl.TLSVersion.TLSv1_1
     ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer them at all
-    assert_handshake_refused(server, ctx)
+    peer = assert_handshake_refused(server, ctx)
+    assert security_line_of(caplog, peer)["event"] == "handshake-refused"
 
 
-def test_no_client_certificate_fails_the_handshake(server: ServerThread, paths: PkiPaths) -> None:
-    assert_handshake_refused(server, client_context(paths))
+def test_no_client_certificate_fails_the_handshake(
+    server: ServerThread, paths: PkiPaths, caplog: pytest.LogCaptureFixture
+) -> None:
+    peer = assert_handshake_refused(server, client_context(paths))
+    assert_refused_handshake_logged(caplog, peer, "PEER_DID_NOT_RETURN_A_CERTIFICATE")
     assert_request_refused(server, client_context(paths))
 
 
 def test_certificate_of_another_ca_fails_the_handshake(
-    server: ServerThread, paths: PkiPaths, other_paths: PkiPaths
+    server: ServerThread, paths: PkiPaths, other_paths: PkiPaths, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Trusts our server, but presents a certificate from a CA the gateway does not know.
     ctx = client_context(
         paths, other_paths.partner_cert("politie"), other_paths.partner_key("politie")
     )
-    assert_handshake_refused(server, ctx)
+    peer = assert_handshake_refused(server, ctx)
+    assert_refused_handshake_logged(
+        caplog, peer, "CERTIFICATE_VERIFY_FAILED: unable to get local issuer certificate"
+    )
     assert_request_refused(server, ctx)
 
 
 def test_certificate_revoked_before_start_fails_the_handshake(
-    server: ServerThread, paths: PkiPaths
+    server: ServerThread, paths: PkiPaths, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert_handshake_refused(server, partner_context(paths, "fiod"))
+    peer = assert_handshake_refused(server, partner_context(paths, "fiod"))
+    assert_refused_handshake_logged(caplog, peer, "CERTIFICATE_VERIFY_FAILED: certificate revoked")
     assert_request_refused(server, partner_context(paths, "fiod"))
 
 
-def test_server_certificate_is_no_client_certificate(server: ServerThread, paths: PkiPaths) -> None:
+def test_server_certificate_is_no_client_certificate(
+    server: ServerThread, paths: PkiPaths, caplog: pytest.LogCaptureFixture
+) -> None:
     # Same CA, but its extended key usage is serverAuth only.
     ctx = client_context(paths, paths.server_cert, paths.server_key)
-    assert_handshake_refused(server, ctx)
+    peer = assert_handshake_refused(server, ctx)
+    assert_refused_handshake_logged(
+        caplog, peer, "CERTIFICATE_VERIFY_FAILED: unsuitable certificate purpose"
+    )
+
+
+def test_bytes_that_are_not_tls_are_a_refused_handshake(
+    server: ServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+        host, port = raw.getsockname()[:2]
+        raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert raw.recv(1) == b""
+    assert_refused_handshake_logged(caplog, f"{host}:{port}", "HTTP_REQUEST")
+
+
+def test_an_accepted_handshake_leaves_no_security_line(
+    server: ServerThread, paths: PkiPaths, caplog: pytest.LogCaptureFixture
+) -> None:
+    context = partner_context(paths, "politie")
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        host, port = tls.getsockname()[:2]
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert tls.recv(12) == b"HTTP/1.1 200"
+    # A refusal after it: once its line is written, a line about the first would be too.
+    security_line_of(caplog, assert_handshake_refused(server, client_context(paths)))
+    assert f"{host}:{port}" not in [line["peer"] for line in security_lines(caplog)]
 
 
 def test_valid_certificate_of_unconfigured_partner_is_forbidden(

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import logging
 import os
 import socket
 import stat
@@ -33,11 +31,10 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from audit.clock import Clock, utc_now
 from gateway.errors import ConfigurationError
+from gateway.transport import security_log
 from gateway.transport.pki_paths import PkiPaths
 from gateway.transport.serving import AnnouncingServer, OnServing
 from gateway.transport.tls import ASGIApp, TLSHttpToolsProtocol, require_partner_pki, tls_extension
-
-log = logging.getLogger(__name__)
 
 CLIENT_CERT_HEADER = b"client-cert"
 SOCKET_MODE = 0o660
@@ -59,14 +56,15 @@ class ForwardedCertificates:
             raise ConfigurationError(f"the partner CA {ca_cert} is unreadable") from exc
         self._clock = clock
         self._verified: dict[bytes, tuple[datetime, datetime]] = {}
-        # Said once each, so a misconfigured proxy shows in the log without flooding it.
+        # Said once each (a security log line), so a misconfigured proxy shows in the log
+        # without flooding it.
         self._reported: set[bytes] = set()
 
     def verify(self, header: bytes) -> bytes | None:
         """The DER of a valid partner-CA client certificate in an RFC 9440 value; or None."""
         der = _decode(header)
         if der is None:
-            self._report(b"", "a Client-Cert header is not RFC 9440 (:base64 DER:)")
+            self._report(None, "a Client-Cert header is not RFC 9440 (:base64 DER:)")
             return None
         now = self._clock()
         span = self._verified.get(der)
@@ -75,8 +73,7 @@ class ForwardedCertificates:
                 verifier = PolicyBuilder().store(self._store).time(now).build_client_verifier()
                 chain = verifier.verify(x509.load_der_x509_certificate(der), []).chain
             except (ValueError, VerificationError) as exc:
-                fingerprint = hashlib.sha256(der).hexdigest()
-                self._report(der, f"forwarded certificate sha256:{fingerprint} refused: {exc!r}")
+                self._report(der, f"does not verify against the partner CA: {exc}")
                 return None
             span = (
                 max(c.not_valid_before_utc for c in chain),
@@ -87,10 +84,11 @@ class ForwardedCertificates:
             self._verified[der] = span
         return der if span[0] <= now <= span[1] else None
 
-    def _report(self, key: bytes, message: str) -> None:
+    def _report(self, der: bytes | None, reason: str) -> None:
+        key = der or b""
         if key not in self._reported and len(self._reported) < _CACHE_SIZE:
             self._reported.add(key)
-            log.warning("%s", message)
+            security_log.forwarded_certificate_refused(der, reason)
 
 
 def _decode(header: bytes) -> bytes | None:

@@ -3,7 +3,8 @@
 By default the gateway terminates TLS itself (behind a proxy: `gateway/transport/proxied.py`, which
 fills the same extension). `server_ssl_context` requires a client certificate
 from the partner CA (TLS 1.2+, the CRL checked for the leaf), so a missing, foreign or
-revoked-before-start-up certificate never gets past the handshake.
+revoked-before-start-up certificate never gets past the handshake (and each refusal is
+a security log line: `gateway/transport/handshake.py`).
 
 `TLSHttpToolsProtocol` then hands the certificate the handshake verified to the app as
 the ASGI TLS extension (https://asgi.readthedocs.io/en/latest/specs/tls.html), in
@@ -21,7 +22,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from functools import lru_cache
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import uvicorn
 from cryptography import x509
@@ -30,6 +31,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.errors import ConfigurationError, DoelpoortError, HeadersTooLarge, RequestError
 from gateway.keys import check_private_file
+from gateway.transport.handshake import watched_tls
 from gateway.transport.identity import RevocationList
 from gateway.transport.pki_paths import PkiPaths
 from gateway.transport.serving import AnnouncingServer, OnServing
@@ -128,6 +130,7 @@ class TLSHttpToolsProtocol(HttpToolsProtocol):
     on the size of request heads (431), and problem documents for requests that are not
     HTTP (400) — each sent after the responses to the requests pipelined before it."""
 
+    server_certfile: Path | None = None  # the extension's server_cert (`build_server` sets it)
     _tls: dict[str, object] | None = None
     _in_head = True
     _head_bytes = 0
@@ -141,8 +144,7 @@ class TLSHttpToolsProtocol(HttpToolsProtocol):
         # already verified; computed once here, shared by every request on the connection.
         ssl_object = transport.get_extra_info("ssl_object")
         if isinstance(ssl_object, ssl.SSLObject):
-            certfile = self.config.ssl_certfile
-            self._tls = _tls_extension(ssl_object, Path(certfile) if certfile else None)
+            self._tls = _tls_extension(ssl_object, self.server_certfile)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -244,14 +246,14 @@ def build_server(
     on_serving: OnServing | None = None,
 ) -> AnnouncingServer:
     """A uvicorn server for *app* on HTTPS with mutual TLS; ``on_serving`` is called
-    with its listening sockets once it serves (`gateway.transport.serving`)."""
+    with its listening sockets once it serves (`gateway.transport.serving`).
+
+    TLS is not uvicorn's to set up: each connection's protocol comes with its own
+    (`gateway.transport.handshake`), so a refused handshake is logged with the peer's
+    address. uvicorn itself is given no certificate and no context.
+    """
     context = server_ssl_context(paths)  # built now, so configuration errors surface here
-
-    def context_factory(
-        _config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]
-    ) -> ssl.SSLContext:
-        return context
-
+    http = type("TLSProtocol", (TLSHttpToolsProtocol,), {"server_certfile": paths.server_cert})
     config = uvicorn.Config(
         app,
         host=host,
@@ -259,11 +261,8 @@ def build_server(
         # uvloop: faster than the stdlib loop, and its SSL transport also exposes
         # `ssl_object`, which the protocol reads (tests/test_tls.py holds it to that).
         loop="uvloop",
-        http=TLSHttpToolsProtocol,
+        http=cast(type[asyncio.Protocol], watched_tls(http, context)),  # a factory will do
         ws="none",  # websocket upgrades would bypass the TLS extension; we serve none
-        ssl_certfile=str(paths.server_cert),  # also read back as the extension's server_cert
-        ssl_keyfile=str(paths.server_key),
-        ssl_context_factory=context_factory,
         access_log=False,
         log_level=log_level,
         # Forwarded headers must not rewrite the client address or scheme; the

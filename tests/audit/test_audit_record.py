@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.clock import rfc3339_micro
-from audit.entry import GENESIS_PREV, AuditRecord, entry_leaf_hash, leaf_bytes
+from audit.entry import (
+    GENESIS_PREV,
+    AuditRecord,
+    LogRecord,
+    RefusalRecord,
+    RefusalSummaryRecord,
+    entry_leaf_hash,
+    leaf_bytes,
+    record_from_body,
+)
 from audit.hasher import leaf_hash
-from tests.audit.audit_support import make_record
+from tests.audit.audit_support import make_record, open_store, verify
 
 
 def test_body_is_canonical_json_with_every_field() -> None:
@@ -72,3 +86,93 @@ def test_leaf_bytes_layout() -> None:
 def test_leaf_bytes_refuses_bad_seq_or_prev(seq: int, prev: bytes) -> None:
     with pytest.raises(ValueError, match=r"seq|prev"):
         leaf_bytes(seq, prev, b"{}")
+
+
+def refusal(**overrides: Any) -> RefusalRecord:
+    content: dict[str, Any] = {
+        "time": "2026-11-22T10:00:00Z",
+        "requester": "politie",
+        "problem": "unknown-dataset",
+        "status": 422,
+        "method": "POST",
+        "route": "/v1/disclosures",
+        "purpose": "ct-assessment",
+        "datasets": ["nobody/nothing"],
+    }
+    return RefusalRecord(**(content | overrides))
+
+
+def summary(**overrides: Any) -> RefusalSummaryRecord:
+    content: dict[str, Any] = {
+        "time": "2026-11-22T10:01:00Z",
+        "requester": "politie",
+        "interval_start": "2026-11-22T10:00:00Z",
+        "interval_end": "2026-11-22T10:01:00Z",
+        "counts": {"invalid-request": 440},
+    }
+    return RefusalSummaryRecord(**(content | overrides))
+
+
+def test_refusal_entries_are_their_own_kind_and_read_back() -> None:
+    for record in (refusal(), summary()):
+        content = json.loads(record.body())
+        assert content["kind"] == record.kind
+        assert content["decision"] == "refused"  # the DPO's decision filter finds them
+        assert record_from_body(record.body()) == record
+    assert set(json.loads(refusal().body())) == {
+        "time", "kind", "decision", "requester", "problem", "status", "method", "route",
+        "purpose", "datasets", "unrecorded_names",
+    }  # fmt: skip
+
+
+def test_decision_bodies_read_back_as_before() -> None:
+    # Bodies written before refusals existed have no kind: they are decisions.
+    record = make_record(5)
+    assert "kind" not in json.loads(record.body())
+    assert record_from_body(record.body()) == record
+    assert AuditRecord.from_body(record.body()) == record
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[]", b'{"kind": "gossip", "time": "2026-11-22T10:00:00Z"}', b'{"kind": "refusal"}'],
+)
+def test_bodies_of_no_known_kind_are_refused(body: bytes) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        record_from_body(body)
+
+
+@pytest.mark.parametrize(
+    ("make", "field", "value"),
+    [
+        (refusal, "status", 503),
+        (refusal, "decision", "allow"),
+        (refusal, "kind", "refusal-summary"),
+        (refusal, "time", "yesterdayZ"),
+        (refusal, "unrecorded_names", -1),
+        (summary, "counts", {}),
+        (summary, "counts", {"invalid-request": 0}),
+        (summary, "interval_end", "2026-11-22T10:01:00+01:00"),
+    ],
+)
+def test_invalid_refusal_records_are_refused(make: Any, field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field.split("_")[0]):
+        make(**{field: value})
+
+
+def test_refusal_entries_are_chained_verified_and_filtered_like_decisions(tmp_path: Path) -> None:
+    db, key = tmp_path / "audit.sqlite3", Ed25519PrivateKey.generate()
+    with open_store(db, key) as store:
+        records: list[LogRecord] = [make_record(1), refusal(), summary()]
+        assert asyncio.run(store.append(records)) == [1, 2, 3]
+    report = verify(db, key)  # raises when the log is not intact
+    assert (report.entries, report.uncovered_tail) == (3, 0)
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT requester, purpose, dataset, decision FROM entries ORDER BY seq"
+        ).fetchall()
+    assert rows == [
+        ("politie", "ct-assessment", "ind/residence", "allow"),
+        ("politie", "ct-assessment", None, "refused"),
+        ("politie", None, None, "refused"),
+    ]
