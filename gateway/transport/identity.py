@@ -56,6 +56,7 @@ class PeerIdentity:
     id: str
     serial: int
     fingerprint: str  # SHA-256 of the certificate's DER, lowercase hex
+    spki_sha256: str | None  # SHA-256 of its SubjectPublicKeyInfo, as encoded; lowercase hex
 
 
 @lru_cache(maxsize=4096)
@@ -88,13 +89,50 @@ def identity_from_der(der: bytes) -> PeerIdentity | None:
             peer_id = uris[0].removeprefix(prefix)
             if not is_valid_id(peer_id):
                 return None
+            spki = spki_der(cert)
             return PeerIdentity(
                 kind=kind,
                 id=peer_id,
                 serial=cert.serial_number,
                 fingerprint=hashlib.sha256(der).hexdigest(),
+                spki_sha256=hashlib.sha256(spki).hexdigest() if spki is not None else None,
             )
     return None
+
+
+def spki_der(cert: x509.Certificate) -> bytes | None:
+    """The certificate's SubjectPublicKeyInfo exactly as it is encoded in it.
+
+    Read from the DER rather than re-encoded from the key: a pin is a hash of these very
+    bytes, whatever the key type (cryptography would warn on a DSA key, or not load an
+    unknown one). None if the structure is not as RFC 5280 §4.1 has it.
+    """
+    tbs = cert.tbs_certificate_bytes
+    try:
+        position, _ = _der_content(tbs, 0)  # into the TBSCertificate SEQUENCE
+        if tbs[position] == 0xA0:  # [0] EXPLICIT version
+            position = _der_content(tbs, position)[1]
+        # serialNumber, signature, issuer, validity, subject: then the key.
+        for _ in range(5):
+            position = _der_content(tbs, position)[1]
+        end = _der_content(tbs, position)[1]
+    except IndexError:
+        return None
+    return tbs[position:end] if end <= len(tbs) else None
+
+
+def _der_content(data: bytes, position: int) -> tuple[int, int]:
+    """Where the content of the DER element at ``position`` starts, and where it ends.
+
+    Single-byte tags only, which is all a TBSCertificate's first fields use.
+    """
+    length = data[position + 1]
+    position += 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(data[position : position + count], "big")
+        position += count
+    return position, position + length
 
 
 # Key types a partner CA may sign its CRL with. Not DSA: no current TLS stack issues it,
