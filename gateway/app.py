@@ -37,7 +37,7 @@ from gateway.errors import (
 )
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from gateway.transport.identity import PeerIdentity, identity_from_der
+from gateway.transport.identity import PeerIdentity
 from gateway.transport.tls import peer_certificate_der
 from gateway.vocabulary import Partner
 
@@ -84,21 +84,14 @@ def rt(request: Request) -> Runtime:
 async def peer(request: Request) -> PeerIdentity:
     """The peer as its TLS certificate names it — never what the request says.
 
-    401 without a certificate or for a revoked one; 403 for a certificate that names no
-    one, or a partner this deployment does not configure (SPEC §4).
+    401 without a certificate, or for one that is no client certificate, revoked, or
+    unknown to the gateway; 403 for a certificate that names no one, or a partner this
+    deployment does not configure (SPEC §4; `gateway.transport.admission`).
     """
     der = peer_certificate_der(request.scope)
     if der is None:
         raise Unauthenticated()
-    identity = identity_from_der(der)
-    if identity is None:
-        raise UnknownPeer()
-    runtime = rt(request)
-    if runtime.revocations.is_revoked(identity.serial):
-        raise Unauthenticated("the client certificate has been revoked")
-    if identity.kind == "partner" and identity.id not in runtime.catalog.partners:
-        raise UnknownPeer()
-    return identity
+    return rt(request).admission.admit(der)
 
 
 def partner(request: Request, identity: PeerIdentity) -> Partner:

@@ -1,8 +1,11 @@
 """The development CA's issuance register: every certificate it issued, and which it revoked.
 
-The register is what the development CA knows it issued: `doelpoort pki revoke
-<partner>` revokes every certificate it lists for the partner, not only the one in
-``partners/``. (A deployment with its own CA has no register.)
+A signature of the partner CA's key is not enough for the gateway to admit a
+certificate: it must be one the gateway knows (`gateway.transport.admission`), as X-Road
+admits only registered authentication certificates. For the development CA, what the
+gateway knows is this register; `doelpoort pki revoke <partner>` revokes every
+certificate it lists for the partner. (A deployment with its own CA has no register and
+pins its partners' certificates in the catalog instead.)
 
 The register is ``issued.jsonl`` in the PKI directory: JSON Lines, UTF-8, one object per
 line, every line ending in a newline. It only ever grows — each write keeps the file

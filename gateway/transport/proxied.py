@@ -10,7 +10,8 @@ header. In TLS mode the header is never read.
 
 The gateway does not take the proxy's word alone: it verifies the forwarded certificate
 against the partner CA itself (chain, validity period, the clientAuth key usage), and
-``peer()`` checks the CRL per request, as in TLS mode. The result goes into the same ASGI
+admits it per request as in TLS mode (CRL, issuance register or pins:
+`gateway.transport.admission`). The result goes into the same ASGI
 TLS extension that :class:`~gateway.transport.tls.TLSHttpToolsProtocol` fills, so everything after
 the transport is the same in both modes. The header is removed before the app sees it.
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import logging
 import os
 import socket
@@ -34,6 +34,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from audit.clock import Clock, utc_now
 from gateway.errors import ConfigurationError
 from gateway.transport.pki_paths import PkiPaths
+from gateway.transport.security_log import refused_certificate
 from gateway.transport.serving import AnnouncingServer, OnServing
 from gateway.transport.tls import ASGIApp, TLSHttpToolsProtocol, require_partner_pki, tls_extension
 
@@ -75,8 +76,7 @@ class ForwardedCertificates:
                 verifier = PolicyBuilder().store(self._store).time(now).build_client_verifier()
                 chain = verifier.verify(x509.load_der_x509_certificate(der), []).chain
             except (ValueError, VerificationError) as exc:
-                fingerprint = hashlib.sha256(der).hexdigest()
-                self._report(der, f"forwarded certificate sha256:{fingerprint} refused: {exc!r}")
+                self._refuse(der, f"forwarded certificate does not verify: {exc!r}")
                 return None
             span = (
                 max(c.not_valid_before_utc for c in chain),
@@ -88,9 +88,18 @@ class ForwardedCertificates:
         return der if span[0] <= now <= span[1] else None
 
     def _report(self, key: bytes, message: str) -> None:
-        if key not in self._reported and len(self._reported) < _CACHE_SIZE:
-            self._reported.add(key)
+        if self._first_report(key):
             log.warning("%s", message)
+
+    def _refuse(self, der: bytes, reason: str) -> None:
+        if self._first_report(der):
+            refused_certificate(der, reason)
+
+    def _first_report(self, key: bytes) -> bool:
+        if key in self._reported or len(self._reported) >= _CACHE_SIZE:
+            return False
+        self._reported.add(key)
+        return True
 
 
 def _decode(header: bytes) -> bytes | None:
