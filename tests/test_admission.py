@@ -2,8 +2,9 @@
 
 A certificate the partner CA's key signed is not enough. The gateway admits one the
 development CA issued through its register, or one the catalog pins for its partner;
-and `pki revoke <partner>` revokes every certificate the partner was ever issued, at
-once and after a restart. Proxy mode is played as tests/test_proxied.py plays it: the
+`pki revoke <partner>` revokes every certificate the partner was ever issued, at once
+and after a restart; and a leaf that is a CA, or lacks clientAuth, is refused in TLS
+mode as behind a proxy. Proxy mode is played as tests/test_proxied.py plays it: the
 test writes the Client-Cert header a proxy would forward.
 """
 
@@ -176,6 +177,30 @@ def test_revoking_one_certificate_leaves_the_partners_others(tmp_path: Path) -> 
         assert result.exit_code == 0, result.output
         assert status(gw, *own_pair(gw, "kmar")) == 401
         assert status(gw, *new_pair) == 200
+
+
+# --- one leaf check, both modes -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("profile", "reason"),
+    [
+        pytest.param({"ca": True}, "basicConstraints", id="ca-true"),
+        pytest.param({"usages": None}, "no extended key usage", id="no-eku"),
+    ],
+)
+def test_a_leaf_that_is_no_client_certificate_is_refused(
+    deployment: Deployment, tmp_path: Path, profile: dict[str, object], reason: str
+) -> None:
+    # Known to the register, so nothing but the leaf check stands in its way. In TLS
+    # mode OpenSSL completes the handshake with either; cryptography's verifier (proxy
+    # mode) refuses the CA but takes a leaf without extended key usage.
+    cert, key = sign_with_ca(deployment.paths, "politie", **profile)  # type: ignore[arg-type]
+    record_in_register(deployment, cert, "politie")
+    assert status(deployment, *write_pair(tmp_path, "leaf", cert, key)) == 401
+    said = refusals(deployment, cert)
+    assert said
+    assert reason in said[-1]
 
 
 # --- certificates pinned in the catalog (an external CA) ------------------------------

@@ -26,7 +26,7 @@ from gateway.dev.pki import (
     revoke_serial,
 )
 from gateway.errors import ConfigurationError
-from gateway.transport.identity import identity_from_der, spki_der
+from gateway.transport.identity import client_leaf_problem, identity_from_der, spki_der
 from gateway.transport.issuance import IssuanceRegister, IssuedCertificate, read_register
 from gateway.transport.pki_paths import PkiPaths
 from tests.pki_support import der, sign_with_ca
@@ -358,7 +358,7 @@ def test_no_file_is_an_empty_register(tmp_path: Path) -> None:
     assert (view.present, dict(view.by_fingerprint)) == (False, {})
 
 
-# --- what the gateway will compare with the register ------------------------------------------
+# --- the certificate checks both modes share ------------------------------------------
 
 
 def _self_signed(key: CertificateIssuerPrivateKeyTypes, public_key: object) -> x509.Certificate:
@@ -398,3 +398,13 @@ def test_the_peer_identity_carries_both_fingerprints(paths: PkiPaths) -> None:
     assert identity is not None
     [record] = [r for r in issuance.registered(paths) if r.id == "politie"]
     assert (identity.fingerprint, identity.spki_sha256) == (record.sha256, record.spki_sha256)
+
+
+def test_the_leaf_check(paths: PkiPaths) -> None:
+    assert client_leaf_problem(der(load(paths.partner_cert("politie")))) is None
+    assert client_leaf_problem(der(load(paths.dpo_cert("dpo")))) is None
+    assert "does not include clientAuth" in str(client_leaf_problem(der(load(paths.server_cert))))
+    assert "CA:TRUE" in str(client_leaf_problem(der(load(paths.ca_cert))))
+    no_eku, _ = sign_with_ca(paths, "politie", usages=None)
+    assert "no extended key usage" in str(client_leaf_problem(der(no_eku)))
+    assert "not a readable" in str(client_leaf_problem(b"not a certificate"))

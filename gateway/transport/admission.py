@@ -6,14 +6,15 @@ CA key signs whatever it is given, so a second certificate for a partner, with a
 key, would otherwise be that partner too — and survive the partner's revocation. The
 gateway admits, per request, only a certificate that
 
-1. names one peer by its SAN URI (`identity_from_der`) — else 403;
-2. is not on the partner CA's CRL — else 401;
-3. is *known*: listed, unrevoked, in the development CA's issuance register
+1. is a client certificate: no CA, clientAuth (`client_leaf_problem`) — else 401;
+2. names one peer by its SAN URI (`identity_from_der`) — else 403;
+3. is not on the partner CA's CRL — else 401;
+4. is *known*: listed, unrevoked, in the development CA's issuance register
    (`gateway.transport.issuance`), or pinned for the partner it names in the catalog
    by its fingerprint or its key's (an external CA) — else 401, as an invalid
    credential like a revoked one, and before the partner's configuration is looked at,
    so an unknown certificate learns nothing of which partners are configured;
-4. names a partner this deployment configures, or a DPO — else 403.
+5. names a partner this deployment configures, or a DPO — else 403.
 
 Every refusal is a security log line (`gateway.transport.security_log`). A register
 that cannot be read refuses every certificate (fail closed).
@@ -25,7 +26,12 @@ from collections.abc import Iterable, Mapping
 from typing import NoReturn
 
 from gateway.errors import AccessError, Unauthenticated, UnknownPeer
-from gateway.transport.identity import PeerIdentity, RevocationList, identity_from_der
+from gateway.transport.identity import (
+    PeerIdentity,
+    RevocationList,
+    client_leaf_problem,
+    identity_from_der,
+)
 from gateway.transport.issuance import IssuanceRegister
 from gateway.transport.security_log import refused_certificate
 from gateway.vocabulary import CertificatePin
@@ -56,6 +62,9 @@ class Admission:
     def admit(self, der: bytes) -> PeerIdentity:
         """The peer ``der`` names, if it is admitted; else `Unauthenticated` (401) or
         `UnknownPeer` (403), logged."""
+        problem = client_leaf_problem(der)
+        if problem is not None:
+            _refuse(der, f"not a client certificate: {problem}", Unauthenticated())
         identity = identity_from_der(der)
         if identity is None:
             _refuse(der, "it names no partner or DPO", UnknownPeer())

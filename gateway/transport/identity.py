@@ -6,6 +6,10 @@ certificate chains to the partner CA; this module only *names* the peer. The nam
 from exactly one SAN URI, ``urn:doelpoort:partner:<id>`` or ``urn:doelpoort:dpo:<name>``,
 never from the request. A certificate without such a URI, or with several, names nobody.
 
+A chain to the partner CA does not make a certificate a client certificate:
+`client_leaf_problem` is the one check, in both modes, that the leaf is no CA and names
+clientAuth in its extended key usage.
+
 The handshake checks the CRL as it was when the gateway started (behind a proxy, the
 gateway does not). `RevocationList` re-reads the CRL file whenever it changes, so a
 certificate revoked while the gateway runs is refused from its next request on (401),
@@ -26,7 +30,7 @@ from typing import Literal, TypeAlias
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.x509.oid import PublicKeyAlgorithmOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, PublicKeyAlgorithmOID
 
 from audit.clock import utc_now
 from gateway.errors import ConfigurationError
@@ -97,6 +101,35 @@ def identity_from_der(der: bytes) -> PeerIdentity | None:
                 fingerprint=hashlib.sha256(der).hexdigest(),
                 spki_sha256=hashlib.sha256(spki).hexdigest() if spki is not None else None,
             )
+    return None
+
+
+@lru_cache(maxsize=4096)
+def client_leaf_problem(der: bytes) -> str | None:
+    """Why a certificate that chains to the partner CA still may not authenticate a
+    client; None when it may.
+
+    OpenSSL's handshake takes a leaf that says it is a CA, or one without an extended
+    key usage, as a client certificate; cryptography's client verifier (proxy mode)
+    refuses the first but not the second. Both modes ask here, so the rule is one: the
+    leaf is no CA, and its extended key usage names clientAuth. Cached on the DER, as
+    `identity_from_der` is.
+    """
+    try:
+        extensions = x509.load_der_x509_certificate(der).extensions
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        return "it is not a readable X.509 certificate"
+    try:
+        if extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return "it is a CA certificate (basicConstraints CA:TRUE)"
+    except x509.ExtensionNotFound:
+        pass  # no basic constraints: not a CA (RFC 5280 §4.2.1.9)
+    try:
+        usages = extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return "it has no extended key usage; clientAuth is required"
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
+        return "its extended key usage does not include clientAuth"
     return None
 
 
