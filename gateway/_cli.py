@@ -281,6 +281,13 @@ def pki_init(var_dir: VarDir = None) -> None:
     report = init_pki(settings.pki_dir, sorted(catalog.partners))
     for path in report.created:
         typer.echo(f"created {path}")
+    for path in report.backfilled:
+        typer.echo(f"recorded {path} in the issuance register")
+    if report.backfilled:
+        typer.echo(
+            "this PKI was made before the issuance register: the certificates above are "
+            "recorded in it; any other certificate the CA issued is refused from now on"
+        )
     for path in report.refreshed:
         typer.echo(f"re-signed {path}")
     typer.echo(
@@ -289,18 +296,61 @@ def pki_init(var_dir: VarDir = None) -> None:
     )
 
 
-@pki_app.command("revoke")
-def pki_revoke(partner: str, var_dir: VarDir = None) -> None:
-    """Revoke a partner's certificate: add it to the CRL the gateway honours."""
-    from gateway.dev.pki import revoke
+def _serial(value: str | None) -> int | None:
+    """A certificate serial number in hex, as `pki revoke` and OpenSSL print it (colons
+    and a 0x prefix allowed)."""
+    if value is None:
+        return None
+    digits = value.strip().lower().removeprefix("0x").replace(":", "")
+    if not digits or digits.strip("0123456789abcdef") or int(digits, 16) == 0:
+        raise typer.BadParameter("a serial number is a positive hex number, e.g. 5f0c3a")
+    return int(digits, 16)
 
-    serial = revoke(_settings(var_dir).pki_dir, partner)
-    typer.echo(f"revoked {partner} (serial {serial:x}); the gateway rejects it from now on")
+
+@pki_app.command("revoke")
+def pki_revoke(
+    partner: Annotated[
+        str | None,
+        typer.Argument(help="Revoke every certificate the CA ever issued to this partner."),
+    ] = None,
+    serial: Annotated[
+        int | None,
+        typer.Option(
+            "--serial",
+            metavar="HEX",
+            parser=_serial,
+            help="Revoke the one certificate with this serial number instead.",
+        ),
+    ] = None,
+    var_dir: VarDir = None,
+) -> None:
+    """Revoke a partner (every certificate it was issued) or one certificate: put them
+    on the CRL the gateway honours. Exit status 2 when all of them were revoked already."""
+    from gateway.dev.pki import revoke, revoke_serial
+
+    if (partner is None) == (serial is None):
+        raise _fail("give a partner or --serial HEX (one of them)", 2)
+    pki_dir = _settings(var_dir).pki_dir
+    if partner is not None:
+        done, what = revoke(pki_dir, partner), f"partner {partner}"
+    else:
+        assert serial is not None
+        done, what = revoke_serial(pki_dir, serial), "certificate"
+    already = ", ".join(f"{s:x}" for s in done.already)
+    if not done.revoked:
+        raise _fail(f"{what} already revoked (serial {already}); nothing changed", 2)
+    revoked = ", ".join(f"{s:x}" for s in done.revoked)
+    typer.echo(
+        f"revoked {what} (serial {revoked}); the gateway refuses "
+        f"{'them' if len(done.revoked) > 1 else 'it'} from its next request on"
+    )
+    if already:
+        typer.echo(f"already revoked before: serial {already}")
 
 
 @pki_app.command("reissue")
 def pki_reissue(partner: str, var_dir: VarDir = None) -> None:
-    """Revoke a partner's certificate and issue a new key and certificate."""
+    """Revoke every certificate of a partner and issue a new key and certificate."""
     from gateway.dev.pki import reissue
     from gateway.transport.pki_paths import PkiPaths
 
@@ -308,7 +358,7 @@ def pki_reissue(partner: str, var_dir: VarDir = None) -> None:
     serial = reissue(settings.pki_dir, partner)
     paths = PkiPaths(settings.pki_dir)
     typer.echo(
-        f"reissued {partner} (new serial {serial:x}); the old certificate is revoked. "
+        f"reissued {partner} (new serial {serial:x}); every earlier certificate is revoked. "
         f"Hand over {paths.partner_cert(partner)} and its key."
     )
 

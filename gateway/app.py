@@ -28,6 +28,7 @@ from gateway import __version__
 from gateway.api_models import DisclosureRequest, DisclosureResponse, Problem
 from gateway.errors import (
     PROBLEM_TYPE_PREFIX,
+    AccessError,
     DoelpoortError,
     InvalidRequest,
     PayloadTooLarge,
@@ -95,8 +96,9 @@ def rt(request: Request) -> Runtime:
 async def peer(request: Request) -> PeerIdentity:
     """The peer as its TLS certificate names it — never what the request says.
 
-    401 without a certificate or for a revoked one; 403 for a certificate that names no
-    one, or a partner this deployment does not configure (SPEC §4).
+    401 without a certificate, or for one that is no client certificate, revoked, or
+    unknown to the gateway; 403 for a certificate that names no one, or a partner this
+    deployment does not configure (SPEC §4; `gateway.transport.admission`).
     """
     identity = _identify(request)
     if isinstance(identity, DoelpoortError):
@@ -111,23 +113,23 @@ def _identify(request: Request) -> PeerIdentity | DoelpoortError:
     der = peer_certificate_der(request.scope)
     if der is None:
         return Unauthenticated()
-    client = request.scope.get("client")
-    identity = identity_from_der(der)
-    if identity is None:
-        security_log.certificate_unknown_peer(client, der, "the certificate names no peer")
-        return UnknownPeer()
     runtime = rt(request)
-    configured = identity.kind == "dpo" or identity.id in runtime.catalog.partners
-    if identity.kind == "partner" and configured:
+    named = identity_from_der(der)
+    try:
+        identity = runtime.admission.admit(der, request.scope.get("client"))
+    except AccessError as exc:
+        # A configured partner whose certificate was revoked is still that partner: its
+        # refusals become audit entries. An unknown certificate is no one's.
+        if (
+            named is not None
+            and named.kind == "partner"
+            and named.id in runtime.catalog.partners
+            and runtime.admission.revoked(named)
+        ):
+            request.state.partner_id = named.id
+        return exc
+    if identity.kind == "partner":
         request.state.partner_id = identity.id
-    if runtime.revocations.is_revoked(identity.serial):
-        # RevocationList also answers True while the CRL cannot be trusted (fail closed).
-        reason = "revoked, or the revocation list is unusable"
-        security_log.certificate_revoked(client, der, reason)
-        return Unauthenticated("the client certificate has been revoked")
-    if not configured:
-        security_log.certificate_unknown_peer(client, der, "no configured partner")
-        return UnknownPeer()
     return identity
 
 

@@ -36,7 +36,9 @@ from gateway.pseudonyms import PseudonymKeys
 from gateway.refusals import RefusalLog
 from gateway.settings import Settings
 from gateway.signing import ReceiptSigner
+from gateway.transport.admission import Admission
 from gateway.transport.identity import RevocationList
+from gateway.transport.issuance import IssuanceRegister
 from gateway.transport.pki_paths import PkiPaths
 
 log = logging.getLogger("doelpoort.runtime")
@@ -55,6 +57,7 @@ class Runtime:
     signer: ReceiptSigner
     metrics: Metrics
     revocations: RevocationList
+    admission: Admission
     disclosures: DisclosureService
     refusals: RefusalLog
     _sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -81,8 +84,7 @@ class Runtime:
             opened.push_async_callback(engine.aclose)
             # A policy that decides no ordinary request stops start-up, not every request.
             await engine.probe(probe_inputs(register, catalog, clock()))
-            pki = PkiPaths(settings.pki_dir)
-            revocations = RevocationList(pki.crl, pki.ca_cert)
+            revocations, admission = _admission(PkiPaths(settings.pki_dir), catalog)
             audit = AuditStore.open(
                 settings.audit_db_path,
                 log_key=log_key,
@@ -102,6 +104,7 @@ class Runtime:
                 signer=signer,
                 metrics=metrics,
                 revocations=revocations,
+                admission=admission,
                 disclosures=DisclosureService(
                     catalog=catalog,
                     register=register,
@@ -162,3 +165,24 @@ class Runtime:
         await self.catalog.aclose()
         await self.refusals.aclose()  # its last summaries, while the log is open
         self.audit.close()
+
+
+def _admission(pki: PkiPaths, catalog: Catalog) -> tuple[RevocationList, Admission]:
+    """The CRL and the admission of client certificates; a gateway that could admit no
+    certificate at all does not start."""
+    revocations = RevocationList(pki.crl, pki.ca_cert)
+    issued = IssuanceRegister(pki.issued)  # out of form: ConfigurationError, here
+    partners = {partner.id: partner.certificates for partner in catalog.partners.values()}
+    admission = Admission(revocations, issued, partners)
+    view = issued.current()
+    if view is not None and not view.present:
+        if not admission.pins_any:
+            raise ConfigurationError(
+                f"{pki.issued} is missing and no partner has pinned certificates, so no "
+                "client certificate would be admitted. With the development CA, run "
+                "`doelpoort pki init` (it records the certificates of a PKI made before "
+                "the register); with your own CA, pin each partner's certificates in "
+                "connectors/<partner>.yaml (connectors/README.md)"
+            )
+        log.info("no issuance register: only certificates pinned in the catalog are admitted")
+    return revocations, admission

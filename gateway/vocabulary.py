@@ -20,6 +20,7 @@ __all__ = [
     "FIELD_TYPES",
     "SUBJECT_KEYS",
     "Category",
+    "CertificatePin",
     "ConnectorConfig",
     "DatasetSpec",
     "Domain",
@@ -141,11 +142,27 @@ class DatasetSpec:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CertificatePin:
+    """A client certificate admitted for a partner without the development CA's
+    issuance register (a partner CA of the deployment's own): by the SHA-256 of its DER
+    (``sha256``: that one certificate) or of its SubjectPublicKeyInfo (``spki_sha256``:
+    any certificate for that key). ``digest`` is lowercase hex."""
+
+    kind: Literal["sha256", "spki_sha256"]
+    digest: str
+
+
 @dataclass(frozen=True, eq=False, slots=True)
 class Partner:
-    """A partner of the deployment: requester, provider or both."""
+    """A partner of the deployment: requester, provider or both.
+
+    ``certificates`` pins the partner's client certificates, for a partner CA that
+    keeps no issuance register the gateway can read (an external CA).
+    """
 
     id: str
     name: str
     roles: tuple[str, ...]
     datasets: Mapping[str, DatasetSpec]
+    certificates: tuple[CertificatePin, ...] = ()

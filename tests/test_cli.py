@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from typer.testing import CliRunner
 
 from audit.reader import AuditReader
@@ -17,6 +18,7 @@ from audit.store import AuditStore
 from gateway._cli import app
 from gateway.dev.demo import run_demo
 from gateway.keys import load_log_key
+from gateway.transport.pki_paths import PkiPaths
 from tests.gateway_support import Deployment, make_settings, running_gateway
 
 runner = CliRunner()
@@ -56,6 +58,64 @@ def test_revoke_unknown_partner_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "nobody" in result.output
     assert "Traceback" not in result.output
+
+
+def test_pki_revoke_says_what_it_revoked_and_what_was_revoked_already(tmp_path: Path) -> None:
+    var = str(tmp_path / "var")
+    assert runner.invoke(app, ["pki", "init", "--var-dir", var]).exit_code == 0
+    paths = PkiPaths(tmp_path / "var" / "pki")
+    politie = x509.load_pem_x509_certificate(paths.partner_cert("politie").read_bytes())
+    kmar = x509.load_pem_x509_certificate(paths.partner_cert("kmar").read_bytes())
+
+    first = runner.invoke(app, ["pki", "revoke", "politie", "--var-dir", var])
+    assert first.exit_code == 0, first.output
+    assert f"revoked partner politie (serial {politie.serial_number:x})" in first.output
+    again = runner.invoke(app, ["pki", "revoke", "politie", "--var-dir", var])
+    assert again.exit_code == 2
+    assert f"already revoked (serial {politie.serial_number:x}); nothing changed" in again.output
+
+    # As OpenSSL prints it: capitals, colons.
+    hex_serial = f"{kmar.serial_number:X}"
+    openssl_style = ":".join(hex_serial[i : i + 2] for i in range(0, len(hex_serial), 2))
+    one = runner.invoke(app, ["pki", "revoke", "--serial", openssl_style, "--var-dir", var])
+    assert one.exit_code == 0, one.output
+    assert f"revoked certificate (serial {kmar.serial_number:x})" in one.output
+    twice = runner.invoke(app, ["pki", "revoke", "--serial", hex_serial, "--var-dir", var])
+    assert twice.exit_code == 2
+    assert "already revoked" in twice.output
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "said"),
+    [
+        pytest.param([], 2, "give a partner or --serial", id="neither"),
+        pytest.param(["politie", "--serial", "1f"], 2, "give a partner or --serial", id="both"),
+        pytest.param(["--serial", "xyz"], 2, "positive hex number", id="not-hex"),
+        pytest.param(["--serial", "0"], 2, "positive hex number", id="zero"),
+        pytest.param(["--serial", "1f"], 1, "no certificate with serial 1f", id="unknown"),
+    ],
+)
+def test_pki_revoke_takes_a_partner_or_a_serial(
+    tmp_path: Path, args: list[str], code: int, said: str
+) -> None:
+    var = str(tmp_path / "var")
+    assert runner.invoke(app, ["pki", "init", "--var-dir", var]).exit_code == 0
+    result = runner.invoke(app, ["pki", "revoke", *args, "--var-dir", var], terminal_width=200)
+    assert result.exit_code == code, result.output
+    assert said in result.output
+    assert "Traceback" not in result.output
+
+
+def test_pki_init_records_an_older_pki_in_a_new_register(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    assert runner.invoke(app, ["pki", "init", "--var-dir", str(var)]).exit_code == 0
+    (var / "pki" / "issued.jsonl").unlink()  # as a version without the register left it
+    result = runner.invoke(app, ["pki", "init", "--var-dir", str(var)])
+    assert result.exit_code == 0, result.output
+    assert f"recorded {var / 'pki' / 'partners' / 'politie.pem'} in the issuance register" in (
+        result.output
+    )
+    assert "made before the issuance register" in result.output
 
 
 def test_a_command_that_cannot_run_says_why_without_a_traceback(

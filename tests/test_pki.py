@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.dev.pki import CRL_VALIDITY, init_pki, reissue, revoke
+from gateway.dev.pki import CRL_VALIDITY, Revocation, init_pki, reissue, revoke
 from gateway.errors import ConfigurationError
 from gateway.transport.pki_paths import PkiPaths
 
@@ -50,7 +50,8 @@ def test_layout_and_key_modes(paths: PkiPaths) -> None:
     keys += [paths.partner_key(p) for p in PARTNERS]
     certs = [paths.ca_cert, paths.server_cert, paths.crl, paths.dpo_cert("dpo")]
     certs += [paths.partner_cert(p) for p in PARTNERS]
-    assert set(all_files(paths.pki_dir)) == set(keys + certs)
+    assert set(all_files(paths.pki_dir)) == set([*keys, *certs, paths.issued])
+    assert stat.S_IMODE(paths.issued.stat().st_mode) == 0o644
     for key in keys:
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert stat.S_IMODE(paths.pki_dir.stat().st_mode) == 0o700
@@ -114,7 +115,12 @@ def test_second_run_keeps_everything_and_adds_only_the_new_partner(tmp_path: Pat
     grown = init_pki(tmp_path, [*PARTNERS, "fiod"], now=NOW + timedelta(days=2))
     assert sorted(grown.created) == sorted([paths.partner_cert("fiod"), paths.partner_key("fiod")])
     after = all_files(tmp_path)
-    assert {p: after[p] for p in before} == before
+    # Everything kept; the issuance register only grew, by the new certificate's line.
+    assert {p: after[p] for p in before if p != paths.issued} == {
+        p: data for p, data in before.items() if p != paths.issued
+    }
+    assert after[paths.issued].startswith(before[paths.issued])
+    assert after[paths.issued].count(b"\n") == before[paths.issued].count(b"\n") + 1
     load(paths.partner_cert("fiod")).verify_directly_issued_by(load(paths.ca_cert))
 
 
@@ -140,20 +146,23 @@ def test_revoke_adds_to_the_crl_and_keeps_earlier_revocations(tmp_path: Path) ->
     paths = PkiPaths(tmp_path)
     later = NOW + timedelta(hours=1)
 
-    first = revoke(tmp_path, "politie", now=later)
+    (first,) = revoke(tmp_path, "politie", now=later).revoked
     assert first == load(paths.partner_cert("politie")).serial_number
-    second = revoke(tmp_path, "kmar", now=later + timedelta(hours=1))
-    again = revoke(tmp_path, "politie", now=later + timedelta(hours=2))  # harmless
+    (second,) = revoke(tmp_path, "kmar", now=later + timedelta(hours=1)).revoked
+    crl_before = paths.crl.read_bytes()
+    again = revoke(tmp_path, "politie", now=later + timedelta(hours=2))
 
+    # Revoking twice says so, and changes nothing.
+    assert again == Revocation(revoked=(), already=(first,))
+    assert paths.crl.read_bytes() == crl_before
     crl = load_crl(paths)
-    assert again == first
     assert sorted(entry.serial_number for entry in crl) == sorted([first, second])
     entry = crl.get_revoked_certificate_by_serial_number(first)
     assert entry is not None
     assert entry.revocation_date_utc == later  # the first revocation's date stays
-    assert crl.last_update_utc == later + timedelta(hours=2)
-    assert crl.next_update_utc == later + timedelta(hours=2) + CRL_VALIDITY
-    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 4
+    assert crl.last_update_utc == later + timedelta(hours=1)
+    assert crl.next_update_utc == later + timedelta(hours=1) + CRL_VALIDITY
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 3
     assert crl.is_signature_valid(ca_public_key(paths))
     assert stat.S_IMODE(paths.crl.stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files
@@ -191,7 +200,7 @@ def test_reissue_revokes_the_old_certificate_and_issues_a_new_pair(tmp_path: Pat
 
 def test_init_refreshes_a_crl_near_expiry_and_keeps_its_revocations(tmp_path: Path) -> None:
     init_pki(tmp_path, PARTNERS, now=NOW)
-    serial = revoke(tmp_path, "kmar", now=NOW)
+    (serial,) = revoke(tmp_path, "kmar", now=NOW).revoked
     paths = PkiPaths(tmp_path)
     late = NOW + CRL_VALIDITY - timedelta(days=1)
 
@@ -238,10 +247,13 @@ def test_half_a_key_pair_is_an_error_not_an_overwrite(tmp_path: Path) -> None:
     assert paths.partner_cert("kmar").read_bytes() == cert_before
 
 
-def test_revoke_refuses_a_certificate_of_another_ca(tmp_path: Path) -> None:
+def test_revoke_takes_its_serials_from_the_register_not_from_files(tmp_path: Path) -> None:
+    # A certificate of another CA put in partners/ is not what the CA issued: its serial
+    # never reaches the CRL; the certificate the register lists does.
     init_pki(tmp_path / "a", PARTNERS, now=NOW)
     init_pki(tmp_path / "b", PARTNERS, now=NOW)
     a, b = PkiPaths(tmp_path / "a"), PkiPaths(tmp_path / "b")
+    issued = load(a.partner_cert("kmar")).serial_number
     a.partner_cert("kmar").write_bytes(b.partner_cert("kmar").read_bytes())
-    with pytest.raises(ConfigurationError, match="not issued by this CA"):
-        revoke(a.pki_dir, "kmar", now=NOW)
+    assert revoke(a.pki_dir, "kmar", now=NOW).revoked == (issued,)
+    assert [entry.serial_number for entry in load_crl(a)] == [issued]

@@ -222,3 +222,37 @@ def test_a_policy_that_decides_no_ordinary_request_stops_start_up(
     )
     assert cause in caught.value.detail
     assert not built[0].ready()  # closed again
+
+
+# --- the certificates a gateway admits (issue 12) -------------------------------------
+
+
+def test_a_gateway_that_could_admit_no_certificate_does_not_start(
+    set_up: Settings, tmp_path: Path
+) -> None:
+    # A development PKI from before the issuance register, and no pinned certificates:
+    # every client would be refused. Start-up says what to do instead.
+    settings = _copy_of(set_up, tmp_path)
+    PkiPaths(settings.pki_dir).issued.unlink()
+    with pytest.raises(ConfigurationError, match=r"issued\.jsonl is missing.*pki init"):
+        _start(settings)
+
+
+def test_without_a_register_pinned_certificates_suffice_to_start(
+    set_up: Settings, tmp_path: Path
+) -> None:
+    # A deployment with its own CA: no register, its partners' certificates pinned.
+    settings = _copy_of(set_up, tmp_path)
+    PkiPaths(settings.pki_dir).issued.unlink()
+    connectors = copy_tree("connectors", tmp_path)
+    with (connectors / "politie.yaml").open("a", encoding="utf-8") as yaml_file:
+        yaml_file.write(f"certificates:\n  - spki_sha256: {'ab' * 32}\n")
+    _start(make_settings(settings.var_dir, connectors_dir=connectors))
+
+
+def test_a_register_out_of_form_stops_start_up(set_up: Settings, tmp_path: Path) -> None:
+    settings = _copy_of(set_up, tmp_path)
+    issued = PkiPaths(settings.pki_dir).issued
+    issued.write_bytes(issued.read_bytes() + b'{"event": "issued"}\n')
+    with pytest.raises(ConfigurationError, match=r"issuance register .*: line \d+: issued\."):
+        _start(settings)

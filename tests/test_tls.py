@@ -333,7 +333,7 @@ def test_revocation_while_running_applies_to_the_next_request(
         serial = first.json()["serial"]
         assert not revocations.is_revoked(serial)
 
-        assert revoke(paths.pki_dir, "ind") == serial
+        assert revoke(paths.pki_dir, "ind").revoked == (serial,)
 
         assert revocations.is_revoked(serial)
         # Same keep-alive connection: the handshake is not repeated, the app still refuses.

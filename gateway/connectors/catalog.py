@@ -2,7 +2,8 @@
 
 ``connectors/<partner>.yaml`` declares one partner: its id, name and roles, and the
 datasets it provides with their fields (type and category), the identity keys a record
-can be found by and the connector that fetches them (``file`` or ``http``). The YAML is
+can be found by and the connector that fetches them (``file`` or ``http``); optionally
+the partner's pinned client certificates (``certificates``). The YAML is
 validated strictly (unknown keys, types, categories and domains are errors) and turned
 into the frozen, read-only specs of `gateway.vocabulary`. Connectors are built on first
 use and reused.
@@ -15,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -35,6 +36,7 @@ from gateway.errors import ConfigurationError, UnknownDataset
 from gateway.ids import ID_PATTERN
 from gateway.vocabulary import (
     Category,
+    CertificatePin,
     ConnectorConfig,
     DatasetSpec,
     Domain,
@@ -191,11 +193,43 @@ class _DatasetModel(_Model):
     ]
 
 
+def _sha256_hex(value: str) -> str:
+    """A SHA-256 digest as lowercase hex; colons (as ``openssl x509 -fingerprint``
+    prints them) and capitals are accepted."""
+    digits = value.replace(":", "").lower()
+    if len(digits) != 64 or digits.strip("0123456789abcdef"):
+        raise ValueError("must be a SHA-256 digest: 64 hex digits (colons allowed)")
+    return digits
+
+
+class _PinModel(_Model):
+    sha256: str | None = None
+    spki_sha256: str | None = None
+
+    @field_validator("sha256", "spki_sha256")
+    @classmethod
+    def _check_digest(cls, value: str | None) -> str | None:
+        return None if value is None else _sha256_hex(value)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.sha256 is None) == (self.spki_sha256 is None):
+            raise ValueError("give exactly one of sha256 and spki_sha256")
+        return self
+
+    def pin(self) -> CertificatePin:
+        if self.sha256 is not None:
+            return CertificatePin("sha256", self.sha256)
+        assert self.spki_sha256 is not None
+        return CertificatePin("spki_sha256", self.spki_sha256)
+
+
 class _PartnerModel(_Model):
     partner: Annotated[str, Field(pattern=_ID_PATTERN)]
     name: Annotated[str, Field(min_length=1)]
     roles: list[Annotated[str, Field(pattern=_ID_PATTERN)]]
     datasets: dict[Annotated[str, Field(pattern=_ID_PATTERN)], _DatasetModel]
+    certificates: list[_PinModel] = []
 
 
 # ---------------------------------------------------------------------------
@@ -300,11 +334,15 @@ def _load_partner(path: Path) -> Partner:
         name: _build_dataset(model.partner, name, dataset, where)
         for name, dataset in model.datasets.items()
     }
+    pins = tuple(pin.pin() for pin in model.certificates)
+    if len(set(pins)) != len(pins):
+        raise ConfigurationError(f"{where}: certificates pin a certificate twice")
     return Partner(
         id=model.partner,
         name=model.name,
         roles=tuple(model.roles),
         datasets=MappingProxyType(datasets),
+        certificates=pins,
     )
 
 
@@ -335,12 +373,19 @@ class Catalog:
             raise ConfigurationError(f"{connectors_dir}: no partner files (*.yaml)")
         partners: dict[str, Partner] = {}
         where: dict[str, Path] = {}
+        pinned: dict[CertificatePin, str] = {}
         for path in files:
             partner = _load_partner(path)
             if partner.id in partners:
                 raise ConfigurationError(
                     f"{path}: duplicate partner {partner.id!r} (also in {where[partner.id].name})"
                 )
+            for pin in partner.certificates:
+                # One certificate (or key) speaks for one partner only.
+                if (other := pinned.setdefault(pin, partner.id)) != partner.id:
+                    raise ConfigurationError(
+                        f"{path}: {pin.kind} {pin.digest} is pinned for {other!r} as well"
+                    )
             partners[partner.id] = partner
             where[partner.id] = path
         return cls(partners, _index(partners.values()), var_dir)

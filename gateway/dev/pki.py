@@ -2,16 +2,23 @@
 
 Layout under ``pki_dir`` (`PkiPaths`)::
 
-    ca.pem  ca.key  server.pem  server.key  crl.pem
+    ca.pem  ca.key  server.pem  server.key  crl.pem  issued.jsonl
     partners/<id>.pem  partners/<id>.key
     dpo/<name>.pem     dpo/<name>.key
 
 Keys are ECDSA P-256 (every TLS stack speaks it), PEM PKCS#8 without a passphrase, mode
 0600, in directories of mode 0700. `init_pki` never overwrites: it creates what is
 missing and keeps what exists, so adding a partner to the configuration and running it
-again issues only that partner's certificate. `revoke` adds a partner's certificate to
-the CRL, which `gateway/transport/tls.py` loads at start-up and `gateway/identity.RevocationList`
-re-reads while the gateway runs.
+again issues only that partner's certificate.
+
+Every certificate the CA issues is recorded in its issuance register, ``issued.jsonl``
+(`gateway.transport.issuance`; written by `gateway.dev.issuance`), before it is written
+anywhere: the gateway admits only certificates the register (or the catalog) knows. A
+PKI made before the register gets one from `init_pki`, from the certificates it finds.
+`revoke` puts every certificate the register lists for a partner on the CRL, and
+`revoke_serial` one certificate; the CRL is what `gateway/transport/tls.py` loads at
+start-up and `gateway.transport.identity.RevocationList` re-reads while the gateway
+runs, and the register records each revocation too.
 
 This is a development PKI: a production deployment brings its own CA and CRL and points
 the gateway at them.
@@ -27,17 +34,19 @@ from pathlib import Path
 from typing import NamedTuple
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from audit.clock import utc_now
 from gateway.atomic_files import PRIVATE, PUBLIC, create_file, replace_file
+from gateway.dev import issuance
 from gateway.errors import ConfigurationError
 from gateway.ids import validate_id
 from gateway.keys import read_private_file
 from gateway.transport.identity import PeerKind, peer_uri
+from gateway.transport.issuance import CertificateKind, IssuedCertificate
 from gateway.transport.pki_paths import PkiPaths
 
 CA_VALIDITY = timedelta(days=10 * 365)
@@ -61,6 +70,16 @@ class PkiReport:
     kept: list[Path] = field(default_factory=list)
     # Files rewritten without losing anything: only a CRL re-signed near its expiry.
     refreshed: list[Path] = field(default_factory=list)
+    # Certificates of a PKI made before the issuance register, recorded in a new one.
+    backfilled: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """What a revocation did: the serials it put on the CRL, and those already there."""
+
+    revoked: tuple[int, ...]
+    already: tuple[int, ...]
 
 
 def init_pki(
@@ -85,74 +104,110 @@ def init_pki(
     report = PkiReport()
     ca_cert, ca_key = _ensure_ca(paths, now, report)
     issuer = _Issuer(ca_cert, ca_key)
-    if paths.ca_cert not in report.created and not paths.crl.exists():
-        raise _missing_crl(paths)  # a new one would drop every revocation
+    if paths.ca_cert not in report.created:
+        if not paths.crl.exists():
+            raise _missing_crl(paths)  # a new one would drop every revocation
+        if paths.issued.exists():
+            report.kept.append(paths.issued)
+        else:
+            # Made by a version without the register: record what the CA issued that is
+            # still on disk, revoked or not, before issuing anything new.
+            revoked = {
+                e.serial_number: e.revocation_date_utc for e in _read_crl(paths, issuer).entries
+            }
+            report.backfilled = issuance.backfill(paths, ca_cert, revoked, now)
+            report.created.append(paths.issued)
 
     if _ensure_pair(paths.server_cert, paths.server_key, "the server certificate", report):
-        _issue(issuer, paths.server_cert, paths.server_key, _server_profile(hosts), now)
+        _issue(issuer, paths, paths.server_cert, paths.server_key, _server_profile(hosts), now)
     for partner in partners:
         cert, key = paths.partner_cert(partner), paths.partner_key(partner)
         if _ensure_pair(cert, key, f"partner {partner!r}", report):
-            _issue(issuer, cert, key, _peer_profile("partner", partner), now)
+            _issue(issuer, paths, cert, key, _peer_profile("partner", partner), now)
     for dpo in dpos:
         cert, key = paths.dpo_cert(dpo), paths.dpo_key(dpo)
         if _ensure_pair(cert, key, f"DPO {dpo!r}", report):
-            _issue(issuer, cert, key, _peer_profile("dpo", dpo), now)
+            _issue(issuer, paths, cert, key, _peer_profile("dpo", dpo), now)
 
     _ensure_crl(paths, issuer, now, report)
     return report
 
 
-def revoke(pki_dir: Path, partner_id: str, *, now: datetime | None = None) -> int:
-    """Add a partner's certificate to the CRL and return its serial number.
+def revoke(pki_dir: Path, partner_id: str, *, now: datetime | None = None) -> Revocation:
+    """Put every certificate the issuance register lists for a partner on the CRL.
 
-    Earlier revocations are kept; revoking twice is harmless. The CRL is replaced
-    atomically, so a running gateway never reads half a file.
+    Every one it was ever issued: the file in ``partners/``, those it had before a
+    reissue, and any further one (`issue_partner_certificate`). Those on the CRL already
+    stay as they are, with their first revocation date; when all were, the CRL is not
+    rewritten. It is replaced atomically, so a running gateway never reads half a file.
     """
-    now = _aware(now)
     paths = PkiPaths(Path(pki_dir))
-    cert_path = paths.partner_cert(partner_id)
-    if not cert_path.exists():
+    validate_id(partner_id)
+    records = [r for r in issuance.registered(paths) if r.kind == "partner" and r.id == partner_id]
+    if not records:
         raise ConfigurationError(
-            f"no certificate for partner {partner_id!r} in this PKI; nothing was revoked"
+            f"no certificate for partner {partner_id!r} in this PKI's issuance register; "
+            "nothing was revoked"
         )
-    issuer = _Issuer(*_load_ca(paths))
-    cert = _load_cert(cert_path)
-    try:
-        cert.verify_directly_issued_by(issuer.cert)
-    except (ValueError, TypeError, InvalidSignature) as exc:
-        raise ConfigurationError(
-            f"the certificate of partner {partner_id!r} was not issued by this CA"
-        ) from exc
+    return _revoke(paths, records, _aware(now))
 
-    entries, number, _ = _read_crl(paths, issuer)
-    if cert.serial_number not in {entry.serial_number for entry in entries}:
-        entries.append(
-            x509.RevokedCertificateBuilder()
-            .serial_number(cert.serial_number)
-            .revocation_date(now)
-            .build()
+
+def revoke_serial(pki_dir: Path, serial: int, *, now: datetime | None = None) -> Revocation:
+    """Put one certificate the issuance register lists on the CRL, by its serial number."""
+    paths = PkiPaths(Path(pki_dir))
+    records = [r for r in issuance.registered(paths) if r.serial == serial]
+    if not records:
+        raise ConfigurationError(
+            f"the issuance register holds no certificate with serial {serial:x}; "
+            "nothing was revoked"
         )
-    _write_crl(paths, issuer, entries, number + 1, now)
-    return cert.serial_number
+    return _revoke(paths, records, _aware(now))
 
 
 def reissue(pki_dir: Path, partner_id: str, *, now: datetime | None = None) -> int:
-    """Revoke a partner's certificate and issue a new key and certificate in its place.
+    """Revoke every certificate of a partner and issue a new key and certificate in the
+    place of ``partners/<id>.pem``.
 
     For a lost or compromised key, or a partner whose access ends and later resumes.
-    Returns the new certificate's serial number. The old one stays on the CRL.
+    Returns the new certificate's serial number. The old ones stay on the CRL.
     """
     now = _aware(now)
-    revoke(pki_dir, partner_id, now=now)
     paths = PkiPaths(Path(pki_dir))
     cert, key = paths.partner_cert(partner_id), paths.partner_key(partner_id)
+    if not cert.exists():
+        raise ConfigurationError(
+            f"no certificate for partner {partner_id!r} in this PKI; nothing was reissued"
+        )
+    revoke(pki_dir, partner_id, now=now)
     # The old pair is revoked already; a crash after this unlink leaves no pair, which
     # `pki init` recreates, never a usable old one.
     cert.unlink()
     key.unlink(missing_ok=True)
-    _issue(_Issuer(*_load_ca(paths)), cert, key, _peer_profile("partner", partner_id), now)
+    profile = _peer_profile("partner", partner_id)
+    _issue(_Issuer(*_load_ca(paths)), paths, cert, key, profile, now)
     return _load_cert(cert).serial_number
+
+
+def issue_partner_certificate(
+    pki_dir: Path,
+    partner_id: str,
+    public_key: CertificatePublicKeyTypes,
+    *,
+    now: datetime | None = None,
+) -> x509.Certificate:
+    """Issue a further certificate to a partner, for a key the partner made and keeps.
+
+    For a second site, or a new key that takes over before the old certificate is
+    revoked (`revoke_serial`). Recorded in the issuance register like every other; not
+    written under ``partners/``, whose pair stays the partner's own.
+    """
+    now = _aware(now)
+    paths = PkiPaths(Path(pki_dir))
+    issuer = _Issuer(*_load_ca(paths))
+    profile = _peer_profile("partner", validate_id(partner_id))
+    cert = _sign(issuer, public_key, profile, now)
+    issuance.append(paths, [issuance.issued_line(cert, profile.kind, profile.id, now)])
+    return cert
 
 
 # --- internals ---------------------------------------------------------------------
@@ -166,6 +221,8 @@ class _Issuer:
 
 @dataclass(frozen=True)
 class _Profile:
+    kind: CertificateKind  # and id: what the issuance register records
+    id: str
     subject: x509.Name
     sans: list[x509.GeneralName]
     usage: x509.ObjectIdentifier
@@ -191,7 +248,7 @@ def _server_profile(hosts: Sequence[str]) -> _Profile:
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Doelpoort gateway"),
         ]
     )
-    return _Profile(subject, sans, ExtendedKeyUsageOID.SERVER_AUTH)
+    return _Profile("server", hosts[0], subject, sans, ExtendedKeyUsageOID.SERVER_AUTH)
 
 
 def _peer_profile(kind: PeerKind, peer_id: str) -> _Profile:
@@ -203,7 +260,7 @@ def _peer_profile(kind: PeerKind, peer_id: str) -> _Profile:
         ]
     )
     uri = x509.UniformResourceIdentifier(peer_uri(kind, peer_id))
-    return _Profile(subject, [uri], ExtendedKeyUsageOID.CLIENT_AUTH)
+    return _Profile(kind, peer_id, subject, [uri], ExtendedKeyUsageOID.CLIENT_AUTH)
 
 
 def _ensure_ca(
@@ -216,7 +273,7 @@ def _ensure_ca(
     if have_cert or have_key:
         raise ConfigurationError("the CA certificate and key must both exist or both be absent")
     # A new CA beside certificates of an old one would leave them silently unverifiable.
-    leftovers = [paths.server_cert, paths.server_key, paths.crl]
+    leftovers = [paths.server_cert, paths.server_key, paths.crl, paths.issued]
     leftovers += list(paths.partners_dir.glob("*")) + list(paths.dpo_dir.glob("*"))
     if any(p.exists() for p in leftovers):
         raise ConfigurationError(
@@ -250,7 +307,8 @@ def _ensure_ca(
     )
     _create(paths.ca_key, _key_pem(key), PRIVATE)
     _create(paths.ca_cert, cert.public_bytes(serialization.Encoding.PEM), PUBLIC)
-    report.created += [paths.ca_cert, paths.ca_key]
+    issuance.create_register(paths)  # empty: the CA has issued nothing yet
+    report.created += [paths.ca_cert, paths.ca_key, paths.issued]
     return cert, key
 
 
@@ -269,15 +327,33 @@ def _ensure_pair(cert: Path, key: Path, what: str, report: PkiReport) -> bool:
 
 
 def _issue(
-    issuer: _Issuer, cert_path: Path, key_path: Path, profile: _Profile, now: datetime
+    issuer: _Issuer,
+    paths: PkiPaths,
+    cert_path: Path,
+    key_path: Path,
+    profile: _Profile,
+    now: datetime,
 ) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
+    cert = _sign(issuer, key.public_key(), profile, now)
+    # The register first: a crash after it leaves a record of a certificate no one
+    # holds, never a certificate the gateway does not know. Then the key: a crash before
+    # the certificate leaves a key without one, which the next run reports, never a
+    # certificate whose key is lost.
+    issuance.append(paths, [issuance.issued_line(cert, profile.kind, profile.id, now)])
+    _create(key_path, _key_pem(key), PRIVATE)
+    _create(cert_path, cert.public_bytes(serialization.Encoding.PEM), PUBLIC)
+
+
+def _sign(
+    issuer: _Issuer, public_key: CertificatePublicKeyTypes, profile: _Profile, now: datetime
+) -> x509.Certificate:
     issuer_ski = issuer.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-    cert = (
+    return (
         x509.CertificateBuilder()
         .subject_name(profile.subject)
         .issuer_name(issuer.cert.subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
         .not_valid_after(min(now + LEAF_VALIDITY, issuer.cert.not_valid_after_utc))
@@ -285,17 +361,37 @@ def _issue(
         .add_extension(_key_usage(ca=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([profile.usage]), critical=False)
         .add_extension(x509.SubjectAlternativeName(profile.sans), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski.value),
             critical=False,
         )
         .sign(issuer.key, hashes.SHA256())
     )
-    # Key first: a crash in between leaves a key without a certificate, which the next
-    # run reports, never a certificate whose key is lost.
-    _create(key_path, _key_pem(key), PRIVATE)
-    _create(cert_path, cert.public_bytes(serialization.Encoding.PEM), PUBLIC)
+
+
+def _revoke(paths: PkiPaths, records: list[IssuedCertificate], now: datetime) -> Revocation:
+    """Put ``records`` on the CRL (those not on it yet), then mark them in the register.
+
+    The CRL first: it is what the handshake and every request check. Should the second
+    write fail, the certificates are refused all the same, and the next revocation adds
+    what the register lacks. A serial the register marks revoked but the CRL lacks (a
+    CRL restored from an older backup) is put back on the CRL.
+    """
+    issuer = _Issuer(*_load_ca(paths))
+    entries, number, _ = _read_crl(paths, issuer)
+    on_crl = {entry.serial_number for entry in entries}
+    new = [r.serial for r in records if r.serial not in on_crl]
+    if new:
+        entries += [
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+            for serial in new
+        ]
+        _write_crl(paths, issuer, entries, number + 1, now)
+    unmarked = [r for r in records if r.revoked_at is None]
+    issuance.append(paths, [issuance.revoked_line(r.serial, r.kind, r.id, now) for r in unmarked])
+    already = tuple(r.serial for r in records if r.serial in on_crl)
+    return Revocation(revoked=tuple(new), already=already)
 
 
 def _ensure_crl(paths: PkiPaths, issuer: _Issuer, now: datetime, report: PkiReport) -> None:

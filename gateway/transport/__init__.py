@@ -4,6 +4,12 @@
   extension and the request-head limit, and `build_server`;
 - `proxied` — the mode behind a TLS-terminating proxy (RFC 9440 ``Client-Cert``);
 - `serving` — the uvicorn server both build, which says when it really serves;
-- `identity` — the peer a verified certificate names, and the partner CA's CRL;
-- `pki_paths` — where the partner CA, the CRL and the server's certificate live.
+- `identity` — the peer a verified certificate names, the leaf check both modes share,
+  and the partner CA's CRL;
+- `issuance` — the development CA's issuance register (its format, and the reader);
+- `admission` — which verified certificates are admitted: client leaf, named peer, not
+  revoked, known (register or catalog pin), configured;
+- `security_log` — the one place a refused certificate is logged;
+- `pki_paths` — where the partner CA, the CRL, the register and the server's certificate
+  live.
 """

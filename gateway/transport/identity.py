@@ -6,6 +6,10 @@ certificate chains to the partner CA; this module only *names* the peer. The nam
 from exactly one SAN URI, ``urn:doelpoort:partner:<id>`` or ``urn:doelpoort:dpo:<name>``,
 never from the request. A certificate without such a URI, or with several, names nobody.
 
+A chain to the partner CA does not make a certificate a client certificate:
+`client_leaf_problem` is the one check, in both modes, that the leaf is no CA and names
+clientAuth in its extended key usage.
+
 The handshake checks the CRL as it was when the gateway started (behind a proxy, the
 gateway does not). `RevocationList` re-reads the CRL file whenever it changes, so a
 certificate revoked while the gateway runs is refused from its next request on (401),
@@ -26,7 +30,7 @@ from typing import Literal, TypeAlias
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.x509.oid import PublicKeyAlgorithmOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, PublicKeyAlgorithmOID
 
 from audit.clock import utc_now
 from gateway.errors import ConfigurationError
@@ -56,6 +60,7 @@ class PeerIdentity:
     id: str
     serial: int
     fingerprint: str  # SHA-256 of the certificate's DER, lowercase hex
+    spki_sha256: str | None  # SHA-256 of its SubjectPublicKeyInfo, as encoded; lowercase hex
 
 
 @lru_cache(maxsize=4096)
@@ -88,13 +93,79 @@ def identity_from_der(der: bytes) -> PeerIdentity | None:
             peer_id = uris[0].removeprefix(prefix)
             if not is_valid_id(peer_id):
                 return None
+            spki = spki_der(cert)
             return PeerIdentity(
                 kind=kind,
                 id=peer_id,
                 serial=cert.serial_number,
                 fingerprint=hashlib.sha256(der).hexdigest(),
+                spki_sha256=hashlib.sha256(spki).hexdigest() if spki is not None else None,
             )
     return None
+
+
+@lru_cache(maxsize=4096)
+def client_leaf_problem(der: bytes) -> str | None:
+    """Why a certificate that chains to the partner CA still may not authenticate a
+    client; None when it may.
+
+    OpenSSL's handshake takes a leaf that says it is a CA, or one without an extended
+    key usage, as a client certificate; cryptography's client verifier (proxy mode)
+    refuses the first but not the second. Both modes ask here, so the rule is one: the
+    leaf is no CA, and its extended key usage names clientAuth. Cached on the DER, as
+    `identity_from_der` is.
+    """
+    try:
+        extensions = x509.load_der_x509_certificate(der).extensions
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        return "it is not a readable X.509 certificate"
+    try:
+        if extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return "it is a CA certificate (basicConstraints CA:TRUE)"
+    except x509.ExtensionNotFound:
+        pass  # no basic constraints: not a CA (RFC 5280 §4.2.1.9)
+    try:
+        usages = extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return "it has no extended key usage; clientAuth is required"
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
+        return "its extended key usage does not include clientAuth"
+    return None
+
+
+def spki_der(cert: x509.Certificate) -> bytes | None:
+    """The certificate's SubjectPublicKeyInfo exactly as it is encoded in it.
+
+    Read from the DER rather than re-encoded from the key: a pin is a hash of these very
+    bytes, whatever the key type (cryptography would warn on a DSA key, or not load an
+    unknown one). None if the structure is not as RFC 5280 §4.1 has it.
+    """
+    tbs = cert.tbs_certificate_bytes
+    try:
+        position, _ = _der_content(tbs, 0)  # into the TBSCertificate SEQUENCE
+        if tbs[position] == 0xA0:  # [0] EXPLICIT version
+            position = _der_content(tbs, position)[1]
+        # serialNumber, signature, issuer, validity, subject: then the key.
+        for _ in range(5):
+            position = _der_content(tbs, position)[1]
+        end = _der_content(tbs, position)[1]
+    except IndexError:
+        return None
+    return tbs[position:end] if end <= len(tbs) else None
+
+
+def _der_content(data: bytes, position: int) -> tuple[int, int]:
+    """Where the content of the DER element at ``position`` starts, and where it ends.
+
+    Single-byte tags only, which is all a TBSCertificate's first fields use.
+    """
+    length = data[position + 1]
+    position += 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(data[position : position + count], "big")
+        position += count
+    return position, position + length
 
 
 # Key types a partner CA may sign its CRL with. Not DSA: no current TLS stack issues it,

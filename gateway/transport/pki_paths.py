@@ -3,9 +3,13 @@
 The gateway reads the partner CA, its CRL and its own server certificate and key from
 here; the development PKI (`gateway.dev.pki`) writes the same layout::
 
-    ca.pem  ca.key  server.pem  server.key  crl.pem
+    ca.pem  ca.key  server.pem  server.key  crl.pem  issued.jsonl
     partners/<id>.pem  partners/<id>.key
     dpo/<name>.pem     dpo/<name>.key
+
+``issued.jsonl`` is the development CA's issuance register (`gateway.transport.issuance`):
+every certificate it issued. A deployment with its own CA has none and pins its
+partners' certificates in the catalog instead.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ class PkiPaths:
     @property
     def crl(self) -> Path:
         return self.pki_dir / "crl.pem"
+
+    @property
+    def issued(self) -> Path:
+        return self.pki_dir / "issued.jsonl"
 
     @property
     def partners_dir(self) -> Path:

@@ -9,8 +9,9 @@ gateway listens on nothing but a unix socket that only its own user and group ma
 header. In TLS mode the header is never read.
 
 The gateway does not take the proxy's word alone: it verifies the forwarded certificate
-against the partner CA itself (chain, validity period, the clientAuth key usage), and
-``peer()`` checks the CRL per request, as in TLS mode. The result goes into the same ASGI
+against the partner CA itself (chain, validity period, and the leaf check both modes
+share: no CA, clientAuth), and admits it per request as in TLS mode (CRL, issuance
+register or pins: `gateway.transport.admission`). The result goes into the same ASGI
 TLS extension that :class:`~gateway.transport.tls.TLSHttpToolsProtocol` fills, so everything after
 the transport is the same in both modes. The header is removed before the app sees it.
 """
@@ -32,6 +33,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from audit.clock import Clock, utc_now
 from gateway.errors import ConfigurationError
 from gateway.transport import security_log
+from gateway.transport.identity import client_leaf_problem
 from gateway.transport.pki_paths import PkiPaths
 from gateway.transport.serving import AnnouncingServer, OnServing
 from gateway.transport.tls import ASGIApp, TLSHttpToolsProtocol, require_partner_pki, tls_extension
@@ -74,6 +76,11 @@ class ForwardedCertificates:
                 chain = verifier.verify(x509.load_der_x509_certificate(der), []).chain
             except (ValueError, VerificationError) as exc:
                 self._report(der, f"does not verify against the partner CA: {exc}")
+                return None
+            # cryptography's verifier takes a leaf without extended key usage; the
+            # check TLS mode applies refuses it here too.
+            if (problem := client_leaf_problem(der)) is not None:
+                self._report(der, f"not a client certificate: {problem}")
                 return None
             span = (
                 max(c.not_valid_before_utc for c in chain),

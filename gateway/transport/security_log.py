@@ -11,6 +11,9 @@ Every line has the same fields, in this order, each present (null when unknown):
     ``certificate-revoked`` (a certificate revoked while the gateway runs: 401);
     ``certificate-unknown-peer`` (a valid certificate that names no configured partner
     or DPO, or a DPO's on the partner API: 403);
+    ``certificate-refused`` (a certificate the partner CA signed that the gateway does
+    not admit: not in the issuance register nor pinned, a CA or one without clientAuth,
+    or any while the issuance register cannot be read: 401);
     ``forwarded-certificate-refused`` (behind a proxy: the ``Client-Cert`` it forwarded
     does not verify against the partner CA).
 ``time``
@@ -57,6 +60,7 @@ Event = Literal[
     "handshake-refused",
     "certificate-revoked",
     "certificate-unknown-peer",
+    "certificate-refused",
     "forwarded-certificate-refused",
 ]
 
@@ -89,6 +93,12 @@ def certificate_revoked(peer: object, der: bytes, reason: str) -> None:
 def certificate_unknown_peer(peer: object, der: bytes, reason: str) -> None:
     """A verified certificate of no configured partner or DPO, or of the wrong one (403)."""
     _write("certificate-unknown-peer", peer, der, reason)
+
+
+def certificate_refused(peer: object, der: bytes, reason: str) -> None:
+    """A verified certificate the gateway does not admit (`gateway.transport.admission`):
+    unknown to it, no client certificate, or an unreadable issuance register (401)."""
+    _write("certificate-refused", peer, der, reason)
 
 
 def forwarded_certificate_refused(der: bytes | None, reason: str) -> None:

@@ -17,6 +17,7 @@ from gateway.vocabulary import (
     DOMAINS,
     FIELD_TYPES,
     SUBJECT_KEYS,
+    CertificatePin,
     FileConnectorConfig,
     HttpConnectorConfig,
     OAuth2Config,
@@ -234,6 +235,32 @@ def test_plain_http_is_a_start_up_error(
     assert problem in str(caught.value)
 
 
+DIGEST = "0123456789abcdef" * 4
+
+
+def test_certificate_pins_are_parsed(tmp_path: Path) -> None:
+    doc = partner_doc()
+    colons = ":".join(DIGEST.upper()[i : i + 2] for i in range(0, 64, 2))
+    doc["certificates"] = [{"sha256": colons}, {"spki_sha256": DIGEST}]
+    catalog = Catalog.load(write_partners(tmp_path / "c", doc), tmp_path)
+    assert catalog.partners["provider"].certificates == (
+        CertificatePin("sha256", DIGEST),
+        CertificatePin("spki_sha256", DIGEST),
+    )
+
+
+def test_a_partner_pins_nothing_by_default(catalog: Catalog) -> None:
+    assert all(partner.certificates == () for partner in catalog.partners.values())
+
+
+def test_one_certificate_is_pinned_for_one_partner_only(tmp_path: Path) -> None:
+    first, second = partner_doc("first"), partner_doc("second")
+    first["certificates"] = [{"sha256": DIGEST}]
+    second["certificates"] = [{"sha256": DIGEST.upper()}]
+    with pytest.raises(ConfigurationError, match=r"second\.yaml: sha256 .* pinned for 'first'"):
+        Catalog.load(write_partners(tmp_path / "c", first, second), tmp_path)
+
+
 def test_vocabularies_match_the_readme() -> None:
     readme = (CONNECTORS / "README.md").read_text("utf-8")
     for word in (*FIELD_TYPES, *CATEGORIES, *DOMAINS):
@@ -312,6 +339,36 @@ INVALID: list[tuple[str, Any, str]] = [
         "fields.bsn.pii",
     ),
     ("missing-name", lambda d: d.pop("name"), "name: Field required"),
+    (
+        "pin-both-digests",
+        lambda d: d.__setitem__("certificates", [{"sha256": "a" * 64, "spki_sha256": "b" * 64}]),
+        "exactly one of sha256 and spki_sha256",
+    ),
+    (
+        "pin-no-digest",
+        lambda d: d.__setitem__("certificates", [{}]),
+        "exactly one of sha256 and spki_sha256",
+    ),
+    (
+        "pin-not-hex",
+        lambda d: d.__setitem__("certificates", [{"sha256": "z" * 64}]),
+        "certificates.0.sha256",
+    ),
+    (
+        "pin-too-short",
+        lambda d: d.__setitem__("certificates", [{"spki_sha256": "a" * 40}]),
+        "64 hex digits",
+    ),
+    (
+        "pin-sha1",
+        lambda d: d.__setitem__("certificates", [{"sha1": "a" * 40}]),
+        "certificates.0.sha1",
+    ),
+    (
+        "pin-twice",
+        lambda d: d.__setitem__("certificates", [{"sha256": "a" * 64}, {"sha256": "A" * 64}]),
+        "pin a certificate twice",
+    ),
     ("bad-partner-id", lambda d: d.__setitem__("partner", "Provider!"), "partner"),
     ("bad-role", lambda d: d.__setitem__("roles", ["CT Infobox"]), "roles.0"),
     ("repeated-role", lambda d: d.__setitem__("roles", ["a", "a"]), "roles repeat"),
