@@ -1,7 +1,9 @@
 """Verify a stored audit log: the chain, the Merkle tree and every signed checkpoint.
 
-Verification streams the entries once, in seq order, recomputing each leaf hash from
-the stored bytes (no JSON is parsed). Three kinds of evidence are checked:
+Verification reads one snapshot of the log (its checkpoints and entries as they stood at
+one moment, however the gateway goes on appending) and streams the entries once, in seq
+order, recomputing each leaf hash from the stored bytes (no JSON is parsed). Three kinds
+of evidence are checked:
 
 * **sequence** — seqs run 1, 2, 3, … without gaps;
 * **chain** — each entry's `prev` is the leaf hash of the entry before it, so a changed,
@@ -126,10 +128,13 @@ def verify_log(
         raise ValueError("max_uncovered must not be negative")
     pinned = _open_trusted(trusted, public_key, origin)
     started = clock()
-    # Checkpoints first: entries read afterwards can only be more, never fewer.
-    stored = reader.checkpoints()
-    signed, checkpoint_problem = _open_checkpoints(stored, public_key, origin)
-    walk = _walk(reader.iter_rows(), signed, pinned.size if pinned else 0)
+    # One snapshot: checkpoints and entries as they stood at one moment, so that what a
+    # running gateway commits meanwhile (entries with their checkpoint) is in both or
+    # in neither.
+    with reader.snapshot() as log:
+        stored = log.checkpoints()
+        signed, checkpoint_problem = _open_checkpoints(stored, public_key, origin)
+        walk = _walk(log.entries(1), signed, pinned.size if pinned else 0)
     count = walk.count
     problems = [p for p in (checkpoint_problem, walk.problem) if p is not None]
     if walk.problem is None:

@@ -183,3 +183,26 @@ def test_the_writer_reads_only_what_is_committed(backend: StorageHarness) -> Non
         assert contents(storage) == []
     finally:
         storage.close()
+
+
+def test_a_snapshot_is_the_log_as_it_stood_at_its_first_read(backend: StorageHarness) -> None:
+    # Verify reads checkpoints and then entries: whatever the writer commits in between
+    # must be in both or in neither, or a log being written to would not check out.
+    rows = chained(1, 4)
+    storage = backend.open_storage()
+    log = backend.open_reader()
+    try:
+        storage.write(rows[:2], checkpoint(2))
+        with log.snapshot() as snapshot:
+            assert snapshot.checkpoints() == [checkpoint(2)]
+            storage.write(rows[2:], checkpoint(4))  # the writer goes on meanwhile
+            assert list(snapshot.entries(1)) == [row[:3] for row in rows[:2]]
+            assert snapshot.checkpoints() == [checkpoint(2)]
+            half_read = snapshot.entries(1)
+            assert next(half_read) == rows[0][:3]  # left open: the snapshot closes it
+        with log.snapshot() as snapshot:
+            assert snapshot.checkpoints() == [checkpoint(2), checkpoint(4)]
+            assert list(snapshot.entries(3)) == [row[:3] for row in rows[2:]]
+    finally:
+        log.close()
+        storage.close()

@@ -12,10 +12,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit.checkpoint import open_checkpoint
 from audit.entry import GENESIS_PREV, entry_leaf_hash
 from audit.errors import AuditError
+from audit.reader import AuditReader
 from audit.store import AuditStore
-from tests.audit.audit_support import ORIGIN, FakeClock, make_record
+from audit.verify import verify_log
+from tests.audit.audit_support import ORIGIN, FakeClock, append_records, make_record
 from tests.audit.reference_tree import reference_root
-from tests.audit.storagetest.doubles import FailAfterCommitStorage, RecordingStorage
+from tests.audit.storagetest.doubles import (
+    FailAfterCommitStorage,
+    RecordingStorage,
+    WriterGoesOnStorage,
+)
 from tests.audit.storagetest.harness import StorageHarness
 from tests.audit.storagetest.support import open_store, reader, verify, write_log
 
@@ -415,6 +421,24 @@ def test_reader_reads_while_the_store_writes(
 
     with open_store(backend.open_storage(), key) as store:
         asyncio.run(run(store))
+
+
+def test_verify_reads_one_snapshot_of_a_log_being_written_to(
+    backend: StorageHarness, key: Ed25519PrivateKey
+) -> None:
+    # The gateway commits a group (entries and their checkpoint) right after verify has
+    # read the checkpoints: verify checks the log as it stood before that commit.
+    with open_store(backend.open_storage(), key, checkpoint_every=1) as store:
+        append_records(store, 3)
+        live = WriterGoesOnStorage(
+            backend.open_reader(), lambda: asyncio.run(store.append([make_record(9)]))
+        )
+        with AuditReader(live) as log:
+            report = verify_log(log, key.public_key(), origin=ORIGIN)
+        assert (report.entries, report.checkpoints, report.uncovered_tail) == (3, 3, 0)
+        assert store.size == 4  # the commit did happen meanwhile
+    report = verify(backend, key)
+    assert (report.entries, report.checkpoints, report.uncovered_tail) == (4, 4, 0)
 
 
 def test_a_log_has_one_writer(backend: StorageHarness, key: Ed25519PrivateKey) -> None:
