@@ -19,8 +19,8 @@ is none, and refuses, with `AuditError`, a log made by an earlier version.
 
 A failed call raises what the driver raised; the store reports it as `AuditError`. A
 `write` that raised may still have landed (its COMMIT reached the disk, then the error
-came), and the store finds out by reading `last_entry` and `latest_checkpoint`: a backend
-answers every read from committed state only.
+came), rows and checkpoint together, and the store finds out by reading `last_entry` and
+`latest_checkpoint`: a backend answers every read from committed state only.
 
 The tests in ``tests/audit/storagetest`` are written against this interface alone; a
 backend that passes them can carry the log.
@@ -78,10 +78,11 @@ class LogStorage(Protocol):
         """The checkpoint with the largest size; None when there is none."""
         ...
 
-    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint | None) -> None:
-        """Store `rows` (the next seqs, in order) and `checkpoint`, all or nothing, and
-        durably before returning. A row whose seq is stored already is refused: the log
-        is append-only."""
+    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint) -> None:
+        """Store `rows` (the next seqs, in order) and `checkpoint` (the store's, over the
+        tree they bring the log to), all or nothing, and durably before returning: no
+        entry is ever stored outside a checkpoint. A row whose seq, or a checkpoint whose
+        size, is stored already is refused: the log is append-only."""
         ...
 
     def erase_expired_escrows(self, now: int, limit: int) -> int:

@@ -53,7 +53,7 @@ class RecordingStorage:
         self._note("latest_checkpoint")
         return self.inner.latest_checkpoint()
 
-    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint | None) -> None:
+    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint) -> None:
         self._note("write")
         self.inner.write(rows, checkpoint)
 
@@ -82,7 +82,7 @@ class FailAfterCommitStorage(RecordingStorage):
     def fail_next_write_after_commit(self) -> None:
         self._fail_next = True
 
-    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint | None) -> None:
+    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint) -> None:
         super().write(rows, checkpoint)
         if self._fail_next:
             self._fail_next = False
@@ -142,3 +142,22 @@ class _WriterGoesOnSnapshot:
 
     def entries(self, start: int) -> Generator[ChainRow, None, None]:
         return self._inner.entries(start)
+
+
+class DiesStorage(RecordingStorage):
+    """The real storage until `die()`: from then on no write reaches the database, as
+    when the gateway's process has died (a crash, a power cut) right after its last
+    commit. Whatever the store would still write as it closes is lost."""
+
+    def __init__(self, inner: LogStorage) -> None:
+        super().__init__(inner)
+        self._dead = False
+
+    def die(self) -> None:
+        self._dead = True
+
+    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint) -> None:
+        if self._dead:
+            self._note("write")
+            raise OSError(errno.EIO, "the process is gone")
+        super().write(rows, checkpoint)
