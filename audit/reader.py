@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 
-from audit.storage.interface import ReadOnlyStorage, StoredCheckpoint, StoredEntry
+from audit.storage.interface import ReadOnlyStorage, Snapshot, StoredCheckpoint, StoredEntry
 from audit.storage.sqlite.reader import SQLiteReadOnlyStorage
 
-__all__ = ["AuditReader", "StoredCheckpoint", "StoredEntry"]
+__all__ = ["AuditReader", "Snapshot", "StoredCheckpoint", "StoredEntry"]
 
 
 class AuditReader:
@@ -31,6 +32,12 @@ class AuditReader:
     def checkpoints(self) -> list[StoredCheckpoint]:
         """Every stored checkpoint, smallest size first."""
         return self._storage.checkpoints()
+
+    def snapshot(self) -> AbstractContextManager[Snapshot]:
+        """The log as it stands now, for as long as the context lasts: its checkpoints and
+        entries belong together however the gateway goes on appending (each of its
+        commits adds entries and their checkpoint at once). Verify reads one."""
+        return self._storage.snapshot()
 
     def escrow(self, seq: int) -> str | None:
         """The escrow kept beside entry `seq`; None when it has none or it was erased.

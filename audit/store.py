@@ -1,11 +1,11 @@
 """The durable, append-only audit store with group commit on the event loop.
 
 `append` adds its batch to the waiting group and waits. On the event loop, the group is
-numbered, chained and hashed, and its checkpoint signed when one is due; then one
-transaction writes it and commits (one fsync for all of it) on a single storage thread,
-and only then is each waiter resolved with its sequence numbers. At most one transaction
-is in flight: whatever arrives meanwhile forms the next group, so the busier the gateway,
-the more requests share each fsync.
+numbered, chained and hashed, and the checkpoint over the tree including it is signed;
+then one transaction writes both and commits (one fsync for all of it) on a single
+storage thread, and only then is each waiter resolved with its sequence numbers. At most
+one transaction is in flight: whatever arrives meanwhile forms the next group, so the
+busier the gateway, the more requests share each fsync and each signature.
 
 The thread does nothing but run the storage (`audit.storage`), whose driver releases the
 GIL; all Python work stays on the loop. An earlier design did it all on a writer thread,
@@ -14,21 +14,25 @@ disclosure (measured). For the same reason a group goes to the storage as one ca
 SQLite turns into one multi-row INSERT (`audit.storage.sqlite.statements`).
 
 The store keeps the last leaf hash and the compact range in memory (`audit.state`),
-rebuilt from the table at open. When the size has grown by `checkpoint_every` entries, or
-`checkpoint_interval_s` has passed, it signs a checkpoint into the same transaction as
-the entries (an Ed25519 signature and an O(log n) root: tens of microseconds); a timer
-signs one when the log goes idle, and `close()` always does. Either is written like any
-group: on the storage thread, settled by the same `_finish`.
+rebuilt from the table at open. Every group's transaction carries its checkpoint (an
+Ed25519 signature and an O(log n) root per group, not per entry: tens of microseconds,
+shared by every request of the group), so no committed entry is ever outside a signed
+checkpoint. Whoever can write the file but does not hold the key can still change
+entries and recompute the chain, but every changed entry is under a checkpoint that no
+longer matches, and the gateway never signs over entries it did not itself append: it
+signs only trees it built in memory from its own groups, and refuses at open a log whose
+newest entries no checkpoint covers (`audit.state.load_state`).
 
 Expired escrows are erased by `audit.retention`, a batch at a time on the storage thread;
 no group is prepared or written while a batch runs, and groups go in between batches.
 
 A failed write may still have landed (the COMMIT reached the disk, then the error came),
-so the table holds either the state from before it or the one it prepared. Before it
-writes again, the store reads the last entry and the latest checkpoint to tell which, in
-O(1). Only when the table holds neither does it rebuild its state from the whole table,
-at most once per `checkpoint_interval_s`; until it knows the state, every append fails at
-once and the store stays unhealthy.
+so the table holds either the state from before it or the one it prepared: a group's
+entries and its checkpoint, together or not at all. Before it writes again, the store
+reads the last entry and the latest checkpoint to tell which, in O(1); until it knows,
+every append fails at once and the store stays unhealthy. When the table holds neither,
+someone else wrote to it: the store does not rebuild its state from those rows (it would
+then sign them), but stays unhealthy and appends nothing more, saying so in the log.
 """
 
 from __future__ import annotations
@@ -36,9 +40,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,12 +53,19 @@ from audit.entry import LogRecord, StoredEscrow, entry_leaf_hash
 from audit.errors import AuditError
 from audit.hasher import EMPTY_ROOT
 from audit.retention import EscrowEraser
-from audit.state import LogState, check_signer, load_state, match_state
+from audit.state import (
+    LogState,
+    changed_behind,
+    check_signer,
+    load_state,
+    match_state,
+    read_head,
+)
 from audit.storage.interface import EntryRow, LogStorage, StoredCheckpoint
 from audit.storage.sqlite.writer import SQLiteStorage
 from audit.tree import CompactRange
 
-__all__ = ["AuditStore"]
+__all__ = ["AuditStore", "group_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +89,8 @@ class _Prepared:
     rows: list[EntryRow]
     assigned: list[list[int]]
     state: LogState
-    checkpoint: StoredCheckpoint | None
+    checkpoint: StoredCheckpoint
+    """Over the tree including the group: written in the same transaction."""
 
 
 class AuditStore:
@@ -92,20 +103,13 @@ class AuditStore:
         *,
         log_key: Ed25519PrivateKey,
         origin: str,
-        checkpoint_every: int,
-        checkpoint_interval_s: float,
-        clock: Callable[[], float],
         now: Clock,
     ) -> None:
         self._storage = storage
         self._state = state
         self._log_key = log_key
         self._origin = origin
-        self._checkpoint_every = checkpoint_every
-        self._checkpoint_interval_s = checkpoint_interval_s
-        self._clock = clock
         self._now = now
-        self._checkpoint_time = clock()
         self._group: list[_Pending] = []
         # At most one transaction in flight, on one thread that does nothing but the
         # storage's calls (whose driver releases the GIL): the loop keeps serving
@@ -117,14 +121,14 @@ class AuditStore:
         self._holding = False
         self._erasing: concurrent.futures.Future[Any] | None = None
         self._eraser = EscrowEraser(storage, now)
-        self._idle_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._healthy = True
         # After a failed write: the states the table may hold (before it, or with it).
         self._possible: tuple[LogState, LogState] | None = None
-        self._reloaded_at: float | None = None  # the last full rebuild after a failure
         self._failing: str | None = None  # the cause last logged, until a write succeeds
         self._failed_writes = 0  # since the last success
+        # Set when the table held neither: someone else wrote, and nothing more is signed.
+        self._changed_behind: AuditError | None = None
         self.commit_count = 0
         """Transactions that committed entries: fewer than batches when commits are shared."""
 
@@ -135,29 +139,20 @@ class AuditStore:
         *,
         log_key: Ed25519PrivateKey,
         origin: str,
-        checkpoint_every: int = 1000,
-        checkpoint_interval_s: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
         now: Clock = utc_now,
     ) -> AuditStore:
         """Open (or create) the SQLite log at `path`.
 
         Raises `AuditError` when the stored log is not consistent with itself or its
-        latest checkpoint: appending to it would sign a checkpoint that contradicts one
-        signed before. `doelpoort audit verify` names the first bad entry. Raises
-        `ValueError` for an origin or key name that no checkpoint could carry.
+        latest checkpoint (appending to it would sign a checkpoint that contradicts one
+        signed before), and when its newest entries are not under its latest checkpoint
+        (the gateway did not append them, and will not sign them). `doelpoort audit
+        verify` names the first bad entry. Raises `ValueError` for an origin or key name
+        that no checkpoint could carry.
         """
         # Before the file is made: a log that could never be appended to is not created.
-        _check_options(log_key, origin, checkpoint_every, checkpoint_interval_s)
-        return cls.on_storage(
-            SQLiteStorage.open(path),
-            log_key=log_key,
-            origin=origin,
-            checkpoint_every=checkpoint_every,
-            checkpoint_interval_s=checkpoint_interval_s,
-            clock=clock,
-            now=now,
-        )
+        _check_signing(log_key, origin)
+        return cls.on_storage(SQLiteStorage.open(path), log_key=log_key, origin=origin, now=now)
 
     @classmethod
     def on_storage(
@@ -166,30 +161,18 @@ class AuditStore:
         *,
         log_key: Ed25519PrivateKey,
         origin: str,
-        checkpoint_every: int = 1000,
-        checkpoint_interval_s: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
         now: Clock = utc_now,
     ) -> AuditStore:
         """A store appending to an opened `storage`, which it owns from now on (and
         closes, also when this raises). Raises as `open` does."""
         try:
-            _check_options(log_key, origin, checkpoint_every, checkpoint_interval_s)
+            _check_signing(log_key, origin)
             state = load_state(storage)
             check_signer(storage, log_key, origin)
         except BaseException:
             storage.close()
             raise
-        return cls(
-            storage,
-            state,
-            log_key=log_key,
-            origin=origin,
-            checkpoint_every=checkpoint_every,
-            checkpoint_interval_s=checkpoint_interval_s,
-            clock=clock,
-            now=now,
-        )
+        return cls(storage, state, log_key=log_key, origin=origin, now=now)
 
     @property
     def size(self) -> int:
@@ -197,7 +180,8 @@ class AuditStore:
         return self._state.size
 
     def healthy(self) -> bool:
-        """False after a failed write, until a later write succeeds; False once closed."""
+        """False after a failed write, until a later write succeeds (for good when someone
+        else wrote to the log meanwhile); False once closed."""
         return self._healthy and not self._closed
 
     async def append(
@@ -263,12 +247,10 @@ class AuditStore:
                 self._flush()
 
     def close(self) -> None:
-        """Write what is pending, sign a final checkpoint, and stop. Idempotent."""
+        """Write what is pending (each group with its checkpoint), and stop. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
         if self._erasing is not None:
             concurrent.futures.wait([self._erasing])
         if self._inflight is not None:
@@ -279,8 +261,6 @@ class AuditStore:
         group, self._group = self._group, []
         if group and (last := self._prepare_or_fail(group)) is not None:
             self._write_and_wait(last)
-        if (final := self._prepare_checkpoint(force=True)) is not None:
-            self._write_and_wait(final)
         self._executor.shutdown(wait=True)
         self._storage.close()
 
@@ -292,10 +272,8 @@ class AuditStore:
             return  # `_committed` (or `_exclusive`) flushes again when it ends
         group, self._group = self._group, []
         prepared = self._prepare_or_fail(group) if group else None
-        if prepared is None:  # nothing in flight and nothing waiting
-            self._arm_idle_timer()
-            return
-        self._submit(prepared)
+        if prepared is not None:
+            self._submit(prepared)
 
     def _write_and_wait(self, prepared: _Prepared) -> None:
         """Write on the storage thread and block until it is settled (only when closing)."""
@@ -322,34 +300,10 @@ class AuditStore:
         self._finish(prepared, inflight.exception())
         self._flush()
 
-    def _arm_idle_timer(self) -> None:
-        """Sign a checkpoint once the log has been quiet for an interval."""
-        if self._closed or self._idle_timer is not None:
-            return
-        if self._state.size <= self._state.checkpoint_size and self._possible is None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        delay = max(0.0, self._checkpoint_interval_s - (self._clock() - self._checkpoint_time))
-        self._idle_timer = loop.call_later(delay, self._on_idle)
-
-    def _on_idle(self) -> None:
-        self._idle_timer = None
-        if self._closed or self._inflight is not None or self._holding or self._group:
-            # Not idle after all: that commit carries the checkpoint, and its end re-arms us.
-            return
-        prepared = self._prepare_checkpoint(force=False)
-        if prepared is None:
-            self._arm_idle_timer()
-        else:
-            self._submit(prepared)  # on the storage thread, like every other write
-
     def _prepare_or_fail(self, group: list[_Pending]) -> _Prepared | None:
         """The group ready for its transaction; or None, its waiters failed."""
         if not self._recover():
-            self._fail(group, None)
+            self._fail(group, self._changed_behind)
             return None
         try:
             return self._prepare(group)
@@ -360,7 +314,7 @@ class AuditStore:
     def _fail(self, group: list[_Pending], error: BaseException | None) -> None:
         """Fail every waiter of a group that was not written (or may not have been)."""
         self._healthy = False
-        if error is not None:
+        if error is not None and error is not self._changed_behind:  # that one is logged
             self._report_failure(group, error)
         for pending in group:
             _settle(pending, AuditError("the audit log could not be written"), error)
@@ -400,22 +354,25 @@ class AuditStore:
         self._possible = (self._state, landed)
 
     def _recover(self) -> bool:
-        """After a failed write, learn which state the table holds; False while unknown."""
+        """After a failed write, learn which state the table holds; False while unknown,
+        and for good once it holds neither."""
         if self._possible is None:
             return True
+        if self._changed_behind is not None:
+            return False
         try:
-            state = match_state(self._storage, self._possible)
-            if state is None:  # neither: someone else wrote; rebuild from the whole table
-                now = self._clock()
-                if self._reloaded_at is not None and (
-                    now - self._reloaded_at < self._checkpoint_interval_s
-                ):
-                    return False  # O(n): at most once per interval
-                self._reloaded_at = now
-                state = load_state(self._storage)
-        except Exception as exc:
+            head = read_head(self._storage)
+        except Exception as exc:  # tried again before the next group
             self._healthy = False
-            log.error("audit state could not be rebuilt: %s: %s", type(exc).__name__, exc)
+            log.error("audit state could not be read: %s: %s", type(exc).__name__, exc)
+            return False
+        state = match_state(head, self._possible)
+        if state is None:
+            # Someone else wrote. Rebuilding the state from the table would have the next
+            # checkpoint sign their rows: rather append nothing more, until an operator
+            # has looked (at the next start, the store refuses a log it does not cover).
+            self._changed_behind = changed_behind(self._storage.location, head, self._possible)
+            log.error("%s", self._changed_behind.detail)
             return False
         self._state = state
         self._possible = None
@@ -440,64 +397,37 @@ class AuditStore:
                 seqs.append(seq)
                 prev = leaf
             assigned.append(seqs)
-        checkpoint = self._checkpoint_row(tree) if self._checkpoint_due(seq) else None
-        return _Prepared(
-            group, rows, assigned, LogState(prev, tree, state.checkpoint_size), checkpoint
-        )
+        # The group's own checkpoint, over the tree built here from the gateway's own
+        # entries: never over rows read back from the table.
+        checkpoint = self._checkpoint_row(tree)
+        return _Prepared(group, rows, assigned, LogState(prev, tree), checkpoint)
 
     def _finish(self, prepared: _Prepared, error: BaseException | None) -> None:
         """Settle a group's waiters once its transaction has ended (on the loop)."""
         if error is not None:  # whatever it was, the waiters must hear of it
-            landed = prepared.state  # the commit may have landed all the same
-            if prepared.checkpoint is not None:
-                landed = replace(landed, checkpoint_size=prepared.checkpoint.size)
-                self._checkpoint_time = self._clock()  # retry after an interval, not at once
-            self._write_failed(landed)
+            self._write_failed(prepared.state)  # the commit may have landed all the same
             self._fail(prepared.group, error)
             return
         self._state = prepared.state
-        if prepared.rows:
-            self.commit_count += 1
+        self.commit_count += 1
         self._healthy = True
         self._report_recovery()
-        if prepared.checkpoint is not None:
-            self._checkpoint_written(prepared.checkpoint)
         for pending, seqs in zip(prepared.group, prepared.assigned, strict=True):
             _settle(pending, seqs)
 
-    def _checkpoint_due(self, size: int) -> bool:
-        grown = size - self._state.checkpoint_size
-        if grown <= 0:
-            return False
-        waited = self._clock() - self._checkpoint_time
-        return grown >= self._checkpoint_every or waited >= self._checkpoint_interval_s
-
     def _checkpoint_row(self, tree: CompactRange) -> StoredCheckpoint:
-        cp = Checkpoint(origin=self._origin, size=tree.size, root=tree.root())
-        note = sign_checkpoint(cp, self._origin, self._log_key)  # key name = origin
-        return StoredCheckpoint(cp.size, cp.root, note, rfc3339_micro(self._now()))
+        return group_checkpoint(tree, origin=self._origin, log_key=self._log_key, now=self._now)
 
-    def _prepare_checkpoint(self, *, force: bool) -> _Prepared | None:
-        """A write of a checkpoint alone, when one is due (``force``: whenever the log grew
-        since the last one); None when none is, or it cannot be signed now."""
-        if not self._recover():
-            self._checkpoint_time = self._clock()  # retry after an interval, not at once
-            return None
-        state = self._state
-        grown = state.size > state.checkpoint_size
-        if not (force and grown) and not self._checkpoint_due(state.size):
-            return None
-        try:
-            checkpoint = self._checkpoint_row(state.tree)
-        except Exception as exc:
-            self._fail([], exc)
-            self._checkpoint_time = self._clock()
-            return None
-        return _Prepared([], [], [], replace(state), checkpoint)
 
-    def _checkpoint_written(self, checkpoint: StoredCheckpoint) -> None:
-        self._state.checkpoint_size = checkpoint.size
-        self._checkpoint_time = self._clock()
+def group_checkpoint(
+    tree: CompactRange, *, origin: str, log_key: Ed25519PrivateKey, now: Clock
+) -> StoredCheckpoint:
+    """The checkpoint a commit group carries: over `tree` (the log including the group),
+    signed by the log key (named by the origin) and stamped `now`. One per group: its
+    cost is the store's own per-group work that `bench/` reports."""
+    cp = Checkpoint(origin=origin, size=tree.size, root=tree.root())
+    note = sign_checkpoint(cp, origin, log_key)  # key name = origin
+    return StoredCheckpoint(cp.size, cp.root, note, rfc3339_micro(now()))
 
 
 def _settle(
@@ -527,11 +457,7 @@ def _describe(error: BaseException) -> str:
     return f"{name}, {code}" if isinstance(code, str) and code else name
 
 
-def _check_options(
-    log_key: Ed25519PrivateKey, origin: str, checkpoint_every: int, checkpoint_interval_s: float
-) -> None:
-    if checkpoint_every < 1 or checkpoint_interval_s <= 0:
-        raise ValueError("checkpoint_every and checkpoint_interval_s must be positive")
+def _check_signing(log_key: Ed25519PrivateKey, origin: str) -> None:
     # Sign one note (not stored), so a bad origin or key name fails here and not at the
     # first checkpoint, which would fail every batch that carries it.
     sign_checkpoint(Checkpoint(origin=origin, size=0, root=EMPTY_ROOT), origin, log_key)

@@ -1,7 +1,9 @@
 """Verify a stored audit log: the chain, the Merkle tree and every signed checkpoint.
 
-Verification streams the entries once, in seq order, recomputing each leaf hash from
-the stored bytes (no JSON is parsed). Three kinds of evidence are checked:
+Verification reads one snapshot of the log (its checkpoints and entries as they stood at
+one moment, however the gateway goes on appending) and streams the entries once, in seq
+order, recomputing each leaf hash from the stored bytes (no JSON is parsed). Three kinds
+of evidence are checked:
 
 * **sequence** — seqs run 1, 2, 3, … without gaps;
 * **chain** — each entry's `prev` is the leaf hash of the entry before it, so a changed,
@@ -18,10 +20,10 @@ broken link explains (the chain was rewritten to match) is blamed on the first e
 after the last checkpoint that still holds.
 
 Coverage: entries that no signed checkpoint covers are only chained, and whoever can
-write the file can rewrite a chain. So a log with entries but no checkpoint covering any
-of them (all checkpoints deleted) fails at seq 1; an uncovered tail after the latest
-checkpoint is normal for a running gateway and is reported, or fails at its first entry
-when longer than `max_uncovered`.
+write the file can rewrite a chain. The gateway commits every entry together with the
+checkpoint that covers it, so a log never holds such entries unless someone else put
+them there or removed their checkpoints: the first entry after the latest checkpoint
+is the first bad seq (seq 1 when no checkpoint covers any entry).
 
 Stored checkpoints are signed by a key that lives on the gateway host; a **trusted
 checkpoint** is one the DPO kept elsewhere. The log must hold at least its size (else the
@@ -57,12 +59,10 @@ __all__ = ["AuditVerificationError", "VerifyReport", "verify_log"]
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """An intact log: how much was checked, and how much no checkpoint covers yet."""
+    """An intact log: how much was checked (every entry under a signed checkpoint)."""
 
     entries: int
     checkpoints: int
-    uncovered_tail: int
-    """Entries after the latest checkpoint (stored or trusted): chained, not yet signed for."""
     root: bytes
     elapsed_s: float
     trusted_size: int | None = None
@@ -110,26 +110,25 @@ def verify_log(
     *,
     origin: str,
     trusted: str | None = None,
-    max_uncovered: int | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> VerifyReport:
     """Check the whole stored log; raise `AuditVerificationError` naming the first bad seq.
 
     `trusted` is a signed checkpoint note the DPO kept from an earlier run (outside the
     gateway host): the log must still hold at least its size, with its root at that size.
-    A log with entries that no signed checkpoint covers fails at seq 1; entries after the
-    latest checkpoint (the uncovered tail) are only reported, unless there are more than
-    `max_uncovered` of them. Raises `CheckpointError` when `trusted` is not a checkpoint of
+    Entries after the latest signed checkpoint fail at the first of them (seq 1 when no
+    checkpoint covers any). Raises `CheckpointError` when `trusted` is not a checkpoint of
     this origin signed by `public_key`.
     """
-    if max_uncovered is not None and max_uncovered < 0:
-        raise ValueError("max_uncovered must not be negative")
     pinned = _open_trusted(trusted, public_key, origin)
     started = clock()
-    # Checkpoints first: entries read afterwards can only be more, never fewer.
-    stored = reader.checkpoints()
-    signed, checkpoint_problem = _open_checkpoints(stored, public_key, origin)
-    walk = _walk(reader.iter_rows(), signed, pinned.size if pinned else 0)
+    # One snapshot: checkpoints and entries as they stood at one moment, so that what a
+    # running gateway commits meanwhile (entries with their checkpoint) is in both or
+    # in neither.
+    with reader.snapshot() as log:
+        stored = log.checkpoints()
+        signed, checkpoint_problem = _open_checkpoints(stored, public_key, origin)
+        walk = _walk(log.entries(1), signed, pinned.size if pinned else 0)
     count = walk.count
     problems = [p for p in (checkpoint_problem, walk.problem) if p is not None]
     if walk.problem is None:
@@ -155,24 +154,8 @@ def verify_log(
                     f"checkpoint at size {pinned.size}: a checkpoint it held was removed",
                 )
             )
-    covered = max(latest, pinned.size if pinned else 0)
-    if count > 0 and covered == 0 and checkpoint_problem is None:
-        problems.append(
-            _Problem(
-                1,
-                f"no signed checkpoint covers any of the {count} entries: the checkpoints "
-                "were removed, or the gateway has not yet signed its first one (it signs "
-                "within a second of an append and when it stops)",
-            )
-        )
-    elif walk.problem is None and max_uncovered is not None and count - covered > max_uncovered:
-        problems.append(
-            _Problem(
-                covered + 1,
-                f"{count - covered} entries after the latest checkpoint (size {covered}) "
-                f"are not under any signed checkpoint, more than the {max_uncovered} allowed",
-            )
-        )
+    if count > latest and checkpoint_problem is None:
+        problems.append(_uncovered(latest, count if walk.problem is None else None))
     if problems:
         problems.sort(key=lambda p: p.seq)
         first, others = problems[0], problems[1:]
@@ -183,10 +166,29 @@ def verify_log(
     return VerifyReport(
         entries=count,
         checkpoints=len(signed),
-        uncovered_tail=count - covered,
         root=walk.tree.root(),
         elapsed_s=clock() - started,
         trusted_size=pinned.size if pinned else None,
+    )
+
+
+def _uncovered(latest: int, count: int | None) -> _Problem:
+    """Entries after the latest signed checkpoint (`count` of them all, None when the walk
+    stopped early). The gateway never commits one: they were added, or the checkpoints
+    that covered them removed, by someone else."""
+    why = (
+        "the gateway commits every entry with its checkpoint, so entries were added or "
+        "checkpoints removed by someone else (or an earlier version of Doelpoort stopped "
+        "before it signed them)"
+    )
+    if latest == 0:
+        entries = "any of the entries" if count is None else f"any of the {count} entries"
+        return _Problem(1, f"no signed checkpoint covers {entries}: {why}")
+    tail = "the entries" if count is None else f"{count - latest} entries"
+    return _Problem(
+        latest + 1,
+        f"{tail} after the latest checkpoint (size {latest}) are not under any signed "
+        f"checkpoint: {why}",
     )
 
 

@@ -100,7 +100,6 @@ def _verify(
     log_key: Path | None,
     *,
     trusted: str | None = None,
-    max_uncovered: int | None = None,
 ) -> VerifyReport:
     """`verify_log` with the DPO's key (or, with a warning, the gateway's own); a log that
     is not intact ends the command."""
@@ -124,13 +123,7 @@ def _verify(
     except ConfigurationError as exc:
         raise _fail(str(exc), 2) from exc
     try:
-        return verify_log(
-            reader,
-            public_key,
-            origin=settings.origin,
-            trusted=trusted,
-            max_uncovered=max_uncovered,
-        )
+        return verify_log(reader, public_key, origin=settings.origin, trusted=trusted)
     except AuditVerificationError as exc:
         raise _fail(f"audit log NOT intact: {exc}") from exc
     except CheckpointError as exc:
@@ -454,33 +447,17 @@ def audit_verify(
     var_dir: VarDir = None,
     log_key: LogKeyOption = None,
     trusted_checkpoint: TrustedCheckpointOption = None,
-    max_uncovered: Annotated[
-        int | None,
-        typer.Option(
-            "--max-uncovered",
-            min=0,
-            help="Fail when more than N newest entries are not yet under a checkpoint "
-            "(default: only report them).",
-        ),
-    ] = None,
 ) -> None:
-    """Recompute the Merkle tree, check every checkpoint; name the first bad entry."""
+    """Recompute the Merkle tree, check every checkpoint, and that every entry is under
+    one; name the first bad entry."""
     settings = _settings(var_dir)
     trusted = _read_trusted(trusted_checkpoint)
     with _open_reader(settings) as reader:
-        report = _verify(settings, reader, log_key, trusted=trusted, max_uncovered=max_uncovered)
+        report = _verify(settings, reader, log_key, trusted=trusted)
     summary = f"audit log intact: {report.entries} entries, {report.checkpoints} signed checkpoints"
     if report.trusted_size is not None:
         summary += f", consistent with your trusted checkpoint at size {report.trusted_size}"
     typer.echo(summary)
-    if report.uncovered_tail:
-        first = report.entries - report.uncovered_tail + 1
-        typer.secho(
-            f"warning: the {report.uncovered_tail} newest entries (seq {first} to "
-            f"{report.entries}) are not yet under a signed checkpoint",
-            fg=typer.colors.YELLOW,
-            err=True,
-        )
 
 
 @audit_app.command("checkpoint")
@@ -501,9 +478,10 @@ def audit_checkpoint(
         _verify(settings, reader, log_key)
         stored = reader.checkpoints()
     if not stored:
+        # A log that verifies has entries only under a checkpoint: this one is empty.
         raise _fail(
-            "the audit log has no signed checkpoint yet; the gateway signs one within a "
-            "second of its first entry and when it stops",
+            "the audit log has no signed checkpoint yet: it has no entries (the gateway "
+            "signs one with every commit)",
             2,
         )
     latest = stored[-1]
@@ -542,8 +520,9 @@ def audit_reidentify(
     the entry's pseudonyms stood for.
 
     Anyone with the public escrow key can seal a false escrow, so only the signed log
-    vouches for a real one: the log is verified first, and only an entry under a signed
-    checkpoint is opened, with the escrow whose digest that entry holds.
+    vouches for a real one: the log is verified first (which fails when an entry is not
+    under a signed checkpoint), and the escrow opened only if its digest is the one the
+    entry holds.
     """
     import json
 
@@ -565,10 +544,11 @@ def audit_reidentify(
             raise _fail(exc.detail) from exc
     if entry is None or entry.seq != seq:
         raise _fail(f"the audit log has no entry {seq}", 2)
-    if seq > report.entries - report.uncovered_tail:
+    if seq > report.entries:
+        # Appended after verify read the log: nothing verified vouches for it yet.
         raise _fail(
-            f"entry {seq} is not yet under a signed checkpoint, so nothing vouches for its "
-            "escrow; the gateway signs one within a second, and when it stops",
+            f"entry {seq} was appended after the log was verified (up to seq "
+            f"{report.entries}); run the command again",
             2,
         )
     try:

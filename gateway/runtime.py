@@ -89,8 +89,6 @@ class Runtime:
                 settings.audit_db_path,
                 log_key=log_key,
                 origin=settings.origin,
-                checkpoint_every=settings.checkpoint_every,
-                checkpoint_interval_s=settings.checkpoint_interval_s,
                 now=clock,
             )
             opened.callback(audit.close)

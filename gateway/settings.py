@@ -33,9 +33,6 @@ ORIGIN_MAX_CHARS = 255
 POLICY_TIMEOUT_MAX_S = 60.0
 BODY_BYTES_MIN = 1024  # a disclosure request with a justification needs a few hundred
 BODY_BYTES_MAX = 1024 * 1024  # bodies are buffered whole; a request is one subject
-CHECKPOINT_EVERY_MAX = 1_000_000
-CHECKPOINT_INTERVAL_MIN_S = 0.01  # also how often a failed store may rebuild its state
-CHECKPOINT_INTERVAL_MAX_S = 60.0  # entries stay outside a signed checkpoint this long
 REFUSALS_PER_MINUTE_MAX = 100_000
 
 
@@ -103,14 +100,6 @@ class Settings(BaseSettings):
 
     max_body_bytes: Annotated[int, Field(ge=BODY_BYTES_MIN, le=BODY_BYTES_MAX)] = 64 * 1024
     """The largest request body accepted (413 beyond)."""
-
-    checkpoint_every: Annotated[int, Field(ge=1, le=CHECKPOINT_EVERY_MAX)] = 1000
-    """The audit log signs a checkpoint once it has grown by this many entries …"""
-
-    checkpoint_interval_s: Annotated[
-        Seconds, Field(ge=CHECKPOINT_INTERVAL_MIN_S, le=CHECKPOINT_INTERVAL_MAX_S)
-    ] = 1.0
-    """… or this long after the last one, whichever comes first (and when it goes idle)."""
 
     refusals_per_minute: Annotated[int, Field(ge=0, le=REFUSALS_PER_MINUTE_MAX)] = 60
     """Refusals of one partner that get an audit entry each per minute; beyond, they are
@@ -210,10 +199,6 @@ _MUST_BE = {
     ),
     "policy_timeout_s": f"a number of seconds above 0 and at most {POLICY_TIMEOUT_MAX_S:g}",
     "max_body_bytes": f"a number of bytes from {BODY_BYTES_MIN} to {BODY_BYTES_MAX}",
-    "checkpoint_every": f"a number of entries from 1 to {CHECKPOINT_EVERY_MAX}",
-    "checkpoint_interval_s": (
-        f"a number of seconds from {CHECKPOINT_INTERVAL_MIN_S:g} to {CHECKPOINT_INTERVAL_MAX_S:g}"
-    ),
     "refusals_per_minute": f"a number of refusals from 0 to {REFUSALS_PER_MINUTE_MAX}",
 }
 """What each setting must be, for messages: pydantic's own words are about its types."""

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from audit.reader import AuditReader
 from gateway.canonical import canonical_json
 from gateway.signing import verify_receipt
 from tests.gateway_support import GHOST, Deployment, b64url_decode, verify_with_plain_cryptography
@@ -201,6 +202,17 @@ def test_every_reported_decision_is_in_the_audit_log(gateway: Deployment) -> Non
     assert len(bodies) == len(results)
     disclosure_id = response.json()["disclosure"]["id"]
     assert all(disclosure_id in b for b in bodies)
+
+
+def test_a_disclosure_is_answered_only_under_a_signed_checkpoint(gateway: Deployment) -> None:
+    # Its entries were committed with the checkpoint that covers them: there is no
+    # moment at which they are outside one, not even in the gateway's first second.
+    response = gateway.disclose("politie", request("ct-assessment", gateway.subjects["ct_subject"]))
+    assert response.status_code == 200, response.text
+    newest = max(r["audit_seq"] for r in response.json()["disclosure"]["results"])
+    with AuditReader(gateway.settings.audit_db_path) as reader:
+        covered = max((c.size for c in reader.checkpoints()), default=0)
+    assert covered >= newest
 
 
 def test_unconfigured_partner_gets_403(gateway: Deployment) -> None:

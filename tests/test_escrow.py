@@ -383,8 +383,9 @@ def test_an_entry_not_yet_under_a_checkpoint_is_not_opened(
     finally:
         db.close()
     result = reidentify(settings, str(last.seq + 1))
-    assert result.exit_code == 2
-    assert "not yet under a signed checkpoint" in result.output
+    assert result.exit_code == 1
+    assert f"first bad entry is seq {last.seq + 1}" in result.output
+    assert "not under any signed checkpoint" in result.output
     assert "Iemand" not in result.output
 
 

@@ -13,11 +13,9 @@ from typer.testing import CliRunner
 
 from audit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from audit.hasher import EMPTY_ROOT
-from audit.reader import AuditReader
 from gateway._cli import app
 from gateway.errors import ConfigurationError
 from gateway.settings import DEVELOPMENT_ORIGIN, Settings
-from tests.gateway_support import make_settings, running_gateway
 
 runner = CliRunner()
 
@@ -34,8 +32,6 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "origin": ("gateway.example.nl/doelpoort/audit", "gateway.example.nl/doelpoort/audit"),
     "policy_timeout_s": ("2.5", 2.5),
     "max_body_bytes": ("131072", 131072),
-    "checkpoint_every": ("50", 50),
-    "checkpoint_interval_s": ("0.25", 0.25),
     "refusals_per_minute": ("600", 600),
 }
 
@@ -97,9 +93,6 @@ BAD = [
     ("DOELPOORT_MAX_BODY_BYTES", "1023", "a number of bytes from 1024 to 1048576"),
     ("DOELPOORT_MAX_BODY_BYTES", "1048577", "a number of bytes from 1024 to 1048576"),
     ("DOELPOORT_MAX_BODY_BYTES", "64k", "a number of bytes from 1024 to 1048576"),
-    ("DOELPOORT_CHECKPOINT_EVERY", "0", "a number of entries from 1 to 1000000"),
-    ("DOELPOORT_CHECKPOINT_INTERVAL_S", "0", "a number of seconds from 0.01 to 60"),
-    ("DOELPOORT_CHECKPOINT_INTERVAL_S", "3600", "a number of seconds from 0.01 to 60"),
     ("DOELPOORT_REFUSALS_PER_MINUTE", "-1", "a number of refusals from 0 to 100000"),
     ("DOELPOORT_REFUSALS_PER_MINUTE", "lots", "a number of refusals from 0 to 100000"),
 ]
@@ -164,32 +157,6 @@ def test_every_origin_the_settings_accept_can_name_a_signed_checkpoint(origin: s
 )
 def test_origins_of_the_recommended_shape_are_accepted(origin: str) -> None:
     assert Settings.from_env().replace(origin=origin).origin == origin
-
-
-@pytest.mark.parametrize(
-    ("every", "interval", "covered_at_once"),
-    [(1, 60.0, True), (1000, 60.0, False)],
-    ids=["every-entry", "not-yet"],
-)
-def test_the_checkpoint_cadence_reaches_the_audit_log(
-    tmp_path: Path, every: int, interval: float, covered_at_once: bool
-) -> None:
-    settings = make_settings(tmp_path / "var").replace(
-        checkpoint_every=every, checkpoint_interval_s=interval
-    )
-    with running_gateway(settings) as gw:
-        body = {
-            "purpose": "ct-assessment",
-            "case_ref": "CTI-2026-0101",
-            "justification": "settings test",
-            "subject": gw.subjects["ct_subject"],
-        }
-        assert gw.disclose("politie", body).status_code == 200
-        with AuditReader(settings.audit_db_path) as reader:
-            entries = reader.count()
-            covered = max((c.size for c in reader.checkpoints()), default=0)
-    assert entries > 0
-    assert (covered == entries) is covered_at_once
 
 
 def test_keys_init_warns_of_the_development_origin(tmp_path: Path) -> None:

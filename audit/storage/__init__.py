@@ -11,6 +11,7 @@ from audit.storage.interface import (
     EntryRow,
     LogStorage,
     ReadOnlyStorage,
+    Snapshot,
     StoredCheckpoint,
     StoredEntry,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "EntryRow",
     "LogStorage",
     "ReadOnlyStorage",
+    "Snapshot",
     "StoredCheckpoint",
     "StoredEntry",
 ]

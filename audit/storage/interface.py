@@ -8,7 +8,8 @@ durably and hands them back. It plays two roles, each a `Protocol`:
   needs no locking of its own; every method blocks, and a driver that releases the GIL
   lets the loop go on meanwhile.
 * `ReadOnlyStorage`, for verify and the DPO's tools: reads only, never creates a log, and
-  does not hold up the writer.
+  does not hold up the writer. Its `snapshot` is the log as it stood at one moment, so
+  that checkpoints and entries read while the writer goes on still belong together.
 
 Opening is each backend's own, since only it knows what names a log (a file path, a
 database URL): `SQLiteStorage.open(path)`, `SQLiteReadOnlyStorage.open(path)`. Opening a
@@ -18,8 +19,8 @@ is none, and refuses, with `AuditError`, a log made by an earlier version.
 
 A failed call raises what the driver raised; the store reports it as `AuditError`. A
 `write` that raised may still have landed (its COMMIT reached the disk, then the error
-came), and the store finds out by reading `last_entry` and `latest_checkpoint`: a backend
-answers every read from committed state only.
+came), rows and checkpoint together, and the store finds out by reading `last_entry` and
+`latest_checkpoint`: a backend answers every read from committed state only.
 
 The tests in ``tests/audit/storagetest`` are written against this interface alone; a
 backend that passes them can carry the log.
@@ -28,6 +29,7 @@ backend that passes them can carry the log.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
+from contextlib import AbstractContextManager
 from typing import NamedTuple, Protocol
 
 ChainRow = tuple[int, bytes, bytes]
@@ -76,10 +78,11 @@ class LogStorage(Protocol):
         """The checkpoint with the largest size; None when there is none."""
         ...
 
-    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint | None) -> None:
-        """Store `rows` (the next seqs, in order) and `checkpoint`, all or nothing, and
-        durably before returning. A row whose seq is stored already is refused: the log
-        is append-only."""
+    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint) -> None:
+        """Store `rows` (the next seqs, in order) and `checkpoint` (the store's, over the
+        tree they bring the log to), all or nothing, and durably before returning: no
+        entry is ever stored outside a checkpoint. A row whose seq, or a checkpoint whose
+        size, is stored already is refused: the log is append-only."""
         ...
 
     def erase_expired_escrows(self, now: int, limit: int) -> int:
@@ -98,6 +101,20 @@ class LogStorage(Protocol):
         ...
 
 
+class Snapshot(Protocol):
+    """The log as it stood at one moment: its checkpoints and entries belong together
+    whatever the writer commits meanwhile (each commit adds entries and the checkpoint
+    that covers them at once, and a snapshot holds both or neither)."""
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        """Every checkpoint of the snapshot, smallest size first."""
+        ...
+
+    def entries(self, start: int) -> Generator[ChainRow, None, None]:
+        """The snapshot's entries with seq >= `start`, in seq order, streamed."""
+        ...
+
+
 class ReadOnlyStorage(Protocol):
     """A log opened for reading only (`AuditReader`)."""
 
@@ -112,6 +129,11 @@ class ReadOnlyStorage(Protocol):
 
     def checkpoints(self) -> list[StoredCheckpoint]:
         """Every stored checkpoint, smallest size first."""
+        ...
+
+    def snapshot(self) -> AbstractContextManager[Snapshot]:
+        """The log as it stands now, until the context ends; it does not hold up the
+        writer. What verify reads, so that a log being written to checks out."""
         ...
 
     def escrow(self, seq: int) -> bytes | None:

@@ -21,19 +21,6 @@ ORIGIN = "test.doelpoort.local/audit"
 """The log's origin, which is also its checkpoint key's name."""
 
 
-class FakeClock:
-    """A monotonic clock that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 START = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 """When the escrow tests start: their escrows expire so many days after it."""
 
@@ -106,8 +93,7 @@ def append_with_escrows(store: AuditStore) -> None:
 
 @contextmanager
 def open_store(path: Path, key: Ed25519PrivateKey, **options: Any) -> Iterator[AuditStore]:
-    """A store on `path` with a fake clock unless one is given; closed on exit."""
-    options.setdefault("clock", FakeClock())
+    """A store on `path`; closed on exit."""
     store = AuditStore.open(path, log_key=key, origin=ORIGIN, **options)
     try:
         yield store
@@ -115,21 +101,22 @@ def open_store(path: Path, key: Ed25519PrivateKey, **options: Any) -> Iterator[A
         store.close()
 
 
-def append_records(store: AuditStore, n: int) -> None:
-    """`n` entries, one commit each, so checkpoints land at multiples of the store's
-    `checkpoint_every` (and at n)."""
+def append_records(store: AuditStore, n: int, *, group: int = 1) -> None:
+    """`n` entries, `group` to a commit, so checkpoints land at multiples of `group`
+    (and at n): every commit carries one."""
 
     async def append_all() -> None:
-        for i in range(n):
-            await store.append([make_record(i)])
+        for start in range(0, n, group):
+            await store.append([make_record(i) for i in range(start, min(n, start + group))])
 
     asyncio.run(append_all())
 
 
-def write_log(path: Path, key: Ed25519PrivateKey, n: int, *, every: int = 1000) -> None:
-    """`n` entries, one commit each, so checkpoints land at multiples of `every` (and at n)."""
-    with open_store(path, key, checkpoint_every=every) as store:
-        append_records(store, n)
+def write_log(path: Path, key: Ed25519PrivateKey, n: int, *, group: int = 1) -> None:
+    """`n` entries, `group` to a commit, so checkpoints land at multiples of `group`
+    (and at n)."""
+    with open_store(path, key) as store:
+        append_records(store, n, group=group)
 
 
 def verify(path: Path, key: Ed25519PrivateKey) -> VerifyReport:

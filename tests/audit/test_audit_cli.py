@@ -29,18 +29,16 @@ def log_key(keys_dir: Path) -> Ed25519PrivateKey:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """A var dir whose log holds 12 entries, with checkpoints at 4, 8 and 12."""
+    """A var dir whose log holds 12 entries committed four at a time, so with
+    checkpoints at 4, 8 and 12."""
     settings = Settings.from_env().with_var_dir(tmp_path / "var")
     store = AuditStore.open(
-        settings.audit_db_path,
-        log_key=log_key(settings.keys_dir),
-        origin=settings.origin,
-        checkpoint_every=4,
+        settings.audit_db_path, log_key=log_key(settings.keys_dir), origin=settings.origin
     )
 
     async def fill() -> None:
-        for i in range(SIZE):
-            await store.append([make_record(i)])
+        for start in range(0, SIZE, 4):
+            await store.append([make_record(i) for i in range(start, start + 4)])
 
     try:
         asyncio.run(fill())
@@ -198,17 +196,16 @@ def test_a_trusted_checkpoint_of_another_key_is_refused(settings: Settings, tmp_
     assert "cannot read the trusted checkpoint" in err
 
 
-def test_max_uncovered(settings: Settings) -> None:
+def test_entries_no_checkpoint_covers_fail_verify(settings: Settings) -> None:
+    # Once a warning ("not yet under a signed checkpoint"): now every commit carries its
+    # checkpoint, so such entries are someone else's work.
     attack(settings.audit_db_path, "DELETE FROM checkpoints WHERE size = 12")
     code, out, err = audit(settings, "verify")
-    assert code == 0
-    assert "intact" in out
-    assert "the 4 newest entries (seq 9 to 12) are not yet under a signed checkpoint" in err
-    assert audit(settings, "verify", "--max-uncovered", "4")[0] == 0
-    code, _, err = audit(settings, "verify", "--max-uncovered", "3")
     assert code == 1
-    assert "first bad entry is seq 9: 4 entries after the latest checkpoint" in err
-    assert audit(settings, "verify", "--max-uncovered", "-1")[0] == 2  # usage error
+    assert out == ""
+    assert "first bad entry is seq 9: 4 entries after the latest checkpoint (size 8)" in err
+    code, _, err = audit(settings, "checkpoint")
+    assert (code, "audit log NOT intact" in err) == (1, True)
 
 
 def test_deleted_checkpoints_fail_verify(settings: Settings) -> None:

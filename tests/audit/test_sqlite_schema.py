@@ -2,17 +2,19 @@
 
 The tables are declared in Python; this pins the DDL they produce, so that declaring them
 differently (SQLModel instead of SQLAlchemy Core, say) cannot change a new log's schema
-unnoticed: STRICT tables, the generated filter columns, the indexes, the triggers.
+unnoticed: STRICT tables, the generated filter columns, the indexes, the triggers, and
+the view a commit group is written through (added with the checkpoint per group).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.audit.audit_support import open_store
+from tests.audit.audit_support import attack, make_record, open_store, verify
 
 # Captured from a log made by the SQLAlchemy Core tables (audit/_schema.py before the
 # SQLModel tables); SQLite keeps each CREATE statement's text as it was executed.
@@ -105,6 +107,16 @@ SCHEMA = [
     ),
     (
         "trigger",
+        "commit_groups_insert",
+        "commit_groups",
+        "CREATE TRIGGER commit_groups_insert INSTEAD OF INSERT ON commit_groups BEGIN "
+        "INSERT INTO entries (seq, prev, body, escrow, escrow_expires) SELECT NEW.seq, "
+        "NEW.prev, CAST(NEW.body AS TEXT), NEW.escrow, NEW.escrow_expires "
+        "WHERE NEW.seq IS NOT NULL; INSERT INTO checkpoints (size, root, note, created_at) "
+        "SELECT NEW.size, NEW.root, NEW.note, NEW.created_at WHERE NEW.size IS NOT NULL; END",
+    ),
+    (
+        "trigger",
         "entries_no_delete",
         "entries",
         "CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries "
@@ -126,6 +138,13 @@ SCHEMA = [
         "WHEN NOT (NEW.seq IS OLD.seq AND NEW.prev IS OLD.prev AND NEW.body IS OLD.body "
         "AND NEW.escrow IS NULL AND NEW.escrow_expires IS NULL) "
         "BEGIN SELECT RAISE(ABORT, 'entries are append-only; only an escrow may be erased'); END",
+    ),
+    (
+        "view",
+        "commit_groups",
+        "commit_groups",
+        "CREATE VIEW commit_groups (seq, prev, body, escrow, escrow_expires, size, root, note, "
+        "created_at) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0",
     ),
 ]
 
@@ -154,6 +173,26 @@ def test_reopening_a_log_leaves_its_schema_as_it_was(tmp_path: Path) -> None:
         with open_store(db, key):
             pass
     assert schema(db) == SCHEMA
+
+
+def test_the_view_a_group_is_written_through_is_made_anew_at_open(tmp_path: Path) -> None:
+    # Someone who can write the file replaces the view's trigger with one that drops the
+    # checkpoints: the writer never runs it, and its groups still land with theirs.
+    db = tmp_path / "audit.sqlite3"
+    key = Ed25519PrivateKey.generate()
+    with open_store(db, key):
+        pass
+    attack(db, "DROP TRIGGER commit_groups_insert")
+    attack(
+        db,
+        "CREATE TRIGGER commit_groups_insert INSTEAD OF INSERT ON commit_groups BEGIN "
+        "INSERT INTO entries (seq, prev, body) SELECT NEW.seq, NEW.prev, NEW.body "
+        "WHERE NEW.seq IS NOT NULL; END",
+    )
+    with open_store(db, key) as store:
+        asyncio.run(store.append([make_record(1), make_record(2)]))
+    assert schema(db) == SCHEMA
+    assert verify(db, key).checkpoints == 1
 
 
 def test_the_filter_columns_are_generated_and_hidden(tmp_path: Path) -> None:

@@ -10,11 +10,13 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from audit.errors import AuditError
 from audit.reader import AuditReader
@@ -227,3 +229,53 @@ def test_the_writer_lock_is_held_across_processes(db: Path, key: Ed25519PrivateK
         holder.communicate("")  # the holder exits; the OS drops its lock
     with open_store(db, key):
         pass
+
+
+APPENDER = """
+import asyncio, sys
+from pathlib import Path
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from audit.store import AuditStore
+from tests.audit.audit_support import ORIGIN, make_record
+
+key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(sys.argv[2]))
+store = AuditStore.open(Path(sys.argv[1]), log_key=key, origin=ORIGIN)
+
+async def append_forever():
+    appended = 0
+    while True:  # eight requests at a time, as a busy gateway's would come
+        await asyncio.gather(*(store.append([make_record(appended + i)]) for i in range(8)))
+        appended += 8
+        if appended == 8:
+            print("appended", flush=True)
+
+asyncio.run(append_forever())
+"""
+
+
+def test_a_gateway_killed_in_its_first_second_leaves_a_log_that_verifies(
+    db: Path, key: Ed25519PrivateKey
+) -> None:
+    # Before every commit carried its checkpoint, the first one came a second after the
+    # first entry (or at close): a gateway killed before then left entries that no
+    # checkpoint covered, and verify called the log tampered at seq 1.
+    raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    appender = subprocess.Popen(
+        [sys.executable, "-c", APPENDER, str(db), raw.hex()],
+        cwd=Path(__file__).resolve().parents[2],  # the repository, for `tests`
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert appender.stdout is not None
+        assert appender.stdout.readline().strip() == "appended"
+        time.sleep(0.1)  # more groups commit; one may be in flight when it dies
+    finally:
+        appender.kill()  # SIGKILL: no close, no last checkpoint
+        appender.communicate()
+    report = verify(db, key)
+    assert report.entries >= 8
+    assert report.checkpoints >= 1
+    with open_store(db, key) as store:  # and the next start takes it up
+        assert store.size == report.entries
+        assert asyncio.run(store.append([make_record(0)])) == [report.entries + 1]

@@ -1,13 +1,16 @@
 """`SQLiteReadOnlyStorage`: a SQLite audit log opened read-only (a `ReadOnlyStorage`).
 
 Each call opens its own connection with SQLite's mode=ro and query_only, so a reader
-never creates or changes the file, and in WAL mode never holds up the writer.
+never creates or changes the file, and in WAL mode never holds up the writer. A
+snapshot is one read transaction on one connection: in WAL mode its first read fixes
+what it sees, however many commits follow.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from audit.errors import AuditError
@@ -45,12 +48,7 @@ class SQLiteReadOnlyStorage:
     def entries(self, start: int) -> Generator[ChainRow, None, None]:
         proxy = self._engine.raw_connection()
         try:
-            cur = driver_connection(proxy).execute(SELECT_ENTRIES, (start,))
-            try:
-                while rows := cur.fetchmany(FETCH_ROWS):
-                    yield from rows
-            finally:
-                cur.close()
+            yield from _stream(driver_connection(proxy), start)
         finally:
             proxy.close()
 
@@ -61,6 +59,20 @@ class SQLiteReadOnlyStorage:
         finally:
             proxy.close()
         return [StoredCheckpoint._make(row) for row in rows]
+
+    @contextmanager
+    def snapshot(self) -> Iterator[SQLiteSnapshot]:
+        proxy = self._engine.raw_connection()
+        try:
+            conn = driver_connection(proxy)
+            conn.execute("BEGIN")  # deferred: the snapshot's first read fixes what it sees
+            snapshot = SQLiteSnapshot(conn)
+            try:
+                yield snapshot
+            finally:
+                snapshot.close()
+        finally:
+            proxy.close()  # ends the read transaction (nothing was written)
 
     def escrow(self, seq: int) -> bytes | None:
         proxy = self._engine.raw_connection()
@@ -89,3 +101,35 @@ class SQLiteReadOnlyStorage:
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+class SQLiteSnapshot:
+    """One read transaction; use `SQLiteReadOnlyStorage.snapshot`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._streams: list[Generator[ChainRow, None, None]] = []
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        rows = self._conn.execute(SELECT_CHECKPOINTS).fetchall()
+        return [StoredCheckpoint._make(row) for row in rows]
+
+    def entries(self, start: int) -> Generator[ChainRow, None, None]:
+        stream = _stream(self._conn, start)
+        self._streams.append(stream)
+        return stream
+
+    def close(self) -> None:
+        # A stream left half-read (verify stops at the first bad entry) closes its
+        # cursor now, while the connection is still open.
+        for stream in self._streams:
+            stream.close()
+
+
+def _stream(conn: sqlite3.Connection, start: int) -> Generator[ChainRow, None, None]:
+    cur = conn.execute(SELECT_ENTRIES, (start,))
+    try:
+        while rows := cur.fetchmany(FETCH_ROWS):
+            yield from rows
+    finally:
+        cur.close()

@@ -1,10 +1,15 @@
 """The schema of a SQLite audit log: the tables, the triggers that keep them append-only,
-and the check that a stored log is not from an earlier version.
+the view a group is written through, and the check that a stored log is not from an
+earlier version.
 
 Triggers refuse DELETE on both tables, an INSERT that would replace a row, and every
 UPDATE except erasing an escrow (both escrow columns set to NULL, nothing else changed),
 so a mistake cannot rewrite history. A determined attacker can drop them; verify is what
 catches that.
+
+The `commit_groups` view holds nothing: inserting into it is how the writer stores a
+group's entries and their checkpoint in one statement (`statements.insert_group`), its
+INSTEAD OF trigger putting each row into its table.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from sqlalchemy.engine import Engine
 
 from audit.errors import AuditError
 from audit.storage.tables import STORED_COLUMNS, metadata
+
+_ENTRY_COLUMNS = ", ".join(STORED_COLUMNS)  # seq, prev, body, escrow, escrow_expires
+_CHECKPOINT_COLUMNS = "size, root, note, created_at"
 
 APPEND_ONLY_TRIGGERS = (
     *(
@@ -45,6 +53,21 @@ APPEND_ONLY_TRIGGERS = (
 )
 
 
+COMMIT_GROUPS = (
+    "DROP TRIGGER IF EXISTS commit_groups_insert",
+    "DROP VIEW IF EXISTS commit_groups",
+    f"CREATE VIEW commit_groups ({_ENTRY_COLUMNS}, {_CHECKPOINT_COLUMNS}) AS "
+    "SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0",
+    "CREATE TRIGGER commit_groups_insert INSTEAD OF INSERT ON commit_groups BEGIN "
+    f"INSERT INTO entries ({_ENTRY_COLUMNS}) SELECT NEW.seq, NEW.prev, "
+    "CAST(NEW.body AS TEXT), NEW.escrow, NEW.escrow_expires WHERE NEW.seq IS NOT NULL; "
+    f"INSERT INTO checkpoints ({_CHECKPOINT_COLUMNS}) SELECT NEW.size, NEW.root, NEW.note, "
+    "NEW.created_at WHERE NEW.size IS NOT NULL; END",
+)
+"""The view a group is written through, and its trigger: made anew at every open, so
+that whatever stands under its name in the file is never what the writer runs."""
+
+
 def create_schema(engine: Engine, path: Path) -> None:
     """Create what is missing of the schema, and refuse a log of an earlier version.
 
@@ -54,8 +77,8 @@ def create_schema(engine: Engine, path: Path) -> None:
     metadata.create_all(engine)  # exactly the audit tables (their own registry)
     _require_current_schema(engine, path)
     with engine.begin() as conn:
-        for trigger in APPEND_ONLY_TRIGGERS:
-            conn.exec_driver_sql(trigger)
+        for statement in (*APPEND_ONLY_TRIGGERS, *COMMIT_GROUPS):
+            conn.exec_driver_sql(statement)
 
 
 def _require_current_schema(engine: Engine, path: Path) -> None:

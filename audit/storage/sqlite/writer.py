@@ -27,6 +27,7 @@ from audit.storage.sqlite.statements import (
     SELECT_LATEST_CHECKPOINT,
     TRUNCATE_WAL,
     insert_entries,
+    insert_group,
 )
 
 log = logging.getLogger(__name__)
@@ -100,22 +101,23 @@ class SQLiteStorage:
         row = self._conn.execute(SELECT_LATEST_CHECKPOINT).fetchone()
         return None if row is None else StoredCheckpoint._make(row)
 
-    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint | None) -> None:
-        """Write ``rows`` and ``checkpoint`` atomically and durably."""
+    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint) -> None:
+        """Write ``rows`` and ``checkpoint`` atomically and durably (one transaction)."""
         self._end_stray_transaction()
         cur = self._conn.cursor()
         try:
-            if checkpoint is None and 0 < len(rows) <= MAX_ROWS_PER_INSERT:
-                # One statement is its own transaction: atomic, and durable when it
-                # returns (synchronous=FULL), with one GIL round trip instead of three.
-                _insert(cur, rows)
+            if len(rows) <= MAX_ROWS_PER_INSERT:
+                # One statement (through the commit_groups view) is its own transaction:
+                # atomic, and durable when it returns (synchronous=FULL), with one GIL
+                # round trip instead of four (see `statements`).
+                values = [value for row in rows for value in row]
+                cur.execute(insert_group(len(rows)), [*values, *checkpoint])
                 return
             cur.execute("BEGIN IMMEDIATE")
             try:
                 for start in range(0, len(rows), MAX_ROWS_PER_INSERT):
                     _insert(cur, rows[start : start + MAX_ROWS_PER_INSERT])
-                if checkpoint is not None:
-                    cur.execute(INSERT_CHECKPOINT, checkpoint)
+                cur.execute(INSERT_CHECKPOINT, checkpoint)
                 cur.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:

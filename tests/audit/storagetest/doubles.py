@@ -6,9 +6,17 @@ from __future__ import annotations
 
 import errno
 import threading
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 
-from audit.storage.interface import ChainRow, EntryRow, LogStorage, StoredCheckpoint
+from audit.storage.interface import (
+    ChainRow,
+    EntryRow,
+    LogStorage,
+    ReadOnlyStorage,
+    Snapshot,
+    StoredCheckpoint,
+)
 
 
 class RecordingStorage:
@@ -45,7 +53,7 @@ class RecordingStorage:
         self._note("latest_checkpoint")
         return self.inner.latest_checkpoint()
 
-    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint | None) -> None:
+    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint) -> None:
         self._note("write")
         self.inner.write(rows, checkpoint)
 
@@ -74,8 +82,82 @@ class FailAfterCommitStorage(RecordingStorage):
     def fail_next_write_after_commit(self) -> None:
         self._fail_next = True
 
-    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint | None) -> None:
+    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint) -> None:
         super().write(rows, checkpoint)
         if self._fail_next:
             self._fail_next = False
             raise OSError(errno.EIO, "I/O error reported after the COMMIT")
+
+
+class WriterGoesOnStorage:
+    """A real read-only storage, except that right after the first read of checkpoints
+    (a snapshot's, or the storage's own) it runs `meanwhile` once: the gateway committing
+    a group while verify reads, at the worst moment, on demand."""
+
+    def __init__(self, inner: ReadOnlyStorage, meanwhile: Callable[[], object]) -> None:
+        self.inner = inner
+        self._meanwhile: Callable[[], object] | None = meanwhile
+
+    def _after_checkpoints(self) -> None:
+        meanwhile, self._meanwhile = self._meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
+
+    @property
+    def location(self) -> str:
+        return self.inner.location
+
+    def entries(self, start: int) -> Generator[ChainRow, None, None]:
+        return self.inner.entries(start)
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        found = self.inner.checkpoints()
+        self._after_checkpoints()
+        return found
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        with self.inner.snapshot() as snapshot:
+            yield _WriterGoesOnSnapshot(snapshot, self._after_checkpoints)
+
+    def escrow(self, seq: int) -> bytes | None:
+        return self.inner.escrow(seq)
+
+    def count(self) -> int:
+        return self.inner.count()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _WriterGoesOnSnapshot:
+    def __init__(self, inner: Snapshot, after_checkpoints: Callable[[], None]) -> None:
+        self._inner = inner
+        self._after_checkpoints = after_checkpoints
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        found = self._inner.checkpoints()
+        self._after_checkpoints()
+        return found
+
+    def entries(self, start: int) -> Generator[ChainRow, None, None]:
+        return self._inner.entries(start)
+
+
+class DiesStorage(RecordingStorage):
+    """The real storage until `die()`: from then on no write reaches the database, as
+    when the gateway's process has died (a crash, a power cut) right after its last
+    commit. Whatever the store would still write as it closes is lost."""
+
+    def __init__(self, inner: LogStorage) -> None:
+        super().__init__(inner)
+        self._dead = False
+
+    def die(self) -> None:
+        self._dead = True
+
+    def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint) -> None:
+        if self._dead:
+            self._note("write")
+            raise OSError(errno.EIO, "the process is gone")
+        super().write(rows, checkpoint)

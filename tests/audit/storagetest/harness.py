@@ -60,6 +60,16 @@ class StorageHarness(abc.ABC):
         """Remove entry `seq`, past the append-only guards."""
 
     @abc.abstractmethod
+    def rewrite_entry(self, seq: int) -> None:
+        """Change entry `seq`'s body (allow to deny) and recompute the `prev` of every
+        later entry, so that no link breaks: a rewrite by someone who can write the
+        database but does not hold the log key."""
+
+    @abc.abstractmethod
+    def delete_checkpoints_above(self, size: int) -> None:
+        """Remove every checkpoint larger than `size`, past the append-only guards."""
+
+    @abc.abstractmethod
     def leave_transaction_open(self, storage: LogStorage) -> None:
         """Leave a transaction open on `storage`'s own connection, holding an entry 1
         that is not the store's: what a ROLLBACK that failed would leave behind."""

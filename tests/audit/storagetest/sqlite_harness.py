@@ -59,6 +59,25 @@ class SQLiteHarness(StorageHarness):
     def delete_entry(self, seq: int) -> None:
         attack(self.path, "DELETE FROM entries WHERE seq = ?", seq)
 
+    def rewrite_entry(self, seq: int) -> None:
+        self.tamper_body(seq)
+        ((last,),) = attack(self.path, "SELECT max(seq) FROM entries")
+        for later in range(seq + 1, last + 1):
+            (before,) = attack(
+                self.path,
+                "SELECT seq, prev, CAST(body AS BLOB) FROM entries WHERE seq = ?",
+                later - 1,
+            )
+            attack(
+                self.path,
+                "UPDATE entries SET prev = ? WHERE seq = ?",
+                entry_leaf_hash(*before),
+                later,
+            )
+
+    def delete_checkpoints_above(self, size: int) -> None:
+        attack(self.path, "DELETE FROM checkpoints WHERE size > ?", size)
+
     def leave_transaction_open(self, storage: LogStorage) -> None:
         assert isinstance(storage, SQLiteStorage)
         conn = storage.connection

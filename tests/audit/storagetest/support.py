@@ -12,14 +12,13 @@ from audit.reader import AuditReader
 from audit.storage.interface import LogStorage
 from audit.store import AuditStore
 from audit.verify import VerifyReport, verify_log
-from tests.audit.audit_support import ORIGIN, FakeClock, append_records
+from tests.audit.audit_support import ORIGIN, append_records
 from tests.audit.storagetest.harness import StorageHarness
 
 
 @contextmanager
 def open_store(storage: LogStorage, key: Ed25519PrivateKey, **options: Any) -> Iterator[AuditStore]:
-    """A store on `storage` with a fake clock unless one is given; closed on exit."""
-    options.setdefault("clock", FakeClock())
+    """A store on `storage`; closed on exit."""
     store = AuditStore.on_storage(storage, log_key=key, origin=ORIGIN, **options)
     try:
         yield store
@@ -31,12 +30,11 @@ def reader(backend: StorageHarness) -> AuditReader:
     return AuditReader(backend.open_reader())
 
 
-def write_log(
-    backend: StorageHarness, key: Ed25519PrivateKey, n: int, *, every: int = 1000
-) -> None:
-    """`n` entries, one commit each, so checkpoints land at multiples of `every` (and at n)."""
-    with open_store(backend.open_storage(), key, checkpoint_every=every) as store:
-        append_records(store, n)
+def write_log(backend: StorageHarness, key: Ed25519PrivateKey, n: int, *, group: int = 1) -> None:
+    """`n` entries, `group` to a commit, so checkpoints land at multiples of `group`
+    (and at n)."""
+    with open_store(backend.open_storage(), key) as store:
+        append_records(store, n, group=group)
 
 
 def verify(backend: StorageHarness, key: Ed25519PrivateKey) -> VerifyReport:

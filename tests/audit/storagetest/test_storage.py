@@ -58,12 +58,11 @@ def test_what_is_written_is_read_back_by_writer_and_reader(backend: StorageHarne
     storage = backend.open_storage()
     try:
         storage.write(rows[:3], checkpoint(3))
-        storage.write(rows[3:], None)
+        assert storage.latest_checkpoint() == checkpoint(3)
+        storage.write(rows[3:], checkpoint(5))
         assert contents(storage) == [row[:3] for row in rows]
         assert list(storage.entries(4)) == [row[:3] for row in rows[3:]]
         assert storage.last_entry() == rows[-1][:3]
-        assert storage.latest_checkpoint() == checkpoint(3)
-        storage.write([], checkpoint(5))
         assert storage.latest_checkpoint() == checkpoint(5)
     finally:
         storage.close()
@@ -82,7 +81,7 @@ def test_bodies_come_back_byte_for_byte(backend: StorageHarness) -> None:
     body = make_record(1, case_ref="CTI-2026-ü€𝄞").body()
     storage = backend.open_storage()
     try:
-        storage.write([(1, GENESIS_PREV, body, None, None)], None)
+        storage.write([(1, GENESIS_PREV, body, None, None)], checkpoint(1))
         assert storage.last_entry() == (1, GENESIS_PREV, body)
     finally:
         storage.close()
@@ -98,14 +97,14 @@ def test_a_write_is_all_or_nothing(backend: StorageHarness) -> None:
     rows = chained(1, large)
     storage = backend.open_storage()
     try:
-        storage.write(rows[:1], None)
+        storage.write(rows[:1], checkpoint(1))
         backend.fail_writes(purpose="boom")
         last = rows[-1]
         failing = (last[0], last[1], make_record(0, purpose="boom").body(), None, None)
         with pytest.raises(backend.error):
             storage.write([*rows[1:-1], failing], checkpoint(large))
         assert storage.last_entry() == rows[0][:3]
-        assert storage.latest_checkpoint() is None
+        assert storage.latest_checkpoint() == checkpoint(1)
         backend.stop_failing()
         storage.write(rows[1:], checkpoint(large))
         assert storage.last_entry() == rows[-1][:3]
@@ -121,11 +120,28 @@ def test_a_stored_entry_or_checkpoint_is_never_replaced(backend: StorageHarness)
         storage.write(rows, checkpoint(2))
         forged = (2, rows[1][1], make_record(99).body(), None, None)
         with pytest.raises(backend.error):
-            storage.write([forged], None)
+            storage.write([forged], checkpoint(3))
         with pytest.raises(backend.error):
             storage.write([], StoredCheckpoint(2, bytes(32), "forged", "then"))
         assert contents(storage) == [row[:3] for row in rows]
         assert storage.latest_checkpoint() == checkpoint(2)
+    finally:
+        storage.close()
+
+
+def test_entries_land_only_with_their_checkpoint(backend: StorageHarness) -> None:
+    # A group's entries and its checkpoint are one write: a checkpoint the database
+    # refuses takes the entries back with it, so none is ever left outside a checkpoint.
+    rows = chained(1, 4)
+    storage = backend.open_storage()
+    try:
+        storage.write(rows[:2], checkpoint(2))
+        with pytest.raises(backend.error):
+            storage.write(rows[2:], StoredCheckpoint(2, bytes(32), "taken", "then"))
+        assert storage.last_entry() == rows[1][:3]
+        assert storage.latest_checkpoint() == checkpoint(2)
+        storage.write(rows[2:], checkpoint(4))
+        assert storage.last_entry() == rows[-1][:3]
     finally:
         storage.close()
 
@@ -136,7 +152,7 @@ def test_expired_escrows_are_erased_a_limited_batch_at_a_time(backend: StorageHa
     plain = chained(6, 1, prev=entry_leaf_hash(*late[-1][:3]))
     storage = backend.open_storage()
     try:
-        storage.write([*early, *late, *plain], None)
+        storage.write([*early, *late, *plain], checkpoint(6))
         assert storage.erase_expired_escrows(999, 10) == 0
         assert storage.erase_expired_escrows(1000, 2) == 2  # at most `limit`
         assert storage.erase_expired_escrows(1000, 2) == 1
@@ -182,4 +198,27 @@ def test_the_writer_reads_only_what_is_committed(backend: StorageHarness) -> Non
         assert storage.last_entry() is None
         assert contents(storage) == []
     finally:
+        storage.close()
+
+
+def test_a_snapshot_is_the_log_as_it_stood_at_its_first_read(backend: StorageHarness) -> None:
+    # Verify reads checkpoints and then entries: whatever the writer commits in between
+    # must be in both or in neither, or a log being written to would not check out.
+    rows = chained(1, 4)
+    storage = backend.open_storage()
+    log = backend.open_reader()
+    try:
+        storage.write(rows[:2], checkpoint(2))
+        with log.snapshot() as snapshot:
+            assert snapshot.checkpoints() == [checkpoint(2)]
+            storage.write(rows[2:], checkpoint(4))  # the writer goes on meanwhile
+            assert list(snapshot.entries(1)) == [row[:3] for row in rows[:2]]
+            assert snapshot.checkpoints() == [checkpoint(2)]
+            half_read = snapshot.entries(1)
+            assert next(half_read) == rows[0][:3]  # left open: the snapshot closes it
+        with log.snapshot() as snapshot:
+            assert snapshot.checkpoints() == [checkpoint(2), checkpoint(4)]
+            assert list(snapshot.entries(3)) == [row[:3] for row in rows[2:]]
+    finally:
+        log.close()
         storage.close()

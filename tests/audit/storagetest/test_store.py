@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime
 
 import pytest
@@ -12,10 +11,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit.checkpoint import open_checkpoint
 from audit.entry import GENESIS_PREV, entry_leaf_hash
 from audit.errors import AuditError
+from audit.reader import AuditReader
 from audit.store import AuditStore
-from tests.audit.audit_support import ORIGIN, FakeClock, make_record
+from audit.verify import verify_log
+from tests.audit.audit_support import ORIGIN, append_records, make_record
 from tests.audit.reference_tree import reference_root
-from tests.audit.storagetest.doubles import FailAfterCommitStorage, RecordingStorage
+from tests.audit.storagetest.doubles import (
+    FailAfterCommitStorage,
+    RecordingStorage,
+    WriterGoesOnStorage,
+)
 from tests.audit.storagetest.harness import StorageHarness
 from tests.audit.storagetest.support import open_store, reader, verify, write_log
 
@@ -59,7 +64,7 @@ def test_entries_survive_reopen_and_the_chain_continues(
         leaves.append(entry_leaf_hash(entry.seq, entry.prev, entry.body))
     assert entries[3].body == make_record(10).body()
     report = verify(backend, key)
-    assert (report.entries, report.uncovered_tail) == (5, 0)
+    assert (report.entries, report.checkpoints) == (5, 4)  # one checkpoint per commit
     assert report.root == reference_root(leaves)
 
 
@@ -135,31 +140,46 @@ def test_a_transaction_left_open_is_rolled_back_before_the_next_write(
     assert verify(backend, key).entries == 1
 
 
-def test_a_failed_commit_that_landed_is_picked_up_before_the_next_write(
-    backend: StorageHarness, key: Ed25519PrivateKey
+def test_entries_appended_behind_the_store_are_never_signed(
+    backend: StorageHarness, key: Ed25519PrivateKey, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Someone without the key appends a well-chained entry while a write of the store
+    # fails (or makes it fail by taking its seq). Rebuilding the state from the table
+    # would have the next group's checkpoint sign that entry with the real key.
+    storage = RecordingStorage(backend.open_storage())
+
     async def run(store: AuditStore) -> None:
         assert await store.append([make_record(1)]) == [1]
         backend.fail_writes(purpose="boom")
         with pytest.raises(AuditError):
             await store.append([make_record(2, purpose="boom")])
         assert not store.healthy()
-        # Seq 2 lands after all, though not as the store prepared it: without a rebuild,
-        # the store would write seq 2 again and fail on every later append until restarted.
         backend.append_behind_the_store(make_record(2))
         backend.stop_failing()
-        assert await store.append([make_record(3)]) == [3]
-        assert store.healthy()
-        assert store.size == 3
-        assert await store.append([make_record(4), make_record(5)]) == [4, 5]
+        scans, heads = storage.count("entries"), storage.count("last_entry")
+        for i in range(3):
+            with pytest.raises(AuditError, match="could not be written") as refused:
+                await store.append([make_record(3 + i)])
+            assert "changed behind the gateway" in str(refused.value.__cause__)
+            assert not store.healthy()
+        assert store.size == 1
+        # The head was read once, and the table never scanned to rebuild from it.
+        assert (storage.count("entries"), storage.count("last_entry")) == (scans, heads + 1)
 
-    with open_store(backend.open_storage(), key) as store:
+    with open_store(storage, key) as store:
         asyncio.run(run(store))
-    report = verify(backend, key)
-    assert (report.entries, report.uncovered_tail) == (5, 0)
+    with reader(backend) as log:
+        assert [c.size for c in log.checkpoints()] == [1]  # nothing signed over seq 2
+    found = "after a failed write it ends at seq 2"
+    assert found in caplog.text
+    assert "had written up to seq 1" in caplog.text
+    assert "doelpoort audit verify --log-key" in caplog.text
+    assert caplog.text.count(found) == 1  # said once, not per refused append
+    with pytest.raises(AuditError, match=r"ends in 1 entry \(seq 2 to 2\) that no signed"):
+        AuditStore.on_storage(backend.open_storage(), log_key=key, origin=ORIGIN)
 
 
-def test_a_failed_rebuild_keeps_the_store_unhealthy(
+def test_an_entry_forged_behind_the_store_is_never_signed(
     backend: StorageHarness, key: Ed25519PrivateKey, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def run(store: AuditStore) -> None:
@@ -168,7 +188,7 @@ def test_a_failed_rebuild_keeps_the_store_unhealthy(
         with pytest.raises(AuditError):
             await store.append([make_record(2)])
         backend.stop_failing()
-        # Meanwhile a row that does not chain appears: the state cannot be rebuilt.
+        # Meanwhile a row that does not chain appears.
         backend.forge_entry(2)
         for i in range(2):
             with pytest.raises(AuditError, match="could not be written"):
@@ -178,8 +198,11 @@ def test_a_failed_rebuild_keeps_the_store_unhealthy(
 
     with open_store(backend.open_storage(), key) as store:
         asyncio.run(run(store))
-    assert "audit state could not be rebuilt: AuditError" in caplog.text
-    assert "not intact near seq 2" in caplog.text
+    assert "changed behind the gateway" in caplog.text
+    with reader(backend) as log:
+        assert [c.size for c in log.checkpoints()] == [1]
+    with pytest.raises(AuditError, match="not intact near seq 2"):
+        AuditStore.on_storage(backend.open_storage(), log_key=key, origin=ORIGIN)
 
 
 def test_a_failed_commit_that_landed_is_recognised_by_its_last_entry(
@@ -205,34 +228,6 @@ def test_a_failed_commit_that_landed_is_recognised_by_its_last_entry(
     assert verify(backend, key).entries == 4
 
 
-def test_a_failed_rebuild_is_retried_once_per_interval(
-    backend: StorageHarness, key: Ed25519PrivateKey
-) -> None:
-    clock = FakeClock()
-    storage = RecordingStorage(backend.open_storage())
-
-    async def run(store: AuditStore) -> None:
-        assert await store.append([make_record(1)]) == [1]
-        backend.fail_writes()
-        with pytest.raises(AuditError):
-            await store.append([make_record(2)])
-        backend.stop_failing()
-        backend.forge_entry(2)
-        scans = storage.count("entries")  # each one a read of the whole table
-        for i in range(3):
-            with pytest.raises(AuditError, match="could not be written"):
-                await store.append([make_record(3 + i)])
-        assert storage.count("entries") == scans + 1
-        clock.advance(60)
-        with pytest.raises(AuditError, match="could not be written"):
-            await store.append([make_record(6)])
-        assert storage.count("entries") == scans + 2
-        assert not store.healthy()
-
-    with open_store(storage, key, clock=clock, checkpoint_interval_s=60) as store:
-        asyncio.run(run(store))
-
-
 def test_a_checkpoint_that_cannot_be_signed_fails_the_batch(
     backend: StorageHarness, key: Ed25519PrivateKey
 ) -> None:
@@ -244,34 +239,32 @@ def test_a_checkpoint_that_cannot_be_signed_fails_the_batch(
             await store.append([make_record(1)])
         assert not store.healthy()
 
-    with open_store(backend.open_storage(), key, checkpoint_every=1, now=broken_clock) as store:
+    with open_store(backend.open_storage(), key, now=broken_clock) as store:
         asyncio.run(run(store))
         with reader(backend) as log:
             assert log.count() == 0
 
 
-def test_an_idle_log_gets_a_checkpoint_without_further_appends(
+def test_every_commit_carries_its_checkpoint(
     backend: StorageHarness, key: Ed25519PrivateKey
 ) -> None:
+    # No entry is ever committed outside a signed checkpoint: there is nothing to sign
+    # later, when the log goes idle or the store closes.
     storage = RecordingStorage(backend.open_storage())
 
     async def run(store: AuditStore) -> None:
-        await store.append([make_record(1)])
-        # The idle timer fires after checkpoint_interval_s on the event loop.
-        for _ in range(100):
-            await asyncio.sleep(0.01)
+        for sizes in ([1], [1, 3], [1, 3, 4]):
+            await store.append([make_record(i) for i in range(sizes[-1] - store.size)])
             with reader(backend) as log:
-                if log.checkpoints():
-                    return
-        raise AssertionError("no idle checkpoint")
+                assert [c.size for c in log.checkpoints()] == sizes
+                assert log.count() == sizes[-1]
 
-    with open_store(storage, key, checkpoint_interval_s=0.02, clock=time.monotonic) as store:
+    with open_store(storage, key) as store:
         asyncio.run(run(store))
-        with reader(backend) as log:
-            assert [c.size for c in log.checkpoints()] == [1]
-    # Every write, the idle checkpoint's too, ran on the storage thread, not the loop.
+        assert store.commit_count == 3
+    # One write per group, the checkpoint in it; none at close. All on the storage thread.
     writers = storage.threads("write")
-    assert len(writers) == 2
+    assert len(writers) == 3
     assert all(name.startswith("audit") for name in writers)
 
 
@@ -302,10 +295,8 @@ def test_a_record_that_cannot_be_encoded_is_an_audit_error(
         assert store.healthy()
 
 
-def test_checkpoints_every_n_entries_and_on_close(
-    backend: StorageHarness, key: Ed25519PrivateKey
-) -> None:
-    write_log(backend, key, 7, every=3)
+def test_a_checkpoint_per_commit_group(backend: StorageHarness, key: Ed25519PrivateKey) -> None:
+    write_log(backend, key, 7, group=3)
     with reader(backend) as log:
         stored = log.checkpoints()
     assert [c.size for c in stored] == [3, 6, 7]
@@ -315,24 +306,6 @@ def test_checkpoints_every_n_entries_and_on_close(
         assert c.created_at.endswith("Z")
 
 
-def test_checkpoint_after_the_interval(backend: StorageHarness, key: Ed25519PrivateKey) -> None:
-    clock = FakeClock()
-
-    async def run(store: AuditStore) -> None:
-        await store.append([make_record(1), make_record(2)])
-        clock.advance(0.5)
-        await store.append([make_record(3)])
-        with reader(backend) as log:
-            assert log.checkpoints() == []
-        clock.advance(0.6)
-        await store.append([make_record(4)])
-        with reader(backend) as log:
-            assert [c.size for c in log.checkpoints()] == [4]
-
-    with open_store(backend.open_storage(), key, clock=clock, checkpoint_interval_s=1.0) as store:
-        asyncio.run(run(store))
-
-
 def test_no_new_checkpoint_when_nothing_was_added(
     backend: StorageHarness, key: Ed25519PrivateKey
 ) -> None:
@@ -340,7 +313,7 @@ def test_no_new_checkpoint_when_nothing_was_added(
     with open_store(backend.open_storage(), key):
         pass
     with reader(backend) as log:
-        assert [c.size for c in log.checkpoints()] == [2]
+        assert [c.size for c in log.checkpoints()] == [1, 2]  # none added by open or close
 
 
 def test_close_is_idempotent_and_refuses_appends(
@@ -415,6 +388,24 @@ def test_reader_reads_while_the_store_writes(
 
     with open_store(backend.open_storage(), key) as store:
         asyncio.run(run(store))
+
+
+def test_verify_reads_one_snapshot_of_a_log_being_written_to(
+    backend: StorageHarness, key: Ed25519PrivateKey
+) -> None:
+    # The gateway commits a group (entries and their checkpoint) right after verify has
+    # read the checkpoints: verify checks the log as it stood before that commit.
+    with open_store(backend.open_storage(), key) as store:
+        append_records(store, 3)
+        live = WriterGoesOnStorage(
+            backend.open_reader(), lambda: asyncio.run(store.append([make_record(9)]))
+        )
+        with AuditReader(live) as log:
+            report = verify_log(log, key.public_key(), origin=ORIGIN)
+        assert (report.entries, report.checkpoints) == (3, 3)
+        assert store.size == 4  # the commit did happen meanwhile
+    report = verify(backend, key)
+    assert (report.entries, report.checkpoints) == (4, 4)
 
 
 def test_a_log_has_one_writer(backend: StorageHarness, key: Ed25519PrivateKey) -> None:
