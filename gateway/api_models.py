@@ -8,6 +8,7 @@ field and the rule, never the value that broke it.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -17,17 +18,24 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    create_model,
     model_validator,
 )
 
+from gateway import case_refs
+from gateway.case_refs import CaseRefFormat
 from gateway.errors import InvalidRequest
 from gateway.ids import DATASET_ID_PATTERN, ID_PATTERN
 
 Slug = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$")]
 DatasetId = Annotated[str, StringConstraints(pattern=f"^{DATASET_ID_PATTERN}$")]
-# A case reference names a case, never a person: a registry prefix, a year and a number
-# of at most six digits (so a BSN or another identifier cannot pass for one).
-CaseRef = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9]{1,11}-[0-9]{4}-[0-9]{1,6}$")]
+# A case reference names a case, never a person (`gateway.case_refs`). These are the
+# default formats; a deployment's own are in its register (`request_model`).
+CaseRef = Annotated[
+    str,
+    case_refs.case_ref_field(case_refs.DEFAULT_FORMATS),
+    AfterValidator(case_refs.check_rule),
+]
 
 
 def _calendar_date(value: str) -> str:
@@ -110,6 +118,21 @@ class DisclosureRequest(_Strict):
         except (ValueError, RecursionError):
             pass  # not JSON at all: pydantic says where, below
         return cls.model_validate_json(body)
+
+
+def request_model(case_ref_formats: Sequence[CaseRefFormat]) -> type[DisclosureRequest]:
+    """The request model of a deployment whose case references take these formats.
+
+    The deployment's formats are its register's; the same model validates requests and
+    gives the OpenAPI document its schema, so the two cannot say different things.
+    """
+    return create_model(
+        DisclosureRequest.__name__,
+        __base__=DisclosureRequest,
+        __module__=__name__,
+        __doc__=DisclosureRequest.__doc__,
+        case_ref=(case_refs.case_ref_type(case_ref_formats), ...),
+    )
 
 
 class _RepeatedMember(Exception):

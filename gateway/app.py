@@ -204,7 +204,7 @@ def create_app(settings: Settings) -> FastAPI:
         # pydantic-core parses and validates in one pass (and bounds nesting); this is
         # the hot path, and FastAPI's generic body handling costs a third of a bare call.
         try:
-            body = DisclosureRequest.from_body(await json_body(request))
+            body = rt(request).request_model.from_body(await json_body(request))
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
         receipt = await rt(request).disclosures.disclose(requester, body)
@@ -242,7 +242,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def openapi(request: Request) -> Response:
         document = request.app.openapi()
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for name, schema in _component_schemas(DisclosureRequest).items():
+        # The deployment's model: its case_ref pattern is the register's formats.
+        for name, schema in _component_schemas(rt(request).request_model).items():
             schemas.setdefault(name, schema)
         return JSONResponse(document)
 
