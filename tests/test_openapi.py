@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -154,6 +155,8 @@ def test_the_server_is_the_listeners_address_unless_a_public_url_is_set(
     assert server_url(settings, ("127.0.0.1", 1234)) == "https://127.0.0.1:1234"  # port 0
     assert server_url(settings.replace(host="::1", port=8443), None) == "https://[::1]:8443"
     assert server_url(settings.replace(host="0.0.0.0"), None) == "/"  # noqa: S104
+    # Behind a proxy the address partners use is the proxy's: relative to the document.
+    assert server_url(settings.replace(proxy_socket=Path("/run/gw.sock")), None) == "/"
     public = settings.replace(public_url="https://gateway.example.nl/doelpoort/")
     assert server_url(public, None) == "https://gateway.example.nl/doelpoort"
 
