@@ -7,6 +7,7 @@ field and the rule, never the value that broke it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -16,18 +17,24 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    create_model,
     model_validator,
 )
 
-from gateway import ijson
+from gateway import case_refs, ijson
+from gateway.case_refs import CaseRefFormat
 from gateway.errors import InvalidRequest
 from gateway.ids import DATASET_ID_PATTERN, ID_PATTERN
 
 Slug = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$")]
 DatasetId = Annotated[str, StringConstraints(pattern=f"^{DATASET_ID_PATTERN}$")]
-# A case reference names a case, never a person: a registry prefix, a year and a number
-# of at most six digits (so a BSN or another identifier cannot pass for one).
-CaseRef = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9]{1,11}-[0-9]{4}-[0-9]{1,6}$")]
+# A case reference names a case, never a person (`gateway.case_refs`). These are the
+# default formats; a deployment's own are in its register (`request_model`).
+CaseRef = Annotated[
+    str,
+    case_refs.case_ref_field(case_refs.DEFAULT_FORMATS),
+    AfterValidator(case_refs.check_rule),
+]
 
 
 def _calendar_date(value: str) -> str:
@@ -36,10 +43,18 @@ def _calendar_date(value: str) -> str:
 
 
 # [0-9], not \d: \d also matches other scripts' digits, which would dodge DPO look-ups.
+# The year spelled out so the pattern refuses 0000, as the calendar does; "format: date"
+# tells a schema-driven client the rest (no 2026-02-31).
 IsoDate = Annotated[
     str,
-    StringConstraints(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"),
+    StringConstraints(
+        pattern=(
+            r"^([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+            r"-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+        )
+    ),
     AfterValidator(_calendar_date),
+    Field(json_schema_extra={"format": "date"}),
 ]
 
 
@@ -56,10 +71,56 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+#: What identifies a subject: one of these, every part of it. ``name`` alone is too
+#: common, so it counts only together with ``date_of_birth``.
+IDENTIFYING_KEYS: tuple[tuple[str, ...], ...] = (
+    ("bsn",),
+    ("v_number",),
+    ("passport_no",),
+    ("iban",),
+    ("name", "date_of_birth"),
+)
+
+BSN_DESCRIPTION = (
+    "Burgerservicenummer: nine digits d1..d9 that pass the eleven-test: 9·d1 + 8·d2 + 7·d3"
+    " + 6·d4 + 5·d5 + 4·d6 + 3·d7 + 2·d8 - d9 is divisible by 11 (and not 000000000)."
+    " JSON Schema cannot state the test: format `bsn` names it, and a BSN that fails it"
+    " is refused with 422."
+)
+
+
+def _subject_schema(schema: dict[str, Any]) -> None:
+    """Say in JSON Schema what :meth:`Subject._check` says in code.
+
+    Each key is a string when given (an explicit null is refused, see ``_no_nulls``); at
+    least one identifying key; ``name`` and ``date_of_birth`` only together. The
+    eleven-test is format ``bsn`` and the description. tests/test_openapi.py holds the
+    schema and the validation to the same answers.
+    """
+    for prop in schema["properties"].values():
+        branches = prop.pop("anyOf", None)
+        if branches is not None:
+            (given,) = [b for b in branches if b.get("type") != "null"]
+            prop.update(given)
+        prop.pop("default", None)
+    schema["minProperties"] = 1
+    schema["anyOf"] = [{"required": list(keys)} for keys in IDENTIFYING_KEYS]
+    schema["dependentRequired"] = {"name": ["date_of_birth"], "date_of_birth": ["name"]}
+
+
 class Subject(_Strict):
     """Identity keys of one subject: at least one; ``name`` only with ``date_of_birth``."""
 
-    bsn: Annotated[str, StringConstraints(pattern=r"^[0-9]{9}$")] | None = None
+    model_config = ConfigDict(json_schema_extra=_subject_schema)
+
+    bsn: (
+        Annotated[
+            str,
+            StringConstraints(pattern=r"^[0-9]{9}$"),
+            Field(description=BSN_DESCRIPTION, json_schema_extra={"format": "bsn"}),
+        ]
+        | None
+    ) = None
     v_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{6,12}$")] | None = None
     passport_no: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{6,12}$")] | None = None
     iban: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}$")] | None = (
@@ -68,13 +129,21 @@ class Subject(_Strict):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     date_of_birth: IsoDate | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        # A key is given or left out; null is neither, and the schema says so.
+        if isinstance(data, dict) and any(value is None for value in data.values()):
+            raise ValueError("an identity key is a string: leave out a key that is not given")
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> Subject:
         given = self.keys()
-        if not given:
-            raise ValueError("subject needs at least one identity key")
         if ("name" in given) != ("date_of_birth" in given):
             raise ValueError("name and date_of_birth identify a subject only together")
+        if not any(all(part in given for part in key) for key in IDENTIFYING_KEYS):
+            raise ValueError("subject needs at least one identity key")
         if self.bsn is not None and not bsn_is_valid(self.bsn):
             raise ValueError("bsn fails the eleven-test")
         return self
@@ -112,41 +181,98 @@ class DisclosureRequest(_Strict):
         return cls.model_validate_json(body)
 
 
-class DatasetResult(BaseModel):
-    """One dataset's outcome inside a disclosure."""
+def request_model(case_ref_formats: Sequence[CaseRefFormat]) -> type[DisclosureRequest]:
+    """The request model of a deployment whose case references take these formats.
+
+    The deployment's formats are its register's; the same model validates requests and
+    gives the OpenAPI document its schema, so the two cannot say different things.
+    """
+    return create_model(
+        DisclosureRequest.__name__,
+        __base__=DisclosureRequest,
+        __module__=__name__,
+        __doc__=DisclosureRequest.__doc__,
+        case_ref=(case_refs.case_ref_type(case_ref_formats), ...),
+    )
+
+
+# Response shapes. The gateway writes its responses itself (the hot path serialises
+# once); these models only describe them in the OpenAPI document, and the schemathesis
+# test (tests/test_contract_fuzzing.py) holds the gateway's answers to them.
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetError(_Answer):
+    """Why one dataset was withheld: a problem type of the table, its title, a detail."""
+
+    type: str
+    title: str
+    detail: str
+
+
+class DatasetResult(_Answer):
+    """One dataset's outcome inside a disclosure: ``field_ops`` and ``records`` for an
+    allow, ``reasons`` for a deny, ``error`` for a dataset withheld."""
 
     dataset: str
     decision: Literal["allow", "deny", "error"]
     field_ops: dict[str, str] | None = None
     records: list[dict[str, Any]] | None = None
     reasons: list[str] | None = None
-    error: dict[str, str] | None = None
-    audit_seq: int
+    error: DatasetError | None = None
+    audit_seq: Annotated[int, Field(ge=0)]
 
 
-class Disclosure(BaseModel):
-    id: str
-    issued_at: str
+class Disclosure(_Answer):
+    id: Annotated[str, Field(pattern=r"^urn:uuid:[0-9a-f-]{36}$")]
+    issued_at: Annotated[str, Field(json_schema_extra={"format": "date-time"})]
     requester: str
     purpose: str
     case_ref: str
-    policy_digest: str
-    results: list[DatasetResult]
+    policy_digest: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+    results: Annotated[list[DatasetResult], Field(min_length=1)]
 
 
-class DisclosureResponse(BaseModel):
-    """The disclosure and a compact JWS over its RFC 8785 canonical JSON."""
+class DisclosureResponse(_Answer):
+    """The disclosure and a compact JWS (EdDSA) over its RFC 8785 canonical JSON."""
 
     disclosure: Disclosure
-    jws: str
+    jws: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")]
 
 
-class Problem(BaseModel):
-    """RFC 9457 problem details."""
+class Jwk(_Answer):
+    """An Ed25519 public key (RFC 8037); ``kid`` is its RFC 7638 thumbprint."""
 
-    type: str
-    title: str
-    status: int
-    detail: str
-    reasons: list[str] | None = None
-    errors: list[dict[str, Any]] | None = None
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: str
+    kid: str
+    alg: Literal["EdDSA"]
+    use: Literal["sig"]
+
+
+class JwkSet(_Answer):
+    """The receipt verification keys, current and retired."""
+
+    keys: Annotated[list[Jwk], Field(min_length=1)]
+
+
+class Health(_Answer):
+    status: Literal["ok"]
+
+
+class Readiness(_Answer):
+    """Whether the policy engine and the audit store can serve (503 when not)."""
+
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, bool]
+
+
+class FieldError(_Answer):
+    """Where a request broke the schema and which rule it broke; never the value."""
+
+    loc: list[str]
+    msg: str

@@ -19,18 +19,19 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__
-from gateway.api_models import DisclosureRequest, DisclosureResponse, Problem
 from gateway.errors import (
     PROBLEM_TYPE_PREFIX,
     AccessError,
     DoelpoortError,
     InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
     PayloadTooLarge,
     PurposeDenied,
     RequestError,
@@ -38,6 +39,7 @@ from gateway.errors import (
     UnknownPeer,
     UnsupportedMediaType,
 )
+from gateway.openapi import openapi_document, server_url
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.transport import security_log
@@ -53,7 +55,7 @@ PROBLEM_JSON = "application/problem+json"
 def problem(
     status: int, code: str, title: str, detail: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    """A problem document for an HTTP condition outside the error tree (404, 405)."""
+    """A problem document for an HTTP status outside the error tree."""
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_PREFIX + code,
         "title": title,
@@ -63,12 +65,14 @@ def problem(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
-def problem_from(exc: DoelpoortError, **extra: Any) -> JSONResponse:
+def problem_from(
+    exc: DoelpoortError, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     body = exc.problem()
     if isinstance(exc, PurposeDenied):
         body["reasons"] = exc.reasons
     body.update({k: v for k, v in extra.items() if v is not None})
-    return JSONResponse(body, status_code=exc.status, media_type=PROBLEM_JSON)
+    return JSONResponse(body, status_code=exc.status, headers=headers, media_type=PROBLEM_JSON)
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -169,18 +173,6 @@ async def json_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _component_schemas(model: type[BaseModel]) -> dict[str, Any]:
-    """JSON Schemas of ``model`` and its nested models, for OpenAPI components."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    nested: dict[str, Any] = schema.pop("$defs", {})
-    return {**nested, model.__name__: schema}
-
-
-def _request_body(model: type[BaseModel]) -> dict[str, Any]:
-    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"required": True, "content": {"application/json": {"schema": ref}}}
-
-
 def create_app(settings: Settings) -> FastAPI:
     """The gateway app; its :class:`Runtime` is built from ``settings`` at start-up."""
 
@@ -221,18 +213,8 @@ def create_app(settings: Settings) -> FastAPI:
     # Everything but the probes needs a verified, unrevoked peer: partner or DPO.
     known_peer = [Depends(peer)]
 
-    problem_responses: dict[int | str, dict[str, Any]] = {
-        code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
-        for code in (401, 403, 413, 415, 422, 503)
-    }
-
-    @app.post(
-        "/v1/disclosures",
-        response_model=DisclosureResponse,
-        responses=problem_responses,
-        summary="Ask for information about one subject for one purpose",
-        openapi_extra={"requestBody": _request_body(DisclosureRequest)},
-    )
+    # What each route answers is declared in gateway/openapi.py, which builds the document.
+    @app.post("/v1/disclosures", summary="Ask for information about one subject for one purpose")
     async def post_disclosure(request: Request) -> Response:
         # Identity first: who asks decides whether their input is even looked at.
         requester = partner(request, await peer(request))
@@ -241,7 +223,7 @@ def create_app(settings: Settings) -> FastAPI:
         raw = await json_body(request)
         request.state.raw_body = raw  # read for names only if the request is refused
         try:
-            body = DisclosureRequest.from_body(raw)
+            body = rt(request).request_model.from_body(raw)
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
         receipt = await rt(request).disclosures.disclose(requester, body)
@@ -266,13 +248,20 @@ def create_app(settings: Settings) -> FastAPI:
     # No /metrics here: it shows every partner's activity, so it is served only to
     # operators, on the operations listener (gateway/ops.py), to clients on this host.
 
-    @app.get("/openapi.json", include_in_schema=False, dependencies=known_peer)
+    @app.get("/openapi.json", summary="This API's contract", dependencies=known_peer)
     async def openapi(request: Request) -> Response:
-        document = request.app.openapi()
-        schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for name, schema in _component_schemas(DisclosureRequest).items():
-            schemas.setdefault(name, schema)
-        return JSONResponse(document)
+        # Built once: everything in it is fixed when the gateway has started.
+        if getattr(app.state, "openapi", None) is None:
+            runtime = rt(request)
+            document = openapi_document(
+                app,
+                server_url=server_url(settings, request.scope.get("server")),
+                request_model=runtime.request_model,
+                register=runtime.register,
+                datasets=runtime.catalog.datasets,
+            )
+            app.state.openapi = JSONResponse(document).body
+        return Response(app.state.openapi, media_type="application/json")
 
     _install_error_handlers(app)
     app.add_middleware(RequestMetrics)
@@ -326,14 +315,20 @@ def _install_error_handlers(app: FastAPI) -> None:
             err = InvalidRequest("the request body could not be parsed as JSON")
             await _log_refusal(request, err.code, err.status)
             return problem_from(err)
-        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         if exc.status_code in (404, 405):
             # The router answers before any route's peer check: who is probing for
             # routes is worked out here (without changing the answer).
             _identify(request)
+            code = NotFound.code if exc.status_code == 404 else MethodNotAllowed.code
             await _log_refusal(request, code, exc.status_code)
         # The headers Starlette sets, such as a 405's Allow (RFC 9110 §15.5.6).
-        return problem(exc.status_code, code, str(exc.detail), str(exc.detail), exc.headers)
+        if exc.status_code == 404:
+            return problem_from(NotFound("no such path on this gateway"), exc.headers)
+        if exc.status_code == 405:
+            return problem_from(MethodNotAllowed("the Allow header lists the methods"), exc.headers)
+        # No route or dependency here raises another status; should one ever, it is still
+        # a problem document, if one outside the OpenAPI document's table.
+        return problem(exc.status_code, "http-error", str(exc.detail), str(exc.detail), exc.headers)
 
 
 async def _log_refusal(request: Request, code: str, status: int) -> None:

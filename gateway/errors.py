@@ -9,10 +9,12 @@ marked (audit) live in `audit.errors`, so that the audit package needs nothing o
 the gateway; everything else is defined here. tests/test_errors.py holds this
 drawing to the classes.
 
-    DoelpoortError                              (audit)
-    ├── RequestError                       4xx: the caller's input
+    DoelpoortError                    500  a bug in the gateway: nothing was disclosed (audit)
+    ├── RequestError                  400  bytes that are not HTTP/1.1; below it, the caller's input
     │   ├── InvalidRequest            422  malformed or out-of-bounds input
     │   ├── UnknownDataset            422  a dataset the catalog does not hold
+    │   ├── NotFound                  404  a path the gateway does not serve
+    │   ├── MethodNotAllowed          405  a method the path does not allow; Allow lists its own
     │   ├── PayloadTooLarge           413  body over the limit
     │   ├── HeadersTooLarge           431  request line and headers over the limit
     │   └── UnsupportedMediaType      415  body is not application/json
@@ -71,6 +73,8 @@ __all__ = [
     "InvalidDecision",
     "InvalidReceipt",
     "InvalidRequest",
+    "MethodNotAllowed",
+    "NotFound",
     "OperatorError",
     "PayloadTooLarge",
     "PolicyError",
@@ -104,6 +108,18 @@ class UnknownDataset(RequestError):
     code = "unknown-dataset"
     status = 422
     title = "Unknown dataset"
+
+
+class NotFound(RequestError):
+    code = "not-found"
+    status = 404
+    title = "Not found"
+
+
+class MethodNotAllowed(RequestError):
+    code = "method-not-allowed"
+    status = 405
+    title = "Method not allowed"
 
 
 class PayloadTooLarge(RequestError):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from audit.clock import Clock, utc_now
 from audit.store import AuditStore
+from gateway.api_models import DisclosureRequest, request_model
 from gateway.connectors.catalog import Catalog
 from gateway.disclosure import DisclosureService
 from gateway.errors import ConfigurationError
@@ -60,6 +61,8 @@ class Runtime:
     admission: Admission
     disclosures: DisclosureService
     refusals: RefusalLog
+    #: What a request must look like here: the case_ref formats are the register's.
+    request_model: type[DisclosureRequest]
     _sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -121,6 +124,7 @@ class Runtime:
                     known=lambda name: name in register.purposes or name in catalog.datasets,
                     clock=clock,
                 ),
+                request_model=request_model(register.case_ref_formats),
             )
             # Escrows that expired while the gateway was stopped go before it serves.
             await runtime.erase_expired_escrows()

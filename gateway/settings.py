@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -42,6 +43,23 @@ def _checkpoint_origin(value: str) -> str:
     if not value.isprintable() or any(char.isspace() or char == "+" for char in value):
         raise ValueError("not a checkpoint origin")  # worded by _MUST_BE below
     return value
+
+
+def _public_url(value: str) -> str:
+    """An https URL with a host and at most a path: where partners send their requests."""
+    parts = urlsplit(value)
+    if (
+        parts.scheme != "https"
+        or not parts.hostname
+        or parts.username is not None
+        or parts.query
+        or parts.fragment
+        or not value.isprintable()
+        or any(char.isspace() for char in value)
+    ):
+        raise ValueError("not a public URL")  # worded by _MUST_BE below
+    parts.port  # noqa: B018 - raises ValueError for a port out of range
+    return value.rstrip("/")
 
 
 Seconds = Annotated[float, Field(allow_inf_nan=False)]
@@ -85,6 +103,10 @@ class Settings(BaseSettings):
     proxy_socket: Path | None = None
     """Set: serve plain HTTP on this unix socket behind a TLS-terminating proxy, trusting
     the client certificate it forwards (gateway/transport/proxied.py); unset: mutual TLS."""
+
+    public_url: Annotated[str, AfterValidator(_public_url)] | None = None
+    """The https URL partners reach the gateway at (behind a proxy: the proxy's), named
+    as the server in the OpenAPI document; unset: the listener's own address."""
 
     origin: Annotated[
         str,
@@ -192,6 +214,9 @@ _MUST_BE = {
     "ops_host": "a host name or IP address without spaces",
     "ops_port": "a port number from 0 to 65535",
     "proxy_socket": "a file path",
+    "public_url": (
+        "an https URL without user, query or fragment, such as https://gateway.example.nl"
+    ),
     "origin": (
         f"a checkpoint origin: at most {ORIGIN_MAX_CHARS} printable characters without "
         "spaces or '+', best the log's own URL without scheme, such as "

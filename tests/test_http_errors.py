@@ -137,6 +137,9 @@ def test_deep_nesting_is_422(gateway: Deployment) -> None:
         ("case_ref", "x" * 500),
         ("case_ref", "999900997"),  # an identifier is not a case reference
         ("case_ref", "CTI-2026-999900997"),
+        ("case_ref", "A999900997-2026-1"),  # a BSN in the prefix
+        ("case_ref", "2026/0042"),  # a format the register does not list
+        ("case_ref", "09/123456-26\n"),
         ("subject", {"v_number": "٩٩٠٠٠٠٠٠٠٢"}),  # Arabic-Indic digits
         ("subject", {"name": "X", "date_of_birth": "١٩٩٠-01-01"}),
         ("subject", {"name": "X", "date_of_birth": "2026-02-31"}),  # no such day
@@ -166,6 +169,16 @@ def test_invalid_fields_are_422_without_echoing_input(
     if isinstance(value, str) and len(value) > 3:
         assert value not in response.text
     assert all("input" not in error for error in problem["errors"])
+
+
+def test_a_case_ref_in_any_format_of_the_register_is_accepted(gateway: Deployment) -> None:
+    # policies/register.yaml lists the CT Infobox's format and the Public Prosecution's.
+    for case_ref in ("CTI-2026-0042", "09/123456-26"):
+        body = valid_body(gateway) | {"case_ref": case_ref}
+        with gateway.client("om") as client:
+            response = client.post("/v1/disclosures", json=body)
+        assert response.status_code == 200, response.text
+        assert response.json()["disclosure"]["case_ref"] == case_ref
 
 
 def test_unknown_dataset_is_422(gateway: Deployment) -> None:

@@ -13,6 +13,10 @@ checks them against the catalog at start-up (a dataset the catalog lacks, a miss
 field, an op that does not suit its field's type, a role no partner holds, a requester
 that is no partner); the engine checks every decision's ops again, since the policy
 makes them.
+
+Besides the purposes, the register lists the formats of case references the deployment
+accepts (``case_ref_formats``, `gateway.case_refs`): the partner API's check, not policy
+data, so :meth:`Register.as_data` leaves them out.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gateway.case_refs import DEFAULT_FORMATS, CaseRefFormat
 from gateway.config_yaml import load_yaml
 from gateway.connectors.catalog import Catalog
 from gateway.errors import ConfigurationError, DoelpoortError
@@ -76,6 +81,9 @@ class Purpose:
 @dataclass(frozen=True)
 class Register:
     purposes: Mapping[str, Purpose]
+    #: The formats a request's case_ref may take in this deployment (`gateway.case_refs`).
+    #: Not policy data: the partner API checks them before a request is decided.
+    case_ref_formats: tuple[CaseRefFormat, ...] = DEFAULT_FORMATS
 
     @classmethod
     def load(cls, path: Path) -> Register:
@@ -97,7 +105,8 @@ class Register:
         return cls(
             purposes=MappingProxyType(
                 {name: _purpose(name, spec) for name, spec in model.purposes.items()}
-            )
+            ),
+            case_ref_formats=tuple(f.as_format() for f in model.case_ref_formats),
         )
 
     def check_against(self, catalog: Catalog) -> None:

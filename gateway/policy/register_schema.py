@@ -25,12 +25,20 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.case_refs import DEFAULT_FORMATS, CaseRefFormat, check_format
 from gateway.errors import DoelpoortError
 from gateway.ids import DATASET_ID_PATTERN, validate_id
 from gateway.operators import parse_op
 from gateway.vocabulary import Category, Domain
 
-__all__ = ["MAX_RETENTION_DAYS", "TIER_KEYS", "GrantModel", "PurposeModel", "RegisterModel"]
+__all__ = [
+    "MAX_RETENTION_DAYS",
+    "TIER_KEYS",
+    "CaseRefFormatModel",
+    "GrantModel",
+    "PurposeModel",
+    "RegisterModel",
+]
 
 MAX_RETENTION_DAYS = 36_500
 """A century: any longer is a mistake, and the audit store counts it in 64-bit seconds."""
@@ -139,7 +147,39 @@ class PurposeModel(_Model):
         return self
 
 
+class CaseRefFormatModel(_Model):
+    """A format partners write case references in (`gateway.case_refs`)."""
+
+    name: Annotated[str, _id_of("case_ref format name")]
+    pattern: Annotated[str, Field(min_length=1)]
+    #: A case reference of this format: checked against the pattern when the register
+    #: loads, and the OpenAPI document's example.
+    example: str
+
+    @model_validator(mode="after")
+    def _compiles_and_accepts_its_example(self) -> CaseRefFormatModel:
+        check_format(self.as_format())
+        return self
+
+    def as_format(self) -> CaseRefFormat:
+        return CaseRefFormat(name=self.name, pattern=self.pattern, example=self.example)
+
+
+def _distinct_names(formats: list[CaseRefFormatModel]) -> list[CaseRefFormatModel]:
+    _no_repeats([f.name for f in formats])
+    return formats
+
+
+_DEFAULT_CASE_REF_FORMATS = [
+    CaseRefFormatModel(name=f.name, pattern=f.pattern, example=f.example) for f in DEFAULT_FORMATS
+]
+
+
 class RegisterModel(_Model):
+    # Absent: `gateway.case_refs.DEFAULT_FORMATS`. Empty would refuse every request.
+    case_ref_formats: Annotated[
+        list[CaseRefFormatModel], Field(min_length=1), AfterValidator(_distinct_names)
+    ] = _DEFAULT_CASE_REF_FORMATS
     purposes: dict[PurposeName, PurposeModel]
 
 

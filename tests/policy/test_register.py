@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.case_refs import DEFAULT_FORMATS
 from gateway.connectors.catalog import Catalog
 from gateway.errors import ConfigurationError
 from gateway.policy import Register
@@ -338,6 +339,66 @@ def test_a_key_given_twice_is_refused_not_overridden(tmp_path: Path) -> None:
     path.write_text(text.replace(op, op + "          bsn: keep\n", 1), encoding="utf-8")
     with pytest.raises(ConfigurationError, match=r"register\.yaml: duplicate key 'bsn' at line"):
         Register.load(path)
+
+
+# --- case_ref formats (gateway/case_refs.py) -----------------------------------------
+
+
+def test_the_demo_register_names_its_case_ref_formats(register: Register) -> None:
+    assert [(f.name, f.example) for f in register.case_ref_formats] == [
+        ("registry-year-number", "CTI-2026-0042"),
+        ("om-parketnummer", "09/123456-26"),
+    ]
+
+
+def test_without_case_ref_formats_the_default_format_holds() -> None:
+    raw = copy.deepcopy(RAW)
+    del raw["case_ref_formats"]
+    assert Register.from_mapping(raw).case_ref_formats == DEFAULT_FORMATS
+
+
+def _format(**change: object) -> dict[str, object]:
+    return {
+        "name": "om",
+        "pattern": "[0-9]{2}/[0-9]{6}-[0-9]{2}",
+        "example": "09/123456-26",
+    } | change
+
+
+@pytest.mark.parametrize(
+    ("formats", "message"),
+    [
+        ([], "^case_ref_formats: List should have at least 1 item"),
+        (None, "^case_ref_formats: Input should be a valid list"),
+        ([_format(), _format()], "^case_ref_formats: names om twice$"),
+        ([_format(name="OM")], r"^case_ref_formats\.0\.name: invalid case_ref format name 'OM'"),
+        ([_format(shape="x")], r"^case_ref_formats\.0\.shape: unknown key$"),
+        ([_format(pattern="")], r"^case_ref_formats\.0\.pattern: String should have at least"),
+        # The regex engine never backtracks: what it cannot do is refused, not emulated.
+        (
+            [_format(pattern="(?=[0-9])[0-9/-]+")],
+            r"^case_ref_formats\.0: pattern does not compile: error: look-around",
+        ),
+        ([_format(pattern="[0-9]{2}/[0-9]{6}-[0-9]{2")], "pattern does not compile"),
+        ([_format(example="2026/123456")], "example is not an accepted case reference"),
+        # Whatever a format allows, a case reference never carries a BSN-long number...
+        (
+            [_format(pattern="[A-Z]+-[0-9]+", example="CASE-999900997")],
+            "example is not an accepted case reference: .*no run of more than 6 digits",
+        ),
+        # ...nor a space, a control character or another script's letters.
+        (
+            [_format(pattern=".+", example="Case 12")],
+            "example is not an accepted case reference: .*printable ASCII without spaces",
+        ),
+    ],
+)
+def test_a_bad_case_ref_format_is_a_configuration_error(formats: object, message: str) -> None:
+    raw = copy.deepcopy(RAW)
+    raw["case_ref_formats"] = formats
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        Register.from_mapping(raw)
+    assert "\n" not in caught.value.detail
 
 
 # --- the register against the connector catalog (checked at start-up) -----------------
