@@ -33,7 +33,7 @@ from gateway.transport.identity import (
     client_leaf_problem,
     identity_from_der,
 )
-from gateway.transport.issuance import IssuanceRegister
+from gateway.transport.issuance import IssuanceRegister, RegisterView
 from gateway.vocabulary import CertificatePin
 
 
@@ -71,7 +71,9 @@ class Admission:
         if identity is None:
             unknown = security_log.certificate_unknown_peer
             _refuse(unknown, peer, der, "it names no partner or DPO", UnknownPeer())
-        if self.revoked(identity):
+        # The register is read once per request (a stat of its file, like the CRL's).
+        register = self.issued.current()
+        if self.revocations.is_revoked(identity.serial) or _revoked_in(register, identity):
             _refuse(
                 security_log.certificate_revoked,
                 peer,
@@ -80,7 +82,6 @@ class Admission:
                 "revoked, or the revocation list is unusable",
                 Unauthenticated("the client certificate has been revoked"),
             )
-        register = self.issued.current()
         if register is None:
             reason = "the issuance register is unusable"
             _refuse(refused, peer, der, reason, Unauthenticated())
@@ -105,11 +106,9 @@ class Admission:
     def revoked(self, identity: PeerIdentity) -> bool:
         """Whether the certificate ``identity`` came from is revoked: on the CRL (or the
         CRL cannot be trusted), or marked so in the issuance register."""
-        if self.revocations.is_revoked(identity.serial):
-            return True
-        register = self.issued.current()
-        record = register.by_fingerprint.get(identity.fingerprint) if register else None
-        return record is not None and record.revoked_at is not None
+        return self.revocations.is_revoked(identity.serial) or _revoked_in(
+            self.issued.current(), identity
+        )
 
     def _pinned(self, identity: PeerIdentity) -> bool:
         if identity.kind != "partner":
@@ -118,6 +117,12 @@ class Admission:
         return ("sha256", identity.fingerprint) in pins or (
             identity.spki_sha256 is not None and ("spki_sha256", identity.spki_sha256) in pins
         )
+
+
+def _revoked_in(register: RegisterView | None, identity: PeerIdentity) -> bool:
+    """Whether the issuance register marks the certificate revoked."""
+    record = register.by_fingerprint.get(identity.fingerprint) if register else None
+    return record is not None and record.revoked_at is not None
 
 
 def _refuse(
