@@ -364,7 +364,7 @@ class AuditStore:
             head = read_head(self._storage)
         except Exception as exc:  # tried again before the next group
             self._healthy = False
-            log.error("audit state could not be read: %s: %s", type(exc).__name__, exc)
+            log.error("audit state could not be read: %s", _describe(exc))  # not its message
             return False
         state = match_state(head, self._possible)
         if state is None:

@@ -123,11 +123,13 @@ def _identify(request: Request) -> PeerIdentity | DoelpoortError:
         identity = runtime.admission.admit(der, request.scope.get("client"))
     except AccessError as exc:
         # A configured partner whose certificate was revoked is still that partner: its
-        # refusals become audit entries. An unknown certificate is no one's.
+        # refusals become audit entries. An unknown certificate is no one's, even while
+        # the CRL cannot be trusted (then every serial counts as revoked).
         if (
             named is not None
             and named.kind == "partner"
             and named.id in runtime.catalog.partners
+            and runtime.admission.known(named)
             and runtime.admission.revoked(named)
         ):
             request.state.partner_id = named.id

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -285,3 +286,22 @@ def test_refusal_lines_quote_the_subject(gateway: Deployment, tmp_path: Path) ->
     [line] = refusals(gateway, cert)[-1:]
     assert line["subject"] == cert.subject.rfc4514_string()
     assert line["reason"] == "unknown: neither in the issuance register nor pinned in the catalog"
+
+
+def test_an_unknown_certificate_is_no_ones_even_while_the_crl_is_unusable(
+    tmp_path: Path,
+) -> None:
+    # While the CRL cannot be trusted every serial counts as revoked; a certificate that
+    # merely names politie must not have its refusals written down as politie's.
+    with running_gateway(make_settings(tmp_path / "var")) as gw:
+        rogue, key = sign_with_ca(gw.paths, "politie")
+        cert_path, key_path = write_pair(tmp_path, "rogue", rogue, key)
+        gw.paths.crl.write_text("not a CRL")  # the running gateway re-reads it: unusable
+        context = gw.ssl_context(cert_path, key_path)
+        with httpx.Client(base_url=gw.base_url, verify=context, timeout=10.0) as client:
+            assert client.get("/v1/nothing").status_code == 404  # a refusal it may log
+        with sqlite3.connect(gw.settings.audit_db_path) as db:
+            refused = db.execute(
+                "SELECT count(*) FROM entries WHERE decision = 'refused'"
+            ).fetchone()[0]
+        assert refused == 0

@@ -85,12 +85,7 @@ class Admission:
         if register is None:
             reason = "the issuance register is unusable"
             _refuse(refused, peer, der, reason, Unauthenticated())
-        record = register.by_fingerprint.get(identity.fingerprint)
-        registered = record is not None and (record.kind, record.id) == (
-            identity.kind,
-            identity.id,
-        )
-        if not (registered or self._pinned(identity)):
+        if not (_registered_in(register, identity) or self._pinned(identity)):
             _refuse(
                 refused,
                 peer,
@@ -110,6 +105,11 @@ class Admission:
             self.issued.current(), identity
         )
 
+    def known(self, identity: PeerIdentity) -> bool:
+        """Whether the certificate ``identity`` came from is in the issuance register as
+        that peer's, or pinned for it in the catalog (revoked or not)."""
+        return _registered_in(self.issued.current(), identity) or self._pinned(identity)
+
     def _pinned(self, identity: PeerIdentity) -> bool:
         if identity.kind != "partner":
             return False  # the catalog pins partners only
@@ -117,6 +117,12 @@ class Admission:
         return ("sha256", identity.fingerprint) in pins or (
             identity.spki_sha256 is not None and ("spki_sha256", identity.spki_sha256) in pins
         )
+
+
+def _registered_in(register: RegisterView | None, identity: PeerIdentity) -> bool:
+    """Whether the issuance register lists the certificate as this very peer's."""
+    record = register.by_fingerprint.get(identity.fingerprint) if register else None
+    return record is not None and (record.kind, record.id) == (identity.kind, identity.id)
 
 
 def _revoked_in(register: RegisterView | None, identity: PeerIdentity) -> bool:
