@@ -408,3 +408,26 @@ def test_the_leaf_check(paths: PkiPaths) -> None:
     no_eku, _ = sign_with_ca(paths, "politie", usages=None)
     assert "no extended key usage" in str(client_leaf_problem(der(no_eku)))
     assert "not a readable" in str(client_leaf_problem(b"not a certificate"))
+
+
+def test_a_broken_register_is_parsed_once_not_per_request(
+    paths: PkiPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Failing closed must not cost a read and a parse per request while the operator
+    # mends the file; a new file (another stat) is read again at once.
+    good = paths.issued.read_bytes()
+    reader = IssuanceRegister(paths.issued)
+    reads: list[Path] = []
+    read_bytes = Path.read_bytes
+
+    def counted(self: Path) -> bytes:
+        reads.append(self)
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    paths.issued.write_bytes(good + b"not json\n")
+    assert all(reader.current() is None for _ in range(5))
+    assert reads.count(paths.issued) == 1
+    paths.issued.write_bytes(good)
+    assert reader.current() is not None
+    assert reads.count(paths.issued) == 2

@@ -502,3 +502,27 @@ def _self_signed(sans: list[x509.GeneralName]) -> bytes:
         .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_a_broken_revocation_list_is_read_once_not_per_request(
+    tmp_path: Path, paths: PkiPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Failing closed must not cost a file read and a signature check per request while
+    # the operator mends the file; a new file (another stat) is read again at once.
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(paths.crl.read_bytes())
+    revocations = RevocationList(crl, paths.ca_cert)
+    reads: list[Path] = []
+    read_bytes = Path.read_bytes
+
+    def counted(self: Path) -> bytes:
+        reads.append(self)
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    crl.write_text("garbage")
+    assert all(revocations.is_revoked(12345) for _ in range(5))
+    assert reads.count(crl) == 1
+    crl.write_bytes(read_bytes(paths.crl))
+    assert not revocations.is_revoked(12345)
+    assert reads.count(crl) == 2

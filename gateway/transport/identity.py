@@ -204,6 +204,7 @@ class RevocationList:
             raise ConfigurationError("the partner CA has a DSA key; use an EC (or RSA) CA")
         self._lock = threading.Lock()
         self._failing = False
+        self._failed_key: tuple[int, int, int, int] | None = None  # the file last found broken
         self._loaded: _LoadedCrl | None = self._load()
 
     def is_revoked(self, serial: int, *, now: datetime | None = None) -> bool:
@@ -225,6 +226,8 @@ class RevocationList:
         loaded = self._loaded
         if loaded is not None and loaded.stat_key == key:
             return loaded
+        if loaded is None and self._failed_key == key:
+            return None  # the same broken file: not read and checked again per request
         with self._lock:
             # Another thread may have reloaded while this one waited.
             if self._loaded is not None and self._loaded.stat_key == key:
@@ -232,7 +235,7 @@ class RevocationList:
             try:
                 self._loaded = self._load()
             except ConfigurationError:
-                self._loaded = None
+                self._loaded, self._failed_key = None, key
                 self._report_failure("the revocation list is unusable; refusing all certificates")
                 return None
             self._failing = False

@@ -180,6 +180,7 @@ class IssuanceRegister:
         self._path = Path(path)
         self._lock = threading.Lock()
         self._failing = False
+        self._failed_key: _StatKey = None  # the file last found broken
         self._loaded: tuple[_StatKey, RegisterView] | None = self._load()
 
     @property
@@ -196,6 +197,8 @@ class IssuanceRegister:
         loaded = self._loaded
         if loaded is not None and loaded[0] == key:
             return loaded[1]
+        if loaded is None and self._failed_key == key:
+            return None  # the same broken file: not parsed again per request
         with self._lock:
             # Another thread may have reloaded while this one waited.
             if self._loaded is not None and self._loaded[0] == key:
@@ -204,7 +207,7 @@ class IssuanceRegister:
             try:
                 self._loaded = self._load()
             except ConfigurationError as exc:
-                self._loaded = None
+                self._loaded, self._failed_key = None, key
                 self._report_failure(f"{exc.detail}; refusing all certificates")
                 return None
             self._failing = False
