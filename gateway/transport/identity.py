@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -35,6 +33,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, PublicKeyAlgorithmOID
 from audit.clock import utc_now
 from gateway.errors import ConfigurationError
 from gateway.ids import is_valid_id, validate_id
+from gateway.transport.watched_file import WatchedFile
 
 logger = logging.getLogger(__name__)
 
@@ -180,13 +179,12 @@ _ISSUER_KEY_TYPES = (
 
 @dataclass(frozen=True)
 class _LoadedCrl:
-    stat_key: tuple[int, int, int, int]
     revoked: frozenset[int]
     next_update: datetime | None
 
 
 class RevocationList:
-    """The partner CA's CRL, re-read whenever the file changes.
+    """The partner CA's CRL, re-read whenever the file changes (`WatchedFile`).
 
     Fails closed: a CRL that cannot be read, is not signed by the CA or has passed its
     next update makes `is_revoked` answer True for every serial. The constructor
@@ -194,7 +192,6 @@ class RevocationList:
     """
 
     def __init__(self, crl_path: Path, ca_cert_path: Path) -> None:
-        self._crl_path = Path(crl_path)
         try:
             self._ca = x509.load_pem_x509_certificate(Path(ca_cert_path).read_bytes())
         except (OSError, ValueError) as exc:
@@ -202,59 +199,26 @@ class RevocationList:
         if self._ca.public_key_algorithm_oid == PublicKeyAlgorithmOID.DSA:
             # Checked before the key is touched: cryptography deprecates DSA keys.
             raise ConfigurationError("the partner CA has a DSA key; use an EC (or RSA) CA")
-        self._lock = threading.Lock()
-        self._failing = False
-        self._failed_key: tuple[int, int, int, int] | None = None  # the file last found broken
-        self._loaded: _LoadedCrl | None = self._load()
+        self._path = Path(crl_path)
+        self._file = WatchedFile(self._path, self._parse, log=logger)
 
     def is_revoked(self, serial: int, *, now: datetime | None = None) -> bool:
         """Whether *serial* is revoked; True as well when the CRL cannot be trusted."""
-        loaded = self._current()
+        loaded = self._file.current()
         if loaded is None:
             return True
         if loaded.next_update is not None and (now or utc_now()) > loaded.next_update:
-            self._report_failure("the revocation list has expired; refusing all certificates")
+            self._file.report_failure("the revocation list has expired; refusing all certificates")
             return True
         return serial in loaded.revoked
 
-    def _current(self) -> _LoadedCrl | None:
+    def _parse(self, data: bytes | None) -> _LoadedCrl:
         try:
-            key = self._stat_key()
-        except OSError:
-            self._report_failure("the revocation list cannot be read; refusing all certificates")
-            return None
-        loaded = self._loaded
-        if loaded is not None and loaded.stat_key == key:
-            return loaded
-        if loaded is None and self._failed_key == key:
-            return None  # the same broken file: not read and checked again per request
-        with self._lock:
-            # Another thread may have reloaded while this one waited.
-            if self._loaded is not None and self._loaded.stat_key == key:
-                return self._loaded
-            try:
-                self._loaded = self._load()
-            except ConfigurationError:
-                self._loaded, self._failed_key = None, key
-                self._report_failure("the revocation list is unusable; refusing all certificates")
-                return None
-            self._failing = False
-            return self._loaded
-
-    def _stat_key(self) -> tuple[int, int, int, int]:
-        st = os.stat(self._crl_path)
-        # Inode included: `revoke` replaces the file atomically, so a new CRL is a new
-        # inode even when written within the same mtime tick and of the same size.
-        return (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
-
-    def _load(self) -> _LoadedCrl:
-        try:
-            key = self._stat_key()
-            crl = x509.load_pem_x509_crl(self._crl_path.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise ConfigurationError(
-                f"the revocation list {self._crl_path} cannot be read"
-            ) from exc
+            if data is None:
+                raise ValueError("no file")
+            crl = x509.load_pem_x509_crl(data)
+        except ValueError as exc:
+            raise ConfigurationError(f"the revocation list {self._path} cannot be read") from exc
         ca_key = self._ca.public_key()
         if (
             not isinstance(ca_key, _ISSUER_KEY_TYPES)
@@ -263,13 +227,6 @@ class RevocationList:
         ):
             raise ConfigurationError("the revocation list is not signed by the partner CA")
         return _LoadedCrl(
-            stat_key=key,
             revoked=frozenset(entry.serial_number for entry in crl),
             next_update=crl.next_update_utc,
         )
-
-    def _report_failure(self, message: str) -> None:
-        # Once per failure, not once per request: the log must stay readable.
-        if not self._failing:
-            self._failing = True
-            logger.error(message)

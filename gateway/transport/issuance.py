@@ -37,8 +37,6 @@ it, with `IssuanceRegister`, which re-reads the file whenever it changes.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -50,6 +48,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, V
 
 from gateway.errors import ConfigurationError
 from gateway.ids import is_valid_id
+from gateway.transport.watched_file import WatchedFile
 
 logger = logging.getLogger(__name__)
 
@@ -164,11 +163,10 @@ class RegisterView:
 
 
 _ABSENT = RegisterView(present=False, by_fingerprint=MappingProxyType({}))
-_StatKey: TypeAlias = tuple[int, int, int, int] | None  # None: there is no file
 
 
 class IssuanceRegister:
-    """The issuance register, re-read whenever the file changes.
+    """The issuance register, re-read whenever the file changes (`WatchedFile`).
 
     No file is an empty register: a deployment with its own CA has none, and admits only
     pinned certificates. A file that cannot be read or is out of form fails closed:
@@ -177,11 +175,10 @@ class IssuanceRegister:
     """
 
     def __init__(self, path: Path) -> None:
-        self._path = Path(path)
-        self._lock = threading.Lock()
-        self._failing = False
-        self._failed_key: _StatKey = None  # the file last found broken
-        self._loaded: tuple[_StatKey, RegisterView] | None = self._load()
+        self._path = Path(path)  # before the first parse, which names it
+        self._file = WatchedFile(self._path, self._parse, log=logger)
+        current = self._file.current()
+        self._present = current is not None and current.present
 
     @property
     def path(self) -> Path:
@@ -189,60 +186,21 @@ class IssuanceRegister:
 
     def current(self) -> RegisterView | None:
         """The register as the file now holds it; None while it cannot be trusted."""
-        try:
-            key = self._stat_key()
-        except OSError:
-            self._report_failure("the issuance register cannot be read; refusing all certificates")
+        view = self._file.current()
+        if view is None:
             return None
-        loaded = self._loaded
-        if loaded is not None and loaded[0] == key:
-            return loaded[1]
-        if loaded is None and self._failed_key == key:
-            return None  # the same broken file: not parsed again per request
-        with self._lock:
-            # Another thread may have reloaded while this one waited.
-            if self._loaded is not None and self._loaded[0] == key:
-                return self._loaded[1]
-            was_present = loaded is not None and loaded[1].present
-            try:
-                self._loaded = self._load()
-            except ConfigurationError as exc:
-                self._loaded, self._failed_key = None, key
-                self._report_failure(f"{exc.detail}; refusing all certificates")
-                return None
-            self._failing = False
-            view = self._loaded[1]
-            if was_present and not view.present:
-                logger.warning(
-                    "the issuance register %s is gone: only certificates pinned in the "
-                    "catalog are admitted",
-                    self._path,
-                )
-            return view
+        if self._present and not view.present:
+            logger.warning(
+                "the issuance register %s is gone: only certificates pinned in the "
+                "catalog are admitted",
+                self.path,
+            )
+        self._present = view.present
+        return view
 
-    def _stat_key(self) -> _StatKey:
-        try:
-            st = os.stat(self._path)
-        except FileNotFoundError:
-            return None
-        # Inode included: the register is replaced by rename, so a new one is a new
-        # inode even when written within the same mtime tick and of the same size.
-        return (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
-
-    def _load(self) -> tuple[_StatKey, RegisterView]:
-        try:
-            key = self._stat_key()
-            if key is None:
-                return None, _ABSENT
-            data = self._path.read_bytes()
-        except OSError as exc:
-            raise ConfigurationError(f"the issuance register {self._path} cannot be read") from exc
-        records = read_register(data, f"the issuance register {self._path}")
+    def _parse(self, data: bytes | None) -> RegisterView:
+        if data is None:
+            return _ABSENT
+        records = read_register(data, f"the issuance register {self.path}")
         by_fingerprint = MappingProxyType({record.sha256: record for record in records})
-        return key, RegisterView(present=True, by_fingerprint=by_fingerprint)
-
-    def _report_failure(self, message: str) -> None:
-        # Once per failure, not once per request: the log must stay readable.
-        if not self._failing:
-            self._failing = True
-            logger.error(message)
+        return RegisterView(present=True, by_fingerprint=by_fingerprint)
