@@ -118,10 +118,10 @@ def _identify(request: Request) -> PeerIdentity | DoelpoortError:
     if der is None:
         return Unauthenticated()
     runtime = rt(request)
-    named = identity_from_der(der)
     try:
         identity = runtime.admission.admit(der, request.scope.get("client"))
     except AccessError as exc:
+        named = identity_from_der(der)  # only a refusal needs it a second time
         # A configured partner whose certificate was revoked is still that partner: its
         # refusals become audit entries. An unknown certificate is no one's, even while
         # the CRL cannot be trusted (then every serial counts as revoked).
