@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from gateway._cli_policy import policy_app
 from gateway.errors import DoelpoortError
 from gateway.settings import Settings
 
@@ -55,6 +56,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 receipt_app = typer.Typer(help="Receipts: the public keys that verify them.")
 app.add_typer(receipt_app, name="receipt")
+app.add_typer(policy_app, name="policy")
 
 VarDir = Annotated[
     Path | None, typer.Option("--var-dir", help="Runtime state directory (default: var/).")

@@ -55,6 +55,9 @@ class PolicyBundle:
     modules: tuple[tuple[str, str], ...]
     data: Mapping[str, Any]
     register: Register
+    #: (relative path, content) of every file the digest covers, sorted by path: what
+    #: an archive or a bundle of this policy set holds.
+    sources: tuple[tuple[str, str], ...] = ()
 
     def compile(self) -> tuple[Any, Any]:
         """A fresh (Interpreter, Bundle) pair for the calling thread only."""
@@ -95,13 +98,14 @@ def compile_bundle(policies_dir: Path, *, entrypoint: str = ENTRYPOINT) -> Polic
     modules = tuple((path.relative_to(policies_dir).as_posix(), _read(path)) for path in rego_paths)
     data = {"register": register.as_data()}
     _build(modules, data, entrypoint)  # compile errors stop start-up, naming the line
-    files = [*modules, (REGISTER_FILE, _read(register_path))]
+    files = tuple(sorted([*modules, (REGISTER_FILE, _read(register_path))]))
     return PolicyBundle(
         digest=policy_digest(files),
         entrypoint=entrypoint,
         modules=modules,
         data=data,
         register=register,
+        sources=files,
     )
 
 
