@@ -25,6 +25,7 @@ from gateway import case_refs, ijson
 from gateway.case_refs import CaseRefFormat
 from gateway.errors import InvalidRequest
 from gateway.ids import DATASET_ID_PATTERN, ID_PATTERN
+from gateway.vocabulary import SubjectKey
 
 Slug = Annotated[str, StringConstraints(pattern=f"^{ID_PATTERN}$")]
 DatasetId = Annotated[str, StringConstraints(pattern=f"^{DATASET_ID_PATTERN}$")]
@@ -205,6 +206,9 @@ class _Answer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_SHA256_DIGEST = r"^sha256:[0-9a-f]{64}$"
+
+
 class DatasetError(_Answer):
     """Why one dataset was withheld: a problem type of the table, its title, a detail."""
 
@@ -232,7 +236,7 @@ class Disclosure(_Answer):
     requester: str
     purpose: str
     case_ref: str
-    policy_digest: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+    policy_digest: Annotated[str, Field(pattern=_SHA256_DIGEST)]
     results: Annotated[list[DatasetResult], Field(min_length=1)]
 
 
@@ -276,3 +280,95 @@ class FieldError(_Answer):
 
     loc: list[str]
     msg: str
+
+
+# ``GET /v1/purposes``: what the asking partner may ask (`gateway.purposes`). Built through
+# these models, so the answer is checked against its own schema as it is made.
+
+
+class CaseRefFormatInfo(_Answer):
+    """A format a request's ``case_ref`` may take: ``pattern`` must match it whole."""
+
+    name: str
+    pattern: str
+    example: str
+
+
+class GrantedDataset(_Answer):
+    """A dataset a purpose covers for the asking partner.
+
+    ``identity_keys``: the ways the provider finds a subject's records (each key's every
+    part in ``subject``). ``field_ops``: the op the register grants on each field, as a
+    disclosure's ``field_ops`` would show it; a field it does not name is never released.
+    """
+
+    id: Annotated[str, Field(pattern=f"^{DATASET_ID_PATTERN}$")]
+    provider: Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
+    description: str
+    identity_keys: Annotated[
+        list[Annotated[list[SubjectKey], Field(min_length=1)]], Field(min_length=1)
+    ]
+    field_ops: dict[str, str]
+
+
+class GrantedPurpose(_Answer):
+    """A purpose granted to the asking partner, with the datasets it covers for it."""
+
+    name: Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
+    title: str
+    legal_basis: str
+    retention_days: Annotated[int, Field(ge=1)]
+    requires_justification: bool
+    datasets: Annotated[list[GrantedDataset], Field(min_length=1)]
+
+
+_PURPOSE_LIST_EXAMPLE: dict[str, Any] = {
+    "requester": "politie",
+    "policy_digest": "sha256:" + "0f" * 32,
+    "case_ref_formats": [
+        {
+            "name": "registry-year-number",
+            "pattern": "[A-Z][A-Z0-9]{1,11}-[0-9]{4}-[0-9]{1,6}",
+            "example": "CTI-2026-0042",
+        }
+    ],
+    "purposes": [
+        {
+            "name": "ct-assessment",
+            "title": "Multidisciplinary assessment of persons involved in terrorism",
+            "legal_basis": "Convenant CT Infobox; each partner within its own statutory framework",
+            "retention_days": 365,
+            "requires_justification": True,
+            "datasets": [
+                {
+                    "id": "ind/residence",
+                    "provider": "ind",
+                    "description": "Residence status of foreign nationals (synthetic)",
+                    "identity_keys": [["bsn"], ["v_number"], ["name", "date_of_birth"]],
+                    "field_ops": {
+                        "bsn": "pseudonymise",
+                        "name": "pseudonymise",
+                        "date_of_birth": "generalise:year",
+                        "residence_status": "keep",
+                    },
+                }
+            ],
+        }
+    ],
+}
+
+
+class PurposeList(_Answer):
+    """The purposes granted to the asking partner (the certificate's), in register order.
+
+    A guide to what it may ask, derived from the purpose register and the connector
+    catalog: the policy still decides each request. Nothing in it is about another
+    partner; an empty ``purposes`` means this partner is granted none.
+    """
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_PURPOSE_LIST_EXAMPLE]})
+
+    requester: Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
+    policy_digest: Annotated[str, Field(pattern=_SHA256_DIGEST)]
+    case_ref_formats: Annotated[list[CaseRefFormatInfo], Field(min_length=1)]
+    purposes: list[GrantedPurpose]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import logging
 import sys
 import time
@@ -40,6 +41,7 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.openapi import openapi_document, server_url
+from gateway.purposes import granted_purposes
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.transport import security_log
@@ -231,6 +233,25 @@ def create_app(settings: Settings) -> FastAPI:
         receipt = await rt(request).disclosures.disclose(requester, body)
         return Response(receipt.response_body(), media_type="application/json")
 
+    @app.get("/v1/purposes", summary="The purposes this partner may ask for, and what each covers")
+    async def get_purposes(request: Request) -> Response:
+        requester = partner(request, await peer(request))
+        runtime = rt(request)
+        granted = granted_purposes(
+            runtime.register,
+            runtime.catalog.datasets,
+            requester,
+            policy_digest=runtime.engine.digest,
+        )
+        body = granted.model_dump_json().encode()
+        # Per partner (private: no shared cache may keep it), and it changes with the
+        # policy set, so a client revalidates (no-cache) and gets a 304 while unchanged.
+        etag = f'"{hashlib.sha256(body).hexdigest()}"'
+        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+        if _etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
+
     @app.get(
         "/.well-known/jwks.json",
         summary="Receipt verification keys (current and retired)",
@@ -269,6 +290,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestMetrics)
     app.add_middleware(ContainFailures)
     return app
+
+
+def _etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header names ``etag`` (RFC 9110 §13.1.2: ``*`` or a list
+    of entity tags, compared weakly, so ``W/"x"`` matches ``"x"``)."""
+    if if_none_match is None:
+        return False
+    tags = [tag.strip() for tag in if_none_match.split(",")]
+    return "*" in tags or etag in (tag.removeprefix("W/") for tag in tags)
 
 
 # A disclosure allocates a few hundred short-lived dicts and lists, nearly all freed by

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -34,6 +34,7 @@ from gateway.api_models import (
     FieldError,
     Health,
     JwkSet,
+    PurposeList,
     Readiness,
 )
 from gateway.case_refs import CaseRefFormat
@@ -141,8 +142,11 @@ _PEER = (401, 403)  # a revoked certificate; one of no configured partner
 @dataclass(frozen=True)
 class _Operation:
     description: str
-    ok: Mapping[int, tuple[str, dict[str, Any]]]  # status → (media type, schema)
+    ok: Mapping[int, tuple[str, dict[str, Any]] | None]  # status → (media type, schema)|no body
     problems: tuple[int, ...]
+    #: Response headers of every ``ok`` status: name → schema (each one always sent).
+    headers: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    parameters: tuple[dict[str, Any], ...] = ()
 
 
 def _ref(model: type[BaseModel] | str) -> dict[str, str]:
@@ -158,6 +162,38 @@ _OPERATIONS: Mapping[tuple[str, str], _Operation] = {
         " the answer leaves.",
         {200: ("application/json", _ref(DisclosureResponse))},
         (*_TRANSPORT, *_PEER, 413, 415, 422, 503),
+    ),
+    ("get", "/v1/purposes"): _Operation(
+        "The purposes this partner (the certificate's) is granted, in register order: per"
+        " purpose its legal basis, retention and whether a request must carry a"
+        " justification; per dataset the purpose covers for this partner, its provider,"
+        " the identity keys a `subject` can use and the op the register grants on each"
+        " field (a field not named is never released); and the formats a `case_ref` may"
+        " take. Derived from the purpose register and the connector catalog, and about"
+        " this partner only: no purpose it is not granted, no dataset the register"
+        " narrows to other partners. **A guide, not a decision**: the policy still"
+        " decides each request, and may deny or reduce what is listed here. An empty"
+        " `purposes` list: no purpose is granted to this partner. A configured partner's"
+        " certificate only. `ETag` changes with the answer (and so with the policy set):"
+        " send it back in `If-None-Match` to get a 304 while nothing changed.",
+        {
+            200: ("application/json", _ref(PurposeList)),
+            304: None,
+        },
+        (*_TRANSPORT, *_PEER),
+        headers={
+            "ETag": {"type": "string", "pattern": '^"[0-9a-f]{64}"$'},
+            "Cache-Control": {"const": "private, no-cache"},
+        },
+        parameters=(
+            {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "description": "An `ETag` of an earlier answer: 304 if it is still the answer.",
+                "schema": {"type": "string"},
+            },
+        ),
     ),
     ("get", "/.well-known/jwks.json"): _Operation(
         "The keys that verify receipts (the `jws` of a disclosure), current and retired."
@@ -260,22 +296,30 @@ def server_url(settings: Settings, bound: object) -> str:
 
 
 def _operation(route: APIRoute, operation: _Operation) -> dict[str, Any]:
-    responses: dict[str, Any] = {
-        str(status): {
-            "description": HTTPStatus(status).phrase,
-            "content": {media_type: {"schema": schema}},
-        }
-        for status, (media_type, schema) in operation.ok.items()
-    }
+    responses: dict[str, Any] = {}
+    for status, body in operation.ok.items():
+        response: dict[str, Any] = {"description": HTTPStatus(status).phrase}
+        if operation.headers:
+            response["headers"] = {
+                name: {"required": True, "schema": schema}
+                for name, schema in operation.headers.items()
+            }
+        if body is not None:
+            media_type, schema = body
+            response["content"] = {media_type: {"schema": schema}}
+        responses[str(status)] = response
     for status in operation.problems:
         responses[str(status)] = {"$ref": f"#/components/responses/{status}"}
-    return {
+    described: dict[str, Any] = {
         "operationId": route.name,
         "summary": route.summary,
         "description": operation.description,
         "security": [{SECURITY_SCHEME: []}],
-        "responses": dict(sorted(responses.items())),
     }
+    if operation.parameters:
+        described["parameters"] = list(operation.parameters)
+    described["responses"] = dict(sorted(responses.items()))
+    return described
 
 
 def _problem_statuses(types: Sequence[ProblemType]) -> list[int]:
@@ -309,7 +353,8 @@ def _schemas(
     types: Sequence[ProblemType],
 ) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
-    for model in (request_model, DisclosureResponse, JwkSet, Health, Readiness, FieldError):
+    answers = (DisclosureResponse, PurposeList, JwkSet, Health, Readiness, FieldError)
+    for model in (request_model, *answers):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema

@@ -8,7 +8,8 @@ nothing: no 5xx, no status, content type, header or body the document does not d
 no request the document calls valid refused and none it calls invalid accepted. Of the
 disclosure requests it sends, a share must get past validation to a policy decision (a
 200, or a 403 purpose-denied): a fuzzer whose requests all end in 422 tests only the
-validation. The figures are printed, by phase, mode and status.
+validation. The purpose list must be fetched and revalidated (a 304) as well. The
+figures are printed, by phase, mode and status.
 
 The gateway is a deployment of its own (the requests fill an audit log), served by the
 real TLS server in this process; schemathesis runs in a subprocess.
@@ -199,3 +200,6 @@ def test_the_running_gateway_keeps_its_contract_under_schemathesis(
     assert figures.reaching_a_decision() >= MIN_DECISION_SHARE * disclosures
     # Every example of the document (one per purpose) was sent and decided.
     assert figures.total(method=method, path=path, phase="examples") >= 4
+    # The purpose list was asked for, and revalidated (If-None-Match) with a 304 too.
+    assert figures.total(method="GET", path="/v1/purposes", status=200) > 0
+    assert figures.total(method="GET", path="/v1/purposes", status=304) > 0

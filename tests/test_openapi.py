@@ -75,7 +75,7 @@ def test_the_document_declares_mutual_tls_on_every_operation(
     (scheme_name,) = document["components"]["securitySchemes"]
     assert document["components"]["securitySchemes"][scheme_name]["type"] == "mutualTLS"
     operations = [op for item in document["paths"].values() for op in item.values()]
-    assert len(operations) == 5
+    assert len(operations) == 6
     assert "/metrics" not in document["paths"]  # the operations listener's, not partners'
     assert all(op["security"] == [{scheme_name: []}] for op in operations)
     assert document["servers"] == [{"url": gateway.base_url, "description": "this gateway"}]
@@ -275,6 +275,32 @@ def test_schema_and_validation_agree_on_case_references(
     assert request_validator.is_valid(body) is _accepted_by_the_model(model, body), case_ref
 
 
+# -- what a partner may ask --------------------------------------------------------------
+
+
+def test_every_partners_purpose_list_fits_the_declared_schema(
+    gateway: Deployment, document: dict[str, Any]
+) -> None:
+    operation = document["paths"]["/v1/purposes"]["get"]
+    ok = operation["responses"]["200"]
+    schema = validator(document, ok["content"]["application/json"]["schema"])
+    for partner in gateway.runtime.catalog.partners:
+        with gateway.client(partner) as client:
+            response = client.get("/v1/purposes")
+        errors = [e.message for e in schema.iter_errors(response.json())]
+        assert not errors, (partner, errors)
+        for name, header in ok["headers"].items():
+            value = response.headers[name]
+            assert validator(document, header["schema"]).is_valid(value), (name, value)
+    # The example in the document is one too, and the 304 has headers but no body.
+    (example,) = document["components"]["schemas"]["PurposeList"]["examples"]
+    assert schema.is_valid(example)
+    assert "content" not in operation["responses"]["304"]
+    assert set(operation["responses"]["304"]["headers"]) == {"ETag", "Cache-Control"}
+    # The description says this is a guide and the policy decides.
+    assert "the policy still decides each request" in operation["description"]
+
+
 # -- the answers: real problem documents fit the declared ones -----------------------------
 
 
@@ -299,6 +325,7 @@ def _answers(gateway: Deployment) -> Iterator[httpx.Response]:
         yield client.delete("/v1/disclosures")  # 405
     with gateway.client(GHOST) as client:
         yield client.get("/openapi.json")  # 403 unknown-peer
+        yield client.get("/v1/purposes")
 
 
 def test_the_gateways_problem_documents_fit_the_declared_ones(
