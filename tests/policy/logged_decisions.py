@@ -71,8 +71,6 @@ async def _disclose(
                     ).encode()
                 )
                 with contextlib.suppress(PurposeDenied):
-                    await runtime.disclosures.disclose(
-                        runtime.catalog.partners[requester], request
-                    )
+                    await runtime.disclosures.disclose(runtime.catalog.partners[requester], request)
     finally:
         await runtime.close()
