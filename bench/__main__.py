@@ -10,6 +10,7 @@
    what a ratio of 0.5 would leave it.
 4. The disk's own fdatasync latency, for telling its stalls from the gateway's.
 5. ``audit verify`` throughput in entries per second.
+6. ``policy replay`` throughput in decisions per second (fresh evaluation, no memo).
 
 The servers run in this process (a thread each); the load generator runs in a child
 process so client and server each have a core of the 2-core reference machine.
@@ -36,6 +37,7 @@ from fastapi.responses import Response
 from bench import DATASETS, REQUESTER, request_body
 from bench.load import Target, fixed_rate, throughput
 from bench.pipeline import measure_pipeline
+from bench.replay import fill_replay_log, time_replay
 from bench.verify import fill_log, time_verify
 from gateway.app import create_app
 from gateway.dev.bootstrap import bootstrap
@@ -263,21 +265,43 @@ def bench_verify(var_dir: Path, entries: int) -> None:
     )
 
 
+def bench_replay(settings: Settings, var_dir: Path, entries: int) -> None:
+    print(f"· filling an audit log with {entries} decisions to replay …", flush=True)
+    db, distinct = fill_replay_log(settings, var_dir / "replay-bench", entries)
+    threads = sorted({1, os.cpu_count() or 2})
+    for workers in threads:
+        report = time_replay(settings, db, workers)
+        print(
+            f"policy replay           {report.per_s:8.0f} decisions/s on {workers} evaluation "
+            f"thread{'s' if workers > 1 else ''} (SPEC §10: ≥ 2,000; {report.replayed} "
+            f"decisions of {distinct} distinct requests in {report.elapsed_s:.2f} s, "
+            f"{report.flipped} flipped)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each load phase")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--verify-entries", type=int, default=200_000)
+    parser.add_argument("--replay-decisions", type=int, default=20_000)
+    parser.add_argument(
+        "--only-replay", action="store_true", help="run the policy replay phase alone"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="doelpoort-bench-") as tmp:
         settings = Settings.from_env().with_var_dir(Path(tmp))
         print(f"setting up a fresh synthetic deployment in {tmp}")
         bootstrap(settings, echo=lambda _line: None)
+        if args.only_replay:
+            bench_replay(settings, Path(tmp), args.replay_decisions)
+            return
         rates = bench_http(settings, args.seconds, args.connections, args.rate)
         bench_pipeline(settings, args.seconds, args.connections, rates)
         bench_disk(settings.audit_db_path.parent, args.seconds)
         bench_verify(Path(tmp), args.verify_entries)
+        bench_replay(settings, Path(tmp), args.replay_decisions)
 
 
 if __name__ == "__main__":

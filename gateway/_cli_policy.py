@@ -6,9 +6,346 @@ arguments and prints. `gateway._cli` adds the group to the ``doelpoort`` command
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
 
 policy_app = typer.Typer(
     help="Policy authors' tools: check, test, explain, replay, diff and bundle policy sets.",
     no_args_is_help=True,
 )
+
+
+# -- eval and replay (gateway.policy.explain, gateway.policy.replay) --------------------
+
+if TYPE_CHECKING:
+    from audit.reader import AuditReader
+    from gateway.policy.bundle import PolicyBundle
+    from gateway.policy.engine import Decision
+    from gateway.settings import Settings
+
+PoliciesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--policies",
+        file_okay=False,
+        help="The policy set: *.rego and register.yaml (default: the deployment's).",
+    ),
+]
+ConnectorsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--connectors",
+        file_okay=False,
+        help="The connector catalog the register is checked against (default: the deployment's).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for machines.")]
+VarDirOption = Annotated[
+    Path | None,
+    typer.Option("--var-dir", help="Runtime state directory with the audit log (default: var/)."),
+]
+
+
+def _settings(var_dir: Path | None) -> Settings:
+    from gateway.settings import Settings
+
+    settings = Settings.from_env()
+    return settings.with_var_dir(var_dir) if var_dir is not None else settings
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def _policy_set(settings: Settings, policies: Path | None, connectors: Path | None) -> PolicyBundle:
+    """The policy set compiled and checked against the catalog, as `serve` does."""
+    from gateway.connectors.catalog import Catalog
+    from gateway.errors import ConfigurationError
+    from gateway.policy.bundle import compile_bundle
+    from gateway.policy.register import REGISTER_FILE
+
+    policies_dir = policies or settings.policies_dir
+    catalog = Catalog.load(connectors or settings.connectors_dir, settings.var_dir)
+    bundle = compile_bundle(policies_dir)
+    try:
+        bundle.register.check_against(catalog)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{policies_dir / REGISTER_FILE}: {exc.detail}") from exc
+    return bundle
+
+
+def policy_set_of_entry(
+    digest: str, reader: AuditReader, given: Callable[[], PolicyBundle]
+) -> PolicyBundle:
+    """The policy set that made a logged decision (its ``policy_digest``).
+
+    The set given on the command line (``given()``), when its digest is the entry's;
+    otherwise a ConfigurationError naming both. ``reader`` is where an archive of policy
+    sets by digest will be looked up first.
+    """
+    from gateway.errors import ConfigurationError
+
+    bundle = given()
+    if bundle.digest != digest:
+        raise ConfigurationError(
+            f"the entry was decided by policy set {digest}, but --policies holds"
+            f" {bundle.digest}: give the policy set that made it"
+        )
+    return bundle
+
+
+def _open_log(settings: Settings) -> AuditReader:
+    from audit.reader import AuditReader
+    from gateway.errors import AuditError
+
+    try:
+        return AuditReader(settings.audit_db_path)
+    except AuditError as exc:
+        raise _fail(f"no audit log at {settings.audit_db_path}", 2) from exc
+
+
+def _decide(bundle: PolicyBundle, policy_input: dict[str, Any], timeout_s: float) -> Decision:
+    """A fresh decision of ``bundle`` for the input (never a memo's); PolicyError."""
+    import asyncio
+
+    from gateway.policy.engine import EmbeddedEngine
+
+    async def decide() -> Decision:
+        engine = EmbeddedEngine(bundle, timeout_s=timeout_s, workers=1)
+        try:
+            return await engine.decide_fresh(policy_input)
+        finally:
+            await engine.aclose()
+
+    return asyncio.run(decide())
+
+
+def _read_input(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+        document = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise _fail(f"{path}: not a readable JSON policy input ({type(exc).__name__})", 2) from exc
+    if not isinstance(document, dict):
+        raise _fail(f"{path}: a policy input is a JSON object", 2)
+    return document
+
+
+def _logged_input(reader: AuditReader, seq: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Entry ``seq``'s policy input and what it logged of its decision."""
+    from audit.entry import AuditRecord, record_from_body
+
+    entry = next(reader.iter_entries(seq), None)
+    if entry is None or entry.seq != seq:
+        raise _fail(f"the audit log has no entry {seq}", 2)
+    try:
+        record = record_from_body(entry.body)
+    except (TypeError, ValueError) as exc:
+        raise _fail(f"entry {seq} is not an audit record this version can read") from exc
+    if not isinstance(record, AuditRecord):
+        raise _fail(f"entry {seq} records a refusal, which has no policy decision", 2)
+    if not record.policy_input:
+        raise _fail(f"entry {seq} keeps no policy input", 2)
+    logged = {
+        "decision": record.decision,
+        "reasons": record.reasons,
+        "field_ops": record.field_ops,
+        "retention_days": record.retention_days,
+        "legal_basis": record.legal_basis,
+        "policy_digest": record.policy_digest,
+        "error": record.error,
+    }
+    return record.policy_input, logged
+
+
+def _decision_json(decision: Decision) -> dict[str, Any]:
+    return {
+        "allow": decision.allow,
+        "reasons": list(decision.reasons),
+        "field_ops": dict(decision.field_ops),
+        "retention_days": decision.retention_days,
+        "legal_basis": decision.legal_basis,
+        "policy_digest": decision.policy_digest,
+    }
+
+
+def _reproduces(decision: Decision | None, logged: dict[str, Any]) -> bool:
+    if decision is None:
+        return bool(logged["decision"] == "error" and logged["retention_days"] is None)
+    return bool(
+        logged["decision"] == ("allow" if decision.allow else "deny")
+        and logged["field_ops"] == dict(decision.field_ops)
+        and logged["reasons"] == list(decision.reasons)
+        and logged["retention_days"] == decision.retention_days
+        and logged["legal_basis"] == decision.legal_basis
+    )
+
+
+@policy_app.command("eval")
+def policy_eval(
+    input_file: Annotated[
+        Path | None,
+        typer.Option("--input", dir_okay=False, help="A policy input (JSON; - for stdin)."),
+    ] = None,
+    seq: Annotated[
+        int | None,
+        typer.Option(
+            "--seq", min=1, max=2**63 - 1, help="Re-evaluate this audit entry's policy input."
+        ),
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Say why: per field, register entry and rule.")
+    ] = False,
+    policies: PoliciesOption = None,
+    connectors: ConnectorsOption = None,
+    as_json: JsonOption = False,
+    var_dir: VarDirOption = None,
+) -> None:
+    """Print the decision of a policy set for one policy input, evaluated afresh.
+
+    With --seq N, entry N's stored input, evaluated with the policy set that made that
+    decision (--policies must hold it: its digest is checked), and whether it reproduces
+    what was logged. Exit 1 when the policy gives no valid decision or does not
+    reproduce the logged one.
+    """
+    import json
+
+    from gateway.errors import PolicyError
+    from gateway.policy.explain import explain as explain_decision
+
+    if (input_file is None) == (seq is None):
+        raise _fail("give exactly one of --input FILE and --seq N", 2)
+    settings = _settings(var_dir)
+    logged: dict[str, Any] | None = None
+    if input_file is not None:
+        policy_input = _read_input(input_file)
+        bundle = _policy_set(settings, policies, connectors)
+    else:
+        assert seq is not None
+        with _open_log(settings) as reader:
+            policy_input, logged = _logged_input(reader, seq)
+            bundle = policy_set_of_entry(
+                str(logged["policy_digest"]),
+                reader,
+                lambda: _policy_set(settings, policies, connectors),
+            )
+    decision: Decision | None = None
+    failure: PolicyError | None = None
+    try:
+        decision = _decide(bundle, policy_input, settings.policy_timeout_s)
+    except PolicyError as exc:
+        failure = exc
+    explanation = (
+        explain_decision(bundle, policy_input, decision)
+        if explain and decision is not None
+        else None
+    )
+    reproduced = _reproduces(decision, logged) if logged is not None else None
+    if as_json:
+        shown: dict[str, Any] = {
+            "policy_digest": bundle.digest,
+            "decision": _decision_json(decision) if decision is not None else None,
+            "error": None if failure is None else {"code": failure.code, "detail": failure.detail},
+        }
+        if explanation is not None:
+            shown["explanation"] = explanation.as_json()
+        if logged is not None:
+            shown["seq"] = seq
+            shown["logged"] = logged
+            shown["reproduced"] = reproduced
+        typer.echo(json.dumps(shown, ensure_ascii=False, indent=2))
+    else:
+        typer.echo(f"policy set   {bundle.digest}")
+        if decision is None:
+            assert failure is not None
+            typer.echo(f"decision     error ({failure.code}): {failure.detail}")
+        else:
+            typer.echo(f"decision     {'allow' if decision.allow else 'deny'}")
+            typer.echo(f"legal basis  {decision.legal_basis or '(none)'}")
+            typer.echo(f"retention    {decision.retention_days} days")
+            for reason in decision.reasons:
+                typer.echo(f"reason       {reason}")
+            for name, op in decision.field_ops.items():
+                typer.echo(f"field op     {name}: {op}")
+        if explanation is not None:
+            for line in explanation.lines():
+                typer.echo(line)
+        if logged is not None:
+            verdict = "reproduces" if reproduced else "does NOT reproduce"
+            typer.echo(f"entry {seq}: this {verdict} the logged decision ({logged['decision']})")
+    if decision is None or reproduced is False:
+        raise typer.Exit(1)
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            "a date (2026-12-01) or a time (2026-12-01T12:00:00Z)", param_hint="--since"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+@policy_app.command("replay")
+def policy_replay(
+    policies: PoliciesOption = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only decisions logged at or after this date or time (UTC)."),
+    ] = None,
+    connectors: ConnectorsOption = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Evaluation threads (default: one per CPU).")
+    ] = os.cpu_count() or 2,
+    as_json: JsonOption = False,
+    var_dir: VarDirOption = None,
+) -> None:
+    """Replay logged decisions against a candidate policy set and print the flips.
+
+    Every decision entry's stored policy input is evaluated afresh with the candidate;
+    allow↔deny flips, new errors and changed field ops are counted per purpose and
+    requester. The audit log is only read.
+    """
+    import json
+
+    from gateway.policy.replay import replay
+
+    settings = _settings(var_dir)
+    start = _since(since)
+    bundle = _policy_set(settings, policies, connectors)
+    with _open_log(settings) as reader:
+        rows = reader.iter_rows()
+        if as_json or not sys.stderr.isatty():
+            report = replay(
+                bundle, rows, since=start, workers=workers, timeout_s=settings.policy_timeout_s
+            )
+        else:
+            with typer.progressbar(
+                length=reader.count(), label="replaying", file=sys.stderr
+            ) as bar:
+                report = replay(
+                    bundle,
+                    rows,
+                    since=start,
+                    workers=workers,
+                    timeout_s=settings.policy_timeout_s,
+                    progress=bar.update,
+                )
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
+        return
+    for line in report.lines():
+        typer.echo(line)
+    typer.echo(f"({report.per_s:.0f} decisions/s on {workers} threads)", err=True)

@@ -209,6 +209,18 @@ class EmbeddedEngine:
             self._memo.put(memo_key, decision)
         return decision
 
+    async def decide_fresh(
+        self, policy_input: Mapping[str, Any], *, timeout_s: float | None = None
+    ) -> Decision:
+        """Evaluate and validate one input afresh, never from the memo nor into it.
+
+        What the authors' tools (``policy eval`` and ``policy replay``) and the start-up
+        probe decide with: a decision of *this* policy set for *this* input, checked by
+        :func:`decision_from_result` exactly as a request's. Raises PolicyError.
+        """
+        result = await self._evaluate(policy_input, timeout_s or self._timeout_s)
+        return decision_from_result(result, policy_input, self.digest)
+
     async def probe(self, inputs: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
         """Decide each labelled input afresh (never from the memo) before serving.
 
@@ -218,8 +230,9 @@ class EmbeddedEngine:
         """
         for label, policy_input in inputs:
             try:
-                result = await self._evaluate(policy_input, max(self._timeout_s, PROBE_TIMEOUT_S))
-                decision_from_result(result, policy_input, self.digest)
+                await self.decide_fresh(
+                    policy_input, timeout_s=max(self._timeout_s, PROBE_TIMEOUT_S)
+                )
             except PolicyError as exc:
                 cause = exc.detail
                 if cause == UNDEFINED and not self._bundle.declares_entrypoint():
