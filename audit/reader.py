@@ -22,6 +22,11 @@ class AuditReader:
         opened read-only, which the reader owns from now on."""
         self._storage = SQLiteReadOnlyStorage.open(source) if isinstance(source, Path) else source
 
+    @property
+    def location(self) -> str:
+        """Where the log is, for messages."""
+        return self._storage.location
+
     def iter_entries(self, start: int = 1) -> Iterator[StoredEntry]:
         """Entries with seq >= `start` in seq order, streamed in chunks from one snapshot."""
         return map(StoredEntry._make, self.iter_rows(start))
