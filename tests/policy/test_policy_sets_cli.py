@@ -17,7 +17,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from audit.policy_sets import policy_digest
+from audit.policy_sets import encode_policy_set, policy_digest
 from audit.reader import AuditReader
 from gateway._cli import app
 from gateway.connectors.catalog import Catalog
@@ -245,3 +245,27 @@ def test_a_changed_archived_set_is_refused(archive: Archive, tmp_path: Path) -> 
     assert (code, out) == (2, "")
     assert "does not match its digest" in err
     assert policy("show", archive.b, "--audit-db", db)[0] == 0  # the other set is intact
+
+
+@pytest.mark.parametrize("path", ["../outside.rego", "/etc/outside.rego", "a/../../x.rego", ""])
+def test_show_writes_nothing_outside_its_directory(
+    archive: Archive, tmp_path: Path, path: str
+) -> None:
+    # Whoever can write the log can archive a set of their own making under its true
+    # digest; its paths are not trusted to stay inside --output.
+    db = tmp_path / "audit.sqlite3"
+    with sqlite3.connect(archive.db) as source, sqlite3.connect(db) as copy:
+        source.backup(copy)
+    files = {path: "package evil\n", "register.yaml": "purposes: {}\n"}
+    digest = policy_digest(files.items())
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO policy_sets VALUES (?, ?, '2026-01-01T00:00:00Z')",
+            (digest, encode_policy_set(files.items()).decode()),
+        )
+    conn.close()
+    target = tmp_path / "out" / "shown"
+    code, _, err = policy("show", digest, "--output", target, "--audit-db", db)
+    assert code == 2
+    assert "outside its directory" in err
+    assert not (tmp_path / "out").exists()
