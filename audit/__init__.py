@@ -12,6 +12,7 @@ docs/data-model.md, section "Audit log". Modules, one concept each:
   `state` — what it knows of the committed log; `retention` — erasing expired escrows
 * `storage` — the storage interface a backend implements, the tables (SQLModel) and the
   SQLite backend, where every SQL statement lives
+* `policy_sets` — the digest of a policy set, and the archived form of one
 * `reader` — read-only access
 * `verify` — recompute everything and name the first bad entry
 """

@@ -85,3 +85,10 @@ class AuditVerificationError(VerificationError):
         super().__init__(f"first bad entry is seq {first_bad_seq}: {reason}")
         self.first_bad_seq = first_bad_seq
         self.reason = reason
+
+
+class PolicySetMismatch(VerificationError):
+    """An archived policy set whose content is not the one its digest names."""
+
+    code = "audit-policy-set"
+    title = "The archived policy set does not match its digest"

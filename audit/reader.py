@@ -7,10 +7,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 
+from audit.policy_sets import ArchivedPolicySet, decode_policy_set
 from audit.storage.interface import ReadOnlyStorage, Snapshot, StoredCheckpoint, StoredEntry
 from audit.storage.sqlite.reader import SQLiteReadOnlyStorage
 
-__all__ = ["AuditReader", "Snapshot", "StoredCheckpoint", "StoredEntry"]
+__all__ = ["ArchivedPolicySet", "AuditReader", "Snapshot", "StoredCheckpoint", "StoredEntry"]
 
 
 class AuditReader:
@@ -20,6 +21,11 @@ class AuditReader:
         """`source` is the SQLite file (`AuditError` when there is none), or a storage
         opened read-only, which the reader owns from now on."""
         self._storage = SQLiteReadOnlyStorage.open(source) if isinstance(source, Path) else source
+
+    @property
+    def location(self) -> str:
+        """Where the log is, for messages."""
+        return self._storage.location
 
     def iter_entries(self, start: int = 1) -> Iterator[StoredEntry]:
         """Entries with seq >= `start` in seq order, streamed in chunks from one snapshot."""
@@ -52,6 +58,17 @@ class AuditReader:
     def count(self) -> int:
         """Number of stored entries."""
         return self._storage.count()
+
+    def policy_set(self, digest: str) -> dict[str, str] | None:
+        """The files (relative path → content) of the policy set archived under
+        `digest`; None when the archive holds none. Raises `PolicySetMismatch` when what
+        it holds is not that set (its content was changed after it was archived)."""
+        stored = self._storage.policy_set(digest)
+        return None if stored is None else decode_policy_set(digest, stored)
+
+    def policy_sets(self) -> list[ArchivedPolicySet]:
+        """Every archived policy set (digest, first use), earliest first."""
+        return self._storage.policy_sets()
 
     def close(self) -> None:
         self._storage.close()

@@ -25,6 +25,8 @@ newest entries no checkpoint covers (`audit.state.load_state`).
 
 Expired escrows are erased by `audit.retention`, a batch at a time on the storage thread;
 no group is prepared or written while a batch runs, and groups go in between batches.
+Archiving a policy set (`archive_policy_set`) runs the same way, beside the entries, not
+as one: the entries name the set by its digest, and the set proves itself against it.
 
 A failed write may still have landed (the COMMIT reached the disk, then the error came),
 so the table holds either the state from before it or the one it prepared: a group's
@@ -40,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,6 +54,7 @@ from audit.clock import Clock, rfc3339_micro, utc_now
 from audit.entry import LogRecord, StoredEscrow, entry_leaf_hash
 from audit.errors import AuditError
 from audit.hasher import EMPTY_ROOT
+from audit.policy_sets import decode_policy_set, encode_policy_set, policy_digest
 from audit.retention import EscrowEraser
 from audit.state import (
     LogState,
@@ -119,6 +122,7 @@ class AuditStore:
         # An erasure step waiting for, or running on, the storage thread: groups wait
         # for it (see `_exclusive`).
         self._holding = False
+        self._exclusive_turn = asyncio.Lock()  # one exclusive step at a time, in turn
         self._erasing: concurrent.futures.Future[Any] | None = None
         self._eraser = EscrowEraser(storage, now)
         self._closed = False
@@ -221,13 +225,50 @@ class AuditStore:
         """
         return await self._eraser.erase_expired(self._exclusive)
 
+    async def archive_policy_set(self, digest: str, sources: Iterable[tuple[str, str]]) -> bool:
+        """Archive the policy set `sources` ((relative path, content) pairs) under its
+        `digest`, durably, with now as its first use; return True when it was new.
+
+        Archiving a set again changes nothing: its first use stays the first. The gateway
+        archives its set before it serves with it, so every digest an entry names is in
+        the archive. Raises `ValueError` when `digest` is not the digest of `sources`,
+        `AuditError` when the set cannot be archived, and `PolicySetMismatch` when the
+        archive holds something else under `digest` (it was changed behind the store's
+        back: the archive could not show the text of this set).
+        """
+        files = tuple(sources)
+        if policy_digest(files) != digest:
+            raise ValueError("the digest is not the policy set's")
+        stored = encode_policy_set(files)
+        first_used = rfc3339_micro(self._now())
+        storage = self._storage
+
+        def archive() -> tuple[bool, bytes | None]:
+            new = storage.archive_policy_set(digest, stored, first_used)
+            return new, storage.policy_set(digest)
+
+        try:
+            new, kept = await self._exclusive(archive)
+        except AuditError:
+            raise
+        except Exception as exc:
+            log.error("a policy set could not be archived (%s)", _describe(exc))
+            raise AuditError("the policy set could not be archived") from exc
+        if kept is None:
+            raise AuditError("the policy set could not be archived: it was not stored")
+        decode_policy_set(digest, kept)  # what the DPO will read back is this very set
+        return new
+
     async def _exclusive(self, step: Callable[[], _T]) -> _T:
-        """Run one erasure step on the storage thread while no group is prepared or
-        written: the recovery after a failed write reads the table from the loop."""
+        """Run one step (an erasure batch, archiving a policy set) on the storage thread
+        while no group is prepared or written: the recovery after a failed write reads the
+        table from the loop. Steps asked for meanwhile wait their turn."""
+        async with self._exclusive_turn:
+            return await self._exclusive_step(step)
+
+    async def _exclusive_step(self, step: Callable[[], _T]) -> _T:
         if self._closed:
             raise AuditError("the audit store is closed")
-        if self._holding:
-            raise RuntimeError("one erasure at a time")
         self._holding = True  # no new group starts: the step cannot be starved
         try:
             while self._inflight is not None:

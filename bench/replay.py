@@ -36,8 +36,8 @@ START = datetime(2026, 11, 1, tzinfo=UTC)
 
 def fill_replay_log(settings: Settings, directory: Path, entries: int) -> tuple[Path, int]:
     """A log of ``entries`` decisions of the demo mix; (its path, distinct requests)."""
-    bundle = compile_bundle(settings.policies_dir)
     catalog = Catalog.load(settings.connectors_dir, settings.var_dir)
+    bundle = compile_bundle(settings.policies_dir, catalog)
     asks = []
     for purpose in bundle.register.purposes:
         for partner in catalog.partners.values():
@@ -83,7 +83,8 @@ def fill_replay_log(settings: Settings, directory: Path, entries: int) -> tuple[
 
 
 def time_replay(settings: Settings, db: Path, workers: int) -> ReplayReport:
-    bundle = compile_bundle(settings.policies_dir)
+    catalog = Catalog.load(settings.connectors_dir, settings.var_dir)
+    bundle = compile_bundle(settings.policies_dir, catalog)
     with AuditReader(db) as reader:
         return replay(bundle, reader.iter_rows(), workers=workers, timeout_s=10.0)
 

@@ -14,7 +14,7 @@ import yaml
 
 from gateway.errors import ConfigurationError
 
-__all__ = ["load_yaml"]
+__all__ = ["load_yaml", "parse_yaml"]
 
 
 def load_yaml(path: Path) -> object:
@@ -24,6 +24,12 @@ def load_yaml(path: Path) -> object:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{path}: cannot be read ({type(exc).__name__})") from exc
+    return parse_yaml(text, path)
+
+
+def parse_yaml(text: str, path: Path) -> object:
+    """`load_yaml` of text already read from ``path`` (for a caller that must use the very
+    bytes it read, such as the policy digest)."""
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:

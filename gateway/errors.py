@@ -39,6 +39,7 @@ drawing to the classes.
     └── VerificationError                  evidence that does not hold up (audit)
         ├── CheckpointError                not a valid signed checkpoint of this log (audit)
         ├── AuditVerificationError         the stored log is not intact; first bad seq (audit)
+        ├── PolicySetMismatch              an archived policy set unlike its digest (audit)
         ├── InvalidReceipt                 a receipt that does not verify (says nothing of why)
         └── EscrowError                    an escrow that does not open with the DPO's key
 """
@@ -52,6 +53,7 @@ from audit.errors import (
     CheckpointError,
     ConfigurationError,
     DoelpoortError,
+    PolicySetMismatch,
     VerificationError,
 )
 
@@ -79,6 +81,7 @@ __all__ = [
     "PayloadTooLarge",
     "PolicyError",
     "PolicyEvaluationError",
+    "PolicySetMismatch",
     "PolicyUnavailable",
     "PurposeDenied",
     "RequestError",

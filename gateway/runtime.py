@@ -1,11 +1,13 @@
 """A running gateway's parts, built from :class:`~gateway.settings.Settings`.
 
 Start-up fails loudly on a bad deployment (unreadable connectors, a policy that does
-not compile, a register that does not fit the connector catalog, a missing key); after
-that, every failure is a per-request problem. Start-up only ever loads keys: creating
-them is ``doelpoort keys init`` and ``setup`` (`gateway.keys`), so a lost audit key or
-master secret stops the gateway instead of being silently replaced (which would fork the
-audit log or change every pseudonym).
+not compile, a register that does not fit the connector catalog, a missing key, a policy
+set the audit log cannot archive); after that, every failure is a per-request problem.
+The policy set is archived in the audit log before the gateway serves with it, so the
+text behind every digest an entry names can be shown. Start-up only ever loads keys:
+creating them is ``doelpoort keys init`` and ``setup`` (`gateway.keys`), so a lost audit
+key or master secret stops the gateway instead of being silently replaced (which would
+fork the audit log or change every pseudonym).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class Runtime:
         async with contextlib.AsyncExitStack() as opened:
             catalog = Catalog.load(settings.connectors_dir, settings.var_dir)
             opened.push_async_callback(catalog.aclose)
-            bundle = compile_bundle(settings.policies_dir)
+            bundle = compile_bundle(settings.policies_dir, catalog)
             register = bundle.register  # the very register the policy was compiled with
             try:
                 register.check_against(catalog)
@@ -95,6 +97,8 @@ class Runtime:
                 now=clock,
             )
             opened.callback(audit.close)
+            # Before it serves: every digest an entry names can be shown from the archive.
+            await audit.archive_policy_set(bundle.digest, bundle.sources)
             metrics = Metrics()
             runtime = cls(
                 settings=settings,

@@ -74,4 +74,5 @@ def test_verification_failures_share_one_base() -> None:
         "CheckpointError",
         "EscrowError",
         "InvalidReceipt",
+        "PolicySetMismatch",
     }

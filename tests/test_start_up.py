@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
+from audit.reader import AuditReader
+from gateway.connectors.catalog import Catalog
 from gateway.dev.bootstrap import bootstrap
-from gateway.errors import ConfigurationError
+from gateway.errors import ConfigurationError, PolicySetMismatch
+from gateway.policy.bundle import compile_bundle
 from gateway.policy.engine import EmbeddedEngine
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -100,6 +104,33 @@ def test_start_up_interrupted_after_opening_the_log_gives_it_back(
         with pytest.raises(asyncio.CancelledError):
             _start(settings)
     _start(settings)
+
+
+def test_start_up_archives_the_policy_set_once(set_up: Settings, tmp_path: Path) -> None:
+    settings = _copy_of(set_up, tmp_path)
+    _start(settings)
+    catalog = Catalog.load(settings.connectors_dir, settings.var_dir)
+    bundle = compile_bundle(settings.policies_dir, catalog)
+    with AuditReader(settings.audit_db_path) as log:
+        archived = log.policy_sets()
+        assert [found.digest for found in archived] == [bundle.digest]
+        assert log.policy_set(bundle.digest) == dict(bundle.sources)
+    _start(settings)
+    with AuditReader(settings.audit_db_path) as log:
+        assert log.policy_sets() == archived  # first used at the first start
+
+
+def test_a_changed_archive_stops_start_up(set_up: Settings, tmp_path: Path) -> None:
+    # The archive could no longer show the text of the set the gateway would serve with.
+    settings = _copy_of(set_up, tmp_path)
+    _start(settings)
+    with sqlite3.connect(settings.audit_db_path) as db:
+        db.execute("DROP TRIGGER policy_sets_no_update")
+        db.execute("UPDATE policy_sets SET sources = replace(sources, 'keep', 'drop')")
+    db.close()
+    for _ in range(2):  # the log is given back each time: the second start fails alike
+        with pytest.raises(PolicySetMismatch, match="does not match its digest"):
+            _start(settings)
 
 
 @pytest.fixture

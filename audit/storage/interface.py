@@ -32,6 +32,8 @@ from collections.abc import Generator, Sequence
 from contextlib import AbstractContextManager
 from typing import NamedTuple, Protocol
 
+from audit.policy_sets import ArchivedPolicySet
+
 ChainRow = tuple[int, bytes, bytes]
 """seq, prev, body: what an entry chains and hashes (`entry_leaf_hash(*row)`)."""
 
@@ -83,6 +85,17 @@ class LogStorage(Protocol):
         tree they bring the log to), all or nothing, and durably before returning: no
         entry is ever stored outside a checkpoint. A row whose seq, or a checkpoint whose
         size, is stored already is refused: the log is append-only."""
+        ...
+
+    def archive_policy_set(self, digest: str, sources: bytes, first_used: str) -> bool:
+        """Store a policy set (its archived form, `audit.policy_sets`) under `digest`,
+        first used at `first_used` (RFC 3339), durably before returning; or, when a set is
+        stored under `digest` already, change nothing. True when it was stored now."""
+        ...
+
+    def policy_set(self, digest: str) -> bytes | None:
+        """The stored form of the set archived under `digest`, as stored; None when none
+        is."""
         ...
 
     def erase_expired_escrows(self, now: int, limit: int) -> int:
@@ -143,6 +156,16 @@ class ReadOnlyStorage(Protocol):
 
     def count(self) -> int:
         """Number of stored entries."""
+        ...
+
+    def policy_set(self, digest: str) -> bytes | None:
+        """The stored form of the policy set archived under `digest`, as stored; None
+        when none is (also in a log made before the archive existed)."""
+        ...
+
+    def policy_sets(self) -> list[ArchivedPolicySet]:
+        """Every archived policy set's digest and first use, earliest first (none in a
+        log made before the archive existed)."""
         ...
 
     def close(self) -> None: ...

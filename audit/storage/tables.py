@@ -6,9 +6,12 @@ Beside them it keeps one thing that is not hashed: an entry's re-identification 
 and the time its retention ends. The body binds the escrow by its SHA-256
 (``escrow_sha256``), so the ciphertext can be erased when the purpose's retention runs
 out without breaking the tree, and a swapped one does not open. `checkpoints` holds the
-signed notes. A backend adds what keeps the tables append-only (triggers that refuse
-DELETE and every UPDATE but that erasure, so a mistake cannot rewrite history; a
-determined attacker can drop them, and verify is what catches that).
+signed notes. `policy_sets` is the archive of the policy sets the gateway has used
+(`audit.policy_sets`): each under its digest, which entries name it by and its content
+proves itself against, with the time it was first used. A backend adds what keeps the
+tables append-only (triggers that refuse DELETE and every UPDATE but that erasure, so a
+mistake cannot rewrite history; a determined attacker can drop them, and verify, or the
+digest for an archived set, is what catches that).
 
 Writes and the hot reads do not go through these models: the backend binds raw driver
 statements (`audit.storage.sqlite.statements`), one per group, because an ORM's per-row
@@ -87,9 +90,21 @@ class CheckpointTable(AuditTable, table=True):
     created_at: str = Field(sa_type=sa.Text)
 
 
+class PolicySetTable(AuditTable, table=True):
+    """One archived policy set: canonical JSON of {path: content}, under its digest."""
+
+    __tablename__ = "policy_sets"
+    __table_args__ = ({"sqlite_strict": True},)
+
+    digest: str = Field(primary_key=True, sa_type=sa.Text)
+    sources: str = Field(sa_type=sa.Text)
+    first_used: str = Field(sa_type=sa.Text)
+
+
 metadata = AuditTable.metadata
 entries = metadata.tables["entries"]
 checkpoints = metadata.tables["checkpoints"]
+policy_sets = metadata.tables["policy_sets"]
 
 STORED_COLUMNS = tuple(column.name for column in entries.columns if column.computed is None)
 """The columns an entry's INSERT names, in table order (the generated ones cannot be set)."""

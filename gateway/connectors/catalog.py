@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -410,6 +410,21 @@ class Catalog:
         connectors, self._connectors = list(self._connectors.values()), {}
         for connector in connectors:
             await connector.aclose()
+
+    def policy_document(self) -> dict[str, Any]:
+        """Everything of the catalog that policies read, and nothing else: the partners'
+        roles and the datasets' policy views (provider, domain, fields with type and
+        category, identity keys). Its canonical JSON is ``catalog.json`` of the policy set
+        (`gateway.policy.bundle`), so the policy digest changes whenever any of it does.
+
+        Never connector URLs, paths, secrets or certificate pins: they decide nothing a
+        policy sees, and the document is archived in the audit log. One key per line:
+        whatever a policy comes to read from the catalog is added here.
+        """
+        return {
+            "partners": {pid: {"roles": list(p.roles)} for pid, p in self.partners.items()},
+            "datasets": {did: spec.policy_view() for did, spec in self.datasets.items()},
+        }
 
 
 def _index(partners: Iterable[Partner]) -> dict[str, DatasetSpec]:

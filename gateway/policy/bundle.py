@@ -1,19 +1,31 @@
-"""Compile ``policies/`` (every ``*.rego`` plus the purpose register) into a regopy bundle.
+"""Compile a policy set (the Rego, the purpose register and the catalog) into a regopy bundle.
 
-The bundle's digest identifies exactly which policy made a decision::
+A *policy set* is every file that decides a disclosure, as (relative path, content) pairs
+(`PolicyBundle.sources`):
 
-    digest = "sha256:" + hex(SHA-256 over every policy file, sorted by relative path, of
+* every ``*.rego`` under ``policies/``, except ``*_test.rego``: those are tests of the
+  policy, not policy, so they are neither compiled into the serving bundle nor covered;
+* ``register.yaml``, the purpose register;
+* ``catalog.json``, the RFC 8785 canonical JSON of the connector catalog's policy document
+  (`Catalog.policy_document`): each partner's roles, each dataset's provider, domain,
+  fields (type, category) and identity keys. Granting a partner a role, or changing a
+  field's category, changes what policies decide, so it changes the digest; a connector's
+  URL, path, secret or pinned certificate is not in it.
+
+The bundle's digest identifies exactly which policy set made a decision::
+
+    digest = "sha256:" + hex(SHA-256 over every (path, content) pair, sorted by path, of
              len(path) ":" path len(content) ":" content)
 
-where *policy file* is every ``*.rego`` under ``policies/`` and ``register.yaml``, paths
-are POSIX and relative to ``policies/``, lengths are decimal byte counts (so no two file
-sets share an encoding). Any change to a rule, a comment or the register changes it;
-nothing else does.
+with paths POSIX and relative to ``policies/``, and lengths decimal byte counts (so no two
+sets share an encoding): `audit.policy_sets.policy_digest`, the one implementation, which
+the DPO's tools use too. Any change to a rule, a comment, the register or what policies
+read from the catalog changes it; nothing else does. The audit store archives each set
+under its digest (`AuditStore.archive_policy_set`) before the gateway serves with it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,9 +34,28 @@ from typing import Any
 
 from regopy import Interpreter, LogLevel, RegoError
 
+from audit.policy_sets import policy_digest
+from gateway.canonical import canonical_json
+from gateway.config_yaml import parse_yaml
+from gateway.connectors.catalog import Catalog
 from gateway.errors import ConfigurationError
 from gateway.policy.memo import code_of
 from gateway.policy.register import REGISTER_FILE, Register
+
+__all__ = [
+    "CATALOG_FILE",
+    "ENTRYPOINT",
+    "TEST_SUFFIX",
+    "PolicyBundle",
+    "compile_bundle",
+    "policy_digest",
+    "read_policy_set",
+]
+
+#: The policy set's file holding the catalog's policy document.
+CATALOG_FILE = "catalog.json"
+#: Rego files whose name ends so are tests: never compiled to serve, never in the digest.
+TEST_SUFFIX = "_test.rego"
 
 #: The rule every disclosure decision comes from (package doelpoort.disclosure).
 ENTRYPOINT = "doelpoort/disclosure/decision"
@@ -84,39 +115,70 @@ class PolicyBundle:
         return False
 
 
-def compile_bundle(policies_dir: Path, *, entrypoint: str = ENTRYPOINT) -> PolicyBundle:
-    """Load the register and every ``*.rego`` under ``policies_dir`` and compile them.
+def compile_bundle(
+    policies_dir: Path, catalog: Catalog, *, entrypoint: str = ENTRYPOINT
+) -> PolicyBundle:
+    """Compile the policy set of ``policies_dir`` with ``catalog``: every policy ``*.rego``
+    under it (not the ``*_test.rego`` tests), its register, and the catalog's policy
+    document; `PolicyBundle.sources` holds exactly what was compiled and what the digest
+    covers, read once.
 
     Raises ConfigurationError on an unreadable or invalid register, no Rego at all, or a
-    Rego syntax error (naming file, line and column as regopy reports them).
+    Rego syntax error (naming file, line and column as regopy reports them). Whether the
+    register fits the catalog is `Register.check_against`'s to say (the gateway checks it
+    at start-up; tests compile registers that do not, to see the policy refuse them).
     """
-    register_path = policies_dir / REGISTER_FILE
-    register = Register.load(register_path)
-    rego_paths = sorted(policies_dir.rglob("*.rego"), key=lambda p: p.relative_to(policies_dir))
-    if not rego_paths:
-        raise ConfigurationError(f"{policies_dir}: no .rego policy files")
-    modules = tuple((path.relative_to(policies_dir).as_posix(), _read(path)) for path in rego_paths)
+    return compile_sources(
+        read_policy_set(policies_dir, catalog), where=policies_dir, entrypoint=entrypoint
+    )
+
+
+def compile_sources(
+    sources: tuple[tuple[str, str], ...], *, where: Path, entrypoint: str = ENTRYPOINT
+) -> PolicyBundle:
+    """Compile a policy set given as its (relative path, content) pairs — read from a
+    directory, an archive or a bundle; ``where`` names it in errors."""
+    sources = tuple(sorted(sources))
+    files = dict(sources)
+    register_path = where / REGISTER_FILE
+    if REGISTER_FILE not in files:
+        raise ConfigurationError(f"{where}: the policy set has no {REGISTER_FILE}")
+    document = parse_yaml(files[REGISTER_FILE], register_path)  # its errors name the file
+    try:
+        # From the very text the digest covers, not the file read again.
+        register = Register.from_mapping(document)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{register_path}: {exc.detail}") from exc
+    modules = tuple((path, content) for path, content in sources if path.endswith(".rego"))
+    if not modules:
+        raise ConfigurationError(f"{where}: no .rego policy files")
     data = {"register": register.as_data()}
     _build(modules, data, entrypoint)  # compile errors stop start-up, naming the line
-    files = tuple(sorted([*modules, (REGISTER_FILE, _read(register_path))]))
     return PolicyBundle(
-        digest=policy_digest(files),
+        digest=policy_digest(sources),
         entrypoint=entrypoint,
         modules=modules,
         data=data,
         register=register,
-        sources=files,
+        sources=sources,
     )
 
 
-def policy_digest(files: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> str:
-    """The digest of (relative path, content) pairs; see the module docstring."""
-    h = hashlib.sha256()
-    for path, content in sorted(files):
-        for part in (path.encode(), content.encode()):
-            h.update(b"%d:" % len(part))
-            h.update(part)
-    return "sha256:" + h.hexdigest()
+def read_policy_set(policies_dir: Path, catalog: Catalog) -> tuple[tuple[str, str], ...]:
+    """The (relative path, content) pairs of the policy set of ``policies_dir`` with
+    ``catalog``, sorted by path, without compiling them: what the digest covers (see the
+    module docstring). Raises ConfigurationError when a file cannot be read or there is
+    no policy Rego at all."""
+    rego_paths = sorted(
+        (path for path in policies_dir.rglob("*.rego") if not path.name.endswith(TEST_SUFFIX)),
+        key=lambda p: p.relative_to(policies_dir),
+    )
+    if not rego_paths:
+        raise ConfigurationError(f"{policies_dir}: no .rego policy files")
+    files = [(path.relative_to(policies_dir).as_posix(), _read(path)) for path in rego_paths]
+    files.append((REGISTER_FILE, _read(policies_dir / REGISTER_FILE)))
+    files.append((CATALOG_FILE, canonical_json(catalog.policy_document()).decode("utf-8")))
+    return tuple(sorted(files))
 
 
 def _read(path: Path) -> str:

@@ -158,7 +158,7 @@ def attack(path: Path, statement: str, *params: Any) -> list[Any]:
     """Run SQL as an attacker with file access would: the append-only triggers go first."""
     conn = sqlite3.connect(path)
     try:
-        for table in ("entries", "checkpoints"):
+        for table in ("entries", "checkpoints", "policy_sets"):
             for event in ("update", "delete"):
                 conn.execute(f"DROP TRIGGER IF EXISTS {table}_no_{event}")
         rows = conn.execute(statement, params).fetchall()

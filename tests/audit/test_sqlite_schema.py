@@ -3,7 +3,8 @@
 The tables are declared in Python; this pins the DDL they produce, so that declaring them
 differently (SQLModel instead of SQLAlchemy Core, say) cannot change a new log's schema
 unnoticed: STRICT tables, the generated filter columns, the indexes, the triggers, and
-the view a commit group is written through (added with the checkpoint per group).
+the view a commit group is written through (added with the checkpoint per group), and the
+archive of policy sets.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from audit.policy_sets import encode_policy_set, policy_digest
 from tests.audit.audit_support import attack, make_record, open_store, verify
+
+SOURCES = (("a.rego", "package a\n"), ("register.yaml", "purposes: {}\n"))
 
 # Captured from a log made by the SQLAlchemy Core tables (audit/_schema.py before the
 # SQLModel tables); SQLite keeps each CREATE statement's text as it was executed.
@@ -50,6 +55,7 @@ SCHEMA = [
         "entries",
         "CREATE INDEX ix_entries_requester ON entries (requester)",
     ),
+    ("index", "sqlite_autoindex_policy_sets_1", "policy_sets", None),
     (
         "table",
         "checkpoints",
@@ -80,6 +86,18 @@ SCHEMA = [
         "\tpurpose TEXT GENERATED ALWAYS AS (json_extract(body, '$.purpose')) VIRTUAL, \n"
         "\tdecision TEXT GENERATED ALWAYS AS (json_extract(body, '$.decision')) VIRTUAL, \n"
         "\tPRIMARY KEY (seq)\n"
+        ")\n"
+        " STRICT\n\n",
+    ),
+    (
+        "table",
+        "policy_sets",
+        "policy_sets",
+        "CREATE TABLE policy_sets (\n"
+        "\tdigest TEXT NOT NULL, \n"
+        "\tsources TEXT NOT NULL, \n"
+        "\tfirst_used TEXT NOT NULL, \n"
+        "\tPRIMARY KEY (digest)\n"
         ")\n"
         " STRICT\n\n",
     ),
@@ -138,6 +156,28 @@ SCHEMA = [
         "WHEN NOT (NEW.seq IS OLD.seq AND NEW.prev IS OLD.prev AND NEW.body IS OLD.body "
         "AND NEW.escrow IS NULL AND NEW.escrow_expires IS NULL) "
         "BEGIN SELECT RAISE(ABORT, 'entries are append-only; only an escrow may be erased'); END",
+    ),
+    (
+        "trigger",
+        "policy_sets_no_delete",
+        "policy_sets",
+        "CREATE TRIGGER policy_sets_no_delete BEFORE DELETE ON policy_sets "
+        "BEGIN SELECT RAISE(ABORT, 'policy_sets are append-only'); END",
+    ),
+    (
+        "trigger",
+        "policy_sets_no_update",
+        "policy_sets",
+        "CREATE TRIGGER policy_sets_no_update BEFORE UPDATE ON policy_sets "
+        "BEGIN SELECT RAISE(ABORT, 'policy_sets are append-only'); END",
+    ),
+    (
+        "trigger",
+        "policy_sets_once",
+        "policy_sets",
+        "CREATE TRIGGER policy_sets_once BEFORE INSERT ON policy_sets "
+        "WHEN EXISTS (SELECT 1 FROM policy_sets WHERE digest = NEW.digest) "
+        "BEGIN SELECT RAISE(IGNORE); END",
     ),
     (
         "view",
@@ -208,7 +248,7 @@ def test_the_filter_columns_are_generated_and_hidden(tmp_path: Path) -> None:
         }
         strict = conn.execute(
             "SELECT name, strict FROM pragma_table_list WHERE schema = 'main' "
-            "AND name IN ('entries', 'checkpoints') ORDER BY name"
+            "AND name IN ('entries', 'checkpoints', 'policy_sets') ORDER BY name"
         ).fetchall()
     finally:
         conn.close()
@@ -223,4 +263,30 @@ def test_the_filter_columns_are_generated_and_hidden(tmp_path: Path) -> None:
             for name in ("time", "requester", "provider", "dataset", "purpose", "decision")
         },
     }
-    assert strict == [("checkpoints", 1), ("entries", 1)]
+    assert strict == [("checkpoints", 1), ("entries", 1), ("policy_sets", 1)]
+
+
+def test_the_archive_of_policy_sets_is_append_only_and_a_set_stored_once(tmp_path: Path) -> None:
+    db = tmp_path / "audit.sqlite3"
+    with open_store(db, Ed25519PrivateKey.generate()) as store:
+        asyncio.run(store.archive_policy_set(policy_digest(SOURCES), SOURCES))
+    digest = policy_digest(SOURCES)
+    conn = sqlite3.connect(db)
+    try:
+        for statement in (
+            "UPDATE policy_sets SET sources = '{}'",
+            "UPDATE policy_sets SET first_used = '2000-01-01T00:00:00Z'",
+            "DELETE FROM policy_sets",
+        ):
+            with pytest.raises(sqlite3.DatabaseError, match="policy_sets are append-only"):
+                conn.execute(statement)
+        # A second INSERT of a digest, even INSERT OR REPLACE, is ignored.
+        conn.execute(
+            "INSERT OR REPLACE INTO policy_sets VALUES (?, '{}', '2000-01-01T00:00:00Z')",
+            (digest,),
+        )
+        conn.commit()
+        rows = conn.execute("SELECT digest, sources FROM policy_sets").fetchall()
+    finally:
+        conn.close()
+    assert rows == [(digest, encode_policy_set(SOURCES).decode())]

@@ -2,7 +2,9 @@
 
 Plain functions rather than a ``conftest.py`` (test directories carry no ``__init__.py``,
 so a second ``conftest`` module would collide under mypy). Dataset views are read
-straight from ``connectors/*.yaml``; gateway.connectors is deliberately not imported.
+straight from ``connectors/*.yaml``, not through gateway.connectors, so that the policy
+tests do not take the catalog's word for what the YAML says; the loaded catalog is only
+what `compile_bundle` takes (its policy document is part of the policy set).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from gateway.connectors.catalog import Catalog
 from gateway.policy import (
     Decision,
     EmbeddedEngine,
@@ -88,8 +91,14 @@ def policy_input(
 
 
 @cache
+def demo_catalog() -> Catalog:
+    """The demo deployment's connector catalog (no connector is ever built from it here)."""
+    return Catalog.load(CONNECTORS, REPO / "var")
+
+
+@cache
 def real_bundle() -> PolicyBundle:
-    return compile_bundle(POLICIES)
+    return compile_bundle(POLICIES, demo_catalog())
 
 
 class Decider:

@@ -19,7 +19,7 @@ from typing import Any
 
 from gateway.errors import DoelpoortError
 from gateway.policy import EmbeddedEngine, compile_bundle
-from tests.policy.policy_support import policy_input
+from tests.policy.policy_support import demo_catalog, policy_input
 
 #: A policy that allows every purpose but one, and for that one never finishes: some
 #: 10^10 steps, and nothing is kept, so it takes a core but no memory.
@@ -102,7 +102,7 @@ SCENARIOS: dict[str, tuple[Callable[[EmbeddedEngine], Awaitable[Report]], float,
 
 
 def main() -> None:
-    bundle = compile_bundle(Path(sys.argv[1]))
+    bundle = compile_bundle(Path(sys.argv[1]), demo_catalog())
 
     async def run_all() -> dict[str, Report]:
         reports = {}

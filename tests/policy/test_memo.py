@@ -11,7 +11,7 @@ import pytest
 
 from gateway.policy import EmbeddedEngine, compile_bundle
 from gateway.policy.memo import input_dependencies
-from tests.policy.policy_support import POLICIES, policy_input, real_bundle
+from tests.policy.policy_support import POLICIES, demo_catalog, policy_input, real_bundle
 
 
 def test_the_demo_policy_reads_neither_time_nor_case_ref() -> None:
@@ -75,7 +75,7 @@ def test_a_policy_that_reads_the_time_is_asked_every_time(tmp_path: Path) -> Non
         "# Reads the time: decisions at different times must not share a memo entry.\n"
         'office_hours if input.time >= "2026"\n'
     )
-    engine = EmbeddedEngine(compile_bundle(policies))
+    engine = EmbeddedEngine(compile_bundle(policies, demo_catalog()))
     first = policy_input("politie", "ct-assessment", "ind/residence")
     later = dict(first, time="2026-11-23T09:00:00Z")
     decide_all(engine, [first, later])

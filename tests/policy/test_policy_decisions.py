@@ -16,6 +16,7 @@ from tests.policy.policy_support import (
     copy_policies,
     dataset_views,
     decider,
+    demo_catalog,
     edit_register,
     partners,
     policy_input,
@@ -169,7 +170,7 @@ def _widen_vertrek(register: dict[str, Any]) -> None:
 def test_a_register_edit_cannot_widen_vertrek_to_security_datasets(tmp_path: Path) -> None:
     policies = copy_policies(tmp_path)
     edit_register(policies, _widen_vertrek)
-    with decider(compile_bundle(policies)) as decide:
+    with decider(compile_bundle(policies, demo_catalog())) as decide:
         for requester in LAOV:
             for dataset in SECURITY_DATASETS:
                 decision = decide(requester, "vertrek", dataset)
@@ -192,7 +193,7 @@ def test_a_register_edit_cannot_add_a_criminal_field_to_vertrek(tmp_path: Path, 
         ops["conviction_type"] = op
 
     edit_register(policies, add_conviction)
-    with decider(compile_bundle(policies)) as decide:
+    with decider(compile_bundle(policies, demo_catalog())) as decide:
         decision = decide("dtv", "vertrek", "dji/detention", ["v_number"])
     assert not decision.allow
     assert decision.reasons == ("purpose vertrek excludes criminal data (field conviction_type)",)
@@ -206,7 +207,7 @@ def test_dropping_an_excluded_field_explicitly_is_fine(tmp_path: Path) -> None:
         ops["conviction_type"] = "drop"
 
     edit_register(policies, drop_conviction)
-    with decider(compile_bundle(policies)) as decide:
+    with decider(compile_bundle(policies, demo_catalog())) as decide:
         decision = decide("dtv", "vertrek", "dji/detention", ["v_number"])
     assert decision.allow
     assert decision.field_ops["conviction_type"] == "drop"
@@ -241,7 +242,7 @@ def test_tf_screening_denies_a_register_edit_that_releases_iban_in_clear(
     edit_register(policies, iban_in_clear)
     # generalise:year on a string is also a bad op; the policy refuses it before the
     # engine's type check would.
-    with decider(compile_bundle(policies)) as decide:
+    with decider(compile_bundle(policies, demo_catalog())) as decide:
         decision = decide("voorbeeldbank", "tf-screening", "fiu/transactions", ["iban"])
     assert not decision.allow
     assert decision.reasons == (
@@ -276,7 +277,7 @@ def test_register_ops_for_a_field_no_dataset_has_are_left_out(tmp_path: Path) ->
         ops["religion"] = "keep"
 
     edit_register(policies, add_ghost)
-    with decider(compile_bundle(policies)) as decide:
+    with decider(compile_bundle(policies, demo_catalog())) as decide:
         decision = decide("politie", "ct-assessment", "ind/residence")
     assert decision.allow
     assert "religion" not in decision.field_ops
@@ -303,7 +304,7 @@ def test_a_grant_that_releases_no_field_is_denied(tmp_path: Path, ops: dict[str,
     # the dataset. The policy refuses it instead.
     policies = copy_policies(tmp_path)
     edit_register(policies, _set_ind_residence_ops(ops))
-    with decider(compile_bundle(policies)) as decide:
+    with decider(compile_bundle(policies, demo_catalog())) as decide:
         decision = decide("politie", "ct-assessment", "ind/residence")
         # Not worth saying to a requester the grant does not cover at all.
         other = decide("voorbeeldbank", "ct-assessment", "ind/residence")
@@ -316,7 +317,7 @@ def test_a_grant_that_releases_no_field_is_denied(tmp_path: Path, ops: dict[str,
 def test_a_grant_releasing_one_field_among_drops_is_allowed(tmp_path: Path) -> None:
     policies = copy_policies(tmp_path)
     edit_register(policies, _set_ind_residence_ops({"bsn": "drop", "nationality": "keep"}))
-    with decider(compile_bundle(policies)) as decide:
+    with decider(compile_bundle(policies, demo_catalog())) as decide:
         decision = decide("politie", "ct-assessment", "ind/residence")
     assert decision.allow
     assert dict(decision.field_ops) == {"bsn": "drop", "nationality": "keep"}

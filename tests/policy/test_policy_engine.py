@@ -21,7 +21,7 @@ from gateway.errors import (
 )
 from gateway.policy import Decision, EmbeddedEngine, compile_bundle, decision_from_result
 from gateway.policy.bundle import PolicyBundle
-from tests.policy.policy_support import POLICIES, decider, policy_input, real_bundle
+from tests.policy.policy_support import POLICIES, decider, demo_catalog, policy_input, real_bundle
 
 ALLOW = """
 package doelpoort.disclosure
@@ -44,7 +44,7 @@ def custom_bundle(tmp_path: Path, rego: str) -> PolicyBundle:
     (policies / "doelpoort").mkdir(parents=True)
     shutil.copy(POLICIES / "register.yaml", policies / "register.yaml")
     (policies / "doelpoort" / "disclosure.rego").write_text(rego, encoding="utf-8")
-    return compile_bundle(policies)
+    return compile_bundle(policies, demo_catalog())
 
 
 def decide_with(bundle: PolicyBundle, *, timeout_s: float = 5.0) -> Decision:
@@ -85,7 +85,7 @@ def test_a_built_in_error_in_a_deny_rule_denies_instead_of_switching_the_rule_of
         encoding="utf-8",
     )
     with pytest.raises(PolicyEvaluationError) as caught:
-        decide_with(compile_bundle(policies))
+        decide_with(compile_bundle(policies, demo_catalog()))
     assert caught.value.detail == f"the policy raised an error: {cause}"
 
 
@@ -96,7 +96,7 @@ def extra_rule(tmp_path: Path, rule: str) -> PolicyBundle:
     (policies / "doelpoort" / "extra.rego").write_text(
         f"package doelpoort.disclosure\n\nimport rego.v1\n\n{rule}\n", encoding="utf-8"
     )
-    return compile_bundle(policies)
+    return compile_bundle(policies, demo_catalog())
 
 
 def test_a_misspelt_built_in_is_named_in_the_error_and_the_log(

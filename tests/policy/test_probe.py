@@ -20,7 +20,7 @@ from gateway.errors import ConfigurationError
 from gateway.policy import EmbeddedEngine, compile_bundle
 from gateway.policy.bundle import PolicyBundle
 from gateway.policy.probe import probe_inputs
-from tests.policy.policy_support import CONNECTORS, NOW, POLICIES, REPO, real_bundle
+from tests.policy.policy_support import CONNECTORS, NOW, POLICIES, REPO, demo_catalog, real_bundle
 
 DECISION = (
     'decision := {"allow": false, "reasons": ["no"], "field_ops": {}, "retention_days": 0,'
@@ -40,7 +40,7 @@ def bundle_of(tmp_path: Path, rego: str) -> PolicyBundle:
     (policies / "doelpoort" / "disclosure.rego").write_text(
         f"package doelpoort.disclosure\n\nimport rego.v1\n\n{rego}\n", encoding="utf-8"
     )
-    return compile_bundle(policies)
+    return compile_bundle(policies, demo_catalog())
 
 
 def probe(bundle: PolicyBundle, catalog: Catalog) -> None:

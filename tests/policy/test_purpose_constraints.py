@@ -22,6 +22,7 @@ from tests.policy.policy_support import (
     copy_policies,
     dataset_views,
     decider,
+    demo_catalog,
     edit_register,
     partners,
     real_bundle,
@@ -41,7 +42,7 @@ def decide() -> Iterator[Decider]:
 def edited(tmp_path: Path, edit: Edit) -> PolicyBundle:
     policies = copy_policies(tmp_path)
     edit_register(policies, edit)
-    return compile_bundle(policies)
+    return compile_bundle(policies, demo_catalog())
 
 
 def add_dataset(purpose: str, dataset: str, field_ops: dict[str, str]) -> Edit:

@@ -12,15 +12,20 @@ import sqlite3
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from audit.errors import AuditError
+from audit.policy_sets import ArchivedPolicySet
 from audit.storage.interface import ChainRow, StoredCheckpoint
 from audit.storage.sqlite.connection import create_reader_engine, driver_connection
 from audit.storage.sqlite.statements import (
     COUNT_ENTRIES,
+    HAS_POLICY_SETS,
     SELECT_CHECKPOINTS,
     SELECT_ENTRIES,
     SELECT_ESCROW,
+    SELECT_POLICY_SET,
+    SELECT_POLICY_SETS,
 )
 
 FETCH_ROWS = 4096
@@ -98,6 +103,24 @@ class SQLiteReadOnlyStorage:
         finally:
             proxy.close()
         return int(row[0])
+
+    def policy_set(self, digest: str) -> bytes | None:
+        rows = self._archive(SELECT_POLICY_SET, (digest,))
+        return bytes(rows[0][0]) if rows else None
+
+    def policy_sets(self) -> list[ArchivedPolicySet]:
+        return [ArchivedPolicySet._make(row) for row in self._archive(SELECT_POLICY_SETS, ())]
+
+    def _archive(self, statement: str, params: tuple[str, ...]) -> list[Any]:
+        """Rows from the archive of policy sets; none from a log made before it, which
+        has no such table until a writer of this version opens it (a reader never adds it)."""
+        proxy = self._engine.raw_connection()
+        try:
+            conn = driver_connection(proxy)
+            found = conn.execute(HAS_POLICY_SETS).fetchone()
+            return conn.execute(statement, params).fetchall() if found else []
+        finally:
+            proxy.close()
 
     def close(self) -> None:
         self._engine.dispose()

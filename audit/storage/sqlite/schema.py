@@ -2,10 +2,15 @@
 the view a group is written through, and the check that a stored log is not from an
 earlier version.
 
-Triggers refuse DELETE on both tables, an INSERT that would replace a row, and every
+Triggers refuse DELETE on every table, an INSERT that would replace a row, and every
 UPDATE except erasing an escrow (both escrow columns set to NULL, nothing else changed),
-so a mistake cannot rewrite history. A determined attacker can drop them; verify is what
-catches that.
+so a mistake cannot rewrite history; a policy set archived a second time is ignored. A
+determined attacker can drop them; verify (and, for an archived policy set, its digest)
+is what catches that.
+
+The archive of policy sets came after the first logs were made: opening one of those
+creates its table (`create_all` makes what is missing), so an existing log gets it at
+its next start.
 
 The `commit_groups` view holds nothing: inserting into it is how the writer stores a
 group's entries and their checkpoint in one statement (`statements.insert_group`), its
@@ -41,6 +46,8 @@ APPEND_ONLY_TRIGGERS = (
             ("entries", "DELETE", "", ""),
             ("checkpoints", "UPDATE", "", ""),
             ("checkpoints", "DELETE", "", ""),
+            ("policy_sets", "UPDATE", "", ""),
+            ("policy_sets", "DELETE", "", ""),
         )
     ),
     # INSERT OR REPLACE deletes the row it replaces without firing the DELETE trigger.
@@ -50,6 +57,11 @@ APPEND_ONLY_TRIGGERS = (
         f"BEGIN SELECT RAISE(ABORT, '{table} are append-only'); END"
         for table, key in (("entries", "seq"), ("checkpoints", "size"))
     ),
+    # A set archived again is the same set (its digest says so): the second INSERT, even
+    # an INSERT OR REPLACE, changes nothing, so archiving is idempotent.
+    "CREATE TRIGGER IF NOT EXISTS policy_sets_once BEFORE INSERT ON policy_sets "
+    "WHEN EXISTS (SELECT 1 FROM policy_sets WHERE digest = NEW.digest) "
+    "BEGIN SELECT RAISE(IGNORE); END",
 )
 
 

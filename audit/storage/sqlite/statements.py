@@ -69,5 +69,16 @@ SELECT_LATEST_CHECKPOINT = (
 SELECT_ESCROW = "SELECT CAST(escrow AS BLOB) FROM entries WHERE seq = ?"
 COUNT_ENTRIES = "SELECT count(*) FROM entries"
 
+# The archive of policy sets: a set archived again changes nothing (and the trigger
+# `policy_sets_once` ignores even an INSERT OR REPLACE of one).
+INSERT_POLICY_SET = (
+    "INSERT INTO policy_sets (digest, sources, first_used) VALUES (?, CAST(? AS TEXT), ?) "
+    "ON CONFLICT (digest) DO NOTHING"
+)
+SELECT_POLICY_SET = "SELECT CAST(sources AS BLOB) FROM policy_sets WHERE digest = ?"
+SELECT_POLICY_SETS = "SELECT digest, first_used FROM policy_sets ORDER BY first_used, digest"
+# A reader never adds a table: a log no writer of this version has opened has no archive.
+HAS_POLICY_SETS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'policy_sets'"
+
 # The WAL: truncated after an erasure, so that no copy of an erased escrow stays in it.
 TRUNCATE_WAL = "PRAGMA wal_checkpoint(TRUNCATE)"

@@ -21,10 +21,12 @@ from audit.storage.sqlite.schema import create_schema
 from audit.storage.sqlite.statements import (
     ERASE_EXPIRED_ESCROWS,
     INSERT_CHECKPOINT,
+    INSERT_POLICY_SET,
     MAX_ROWS_PER_INSERT,
     SELECT_ENTRIES,
     SELECT_LAST_ENTRY,
     SELECT_LATEST_CHECKPOINT,
+    SELECT_POLICY_SET,
     TRUNCATE_WAL,
     insert_entries,
     insert_group,
@@ -126,6 +128,17 @@ class SQLiteStorage:
                 raise
         finally:
             cur.close()
+
+    def archive_policy_set(self, digest: str, sources: bytes, first_used: str) -> bool:
+        """One statement, its own transaction: durable when it returns (synchronous=FULL)."""
+        self._end_stray_transaction()
+        stored = self._conn.execute(INSERT_POLICY_SET, (digest, sources, first_used)).rowcount
+        return stored == 1
+
+    def policy_set(self, digest: str) -> bytes | None:
+        self._end_stray_transaction()
+        row = self._conn.execute(SELECT_POLICY_SET, (digest,)).fetchone()
+        return None if row is None else bytes(row[0])
 
     def erase_expired_escrows(self, now: int, limit: int) -> int:
         self._end_stray_transaction()

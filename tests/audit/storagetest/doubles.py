@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 
+from audit.policy_sets import ArchivedPolicySet
 from audit.storage.interface import (
     ChainRow,
     EntryRow,
@@ -56,6 +57,14 @@ class RecordingStorage:
     def write(self, rows: Sequence[EntryRow], checkpoint: StoredCheckpoint) -> None:
         self._note("write")
         self.inner.write(rows, checkpoint)
+
+    def archive_policy_set(self, digest: str, sources: bytes, first_used: str) -> bool:
+        self._note("archive_policy_set")
+        return self.inner.archive_policy_set(digest, sources, first_used)
+
+    def policy_set(self, digest: str) -> bytes | None:
+        self._note("policy_set")
+        return self.inner.policy_set(digest)
 
     def erase_expired_escrows(self, now: int, limit: int) -> int:
         self._note("erase_expired_escrows")
@@ -125,6 +134,12 @@ class WriterGoesOnStorage:
 
     def count(self) -> int:
         return self.inner.count()
+
+    def policy_set(self, digest: str) -> bytes | None:
+        return self.inner.policy_set(digest)
+
+    def policy_sets(self) -> list[ArchivedPolicySet]:
+        return self.inner.policy_sets()
 
     def close(self) -> None:
         self.inner.close()

@@ -70,6 +70,16 @@ class StorageHarness(abc.ABC):
         """Remove every checkpoint larger than `size`, past the append-only guards."""
 
     @abc.abstractmethod
+    def replace_policy_set(self, digest: str, stored: bytes) -> None:
+        """Store `stored` as the archived form of the policy set under `digest`, in place
+        of what is there, past the append-only guards."""
+
+    @abc.abstractmethod
+    def drop_policy_sets(self) -> None:
+        """Remove the archive of policy sets altogether, as in a log made before it
+        existed."""
+
+    @abc.abstractmethod
     def leave_transaction_open(self, storage: LogStorage) -> None:
         """Leave a transaction open on `storage`'s own connection, holding an entry 1
         that is not the store's: what a ROLLBACK that failed would leave behind."""

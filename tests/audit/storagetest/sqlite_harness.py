@@ -78,6 +78,17 @@ class SQLiteHarness(StorageHarness):
     def delete_checkpoints_above(self, size: int) -> None:
         attack(self.path, "DELETE FROM checkpoints WHERE size > ?", size)
 
+    def replace_policy_set(self, digest: str, stored: bytes) -> None:
+        attack(
+            self.path,
+            "UPDATE policy_sets SET sources = CAST(? AS TEXT) WHERE digest = ?",
+            stored,
+            digest,
+        )
+
+    def drop_policy_sets(self) -> None:
+        attack(self.path, "DROP TABLE policy_sets")
+
     def leave_transaction_open(self, storage: LogStorage) -> None:
         assert isinstance(storage, SQLiteStorage)
         conn = storage.connection
