@@ -6,6 +6,8 @@ import asyncio
 import dataclasses
 import json
 import re
+import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -243,11 +245,33 @@ def test_eval_seq_reproduces_every_logged_decision(logged: Settings) -> None:
     assert "purposes.vertrek.datasets.ind/residence.field_ops.name" in out
 
 
-def test_eval_seq_refuses_another_policy_set(logged: Settings, tmp_path: Path) -> None:
+def test_eval_seq_takes_the_set_that_made_the_entry_from_the_archive(
+    logged: Settings, tmp_path: Path
+) -> None:
     candidate = copy_policies(tmp_path)
     edit_register(candidate, lambda register: register["purposes"].pop("pnr-request"))
-    code, _, err = run("--seq", "1", "--var-dir", str(logged.var_dir), "--policies", str(candidate))
+    args = ("--seq", "1", "--var-dir", str(logged.var_dir), "--policies", str(candidate))
+    code, out, err = run(*args, "--json")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["reproduced"] is True
+    assert shown["policy_digest"] == real_bundle().digest
+    assert run("--seq", "99", "--var-dir", str(logged.var_dir))[0] == 2
+
+
+def test_eval_seq_without_an_archived_set_refuses_another_policy_set(
+    logged: Settings, tmp_path: Path
+) -> None:
+    # A log written before the archive existed: only the given set can explain it.
+    var_dir = tmp_path / "var"
+    shutil.copytree(logged.var_dir, var_dir)
+    with sqlite3.connect(var_dir / logged.audit_db_path.name) as db:
+        db.execute("DROP TABLE policy_sets")
+    candidate = copy_policies(tmp_path / "candidate")
+    edit_register(candidate, lambda register: register["purposes"].pop("pnr-request"))
+    code, _, err = run("--seq", "1", "--var-dir", str(var_dir), "--policies", str(candidate))
     assert code == 1
     assert real_bundle().digest in err
-    assert "but --policies holds sha256:" in err
-    assert run("--seq", "99", "--var-dir", str(logged.var_dir))[0] == 2
+    assert "--policies holds sha256:" in err
+    code, _, err = run("--seq", "1", "--var-dir", str(var_dir))
+    assert code == 0, err
