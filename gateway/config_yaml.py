@@ -14,7 +14,7 @@ import yaml
 
 from gateway.errors import ConfigurationError
 
-__all__ = ["load_yaml"]
+__all__ = ["load_yaml", "parse_yaml"]
 
 
 def load_yaml(path: Path) -> object:
@@ -24,13 +24,19 @@ def load_yaml(path: Path) -> object:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{path}: cannot be read ({type(exc).__name__})") from exc
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, name: str) -> object:
+    """The document in ``text`` (read from ``name``, as messages call it), as plain data;
+    ConfigurationError naming it (and the line) when it is not valid YAML."""
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigurationError(f"{path}: {problem}{at}") from exc
+        raise ConfigurationError(f"{name}: {problem}{at}") from exc
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
