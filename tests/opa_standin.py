@@ -98,6 +98,7 @@ class OpaStandIn:
     # -- loading, as OPA reads a bundle archive ---------------------------------------
 
     def _load(self, bundle_path: Path) -> None:
+        self.bundle_path = bundle_path
         modules: list[tuple[str, str]] = []
         data: dict[str, Any] = {}
         manifest: dict[str, Any] = {}

@@ -183,13 +183,7 @@ class OpaEngine:
             raise PolicyUnavailable(_CLOSED)
         try:
             async with asyncio.timeout(timeout_s):
-                answer = await self._client.query_rule(
-                    input_data=policy_input,
-                    package_path=self._path,
-                    # A built-in's error stops the decision, as in the embedded engine:
-                    # by default OPA makes it undefined, which can switch a deny rule off.
-                    query_params={"provenance": "true", "strict-builtin-errors": "true"},
-                )
+                answer = await self._ask(policy_input)
         except TimeoutError:
             self._healthy = False
             raise PolicyEvaluationError(
@@ -219,6 +213,23 @@ class OpaEngine:
         if "result" not in answer:
             raise PolicyEvaluationError(UNDEFINED)
         return answer["result"]
+
+    async def _ask(self, policy_input: Mapping[str, Any]) -> object:
+        for attempt in (1, 2):
+            try:
+                return await self._client.query_rule(
+                    input_data=policy_input,
+                    package_path=self._path,
+                    # A built-in's error stops the decision, as in the embedded engine:
+                    # by default OPA makes it undefined, which can switch a deny rule off.
+                    query_params={"provenance": "true", "strict-builtin-errors": "true"},
+                )
+            except aiohttp.ServerDisconnectedError:
+                # A kept-alive connection the server had closed: asked again at once, on
+                # a new one (a decision query changes nothing), within the same limit.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _check_quietly(self) -> None:
         try:
