@@ -10,6 +10,7 @@
    what a ratio of 0.5 would leave it.
 4. The disk's own fdatasync latency, for telling its stalls from the gateway's.
 5. ``audit verify`` throughput in entries per second.
+6. Decision latency (p50/p99) of each policy engine, embedded and OPA.
 
 The servers run in this process (a thread each); the load generator runs in a child
 process so client and server each have a core of the 2-core reference machine.
@@ -34,6 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from bench import DATASETS, REQUESTER, request_body
+from bench.engines import bench_engines
 from bench.load import Target, fixed_rate, throughput
 from bench.pipeline import measure_pipeline
 from bench.verify import fill_log, time_verify
@@ -269,6 +271,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--verify-entries", type=int, default=200_000)
+    parser.add_argument("--decisions", type=int, default=1000, help="per policy engine")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="doelpoort-bench-") as tmp:
         settings = Settings.from_env().with_var_dir(Path(tmp))
@@ -278,6 +281,7 @@ def main() -> None:
         bench_pipeline(settings, args.seconds, args.connections, rates)
         bench_disk(settings.audit_db_path.parent, args.seconds)
         bench_verify(Path(tmp), args.verify_entries)
+        bench_engines(settings, args.decisions)
 
 
 if __name__ == "__main__":

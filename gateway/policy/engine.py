@@ -181,7 +181,9 @@ class EmbeddedEngine:
     and quoted text is left out of rego-cpp's messages).
     """
 
-    def __init__(self, bundle: PolicyBundle, *, timeout_s: float = 1.0, workers: int = 2) -> None:
+    def __init__(
+        self, bundle: PolicyBundle, *, timeout_s: float = 1.0, workers: int = 2, memo: bool = True
+    ) -> None:
         if timeout_s <= 0 or workers < 1:
             raise ValueError("timeout_s must be positive and workers at least 1")
         self._bundle = bundle
@@ -192,7 +194,9 @@ class EmbeddedEngine:
             max_waiting=WAITING_PER_WORKER * workers,
         )
         dependencies = input_dependencies(source for _name, source in bundle.modules)
-        self._memo = DecisionMemo[Decision](dependencies) if dependencies is not None else None
+        # memo=False: every decision evaluated afresh (measurements, replays).
+        remember = memo and dependencies is not None
+        self._memo = DecisionMemo[Decision](dependencies) if remember and dependencies else None
 
     @property
     def memo(self) -> DecisionMemo[Decision] | None:

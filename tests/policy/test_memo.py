@@ -102,3 +102,10 @@ def test_failures_are_not_remembered() -> None:
     assert asyncio.run(run()) == 2
     assert engine.memo is not None
     assert engine.memo.hits == 0
+
+
+def test_an_engine_told_not_to_remember_decides_afresh() -> None:
+    # bench/engines.py measures fresh decisions this way.
+    engine = EmbeddedEngine(real_bundle(), memo=False)
+    assert engine.memo is None
+    assert EmbeddedEngine(real_bundle()).memo is not None
