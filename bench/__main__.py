@@ -11,6 +11,7 @@
 4. The disk's own fdatasync latency, for telling its stalls from the gateway's.
 5. ``audit verify`` throughput in entries per second.
 6. ``policy replay`` throughput in decisions per second (fresh evaluation, no memo).
+7. Decision latency (p50/p99) of each policy engine, embedded and OPA.
 
 The servers run in this process (a thread each); the load generator runs in a child
 process so client and server each have a core of the 2-core reference machine.
@@ -35,6 +36,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from bench import DATASETS, REQUESTER, request_body
+from bench.engines import bench_engines
 from bench.load import Target, fixed_rate, throughput
 from bench.pipeline import measure_pipeline
 from bench.replay import fill_replay_log, time_replay
@@ -289,6 +291,7 @@ def main() -> None:
     parser.add_argument(
         "--only-replay", action="store_true", help="run the policy replay phase alone"
     )
+    parser.add_argument("--decisions", type=int, default=1000, help="per policy engine")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="doelpoort-bench-") as tmp:
         settings = Settings.from_env().with_var_dir(Path(tmp))
@@ -302,6 +305,7 @@ def main() -> None:
         bench_disk(settings.audit_db_path.parent, args.seconds)
         bench_verify(Path(tmp), args.verify_entries)
         bench_replay(settings, Path(tmp), args.replay_decisions)
+        bench_engines(settings, args.decisions)
 
 
 if __name__ == "__main__":

@@ -519,3 +519,51 @@ def policy_list(
         typer.echo(f"{found.digest}  first used {found.first_used}")
     if not archived:
         typer.echo("the archive holds no policy set yet", err=True)
+
+
+# -- bundle, keygen (OPA bundles: gateway.policy.opa_bundle) ---------------------------
+
+_BUNDLE_FILE = Path("doelpoort-policy.tar.gz")
+
+
+@policy_app.command("bundle")
+def policy_bundle(
+    policies: PoliciesOption = None,
+    connectors: ConnectorsOption = None,
+    output: Annotated[Path, typer.Option(help="The bundle to write (.tar.gz).")] = _BUNDLE_FILE,
+    signing_key: Annotated[
+        Path | None,
+        typer.Option(help="PEM private key (EC or RSA) to sign the bundle with, OPA's format."),
+    ] = None,
+    key_id: Annotated[
+        str, typer.Option(help="The key id the signature names (OPA's keys configuration).")
+    ] = "doelpoort",
+) -> None:
+    """Write the policy set as an OPA bundle: its revision is the policy digest."""
+    from gateway.policy.opa_bundle import write_bundle
+
+    # Only a set that would start is worth shipping: the register must fit the catalog.
+    bundle = _policy_set(_settings(None), policies, connectors)
+    key = signing_key.read_bytes() if signing_key is not None else None
+    write_bundle(bundle, output, signing_key=key, key_id=key_id)
+    signed = f", signed as {key_id}" if key is not None else ", unsigned"
+    typer.echo(f"wrote {output}: revision {bundle.digest}{signed}")
+
+
+@policy_app.command("keygen")
+def policy_keygen(
+    private_key: Annotated[
+        Path, typer.Option(help="Where the private key goes (mode 0600, never overwritten).")
+    ] = Path("bundle-signing.pem"),
+    public_key: Annotated[
+        Path, typer.Option(help="Where the public key goes (for OPA and the gateway).")
+    ] = Path("bundle-signing.pub.pem"),
+) -> None:
+    """Make an ECDSA P-256 key pair (ES256) for signing policy bundles."""
+    from gateway.policy.opa_bundle import generate_signing_key
+
+    if private_key.exists():
+        typer.echo(f"{private_key} exists already: not overwritten", err=True)
+        raise typer.Exit(1)
+    generate_signing_key(private_key, public_key)
+    typer.echo(f"wrote {private_key} (private, 0600) and {public_key} (public)")

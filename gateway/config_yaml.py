@@ -27,16 +27,17 @@ def load_yaml(path: Path) -> object:
     return parse_yaml(text, path)
 
 
-def parse_yaml(text: str, path: Path) -> object:
-    """`load_yaml` of text already read from ``path`` (for a caller that must use the very
-    bytes it read, such as the policy digest)."""
+def parse_yaml(text: str, name: str | Path) -> object:
+    """The document in ``text`` (read from ``name``, as messages call it), as plain data;
+    ConfigurationError naming it (and the line) when it is not valid YAML. For a caller
+    that must use the very bytes it read, such as the policy digest."""
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigurationError(f"{path}: {problem}{at}") from exc
+        raise ConfigurationError(f"{name}: {problem}{at}") from exc
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -31,7 +31,7 @@ from gateway.keys import (
     load_receipt_keys,
 )
 from gateway.metrics import Metrics
-from gateway.policy.bundle import compile_bundle
+from gateway.policy.bundle import PolicyBundle, compile_bundle
 from gateway.policy.engine import EmbeddedEngine, PolicyEngine
 from gateway.policy.probe import probe_inputs
 from gateway.policy.register import REGISTER_FILE, Register
@@ -85,7 +85,7 @@ class Runtime:
             signer = ReceiptSigner(*load_receipt_keys(settings.keys_dir))
             log_key = load_log_key(settings.keys_dir)
             escrow = load_escrow_sealer(settings.keys_dir)
-            engine = EmbeddedEngine(bundle, timeout_s=settings.policy_timeout_s)
+            engine = await _policy_engine(settings, bundle)
             opened.push_async_callback(engine.aclose)
             # A policy that decides no ordinary request stops start-up, not every request.
             await engine.probe(probe_inputs(register, catalog, clock()))
@@ -171,6 +171,20 @@ class Runtime:
         await self.catalog.aclose()
         await self.refusals.aclose()  # its last summaries, while the log is open
         self.audit.close()
+
+
+async def _policy_engine(settings: Settings, bundle: PolicyBundle) -> PolicyEngine:
+    """The engine ``DOELPOORT_POLICY_ENGINE`` names; the OPA engine only once its server
+    serves this very policy set (`gateway.policy.opa`)."""
+    if settings.policy_engine == "embedded":
+        return EmbeddedEngine(bundle, timeout_s=settings.policy_timeout_s)
+    if settings.opa_url is None:
+        raise ConfigurationError("DOELPOORT_POLICY_ENGINE=opa needs DOELPOORT_OPA_URL")
+    from gateway.policy.opa import OpaEngine  # its HTTP client only where it is used
+
+    engine = await OpaEngine.connect(bundle, settings.opa_url, timeout_s=settings.policy_timeout_s)
+    log.info("policy engine: the OPA server at %s", engine.url)
+    return engine
 
 
 def _admission(pki: PkiPaths, catalog: Catalog) -> tuple[RevocationList, Admission]:

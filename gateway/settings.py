@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, ValidationError
@@ -58,6 +58,25 @@ def _public_url(value: str) -> str:
         or any(char.isspace() for char in value)
     ):
         raise ValueError("not a public URL")  # worded by _MUST_BE below
+    parts.port  # noqa: B018 - raises ValueError for a port out of range
+    return value.rstrip("/")
+
+
+def _opa_url(value: str) -> str:
+    """http(s)://host[:port] of an OPA server: its API is at the root (the client takes no
+    path), and credentials in a URL would end up in logs."""
+    parts = urlsplit(value)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or not value.isprintable()
+        or any(char.isspace() for char in value)
+    ):
+        raise ValueError("not an OPA URL")  # worded by _MUST_BE below
     parts.port  # noqa: B018 - raises ValueError for a port out of range
     return value.rstrip("/")
 
@@ -118,7 +137,16 @@ class Settings(BaseSettings):
     first entry (a log signed under one origin does not open under another)."""
 
     policy_timeout_s: Annotated[Seconds, Field(gt=0, le=POLICY_TIMEOUT_MAX_S)] = 1.0
-    """How long one policy evaluation may take before the request fails closed (503)."""
+    """How long one policy evaluation may take before the request fails closed (503); with
+    the OPA engine, the whole exchange with the OPA server."""
+
+    policy_engine: Literal["embedded", "opa"] = "embedded"
+    """Which engine decides: ``embedded`` (regopy, in-process) or ``opa`` (the OPA server
+    at ``opa_url``, serving the bundle ``doelpoort policy bundle`` writes of the same
+    policies; the gateway refuses to start unless its revision is their digest)."""
+
+    opa_url: Annotated[str, AfterValidator(_opa_url)] | None = None
+    """The OPA server's address, ``http(s)://host[:port]``, for ``policy_engine=opa``."""
 
     max_body_bytes: Annotated[int, Field(ge=BODY_BYTES_MIN, le=BODY_BYTES_MAX)] = 64 * 1024
     """The largest request body accepted (413 beyond)."""
@@ -223,6 +251,8 @@ _MUST_BE = {
         "gateway.example.nl/doelpoort/audit"
     ),
     "policy_timeout_s": f"a number of seconds above 0 and at most {POLICY_TIMEOUT_MAX_S:g}",
+    "policy_engine": "embedded or opa",
+    "opa_url": "an http(s) URL of host and port only, such as http://127.0.0.1:8181",
     "max_body_bytes": f"a number of bytes from {BODY_BYTES_MIN} to {BODY_BYTES_MAX}",
     "refusals_per_minute": f"a number of refusals from 0 to {REFUSALS_PER_MINUTE_MAX}",
 }

@@ -34,6 +34,8 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "policy_timeout_s": ("2.5", 2.5),
     "max_body_bytes": ("131072", 131072),
     "refusals_per_minute": ("600", 600),
+    "policy_engine": ("opa", "opa"),
+    "opa_url": ("http://127.0.0.1:8181/", "http://127.0.0.1:8181"),
 }
 
 
@@ -104,6 +106,12 @@ BAD = [
     ("DOELPOORT_MAX_BODY_BYTES", "64k", "a number of bytes from 1024 to 1048576"),
     ("DOELPOORT_REFUSALS_PER_MINUTE", "-1", "a number of refusals from 0 to 100000"),
     ("DOELPOORT_REFUSALS_PER_MINUTE", "lots", "a number of refusals from 0 to 100000"),
+    ("DOELPOORT_POLICY_ENGINE", "OPA-server", "embedded or opa"),
+    ("DOELPOORT_OPA_URL", "opa.example.nl:8181", "an http(s) URL of host and port only"),
+    ("DOELPOORT_OPA_URL", "ftp://opa.example.nl", "an http(s) URL of host and port only"),
+    ("DOELPOORT_OPA_URL", "http://opa.example.nl/v1", "an http(s) URL of host and port only"),
+    ("DOELPOORT_OPA_URL", "http://u:pw@opa.example.nl", "an http(s) URL of host and port only"),
+    ("DOELPOORT_OPA_URL", "http://opa.example.nl:99999", "an http(s) URL of host and port only"),
 ]
 
 

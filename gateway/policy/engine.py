@@ -8,13 +8,21 @@ allow that releases no field (every op ``drop``, or none at all: its empty recor
 still tell the requester that the subject is in the dataset). An allowing
 :class:`Decision` is only ever built after all of that was checked.
 
-:class:`EmbeddedEngine` evaluates the compiled bundle in-process with regopy, on bounded
-worker threads (`gateway.policy.workers`), and remembers decisions on the input keys the
-policy reads (`gateway.policy.memo`). A remote OPA engine (``opa-python-client``, SPEC
-§6) is a later issue: it will be a second class satisfying :class:`PolicyEngine`,
-querying ``/v1/data/doelpoort/disclosure/decision`` with the same input and passing the
-answer through :func:`decision_from_result`, so both engines validate decisions
-identically.
+:class:`PolicyEngine` is the seam; two engines satisfy it, chosen by
+``DOELPOORT_POLICY_ENGINE`` (`gateway.runtime`):
+
+- :class:`EmbeddedEngine` (the default) evaluates the compiled bundle in-process with
+  regopy, on bounded worker threads (`gateway.policy.workers`), and remembers decisions
+  on the input keys the policy reads (`gateway.policy.memo`).
+- `gateway.policy.opa.OpaEngine` asks an OPA server serving the same policy set as an
+  OPA bundle (`gateway.policy.opa_bundle`, ``doelpoort policy bundle``): it queries
+  ``/v1/data/doelpoort/disclosure/decision`` with the same input, checks that the bundle
+  revision OPA decided with is this gateway's policy digest, and fails closed on
+  anything else.
+
+Both pass every answer through :func:`decision_from_result`, so they validate decisions
+identically, and both decide the start-up probe inputs (:meth:`PolicyEngine.probe`)
+before the gateway serves.
 """
 
 from __future__ import annotations
@@ -80,7 +88,18 @@ class PolicyEngine(Protocol):
     def ready(self) -> bool:
         """Whether the engine can answer (for /readyz)."""
 
+    async def probe(self, inputs: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """Decide each labelled input afresh before serving; ConfigurationError (naming
+        the input and the cause, :func:`probe_failure`) when one gives no valid decision."""
+
     async def aclose(self) -> None: ...
+
+
+def probe_failure(label: str, cause: str) -> ConfigurationError:
+    """The start-up error for a probe input that got no valid decision (every engine's)."""
+    return ConfigurationError(
+        f"the policy gives no valid decision for a probe input ({label}): {cause}"
+    )
 
 
 def decision_from_result(result: object, policy_input: Mapping[str, Any], digest: str) -> Decision:
@@ -237,9 +256,7 @@ class EmbeddedEngine:
                 cause = exc.detail
                 if cause == UNDEFINED and not self._bundle.declares_entrypoint():
                     cause = f"the policy set has no rule {self._bundle.entrypoint}"
-                raise ConfigurationError(
-                    f"the policy gives no valid decision for a probe input ({label}): {cause}"
-                ) from exc
+                raise probe_failure(label, cause) from exc
 
     async def _evaluate(self, policy_input: Mapping[str, Any], timeout_s: float) -> object:
         """The raw decision document, from a worker within ``timeout_s``; PolicyError
