@@ -34,6 +34,10 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "policy_timeout_s": ("2.5", 2.5),
     "max_body_bytes": ("131072", 131072),
     "refusals_per_minute": ("600", 600),
+    "policy_digest": ("sha256:" + "ab" * 32, "sha256:" + "ab" * 32),
+    "policy_bundle": ("/srv/doelpoort/policies.tar.gz", Path("/srv/doelpoort/policies.tar.gz")),
+    "policy_bundle_key": ("/srv/doelpoort/policies.pub", Path("/srv/doelpoort/policies.pub")),
+    "policy_watch_s": ("0", 0.0),
 }
 
 
@@ -104,6 +108,12 @@ BAD = [
     ("DOELPOORT_MAX_BODY_BYTES", "64k", "a number of bytes from 1024 to 1048576"),
     ("DOELPOORT_REFUSALS_PER_MINUTE", "-1", "a number of refusals from 0 to 100000"),
     ("DOELPOORT_REFUSALS_PER_MINUTE", "lots", "a number of refusals from 0 to 100000"),
+    ("DOELPOORT_POLICY_DIGEST", "sha256:" + "AB" * 32, "a policy digest"),
+    ("DOELPOORT_POLICY_DIGEST", "ab" * 32, "a policy digest"),
+    ("DOELPOORT_POLICY_DIGEST", "sha256:abc", "a policy digest"),
+    ("DOELPOORT_POLICY_WATCH_S", "-1", "a number of seconds from 0 (off) to 3600"),
+    ("DOELPOORT_POLICY_WATCH_S", "nan", "a number of seconds from 0 (off) to 3600"),
+    ("DOELPOORT_POLICY_WATCH_S", "3601", "a number of seconds from 0 (off) to 3600"),
 ]
 
 
