@@ -10,7 +10,7 @@ A step is a plain function of a `Vetting` (the candidate, its compiled set, the 
 the pinned digest) returning its reasons, empty when it passes. Steps compile, read
 files and run tests, so `vet` runs each on a worker thread: the event loop keeps serving
 requests meanwhile. Adding a step is one line in `VETTING_STEPS`; `findings_step` and
-`tests_step` adapt a checker's findings and a test runner's report.
+`rego_tests_step` adapt a checker's findings and a test runner's report.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ __all__ = [
     "Vetted",
     "Vetting",
     "findings_step",
-    "tests_step",
+    "rego_tests_step",
     "vet",
 ]
 
@@ -132,7 +132,7 @@ class Finding(Protocol):
     def message(self) -> str: ...
 
 
-class TestReport(Protocol):
+class RegoTestReport(Protocol):
     """What vetting reads of a policy test run (`gateway.policy.testing`)."""
 
     @property
@@ -155,7 +155,7 @@ def findings_step(check: Callable[[Path, Catalog], Iterable[Finding]]) -> Step:
     return checked
 
 
-def tests_step(run: Callable[[Path], TestReport]) -> Step:
+def rego_tests_step(run: Callable[[Path], RegoTestReport]) -> Step:
     """A step from a Rego test runner: the set passes when its tests do (and there are
     some). Only for the directory source: a bundle carries no tests, and its signature
     is the signer's word that the set passed them (`doelpoort policy bundle`)."""
@@ -181,7 +181,7 @@ VETTING_STEPS: tuple[Step, ...] = (
     # LEAD (at merge): `from gateway.policy.check import check_policy_set` above, and
     #   findings_step(check_policy_set),
     # LEAD (at merge): `from gateway.policy.testing import run_tests` above, and
-    #   tests_step(run_tests),
+    #   rego_tests_step(run_tests),
 )
 """Run in this order after the compile, before the probe; the first refusal stops."""
 
