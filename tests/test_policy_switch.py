@@ -96,7 +96,7 @@ async def disclose(runtime: Runtime, settings: Settings, **extra: Any) -> dict[s
         **extra,
     }
     with runtime.policy.in_use() as policy:
-        request = policy.request_model.from_body(json.dumps(body))
+        request = policy.request_model.from_body(json.dumps(body).encode())
         receipt = await policy.disclosures.disclose(runtime.catalog.partners["politie"], request)
     disclosure: dict[str, Any] = json.loads(receipt.payload)
     return disclosure
@@ -255,7 +255,7 @@ def test_a_request_in_flight_finishes_on_the_set_it_started_with(settings: Setti
                         "subject": load_subjects(settings)["ct_subject"],
                         "datasets": ["ind/residence"],
                     }
-                )
+                ).encode()
             )
             receipt = await held.disclosures.disclose(runtime.catalog.partners["politie"], request)
             disclosure = json.loads(receipt.payload)
