@@ -237,10 +237,17 @@ class PolicySwitch:
     async def _attempt(self, trigger: str) -> Outcome:
         for _ in range(MAX_VETTING_ROUNDS):
             before = await asyncio.to_thread(self._source.fingerprint)
-            result, candidate = await self._vet()
-            if await asyncio.to_thread(self._source.fingerprint) == before:
-                self._seen = before
-                return await self._settle(trigger, result, candidate)
+            result, source = await self._vet()
+            try:
+                if await asyncio.to_thread(self._source.fingerprint) == before:
+                    self._seen = before
+                    return await self._settle(trigger, result, source)
+            except BaseException:
+                # Cancelled (shutdown) or failed before the swap: a vetted engine that
+                # does not serve is closed, not left with its threads.
+                if isinstance(result, Vetted) and result.engine is not self._current.engine:
+                    await result.engine.aclose()
+                raise
             # Changed while it was read: what was vetted may not be what is there now.
             if isinstance(result, Vetted):
                 await result.engine.aclose()

@@ -8,10 +8,11 @@ tests/test_serve_reload.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from gateway.dev.bootstrap import bootstrap
 from gateway.dev.demo import load_subjects
 from gateway.errors import ConfigurationError, PolicyUnavailable
 from gateway.policy.bundle import compile_bundle
+from gateway.policy.sources import Candidate, DirectorySource
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from tests.gateway_support import copy_tree, make_settings
@@ -369,3 +371,32 @@ def test_a_bundle_needs_its_key_and_the_reader_to_start(settings: Settings, tmp_
     bundle.write_bytes(b"not checked before the settings are")
     with pytest.raises(ConfigurationError, match="only accepted signed"):
         running(settings.replace(policy_bundle=bundle), lambda _runtime: asyncio.sleep(0))
+
+
+def test_files_that_change_while_vetted_are_vetted_again(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class EditedWhileVetted(DirectorySource):
+        """The policies directory, whose register an author edits once more while the
+        gateway vets it (test double of an author's timing, over the real directory)."""
+
+        edits = 0
+
+        @contextlib.contextmanager
+        def open(self) -> Iterator[Candidate]:
+            with super().open() as candidate:
+                yield candidate
+            if EditedWhileVetted.edits == 0:
+                EditedWhileVetted.edits += 1
+                edit_register(self.directory, lambda r: r["purposes"].pop("vertrek"))
+
+    async def test(runtime: Runtime) -> None:
+        monkeypatch.setattr(runtime.policies, "_source", EditedWhileVetted(settings.policies_dir))
+        edit_register(settings.policies_dir, tighten)
+        assert await runtime.policies.reload("sighup") == "swapped"
+        assert "vertrek" not in runtime.register.purposes  # the files as they ended up
+        assert runtime.policy.digest == compile_bundle(settings.policies_dir).digest
+
+    running(settings, test)
+    (change,) = policy_changes(settings)  # one swap: the half-edited set was never logged
+    assert change.new_digest == compile_bundle(settings.policies_dir).digest
