@@ -4,8 +4,10 @@ An `AuditRecord` is the content of one decision (one dataset of one request). A
 `RefusalRecord` is one refused request of a known partner, and a `RefusalSummaryRecord`
 counts a partner's refusals beyond the rate at which each gets its own entry; both carry
 ``kind`` (decisions, the first kind, carry none) and ``decision = "refused"``, so the
-DPO's decision filter finds them. A record's `body()` is compact JSON with sorted keys,
-so the same record always yields the same bytes; `record_from_body` reads any kind back.
+DPO's decision filter finds them. A `PolicyChangeRecord` is one attempt to swap the
+running gateway's policy set (``kind`` and ``decision`` both ``policy-change``). A
+record's `body()` is compact JSON with sorted keys, so the same record always yields the
+same bytes; `record_from_body` reads any kind back.
 A stored entry adds a sequence number and `prev`, the leaf hash of the entry before it;
 the leaf of the Merkle tree is `leaf_bytes(seq, prev, body)`, and `entry_leaf_hash`
 hashes it. See docs/data-model.md, "Audit log".
@@ -175,12 +177,61 @@ class RefusalSummaryRecord:
         return _BODY_ENCODER.encode(self.__dict__).encode("utf-8")
 
 
-LogRecord: TypeAlias = AuditRecord | RefusalRecord | RefusalSummaryRecord
+POLICY_CHANGE = "policy-change"
+"""The ``kind`` and ``decision`` of policy change entries."""
+
+PolicyChangeOutcome = Literal["swapped", "refused"]
+
+
+@dataclass(frozen=True)
+class PolicyChangeRecord:
+    """One attempt to swap the running policy set (`gateway.policy_switch`): the digest
+    that served, the candidate's, what set it off, and whether it now serves or why not.
+
+    ``reasons`` name policy files, rules, purposes and datasets, as the vetting steps
+    word them: never a request's content.
+    """
+
+    time: str
+    trigger: str
+    """What asked for it: ``sighup`` or ``file-change``."""
+    source: str
+    """Where the candidate came from: ``directory`` or ``bundle``."""
+    outcome: PolicyChangeOutcome
+    old_digest: str
+    new_digest: str | None
+    """The candidate's digest; None when it never compiled into a policy set."""
+    reasons: list[str] = field(default_factory=list)
+    """Why it was refused; empty when it was swapped in."""
+    kind: Literal["policy-change"] = "policy-change"
+    decision: Literal["policy-change"] = "policy-change"
+
+    def __post_init__(self) -> None:
+        if self.kind != POLICY_CHANGE or self.decision != POLICY_CHANGE:
+            raise ValueError(f"a policy change record has kind and decision {POLICY_CHANGE!r}")
+        _check_time(self.time)
+        if not self.trigger or not self.source or not self.old_digest:
+            raise ValueError("a policy change names its trigger, source and old digest")
+        if self.outcome == "swapped":
+            if self.new_digest is None or self.reasons:
+                raise ValueError("a swap names the new digest and gives no reasons")
+        elif self.outcome == "refused":
+            if not self.reasons:
+                raise ValueError("a refused policy change gives its reasons")
+        else:
+            raise ValueError("outcome must be 'swapped' or 'refused'")
+
+    def body(self) -> bytes:
+        return _BODY_ENCODER.encode(self.__dict__).encode("utf-8")
+
+
+LogRecord: TypeAlias = AuditRecord | RefusalRecord | RefusalSummaryRecord | PolicyChangeRecord
 """Any record an entry can hold."""
 
-_KINDS: dict[str, type[RefusalRecord] | type[RefusalSummaryRecord]] = {
+_KINDS: dict[str, type[RefusalRecord] | type[RefusalSummaryRecord] | type[PolicyChangeRecord]] = {
     "refusal": RefusalRecord,
     "refusal-summary": RefusalSummaryRecord,
+    POLICY_CHANGE: PolicyChangeRecord,
 }
 
 

@@ -162,8 +162,11 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the gateway over mutual TLS (or behind a TLS-terminating proxy), and the
-    operations listener (health, readiness, JWKS; metrics to this host only) beside it."""
-    from gateway.app import create_app
+    operations listener (health, readiness, JWKS; metrics to this host only) beside it.
+    SIGHUP reloads the policy set once it passes vetting (deploy/README.md)."""
+    import signal
+
+    from gateway.app import create_app, request_policy_reload
     from gateway.dev.bootstrap import bootstrap
     from gateway.ops import create_ops_app
     from gateway.transport import security_log
@@ -171,6 +174,9 @@ def serve(
     from gateway.transport.pki_paths import PkiPaths
     from gateway.transport.tls import build_server
 
+    if hasattr(signal, "SIGHUP"):
+        # A hangup never stops the gateway: ignored until it serves, a reload after.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings = _settings(var_dir)
     settings = settings.replace(
         host=host or settings.host,
@@ -214,6 +220,7 @@ def serve(
         raise
     ops_app = create_ops_app(lambda: getattr(gateway_app.state, "runtime", None))
     server.serve_beside(build_ops_server(ops_app, ops_socket))
+    server.on_hangup(lambda: request_policy_reload(gateway_app, "sighup"))
     server.run()
 
 
@@ -558,7 +565,7 @@ def audit_reidentify(
     except (TypeError, ValueError) as exc:
         raise _fail(f"entry {seq} is not an audit record this version can read") from exc
     if not isinstance(record, AuditRecord):
-        raise _fail(f"entry {seq} records a refusal, which has no escrow", 2)
+        raise _fail(f"entry {seq} records no disclosure (a refusal or a policy change)", 2)
     if record.escrow_sha256 is None:
         raise _fail(f"entry {seq} has no escrow (the gateway ran without the DPO's key)", 2)
     if escrow is None:

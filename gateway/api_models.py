@@ -268,11 +268,29 @@ class Health(_Answer):
     status: Literal["ok"]
 
 
+class PolicyReload(_Answer):
+    """The last attempt to swap in a new policy set (deploy/README.md)."""
+
+    time: str
+    trigger: str
+    outcome: Literal["swapped", "refused"]
+    candidate_digest: str | None
+
+
+class ServingPolicySet(_Answer):
+    """The policy set that serves, and the last attempt to swap in another."""
+
+    digest: str
+    last_reload: PolicyReload | None
+
+
 class Readiness(_Answer):
-    """Whether the policy engine and the audit store can serve (503 when not)."""
+    """Whether the policy engine and the audit store can serve (503 when not), and which
+    policy set serves; a refused reload leaves the gateway ready on the set before."""
 
     status: Literal["ready", "unavailable"]
     checks: dict[str, bool]
+    policy: ServingPolicySet
 
 
 class FieldError(_Answer):

@@ -86,11 +86,28 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def readiness_response(runtime: Runtime) -> JSONResponse:
-    """``/readyz``: 200 while the policy engine and the audit store can answer, else 503."""
+    """``/readyz``: 200 while the policy engine and the audit store can answer, else 503;
+    ``policy`` names the serving set and the last reload. A refused reload leaves the
+    gateway ready: the set that passed vetting before still serves."""
     checks = runtime.readiness()
     ready = all(checks.values())
-    body = {"status": "ready" if ready else "unavailable", "checks": checks}
+    body = {
+        "status": "ready" if ready else "unavailable",
+        "checks": checks,
+        "policy": runtime.policies.status(),
+    }
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def request_policy_reload(app: FastAPI, trigger: str) -> None:
+    """Ask the running gateway to vet and swap in its policy set as its files now are
+    (`gateway.policy_switch`); on the event loop. Before start-up has finished there is
+    nothing to reload: start-up reads the files as they are."""
+    runtime: Runtime | None = getattr(app.state, "runtime", None)
+    if runtime is None:
+        log.warning("policy reload (%s) ignored: the gateway is still starting", trigger)
+        return
+    runtime.request_policy_reload(trigger)
 
 
 def rt(request: Request) -> Runtime:
@@ -226,11 +243,13 @@ def create_app(settings: Settings) -> FastAPI:
         # the hot path, and FastAPI's generic body handling costs a third of a bare call.
         raw = await json_body(request)
         request.state.raw_body = raw  # read for names only if the request is refused
-        try:
-            body = rt(request).request_model.from_body(raw)
-        except ValidationError as exc:
-            raise RequestValidationError(exc.errors()) from None
-        receipt = await rt(request).disclosures.disclose(requester, body)
+        # One policy set from here to the receipt, whatever a reload swaps in meanwhile.
+        with rt(request).policy.in_use() as policy:
+            try:
+                body = policy.request_model.from_body(raw)
+            except ValidationError as exc:
+                raise RequestValidationError(exc.errors()) from None
+            receipt = await policy.disclosures.disclose(requester, body)
         return Response(receipt.response_body(), media_type="application/json")
 
     @app.get("/v1/purposes", summary="The purposes this partner may ask for, and what each covers")
@@ -273,18 +292,19 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/openapi.json", summary="This API's contract", dependencies=known_peer)
     async def openapi(request: Request) -> Response:
-        # Built once: everything in it is fixed when the gateway has started.
-        if getattr(app.state, "openapi", None) is None:
-            runtime = rt(request)
+        # Built once per policy set: the register and its case_ref formats are in it.
+        policy = rt(request).policy
+        cached = getattr(app.state, "openapi", None)
+        if cached is None or cached[0] != policy.digest:
             document = openapi_document(
                 app,
                 server_url=server_url(settings, request.scope.get("server")),
-                request_model=runtime.request_model,
-                register=runtime.register,
-                datasets=runtime.catalog.datasets,
+                request_model=policy.request_model,
+                register=policy.register,
+                datasets=rt(request).catalog.datasets,
             )
-            app.state.openapi = JSONResponse(document).body
-        return Response(app.state.openapi, media_type="application/json")
+            cached = app.state.openapi = (policy.digest, JSONResponse(document).body)
+        return Response(cached[1], media_type="application/json")
 
     _install_error_handlers(app)
     app.add_middleware(RequestMetrics)

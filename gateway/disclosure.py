@@ -16,6 +16,7 @@ The order is the point:
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import logging
 import time
@@ -129,6 +130,14 @@ class DisclosureService:
         self.escrow = escrow
         self.clock = clock
         self._plans: dict[str, _DatasetPlan] = {}
+
+    def with_policy(self, register: Register, engine: PolicyEngine) -> DisclosureService:
+        """This pipeline deciding by another policy set (a reload swaps it in whole:
+        a request in flight keeps the service, so the set, it started with)."""
+        service = copy.copy(self)
+        service.register, service.engine = register, engine
+        service._plans = {}  # worked out again, under the new set
+        return service
 
     async def disclose(self, requester: Partner, request: DisclosureRequest) -> Receipt:
         """Answer one request; raise a :mod:`gateway.errors` class on refusal or failure."""

@@ -1,13 +1,15 @@
 """A running gateway's parts, built from :class:`~gateway.settings.Settings`.
 
-Start-up fails loudly on a bad deployment (unreadable connectors, a policy that does
-not compile, a register that does not fit the connector catalog, a missing key, a policy
-set the audit log cannot archive); after that, every failure is a per-request problem.
-The policy set is archived in the audit log before the gateway serves with it, so the
-text behind every digest an entry names can be shown. Start-up only ever loads keys:
-creating them is ``doelpoort keys init`` and ``setup`` (`gateway.keys`), so a lost audit
-key or master secret stops the gateway instead of being silently replaced (which would
-fork the audit log or change every pseudonym).
+Start-up fails loudly on a bad deployment (unreadable connectors, a policy set that
+does not pass vetting — `gateway.policy.vetting`: it does not compile, its register does
+not fit the connector catalog, it is not the pinned one, it decides no ordinary request —
+a missing key, a policy set the audit log cannot archive); after that, every failure is a
+per-request problem, and a new policy set is swapped in only once it passed the same
+vetting (`gateway.policy_switch`). Every policy set is archived in the audit log before
+the gateway serves with it, so the text behind every digest an entry names can be shown. Start-up
+only ever loads keys: creating them is ``doelpoort keys init`` and ``setup``
+(`gateway.keys`), so a lost audit key or master secret stops the gateway instead of being
+silently replaced (which would fork the audit log or change every pseudonym).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 
 from audit.clock import Clock, utc_now
 from audit.store import AuditStore
-from gateway.api_models import DisclosureRequest, request_model
+from gateway.api_models import DisclosureRequest
 from gateway.connectors.catalog import Catalog
 from gateway.disclosure import DisclosureService
 from gateway.errors import ConfigurationError
@@ -31,10 +33,12 @@ from gateway.keys import (
     load_receipt_keys,
 )
 from gateway.metrics import Metrics
-from gateway.policy.bundle import PolicyBundle, compile_bundle
+from gateway.policy.bundle import PolicyBundle
 from gateway.policy.engine import EmbeddedEngine, PolicyEngine
-from gateway.policy.probe import probe_inputs
-from gateway.policy.register import REGISTER_FILE, Register
+from gateway.policy.register import Register
+from gateway.policy.sources import policy_source
+from gateway.policy.vetting import Refused, Vetted, vet
+from gateway.policy_switch import PolicySwitch, ServingPolicy
 from gateway.pseudonyms import PseudonymKeys
 from gateway.refusals import RefusalLog
 from gateway.settings import Settings
@@ -54,18 +58,38 @@ ESCROW_SWEEP_INTERVAL_S = 3600.0
 class Runtime:
     settings: Settings
     catalog: Catalog
-    register: Register
-    engine: PolicyEngine
     audit: AuditStore
     signer: ReceiptSigner
     metrics: Metrics
     revocations: RevocationList
     admission: Admission
-    disclosures: DisclosureService
     refusals: RefusalLog
-    #: What a request must look like here: the case_ref formats are the register's.
-    request_model: type[DisclosureRequest]
+    #: The policy set that serves, and the swapping in of vetted new ones.
+    policies: PolicySwitch
     _sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    # The serving set's parts: read `policy` once per request and use only it, so that a
+    # swap in between cannot mix two sets (gateway.policy_switch).
+    @property
+    def policy(self) -> ServingPolicy:
+        return self.policies.current
+
+    @property
+    def register(self) -> Register:
+        return self.policies.current.register
+
+    @property
+    def engine(self) -> PolicyEngine:
+        return self.policies.current.engine
+
+    @property
+    def disclosures(self) -> DisclosureService:
+        return self.policies.current.disclosures
+
+    @property
+    def request_model(self) -> type[DisclosureRequest]:
+        """What a request must look like here: the case_ref formats are the register's."""
+        return self.policies.current.request_model
 
     @classmethod
     async def start(cls, settings: Settings, *, clock: Clock = utc_now) -> Runtime:
@@ -74,21 +98,31 @@ class Runtime:
         async with contextlib.AsyncExitStack() as opened:
             catalog = Catalog.load(settings.connectors_dir, settings.var_dir)
             opened.push_async_callback(catalog.aclose)
-            bundle = compile_bundle(settings.policies_dir, catalog)
-            register = bundle.register  # the very register the policy was compiled with
-            try:
-                register.check_against(catalog)
-            except ConfigurationError as exc:
-                register_file = settings.policies_dir / REGISTER_FILE
-                raise ConfigurationError(f"{register_file}: {exc.detail}") from exc
+
+            async def new_engine(bundle: PolicyBundle) -> PolicyEngine:
+                return await _policy_engine(settings, bundle)
+
+            # The policy set is vetted as a reload vets one: compiled, checked against
+            # the catalog and the pinned digest, and probed (gateway.policy.vetting).
+            source = policy_source(settings)
+            seen = source.fingerprint()
+            with source.open() as candidate:
+                vetted = await vet(
+                    candidate,
+                    catalog,
+                    new_engine=new_engine,
+                    clock=clock,
+                    pinned=settings.policy_digest,
+                )
+            if not isinstance(vetted, Vetted):  # never Unchanged: nothing serves yet
+                assert isinstance(vetted, Refused)
+                raise ConfigurationError("; ".join(vetted.reasons))
+            engine = vetted.engine
+            opened.push_async_callback(engine.aclose)
             pseudonyms = PseudonymKeys(load_master_key(settings.keys_dir))
             signer = ReceiptSigner(*load_receipt_keys(settings.keys_dir))
             log_key = load_log_key(settings.keys_dir)
             escrow = load_escrow_sealer(settings.keys_dir)
-            engine = await _policy_engine(settings, bundle)
-            opened.push_async_callback(engine.aclose)
-            # A policy that decides no ordinary request stops start-up, not every request.
-            await engine.probe(probe_inputs(register, catalog, clock()))
             revocations, admission = _admission(PkiPaths(settings.pki_dir), catalog)
             audit = AuditStore.open(
                 settings.audit_db_path,
@@ -98,37 +132,48 @@ class Runtime:
             )
             opened.callback(audit.close)
             # Before it serves: every digest an entry names can be shown from the archive.
-            await audit.archive_policy_set(bundle.digest, bundle.sources)
+            await audit.archive_policy_set(vetted.bundle.digest, vetted.bundle.sources)
             metrics = Metrics()
+            disclosures = DisclosureService(
+                catalog=catalog,
+                register=vetted.bundle.register,
+                engine=engine,
+                pseudonyms=pseudonyms,
+                audit=audit,
+                signer=signer,
+                metrics=metrics,
+                escrow=escrow,
+                clock=clock,
+            )
+            policies = PolicySwitch(
+                ServingPolicy.build(vetted.bundle, engine, disclosures),
+                source=source,
+                seen=seen,
+                catalog=catalog,
+                audit=audit,
+                metrics=metrics,
+                new_engine=new_engine,
+                clock=clock,
+                pinned=settings.policy_digest,
+                watch_s=settings.policy_watch_s,
+            )
+
+            def known(name: str) -> bool:
+                # The serving register's purposes: a swap changes which names are known.
+                return name in policies.current.register.purposes or name in catalog.datasets
+
             runtime = cls(
                 settings=settings,
                 catalog=catalog,
-                register=register,
-                engine=engine,
                 audit=audit,
                 signer=signer,
                 metrics=metrics,
                 revocations=revocations,
                 admission=admission,
-                disclosures=DisclosureService(
-                    catalog=catalog,
-                    register=register,
-                    engine=engine,
-                    pseudonyms=pseudonyms,
-                    audit=audit,
-                    signer=signer,
-                    metrics=metrics,
-                    escrow=escrow,
-                    clock=clock,
-                ),
                 refusals=RefusalLog(
-                    audit,
-                    per_minute=settings.refusals_per_minute,
-                    # Names this deployment knows are kept in refusal entries as they are.
-                    known=lambda name: name in register.purposes or name in catalog.datasets,
-                    clock=clock,
+                    audit, per_minute=settings.refusals_per_minute, known=known, clock=clock
                 ),
-                request_model=request_model(register.case_ref_formats),
+                policies=policies,
             )
             # Escrows that expired while the gateway was stopped go before it serves.
             await runtime.erase_expired_escrows()
@@ -141,6 +186,7 @@ class Runtime:
             else f"off (no {settings.keys_dir / ESCROW_PUBLIC_KEY_FILE})",
         )
         runtime._sweeper = asyncio.create_task(runtime._sweep_escrows(), name="escrow-sweep")
+        policies.start()
         return runtime
 
     async def erase_expired_escrows(self) -> None:
@@ -159,6 +205,11 @@ class Runtime:
             await asyncio.sleep(ESCROW_SWEEP_INTERVAL_S)
             await self.erase_expired_escrows()
 
+    def request_policy_reload(self, trigger: str) -> None:
+        """Vet the policy set as its source now offers it, and swap it in if it passes
+        (on the event loop; `doelpoort serve` calls this on SIGHUP)."""
+        self.policies.request(trigger)
+
     def readiness(self) -> dict[str, bool]:
         return {"policy_engine": self.engine.ready(), "audit_store": self.audit.healthy()}
 
@@ -167,7 +218,7 @@ class Runtime:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        await self.engine.aclose()
+        await self.policies.aclose()  # every policy engine, the serving one too
         await self.catalog.aclose()
         await self.refusals.aclose()  # its last summaries, while the log is open
         self.audit.close()

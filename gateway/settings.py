@@ -35,6 +35,7 @@ POLICY_TIMEOUT_MAX_S = 60.0
 BODY_BYTES_MIN = 1024  # a disclosure request with a justification needs a few hundred
 BODY_BYTES_MAX = 1024 * 1024  # bodies are buffered whole; a request is one subject
 REFUSALS_PER_MINUTE_MAX = 100_000
+POLICY_WATCH_MAX_S = 3600.0
 
 
 def _checkpoint_origin(value: str) -> str:
@@ -155,6 +156,22 @@ class Settings(BaseSettings):
     """Refusals of one partner that get an audit entry each per minute; beyond, they are
     counted into one summary entry per partner per minute (gateway/refusals.py)."""
 
+    policy_digest: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None
+    """Set: the digest of the only policy set this gateway serves; start-up and every
+    reload refuse any other (gateway/policy/vetting.py)."""
+
+    policy_bundle: Path | None = None
+    """Set: the policy set comes from this signed OPA bundle (.tar.gz, `doelpoort policy
+    bundle`) instead of the policies directory, and needs DOELPOORT_POLICY_BUNDLE_KEY."""
+
+    policy_bundle_key: Path | None = None
+    """The public key a policy bundle's signature must verify with; an unsigned bundle,
+    or one signed by any other key, is refused."""
+
+    policy_watch_s: Annotated[Seconds, Field(ge=0, le=POLICY_WATCH_MAX_S)] = 2.0
+    """How often the policy files (or the bundle) are looked at for a change, which is
+    then vetted and swapped in (gateway/policy_switch.py); 0: only on SIGHUP."""
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -255,6 +272,10 @@ _MUST_BE = {
     "opa_url": "an http(s) URL of host and port only, such as http://127.0.0.1:8181",
     "max_body_bytes": f"a number of bytes from {BODY_BYTES_MIN} to {BODY_BYTES_MAX}",
     "refusals_per_minute": f"a number of refusals from 0 to {REFUSALS_PER_MINUTE_MAX}",
+    "policy_digest": "a policy digest: sha256: and 64 lowercase hexadecimal digits",
+    "policy_bundle": "a file path",
+    "policy_bundle_key": "a file path",
+    "policy_watch_s": f"a number of seconds from 0 (off) to {POLICY_WATCH_MAX_S:g}",
 }
 """What each setting must be, for messages: pydantic's own words are about its types."""
 

@@ -227,4 +227,4 @@ def test_beyond_the_rate_refusals_are_counted_into_a_summary_written_at_shutdown
         ],
     )  # fmt: skip
     assert result.exit_code == 2, result.output
-    assert "entry 1 records a refusal, which has no escrow" in result.output
+    assert "entry 1 records no disclosure (a refusal or a policy change)" in result.output

@@ -51,8 +51,9 @@ class Output(list[str]):
     when the process writes nothing more.
     """
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], pid: int = 0) -> None:
         super().__init__()
+        self.pid = pid  # the serving process, for a test to signal
         self._queue: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, args=(stream,), daemon=True).start()
 
@@ -95,7 +96,7 @@ def serving(args: list[str], env: dict[str, str]) -> Iterator[Output]:
         start_new_session=True,
     )
     assert process.stdout is not None
-    lines = Output(process.stdout)
+    lines = Output(process.stdout, process.pid)
     try:
         lines.read_until(lambda line: "Stop with Ctrl-C" in line)
         yield lines

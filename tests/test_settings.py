@@ -36,6 +36,10 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "refusals_per_minute": ("600", 600),
     "policy_engine": ("opa", "opa"),
     "opa_url": ("http://127.0.0.1:8181/", "http://127.0.0.1:8181"),
+    "policy_digest": ("sha256:" + "ab" * 32, "sha256:" + "ab" * 32),
+    "policy_bundle": ("/srv/doelpoort/policies.tar.gz", Path("/srv/doelpoort/policies.tar.gz")),
+    "policy_bundle_key": ("/srv/doelpoort/policies.pub", Path("/srv/doelpoort/policies.pub")),
+    "policy_watch_s": ("0", 0.0),
 }
 
 
@@ -112,6 +116,12 @@ BAD = [
     ("DOELPOORT_OPA_URL", "http://opa.example.nl/v1", "an http(s) URL of host and port only"),
     ("DOELPOORT_OPA_URL", "http://u:pw@opa.example.nl", "an http(s) URL of host and port only"),
     ("DOELPOORT_OPA_URL", "http://opa.example.nl:99999", "an http(s) URL of host and port only"),
+    ("DOELPOORT_POLICY_DIGEST", "sha256:" + "AB" * 32, "a policy digest"),
+    ("DOELPOORT_POLICY_DIGEST", "ab" * 32, "a policy digest"),
+    ("DOELPOORT_POLICY_DIGEST", "sha256:abc", "a policy digest"),
+    ("DOELPOORT_POLICY_WATCH_S", "-1", "a number of seconds from 0 (off) to 3600"),
+    ("DOELPOORT_POLICY_WATCH_S", "nan", "a number of seconds from 0 (off) to 3600"),
+    ("DOELPOORT_POLICY_WATCH_S", "3601", "a number of seconds from 0 (off) to 3600"),
 ]
 
 

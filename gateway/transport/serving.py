@@ -11,6 +11,14 @@ second uvicorn server, `BesideServer`, on the same event loop in the same proces
 main server starts it once its own start-up has succeeded (so the runtime it reports on
 exists) and stops it before its own shutdown (so it never reports on a closed one). It
 handles no signals itself: Ctrl-C or SIGTERM stop the main server, which stops it.
+
+SIGHUP asks the gateway to reload its policy set (`AnnouncingServer.on_hangup`); it never
+stops the process. uvicorn installs its handlers for SIGINT and SIGTERM when it serves
+(`capture_signals`, with ``signal.signal`` in the main thread) and restores the previous
+ones after; the SIGHUP handler is installed and restored beside them. The handler only
+hands the callback to the event loop (``call_soon_threadsafe``): a Python signal handler
+runs between two bytecodes of whatever the loop was doing, where nothing may be awaited
+or locked.
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import uvicorn
@@ -49,8 +59,46 @@ class AnnouncingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, on_serving: OnServing | None = None) -> None:
         super().__init__(config)
         self._on_serving = on_serving
+        self._on_hangup: Callable[[], None] | None = None
         self._beside: list[BesideServer] = []
         self._beside_tasks: list[asyncio.Task[None]] = []
+
+    def on_hangup(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the event loop for every SIGHUP while serving (only when
+        served from the main thread, where signals arrive); without one, SIGHUP is
+        ignored."""
+        self._on_hangup = callback
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals(), self._capture_hangups():
+            yield
+
+    @contextlib.contextmanager
+    def _capture_hangups(self) -> Iterator[None]:
+        hangup = getattr(signal, "SIGHUP", None)  # not on Windows
+        if hangup is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        loop = asyncio.get_running_loop()
+
+        def handle(_signum: int, _frame: object) -> None:
+            loop.call_soon_threadsafe(self._hung_up)
+
+        previous = signal.signal(hangup, handle)
+        try:
+            yield
+        finally:
+            signal.signal(hangup, previous)
+
+    def _hung_up(self) -> None:
+        if self._on_hangup is None:
+            log.info("SIGHUP ignored: nothing to reload")
+            return
+        try:
+            self._on_hangup()
+        except Exception as exc:
+            log.error("SIGHUP could not be handled: %s", type(exc).__name__)
 
     def serve_beside(self, server: BesideServer) -> None:
         """Serve ``server`` too, from when this one serves until it stops."""

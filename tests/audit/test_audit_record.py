@@ -17,6 +17,7 @@ from audit.entry import (
     GENESIS_PREV,
     AuditRecord,
     LogRecord,
+    PolicyChangeRecord,
     RefusalRecord,
     RefusalSummaryRecord,
     entry_leaf_hash,
@@ -176,3 +177,68 @@ def test_refusal_entries_are_chained_verified_and_filtered_like_decisions(tmp_pa
         ("politie", "ct-assessment", None, "refused"),
         ("politie", None, None, "refused"),
     ]
+
+
+# --- policy changes (gateway/policy_switch.py) -----------------------------------------
+
+OLD = "sha256:" + "1" * 64
+NEW = "sha256:" + "2" * 64
+
+
+def policy_change(**overrides: Any) -> PolicyChangeRecord:
+    content: dict[str, Any] = {
+        "time": "2026-11-22T10:02:00Z",
+        "trigger": "sighup",
+        "source": "directory",
+        "outcome": "swapped",
+        "old_digest": OLD,
+        "new_digest": NEW,
+    }
+    return PolicyChangeRecord(**(content | overrides))
+
+
+def test_policy_changes_are_their_own_kind_and_read_back() -> None:
+    refused = policy_change(
+        outcome="refused", trigger="file-change", reasons=["doelpoort/deny.rego:3:1: syntax"]
+    )
+    for record in (policy_change(), refused):
+        content = json.loads(record.body())
+        assert content["kind"] == content["decision"] == "policy-change"
+        assert record_from_body(record.body()) == record
+    assert set(json.loads(refused.body())) == {
+        "time", "kind", "decision", "trigger", "source", "outcome", "old_digest",
+        "new_digest", "reasons",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("outcome", "maybe"),
+        ("kind", "refusal"),
+        ("decision", "refused"),
+        ("new_digest", None),  # a swap to no policy set
+        ("reasons", ["a swap has no reasons"]),
+        ("old_digest", ""),
+        ("time", "2026-11-22T10:02:00+01:00"),
+    ],
+)
+def test_invalid_policy_change_records_are_refused(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=r"policy change|swap|outcome|time"):
+        policy_change(**{field: value})
+
+
+def test_a_refused_policy_change_says_why() -> None:
+    with pytest.raises(ValueError, match="reasons"):
+        policy_change(outcome="refused", new_digest=None)
+    assert policy_change(outcome="refused", new_digest=None, reasons=["no"]).new_digest is None
+
+
+def test_policy_changes_are_chained_verified_and_filtered(tmp_path: Path) -> None:
+    db, key = tmp_path / "audit.sqlite3", Ed25519PrivateKey.generate()
+    with open_store(db, key) as store:
+        assert asyncio.run(store.append([make_record(1), policy_change()])) == [1, 2]
+    assert verify(db, key).entries == 2
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT requester, decision FROM entries ORDER BY seq").fetchall()
+    assert rows == [("politie", "allow"), (None, "policy-change")]
