@@ -297,8 +297,8 @@ def test_a_swap_the_audit_log_cannot_record_is_refused(
 
         original = runtime.policies._new_engine
 
-        def recording(bundle: Any) -> Any:
-            engine = original(bundle)
+        async def recording(bundle: Any) -> Any:
+            engine = await original(bundle)
             built.append(engine)
             return engine
 

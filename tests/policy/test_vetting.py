@@ -291,6 +291,7 @@ def test_the_settings_name_the_source(tmp_path: Path) -> None:
 
 def _signed_bundle(tmp_path: Path, *, signed: bool = True) -> tuple[Path, Path]:
     """The shipped policy set as an OPA bundle (signed, or not) and the deployment's key."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     private, public = tmp_path / "signing.pem", tmp_path / "signing.pub.pem"
     generate_signing_key(private, public)
     bundle = tmp_path / "policies.tar.gz"
