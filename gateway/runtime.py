@@ -30,6 +30,7 @@ from gateway.keys import (
 )
 from gateway.metrics import Metrics
 from gateway.policy.bundle import compile_bundle
+from gateway.policy.check import require_clean
 from gateway.policy.engine import EmbeddedEngine, PolicyEngine
 from gateway.policy.probe import probe_inputs
 from gateway.policy.register import REGISTER_FILE, Register
@@ -72,6 +73,8 @@ class Runtime:
         async with contextlib.AsyncExitStack() as opened:
             catalog = Catalog.load(settings.connectors_dir, settings.var_dir)
             opened.push_async_callback(catalog.aclose)
+            # `doelpoort policy check`: any finding stops start-up, listed.
+            require_clean(settings.policies_dir, catalog)
             bundle = compile_bundle(settings.policies_dir)
             register = bundle.register  # the very register the policy was compiled with
             try:

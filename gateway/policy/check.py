@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import shutil
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,12 +34,12 @@ from regopy import Interpreter
 
 from gateway.connectors.catalog import Catalog
 from gateway.errors import ConfigurationError
-from gateway.policy.bundle import ENTRYPOINT, compile_bundle
+from gateway.policy.bundle import ENTRYPOINT, PolicyBundle, compile_bundle
 from gateway.policy.engine import EmbeddedEngine
 from gateway.policy.probe import probe_inputs
 from gateway.policy.register import REGISTER_FILE, Register
 from gateway.policy.rego_ast import AstUnreadable, RegoSyntaxError, line_col, parse_module
-from gateway.policy.rego_check import Problem, RegoModule, check_modules
+from gateway.policy.rego_check import TEST_SUFFIX, Problem, RegoModule, check_modules
 
 __all__ = ["CODES", "Finding", "check_policy_set", "require_clean"]
 
@@ -100,7 +102,13 @@ def check_policy_set(
         sound = False
     paths = tuple(tuple(e.split("/")) for e in entrypoints)
     interpreter = Interpreter()
-    problems = check_modules(modules, is_builtin=interpreter.is_builtin, entrypoints=paths)
+    # The rules of a module that does not parse are unknown: judging the others by
+    # them would report every use of those rules. The syntax errors come first.
+    problems = (
+        check_modules(modules, is_builtin=interpreter.is_builtin, entrypoints=paths)
+        if sound
+        else []
+    )
     sources = {module.name: module.source for module in modules}
     for problem in problems:
         findings.append(_finding(problem, sources[problem.module]))
@@ -175,11 +183,31 @@ def _finding(problem: Problem, source: str) -> Finding:
     return Finding(problem.module, line, column, problem.code, problem.message)
 
 
+def _serving_bundle(policies_dir: Path) -> PolicyBundle:
+    """The bundle ``serve`` compiles: the policy modules and the register, no tests.
+
+    Test modules are never compiled into a bundle: rego-cpp aborts the whole process
+    building one in which a rule reaches another package's rule through ``data`` under
+    ``with`` (as tests do). So the policy files are compiled from a copy without them.
+    """
+    with tempfile.TemporaryDirectory(prefix="doelpoort-check-") as tmp:
+        copy = Path(tmp)
+        for path in policies_dir.rglob("*"):
+            relative = path.relative_to(policies_dir)
+            if path.is_file() and (
+                relative.as_posix() == REGISTER_FILE
+                or (path.suffix == ".rego" and not path.name.endswith(TEST_SUFFIX))
+            ):
+                (copy / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, copy / relative)
+        return compile_bundle(copy)
+
+
 def _compile_and_probe(
     policies_dir: Path, register: Register, catalog: Catalog, now: datetime | None
 ) -> list[Finding]:
     try:
-        bundle = compile_bundle(policies_dir)
+        bundle = _serving_bundle(policies_dir)
     except ConfigurationError as exc:
         return [Finding(".", None, None, "compile", exc.detail)]
 

@@ -43,7 +43,7 @@ from typing import Any
 from gateway.policy.rego_ast import Node
 from gateway.policy.shapes import ANY, SCALAR, Shape, input_shape, register_shape, union
 
-__all__ = ["ENTRYPOINT_PATH", "Problem", "RegoModule", "check_modules"]
+__all__ = ["ENTRYPOINT_PATH", "TEST_SUFFIX", "Problem", "RegoModule", "check_modules"]
 
 #: data.doelpoort.disclosure.decision, as a path.
 ENTRYPOINT_PATH = ("doelpoort", "disclosure", "decision")
