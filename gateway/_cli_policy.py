@@ -567,3 +567,65 @@ def policy_keygen(
         raise typer.Exit(1)
     generate_signing_key(private_key, public_key)
     typer.echo(f"wrote {private_key} (private, 0600) and {public_key} (public)")
+
+
+# -- check (gateway.policy.check) --------------------------------------------------------
+
+
+@policy_app.command("check")
+def check(
+    policies: PoliciesOption = None,
+    connectors: ConnectorsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check a policy set as `serve` does before it starts: register, catalog, syntax,
+    undefined names and paths, unknown built-ins, rules that never apply, the probe.
+
+    Exit 0 when clean, 1 on any finding.
+    """
+    import asyncio
+    import json
+
+    from gateway.connectors.catalog import Catalog
+    from gateway.policy.check import check_policy_set
+
+    settings = _settings(None)
+    policies_dir = policies or settings.policies_dir
+    if not policies_dir.is_dir():
+        typer.echo(f"error: {policies_dir}: no such policy directory", err=True)
+        raise typer.Exit(2)
+    catalog = Catalog.load(connectors or settings.connectors_dir, settings.var_dir)
+    try:
+        findings = check_policy_set(policies_dir, catalog)
+    finally:
+        asyncio.run(catalog.aclose())
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "policies": str(policies_dir),
+                    "clean": not findings,
+                    "findings": [
+                        {
+                            "path": f.path,
+                            "line": f.line,
+                            "column": f.column,
+                            "code": f.code,
+                            "message": f.message,
+                        }
+                        for f in findings
+                    ],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for finding in findings:
+            typer.echo(f"{policies_dir / finding.path}{str(finding)[len(finding.path) :]}")
+        count = len(findings)
+        typer.echo(
+            f"{policies_dir}: "
+            + ("clean" if not findings else f"{count} finding{'s' if count != 1 else ''}")
+        )
+    if findings:
+        raise typer.Exit(1)

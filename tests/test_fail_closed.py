@@ -209,17 +209,19 @@ def test_an_audit_write_failure_is_logged_once_by_class_not_per_request(
 def test_a_policy_error_tells_the_operator_its_cause_and_the_partner_nothing_more(
     tmp_path: Path, policies: Path
 ) -> None:
-    # A misspelt built-in in a rule that only this request's case reaches (a policy that
-    # fails every request would not start: its start-up probe fails).
+    # A division by zero in a rule that only this request's case reaches (a policy that
+    # fails every request would not start: its start-up probe fails; nor would one with a
+    # misspelt built-in: `doelpoort policy check` refuses it).
     (policies / "doelpoort" / "zz_typo.rego").write_text(
         "package doelpoort.disclosure\n\n"
-        'deny contains sprintff("%s", [input.purpose]) if input.case_ref == "CTI-2026-0099"\n'
+        'deny contains "never" if {\n\tinput.case_ref == "CTI-2026-0099"\n'
+        "\tcount(input.subject_keys) / 0 > 1\n}\n"
     )
     with running_gateway(make_settings(tmp_path / "var", policies_dir=policies)) as gw:
         response = gw.disclose("politie", ct_request(gw))
         assert response.status_code == 503
         problem = response.json()
         assert problem["detail"] == problem["title"]
-        assert "sprintff" not in response.text
+        assert "divide" not in response.text
         assert [d for d, _ in decisions(gw)] == ["error", "error"]
-        assert any("Function not found: sprintff" in line for line in gw.log.lines)
+        assert any("divide by zero" in line for line in gw.log.lines)

@@ -217,7 +217,7 @@ def test_a_register_that_does_not_fit_the_catalog_stops_start_up(
     [
         pytest.param(
             {"doelpoort/disclosure.rego": "package doelpoort.disclosure\n\nnothing := 1\n"},
-            "the policy set has no rule doelpoort/disclosure/decision",
+            "no rule defines the entrypoint data.doelpoort.disclosure.decision",
             id="no-decision-rule",
         ),
         pytest.param(
@@ -225,20 +225,28 @@ def test_a_register_that_does_not_fit_the_catalog_stops_start_up(
                 "doelpoort/extra.rego": "package doelpoort.disclosure\n\nimport rego.v1\n\n"
                 'deny contains sprintff("%s", [input.purpose]) if true\n'
             },
-            "the policy raised an error: Function not found: sprintff",
+            "doelpoort/extra.rego:5:15: sprintff is not a built-in function",
             id="misspelt-built-in",
+        ),
+        pytest.param(
+            {
+                "doelpoort/extra.rego": "package doelpoort.disclosure\n\nimport rego.v1\n\n"
+                'deny contains "no role" if not role_grantd\n'
+            },
+            "doelpoort/extra.rego:5:32: role_grantd is not defined",
+            id="misspelt-rule-reference",  # compiles, and would deny every request
         ),
     ],
 )
-def test_a_policy_that_decides_no_ordinary_request_stops_start_up(
+def test_a_policy_set_with_a_finding_stops_start_up(
     set_up: Settings,
     tmp_path: Path,
     built: list[EmbeddedEngine],
     files: dict[str, str],
     cause: str,
 ) -> None:
-    # Such a policy compiles; it would then fail every request closed. Start-up decides a
-    # probe input per purpose first (gateway/policy/probe.py) and stops with the cause.
+    # Each compiles; each would fail or deny every request. Start-up runs `doelpoort
+    # policy check` first (gateway/policy/check.py) and stops, listing the findings.
     policies = copy_tree("policies", tmp_path)
     if "doelpoort/disclosure.rego" in files:
         for rego in policies.rglob("*.rego"):
@@ -248,11 +256,10 @@ def test_a_policy_that_decides_no_ordinary_request_stops_start_up(
     settings = make_settings(_copy_of(set_up, tmp_path).var_dir, policies_dir=policies)
     with pytest.raises(ConfigurationError) as caught:
         _start(settings)
-    assert caught.value.detail.startswith(
-        "the policy gives no valid decision for a probe input (aivd asking ct-assessment"
-    )
+    assert "the policy set has" in caught.value.detail
+    assert "`doelpoort policy check` lists them" in caught.value.detail
     assert cause in caught.value.detail
-    assert not built[0].ready()  # closed again
+    assert built == []  # refused before the serving engine was built
 
 
 # --- the certificates a gateway admits (issue 12) -------------------------------------

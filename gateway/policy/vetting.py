@@ -26,6 +26,7 @@ from audit.clock import Clock
 from gateway.connectors.catalog import Catalog
 from gateway.errors import ConfigurationError
 from gateway.policy.bundle import PolicyBundle, compile_bundle
+from gateway.policy.check import check_policy_set
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.probe import probe_inputs
 from gateway.policy.register import REGISTER_FILE
@@ -178,8 +179,7 @@ VETTING_STEPS: tuple[Step, ...] = (
     pinned_digest,
     bundle_revision,
     register_fits_catalog,
-    # LEAD (at merge): `from gateway.policy.check import check_policy_set` above, and
-    #   findings_step(check_policy_set),
+    findings_step(lambda directory, catalog: check_policy_set(directory, catalog, probe=False)),
     # LEAD (at merge): `from gateway.policy.testing import run_tests` above, and
     #   rego_tests_step(run_tests),
 )
