@@ -116,7 +116,11 @@ class Runtime:
                 )
             if not isinstance(vetted, Vetted):  # never Unchanged: nothing serves yet
                 assert isinstance(vetted, Refused)
-                raise ConfigurationError("; ".join(vetted.reasons))
+                where = settings.policy_bundle or settings.policies_dir
+                raise ConfigurationError(
+                    f"{where}: the policy set is refused (`doelpoort policy check` and"
+                    f" `doelpoort policy test` say more): {'; '.join(vetted.reasons)}"
+                )
             engine = vetted.engine
             opened.push_async_callback(engine.aclose)
             pseudonyms = PseudonymKeys(load_master_key(settings.keys_dir))

@@ -193,7 +193,8 @@ def test_case_ref_formats_and_known_names_switch_with_the_register(settings: Set
         pytest.param(
             lambda policies: (policies / "doelpoort" / "extra.rego").write_text(
                 "package doelpoort.disclosure\n\nimport rego.v1\n\n"
-                'deny contains sprintff("%s", [input.purpose]) if true\n',
+                "zero := count(input.subject_keys) - count(input.subject_keys)\n\n"
+                'deny contains sprintf("%d", [1 / zero]) if true\n',
                 encoding="utf-8",
             ),
             "the policy gives no valid decision for a probe input",

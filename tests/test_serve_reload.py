@@ -141,7 +141,8 @@ def unknown_dataset(policies: Path) -> None:
 def probe_fails(policies: Path) -> None:
     (policies / "doelpoort" / "extra.rego").write_text(
         "package doelpoort.disclosure\n\nimport rego.v1\n\n"
-        'deny contains sprintff("%s", [input.purpose]) if true\n',
+        "zero := count(input.subject_keys) - count(input.subject_keys)\n\n"
+        'deny contains sprintf("%d", [1 / zero]) if true\n',
         encoding="utf-8",
     )
 
@@ -255,6 +256,7 @@ def test_a_gateway_pinned_to_another_digest_does_not_start(tmp_path: Path) -> No
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     digest = compile_bundle(PROJECT_ROOT / "policies", demo_catalog()).digest
-    assert f"cannot start: its digest {digest} is not the pinned {pinned}" in output
+    assert "the policy set is refused" in output
+    assert f"its digest {digest} is not the pinned {pinned}" in output
     assert "Traceback" not in output
     assert "Doelpoort serves" not in output

@@ -256,8 +256,8 @@ def test_a_policy_set_with_a_finding_stops_start_up(
     settings = make_settings(_copy_of(set_up, tmp_path).var_dir, policies_dir=policies)
     with pytest.raises(ConfigurationError) as caught:
         _start(settings)
-    assert "the policy set has" in caught.value.detail
-    assert "`doelpoort policy check` lists them" in caught.value.detail
+    assert "the policy set is refused" in caught.value.detail
+    assert "`doelpoort policy check`" in caught.value.detail
     assert cause in caught.value.detail
     assert built == []  # refused before the serving engine was built
 

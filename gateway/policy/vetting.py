@@ -9,8 +9,8 @@ dataset names; never a request's content) are what the log and the audit entry s
 A step is a plain function of a `Vetting` (the candidate, its compiled set, the catalog,
 the pinned digest) returning its reasons, empty when it passes. Steps compile, read
 files and run tests, so `vet` runs each on a worker thread: the event loop keeps serving
-requests meanwhile. Adding a step is one line in `VETTING_STEPS`; `findings_step` and
-`rego_tests_step` adapt a checker's findings and a test runner's report.
+requests meanwhile. Adding a step is one line in `VETTING_STEPS`; `policy_check` is
+`doelpoort policy check`, and `rego_tests_step` adapts a Rego test runner's report.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ __all__ = [
     "Unchanged",
     "Vetted",
     "Vetting",
-    "findings_step",
+    "policy_check",
     "rego_tests_step",
     "vet",
 ]
@@ -122,17 +122,6 @@ def register_fits_catalog(vetting: Vetting) -> list[str]:
     return []
 
 
-class Finding(Protocol):
-    """One finding of a policy checker (`gateway.policy.check`)."""
-
-    @property
-    def path(self) -> object: ...
-    @property
-    def line(self) -> int | None: ...
-    @property
-    def message(self) -> str: ...
-
-
 class RegoTestReport(Protocol):
     """What vetting reads of a policy test run (`gateway.policy.testing`)."""
 
@@ -144,16 +133,11 @@ class RegoTestReport(Protocol):
     def errors(self) -> object: ...
 
 
-def findings_step(check: Callable[[Path, Catalog], Iterable[Finding]]) -> Step:
-    """A step from a checker of a policies directory: each finding is a reason."""
-
-    def checked(vetting: Vetting) -> list[str]:
-        return [
-            f"{finding.path}{'' if finding.line is None else f':{finding.line}'}: {finding.message}"
-            for finding in check(vetting.candidate.directory, vetting.catalog)
-        ]
-
-    return checked
+def policy_check(vetting: Vetting) -> list[str]:
+    """`doelpoort policy check` (`gateway.policy.check`): each finding is a reason. The
+    probe is left to the vetting's end, on the very engine that will serve."""
+    findings = check_policy_set(vetting.candidate.directory, vetting.catalog, probe=False)
+    return [str(finding) for finding in findings]
 
 
 def rego_tests_step(run: Callable[[Path], RegoTestReport]) -> Step:
@@ -179,7 +163,7 @@ VETTING_STEPS: tuple[Step, ...] = (
     pinned_digest,
     bundle_revision,
     register_fits_catalog,
-    findings_step(lambda directory, catalog: check_policy_set(directory, catalog, probe=False)),
+    policy_check,
     # LEAD (at merge): `from gateway.policy.testing import run_tests` above, and
     #   rego_tests_step(run_tests),
 )

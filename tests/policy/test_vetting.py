@@ -30,7 +30,7 @@ from gateway.policy.vetting import (
     Unchanged,
     Vetted,
     Vetting,
-    findings_step,
+    policy_check,
     rego_tests_step,
     vet,
 )
@@ -122,7 +122,7 @@ def test_a_register_naming_an_unknown_dataset_is_refused(policies: Path, catalog
     )
 
 
-def test_a_policy_whose_probe_fails_is_refused(policies: Path, catalog: Catalog) -> None:
+def test_a_policy_with_a_check_finding_is_refused(policies: Path, catalog: Catalog) -> None:
     (policies / "doelpoort" / "extra.rego").write_text(
         "package doelpoort.disclosure\n\nimport rego.v1\n\n"
         'deny contains sprintff("%s", [input.purpose]) if true\n',
@@ -130,9 +130,24 @@ def test_a_policy_whose_probe_fails_is_refused(policies: Path, catalog: Catalog)
     )
     result = run_vet(policies, catalog)
     assert isinstance(result, Refused)
+    assert any(
+        reason.startswith("doelpoort/extra.rego:5:") and "sprintff" in reason
+        for reason in result.reasons
+    ), result.reasons
+
+
+def test_a_policy_whose_probe_fails_is_refused(policies: Path, catalog: Catalog) -> None:
+    # Sound to the static check; fails only when evaluated (a division by zero).
+    (policies / "doelpoort" / "extra.rego").write_text(
+        "package doelpoort.disclosure\n\nimport rego.v1\n\n"
+        "zero := count(input.subject_keys) - count(input.subject_keys)\n\n"
+        'deny contains sprintf("%d", [1 / zero]) if true\n',
+        encoding="utf-8",
+    )
+    result = run_vet(policies, catalog)
+    assert isinstance(result, Refused)
     (reason,) = result.reasons
     assert reason.startswith("the policy gives no valid decision for a probe input")
-    assert "sprintff" in reason
 
 
 def test_a_pinned_digest_refuses_every_other_set(policies: Path, catalog: Catalog) -> None:
@@ -198,37 +213,24 @@ def test_reasons_are_bounded(policies: Path, catalog: Catalog) -> None:
 
 
 @dataclass(frozen=True)
-class Finding:
-    path: str
-    line: int | None
-    message: str
-
-
-@dataclass(frozen=True)
 class Report:
     ok: bool
     failed: list[str]
     errors: int
 
 
-def test_a_checkers_findings_are_the_reasons(policies: Path, catalog: Catalog) -> None:
-    seen: list[tuple[Path, Catalog]] = []
-
-    def check(directory: Path, checked: Catalog) -> list[Finding]:
-        seen.append((directory, checked))
-        return [
-            Finding("doelpoort/deny.rego", 12, "undefined rule role_grantd"),
-            Finding("register.yaml", None, "purpose x has no retention"),
-        ]
-
-    result = run_vet(policies, catalog, steps=[findings_step(check)])
-    assert isinstance(result, Refused)
-    assert result.reasons == (
-        "doelpoort/deny.rego:12: undefined rule role_grantd",
-        "register.yaml: purpose x has no retention",
+def test_policy_checks_findings_are_the_reasons(policies: Path, catalog: Catalog) -> None:
+    text = (policies / "doelpoort" / "deny.rego").read_text(encoding="utf-8")
+    (policies / "doelpoort" / "deny.rego").write_text(
+        text.replace("not role_granted", "not role_grantd", 1), encoding="utf-8"
     )
-    assert seen == [(policies, catalog)]
-    assert isinstance(run_vet(policies, catalog, steps=[findings_step(lambda _d, _c: [])]), Vetted)
+    result = run_vet(policies, catalog, steps=[policy_check])
+    assert isinstance(result, Refused)
+    assert any("role_grantd is not defined" in reason for reason in result.reasons)
+    assert isinstance(
+        run_vet(copy_tree("policies", policies.parent / "clean"), catalog, steps=[policy_check]),
+        Vetted,
+    )
 
 
 def test_failing_rego_tests_refuse_a_directory_but_a_bundle_carries_none(
