@@ -223,9 +223,7 @@ def _broken(edit: Any) -> dict[str, Any]:
             "no operator implements op 'reveal'",
         ),
         (
-            lambda p: p["vertrek"]["datasets"]["dji/detention"].update(
-                clear_reasons={"name": " "}
-            ),
+            lambda p: p["vertrek"]["datasets"]["dji/detention"].update(clear_reasons={"name": " "}),
             r"dataset dji/detention: clear_reasons\.name: must be non-empty text",
         ),
         (
