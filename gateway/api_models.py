@@ -158,7 +158,19 @@ class DisclosureRequest(_Strict):
 
     purpose: Slug
     case_ref: CaseRef
-    justification: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    # Optional here: whether a purpose requires one is the register's to say
+    # (requires_justification), and the policy refuses a request that lacks it.
+    justification: Annotated[
+        str,
+        StringConstraints(max_length=2000),
+        Field(
+            description=(
+                "Why this request is necessary and proportionate in this case. A purpose"
+                " that requires a justification (most do) refuses a request without one"
+                " (absent, empty or blank) with 403."
+            )
+        ),
+    ] = ""
     subject: Subject
     datasets: Annotated[list[DatasetId], Field(min_length=1, max_length=32)] | None = None
 

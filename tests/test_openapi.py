@@ -275,6 +275,24 @@ def test_schema_and_validation_agree_on_case_references(
     assert request_validator.is_valid(body) is _accepted_by_the_model(model, body), case_ref
 
 
+def test_a_justification_is_optional_in_the_schema_and_the_model(
+    gateway: Deployment, document: dict[str, Any], request_validator: jsonschema_rs.Validator
+) -> None:
+    # Whether a purpose needs one is the register's to say (requires_justification): the
+    # policy refuses a request without one for such a purpose, so the API accepts it.
+    schema = document["components"]["schemas"]["DisclosureRequest"]
+    assert "justification" not in schema["required"]
+    assert schema["properties"]["justification"]["maxLength"] == 2000
+    assert "requires" in schema["properties"]["justification"]["description"]
+    body = {"purpose": "ct-assessment", "case_ref": "CTI-2026-0042", "subject": {"bsn": "999990019"}}
+    model = gateway.runtime.request_model
+    for justification in (None, "", "   ", "x" * 2000, "x" * 2001, 7):
+        given = body if justification is None else body | {"justification": justification}
+        accepted = _accepted_by_the_model(model, given)
+        assert request_validator.is_valid(given) is accepted, justification
+        assert accepted is (justification is None or justification in ("", "   ", "x" * 2000))
+
+
 # -- the answers: real problem documents fit the declared ones -----------------------------
 
 
