@@ -112,9 +112,7 @@ def test_no_fact_is_fetched_for_a_requester_without_the_purpose(gateway: Deploym
     response = gateway.disclose("politie", body)
     assert response.status_code == 403
     assert response.json()["reasons"] == ["purpose vertrek is not granted to politie"]
-    logged = [
-        e for e in entries(gateway, "politie", "vertrek") if e["case_ref"] == "CTI-2026-0714"
-    ]
+    logged = [e for e in entries(gateway, "politie", "vertrek") if e["case_ref"] == "CTI-2026-0714"]
     assert logged
     assert all(e["policy_input"]["subject_facts"] == {} for e in logged)
 

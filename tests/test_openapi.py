@@ -284,7 +284,11 @@ def test_a_justification_is_optional_in_the_schema_and_the_model(
     assert "justification" not in schema["required"]
     assert schema["properties"]["justification"]["maxLength"] == 2000
     assert "requires" in schema["properties"]["justification"]["description"]
-    body = {"purpose": "ct-assessment", "case_ref": "CTI-2026-0042", "subject": {"bsn": "999990019"}}
+    body = {
+        "purpose": "ct-assessment",
+        "case_ref": "CTI-2026-0042",
+        "subject": {"bsn": "999990019"},
+    }
     model = gateway.runtime.request_model
     for justification in (None, "", "   ", "x" * 2000, "x" * 2001, 7):
         given = body if justification is None else body | {"justification": justification}
