@@ -159,7 +159,19 @@ class DisclosureRequest(_Strict):
 
     purpose: Slug
     case_ref: CaseRef
-    justification: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    # Optional here: whether a purpose requires one is the register's to say
+    # (requires_justification), and the policy refuses a request that lacks it.
+    justification: Annotated[
+        str,
+        StringConstraints(max_length=2000),
+        Field(
+            description=(
+                "Why this request is necessary and proportionate in this case. A purpose"
+                " that requires a justification (most do) refuses a request without one"
+                " (absent, empty or blank) with 403."
+            )
+        ),
+    ] = ""
     subject: Subject
     datasets: Annotated[list[DatasetId], Field(min_length=1, max_length=32)] | None = None
 
@@ -337,6 +349,9 @@ class GrantedPurpose(_Answer):
     legal_basis: str
     retention_days: Annotated[int, Field(ge=1)]
     requires_justification: bool
+    #: The facts about the subject the purpose requires (names only, SPEC §6): a request
+    #: for a subject they do not hold for is refused, as for an unknown subject.
+    requires_facts: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]]
     datasets: Annotated[list[GrantedDataset], Field(min_length=1)]
 
 
@@ -357,6 +372,7 @@ _PURPOSE_LIST_EXAMPLE: dict[str, Any] = {
             "legal_basis": "Convenant CT Infobox; each partner within its own statutory framework",
             "retention_days": 365,
             "requires_justification": True,
+            "requires_facts": [],
             "datasets": [
                 {
                     "id": "ind/residence",

@@ -3,10 +3,16 @@
 One call of :meth:`DisclosureService.disclose` answers one ``POST /v1/disclosures``.
 The order is the point:
 
-1. a policy decision per dataset, from an input that holds names and categories only;
-   any engine failure fails the whole request closed (503) — after logging it;
-2. only allowed datasets are fetched, concurrently; a connector or operator failure
-   withholds that dataset and is reported as its ``error`` result;
+0. when the purpose requires facts about the subject (`gateway.vocabulary.FactSpec`)
+   and the requester holds one of its roles, each fact's dataset is fetched (once per
+   dataset) and the fact reduced to true or false; a provider failure here fails the
+   whole request closed with the connector's error — after logging it;
+1. a policy decision per dataset, from an input that holds names, categories and those
+   booleans only; any engine failure fails the whole request closed (503) — after
+   logging it;
+2. only allowed datasets are fetched (a fact's dataset is not fetched again),
+   concurrently; a connector or operator failure withholds that dataset and is
+   reported as its ``error`` result;
 3. every decision is appended to the audit log (with the disclosure's escrow beside it,
    kept until the purpose's retention ends) and the call waits for the durable commit
    before anything leaves;
@@ -147,6 +153,13 @@ class DisclosureService:
         # The request's part of the policy input is built (and checked) once; each
         # dataset's input is it with that dataset's section.
         plans = [self._plan(dataset_id) for dataset_id in datasets]
+        # Records fetched for a fact, by dataset: reused if that dataset is disclosed.
+        fetched: dict[str, list[dict[str, Any]]] = {}
+        failure: DoelpoortError | None = None
+        try:
+            subject_facts = await self._subject_facts(requester, request.purpose, subject, fetched)
+        except ConnectorError as exc:
+            failure, subject_facts = exc, {}
         request_input = build_policy_input(
             requester_id=requester.id,
             roles=requester.roles,
@@ -156,6 +169,7 @@ class DisclosureService:
             dataset=plans[0].policy_section,
             subject_keys=subject,
             now=now,
+            subject_facts=subject_facts,
         )
         outcomes = [
             _Outcome(plan=plan, policy_input={**request_input, "dataset": plan.policy_section})
@@ -164,11 +178,17 @@ class DisclosureService:
 
         disclosure_id = f"urn:uuid:{uuid.uuid4()}"
         subject_refs = self.pseudonyms.dpo_subject_refs(subject)
-        policy_failure = await self._decide(outcomes)
+        if failure is not None:
+            # Nothing is decided without the facts the purpose depends on.
+            for outcome in outcomes:
+                outcome.error = failure
+                outcome.note = f"a fact purpose {request.purpose} requires could not be fetched"
+        else:
+            failure = await self._decide(outcomes)
         recorded: list[tuple[_Outcome, RecordingPseudonymiser]] = []
-        if policy_failure is None:
+        if failure is None:
             # Never raises: every failure becomes that dataset's error, so it is logged.
-            recorded = await self._fetch(requester, request.purpose, outcomes, subject)
+            recorded = await self._fetch(requester, request.purpose, outcomes, subject, fetched)
         escrow = self._seal_escrow(outcomes, recorded, request, now)
         seqs = await self._log(
             outcomes, requester, request, disclosure_id, subject_refs, now, escrow
@@ -188,8 +208,8 @@ class DisclosureService:
             seqs[-1],
         )
 
-        if policy_failure is not None:
-            raise policy_failure
+        if failure is not None:
+            raise failure
         if all(o.verdict == "deny" for o in outcomes):
             # The same reason (e.g. "not granted") often holds for every dataset: once.
             reasons = list(
@@ -273,6 +293,55 @@ class DisclosureService:
             covered = self.register.covered_datasets(request.purpose, None, None)
         return [d for d in covered if d in self.catalog.datasets] or [""]
 
+    async def _subject_facts(
+        self,
+        requester: Partner,
+        purpose_name: str,
+        subject: Mapping[str, str],
+        fetched: dict[str, list[dict[str, Any]]],
+    ) -> dict[str, bool]:
+        """Whether each fact the purpose requires holds for the subject.
+
+        Only for a purpose in the register and a requester holding one of its roles
+        (anyone else is refused whatever the facts, and no provider is asked on their
+        behalf): else ``{}``. A subject the fact's dataset does not know makes the fact
+        false, as a subject it is not true for does: the policy cannot tell them apart.
+        Raises ConnectorError when a provider fails.
+        """
+        purpose = self.register.purposes.get(purpose_name)
+        if (
+            purpose is None
+            or not purpose.requires_facts
+            or not set(requester.roles) & set(purpose.requester_roles)
+        ):
+            return {}
+        facts: dict[str, bool] = {}
+        for name in purpose.requires_facts:
+            fact = self.catalog.facts.get(name)
+            if fact is None:  # the register is checked against the catalog: fail closed
+                facts[name] = False
+                continue
+            records = fetched.get(fact.dataset)
+            if records is None:
+                try:
+                    records = await self.catalog.connector(fact.dataset).fetch(subject)
+                except ConnectorError as exc:
+                    log.warning("subject fact from %s unavailable: %s", fact.dataset, exc.code)
+                    raise
+                except Exception as exc:
+                    # As in _fetch: only the class, whose message may quote a value.
+                    log.error(
+                        "subject fact from %s unavailable: unexpected %s",
+                        fact.dataset,
+                        type(exc).__name__,
+                    )
+                    raise ConnectorResponseError(
+                        f"dataset {fact.dataset}: the connector failed unexpectedly"
+                    ) from None
+                fetched[fact.dataset] = records
+            facts[name] = fact.holds(records)
+        return facts
+
     async def _decide(self, outcomes: Sequence[_Outcome]) -> PolicyError | None:
         """Decide every dataset; on any policy failure mark all as errors (fail closed)."""
         failure: PolicyError | None = None
@@ -300,9 +369,11 @@ class DisclosureService:
         purpose: str,
         outcomes: Sequence[_Outcome],
         subject: Mapping[str, str],
+        fetched: Mapping[str, list[dict[str, Any]]],
     ) -> list[tuple[_Outcome, RecordingPseudonymiser]]:
         """Fetch and minimise the allowed datasets; with escrow on, what each one's
-        pseudonyms stood for."""
+        pseudonyms stood for. ``fetched`` holds datasets already fetched for this
+        subject (for a fact), which are not fetched again."""
         allowed = [o for o in outcomes if o.decision is not None and o.decision.allow]
         if not allowed:
             return []
@@ -312,7 +383,9 @@ class DisclosureService:
         async def one(outcome: _Outcome) -> None:
             assert outcome.decision is not None
             try:
-                raw = await self.catalog.connector(outcome.dataset).fetch(subject)
+                raw = fetched.get(outcome.dataset)
+                if raw is None:
+                    raw = await self.catalog.connector(outcome.dataset).fetch(subject)
                 recorder = RecordingPseudonymiser(domain) if self.escrow is not None else None
                 records = minimise(
                     raw, outcome.decision.field_ops, outcome.plan.field_types, recorder or domain
@@ -336,7 +409,7 @@ class DisclosureService:
         # run concurrently, so a request costs its slowest provider, not their sum.
         remote = []
         for outcome in allowed:
-            if self.catalog.connector(outcome.dataset).in_process:
+            if outcome.dataset in fetched or self.catalog.connector(outcome.dataset).in_process:
                 await one(outcome)
             else:
                 remote.append(outcome)

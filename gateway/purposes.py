@@ -71,6 +71,7 @@ def _granted_purpose(
         legal_basis=purpose.legal_basis,
         retention_days=purpose.retention_days,
         requires_justification=purpose.requires_justification,
+        requires_facts=list(purpose.requires_facts),
         datasets=covered,
     )
 
@@ -96,5 +97,5 @@ def released_ops(grant: DatasetGrant, requester: Partner) -> dict[str, str]:
     register makes per requester belongs here, so the guide cannot show a partner an op
     that is not its own.
     """
-    # Today the register grants every covered requester the same ops.
-    return dict(grant.field_ops)
+    # The requester's own ops (requester_field_ops) replace the grant's, as in the policy.
+    return dict(grant.field_ops) | dict(grant.requester_field_ops.get(requester.id, {}))

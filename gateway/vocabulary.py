@@ -1,29 +1,32 @@
 """The words Doelpoort speaks, and the specs of what a deployment holds.
 
-Field types, categories, domains and identity keys are closed vocabularies: the connector
-catalog, the operators, the purpose register and the policies all check names against
-them. The specs (partner, dataset, field, connector configuration) are what the catalog
-turns ``connectors/*.yaml`` into: frozen and read-only, shared by the connectors, the
-pipeline, the operators and the policy input alike.
+Field types and identity keys are closed vocabularies fixed here, because code gives them
+their meaning (the operators, the connectors' value checks, the partner API's subject).
+Domains and field categories are the deployment's own words: the catalog declares them
+in ``connectors/vocabulary.yaml`` (:class:`Vocabulary`), and the partner files and the
+purpose register are checked against that. The specs (partner, dataset, field, fact,
+connector configuration) are what the catalog turns ``connectors/*.yaml`` into: frozen
+and read-only, shared by the connectors, the pipeline, the operators and the policy
+input alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 __all__ = [
-    "CATEGORIES",
-    "DOMAINS",
     "FIELD_TYPES",
     "SUBJECT_KEYS",
-    "Category",
     "CertificatePin",
     "ConnectorConfig",
     "DatasetSpec",
-    "Domain",
+    "FactSpec",
+    "FactValue",
     "FieldSpec",
     "FieldType",
     "FileConnectorConfig",
@@ -31,32 +34,69 @@ __all__ = [
     "OAuth2Config",
     "Partner",
     "SubjectKey",
+    "Term",
+    "Vocabulary",
 ]
 
 FieldType = Literal["string", "date", "integer", "number", "boolean", "address"]
-Category = Literal[
-    "identifier",
-    "identity",
-    "address",
-    "special-category",
-    "criminal",
-    "intelligence",
-    "financial",
-    "travel",
-    "immigration",
-    "detention",
-    "indicator",
-]
-Domain = Literal[
-    "intelligence", "police", "financial", "immigration", "border", "detention", "passenger"
-]
 SubjectKey = Literal["bsn", "v_number", "passport_no", "iban", "name", "date_of_birth"]
 
 FIELD_TYPES: tuple[str, ...] = get_args(FieldType)
-CATEGORIES: tuple[str, ...] = get_args(Category)
-DOMAINS: tuple[str, ...] = get_args(Domain)
 #: The identity keys a request's subject may carry; identity keys of datasets use these names.
 SUBJECT_KEYS: tuple[str, ...] = get_args(SubjectKey)
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """A domain or field category of the deployment's vocabulary.
+
+    ``sensitive`` marks a category of special-category (GDPR art. 9) or criminal
+    (art. 10) data: released in clear, it needs a stated reason in the register.
+    """
+
+    name: str
+    description: str
+    sensitive: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """The domains and field categories a deployment's catalog and register may use."""
+
+    domains: Mapping[str, Term]
+    categories: Mapping[str, Term]
+
+    @property
+    def sensitive_categories(self) -> frozenset[str]:
+        return frozenset(name for name, term in self.categories.items() if term.sensitive)
+
+
+#: A value a fact compares a field's values with (the field's type decides which).
+FactValue = str | int | float | bool
+
+
+@dataclass(frozen=True, slots=True)
+class FactSpec:
+    """A fact about a subject, as a provider dataset declares it.
+
+    True when some record of the subject in ``dataset`` has a value of ``field`` in
+    ``true_if`` (compared as the field's type: ``True`` is not ``1``). It enters the
+    policy input as that boolean, never as a value.
+    """
+
+    name: str
+    dataset: str
+    field: str
+    true_if: tuple[FactValue, ...]
+
+    def holds(self, records: Iterable[Mapping[str, object]]) -> bool:
+        """Whether some record's value of the field is one ``true_if`` names."""
+        wanted = {(type(v) is bool, v) for v in self.true_if}
+        return any(
+            (type(value) is bool, value) in wanted
+            for record in records
+            if (value := record.get(self.field)) is not None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +159,8 @@ class DatasetSpec:
     fields: Mapping[str, FieldSpec]
     identity_keys: tuple[tuple[str, ...], ...]
     connector: ConnectorConfig
+    #: The facts about a subject this dataset declares, by name.
+    facts: Mapping[str, FactSpec] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
 
     def policy_view(self) -> dict[str, Any]:
         """Names and categories only: what the policy input may say about this dataset."""

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI
 
 from gateway.app import create_app
+from gateway.connectors.catalog import VOCABULARY_FILE
 from gateway.dev.bootstrap import bootstrap
 from gateway.dev.demo import load_subjects
 from gateway.dev.pki import init_pki
@@ -134,7 +135,9 @@ def running_gateway(
     bootstrap(settings, echo=lambda _line: None)
     if before_start is not None:
         before_start(settings)
-    partners = sorted(p.stem for p in settings.connectors_dir.glob("*.yaml"))
+    partners = sorted(
+        p.stem for p in settings.connectors_dir.glob("*.yaml") if p.name != VOCABULARY_FILE
+    )
     init_pki(settings.pki_dir, [*partners, GHOST])
     app = create_app(settings)
     # Built before the log handlers are attached: uvicorn configures its loggers here.

@@ -81,12 +81,12 @@ def test_unknown_field_op_from_the_policy_is_503(tmp_path: Path, policies: Path)
     # for this request's case: a policy that does so for every request would not start
     # at all (its start-up probe fails, tests/policy/test_probe.py).
     rego = policies / "doelpoort" / "disclosure.rego"
-    original = "field_ops := object.filter(grant.field_ops, object.keys(input.dataset.fields))"
+    original = "field_ops := object.filter(grant_ops, object.keys(input.dataset.fields))"
     assert original in rego.read_text()
     rego.write_text(
         rego.read_text().replace(
             original,
-            "field_ops := object.union(object.filter(grant.field_ops, "
+            "field_ops := object.union(object.filter(grant_ops, "
             "object.keys(input.dataset.fields)), shredded)",
         )
     )

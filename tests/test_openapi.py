@@ -299,6 +299,26 @@ def test_every_partners_purpose_list_fits_the_declared_schema(
     assert set(operation["responses"]["304"]["headers"]) == {"ETag", "Cache-Control"}
     # The description says this is a guide and the policy decides.
     assert "the policy still decides each request" in operation["description"]
+def test_a_justification_is_optional_in_the_schema_and_the_model(
+    gateway: Deployment, document: dict[str, Any], request_validator: jsonschema_rs.Validator
+) -> None:
+    # Whether a purpose needs one is the register's to say (requires_justification): the
+    # policy refuses a request without one for such a purpose, so the API accepts it.
+    schema = document["components"]["schemas"]["DisclosureRequest"]
+    assert "justification" not in schema["required"]
+    assert schema["properties"]["justification"]["maxLength"] == 2000
+    assert "requires" in schema["properties"]["justification"]["description"]
+    body = {
+        "purpose": "ct-assessment",
+        "case_ref": "CTI-2026-0042",
+        "subject": {"bsn": "999990019"},
+    }
+    model = gateway.runtime.request_model
+    for justification in (None, "", "   ", "x" * 2000, "x" * 2001, 7):
+        given = body if justification is None else body | {"justification": justification}
+        accepted = _accepted_by_the_model(model, given)
+        assert request_validator.is_valid(given) is accepted, justification
+        assert accepted is (justification is None or justification in ("", "   ", "x" * 2000))
 
 
 # -- the answers: real problem documents fit the declared ones -----------------------------

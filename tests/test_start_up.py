@@ -197,6 +197,32 @@ def _ind_residence_ops(register: dict[str, Any]) -> dict[str, str]:
             r"purpose vertrek: no partner of the connector catalog holds role loav",
             id="unknown-role",
         ),
+        pytest.param(
+            lambda r: r["purposes"]["vertrek"].update(requires_facts=["no_lawful_residense"]),
+            r"purpose vertrek: requires_facts: fact no_lawful_residense is declared by no",
+            id="undeclared-fact",
+        ),
+        pytest.param(
+            lambda r: r["purposes"]["vertrek"].update(allowed_domains=["imigration"]),
+            r"purpose vertrek: allowed_domains\.0: unknown domain 'imigration'",
+            id="domain-outside-the-vocabulary",
+        ),
+        pytest.param(
+            lambda r: r["purposes"]["ct-assessment"]["datasets"]["politie/incidents"].pop(
+                "clear_reasons"
+            ),
+            r"purpose ct-assessment, dataset politie/incidents: field offence_category is"
+            r" criminal data \(a sensitive",
+            id="sensitive-in-clear-without-reason",
+        ),
+        pytest.param(
+            lambda r: r["purposes"]["ct-assessment"]["datasets"]["fiu/transactions"].update(
+                requester_field_ops={"nctvv": {"amount_eur": "drop"}}
+            ),
+            r"purpose ct-assessment, dataset fiu/transactions: requester_field_ops\.nctvv:"
+            r" nctvv is not a partner",
+            id="requester-ops-for-no-partner",
+        ),
     ],
 )
 def test_a_register_that_does_not_fit_the_catalog_stops_start_up(
@@ -209,6 +235,65 @@ def test_a_register_that_does_not_fit_the_catalog_stops_start_up(
     _edit_register(policies, edit)
     settings = make_settings(_copy_of(set_up, tmp_path).var_dir, policies_dir=policies)
     with pytest.raises(ConfigurationError, match=r"register\.yaml: " + message):
+        _start(settings)
+
+
+def _residence_fact(fact: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    def edit(ind: dict[str, Any]) -> None:
+        ind["datasets"]["residence"]["facts"]["no_lawful_residence"] = fact
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        pytest.param(
+            _residence_fact({"field": "lawful_residense", "true_if": [False]}),
+            r"ind\.yaml: datasets\.residence\.facts\.no_lawful_residence: field"
+            r" 'lawful_residense' is not a field of the dataset",
+            id="fact-on-an-undeclared-field",
+        ),
+        pytest.param(
+            _residence_fact({"field": "lawful_residence", "true_if": ["false"]}),
+            r"ind\.yaml: datasets\.residence\.facts\.no_lawful_residence: true_if\.0 is not a"
+            r" boolean, as field 'lawful_residence' is",
+            id="true-if-of-the-wrong-type",
+        ),
+        pytest.param(
+            _residence_fact({"field": "status_since", "true_if": ["2026-02-31"]}),
+            r"true_if\.0 is not a date, as field 'status_since' is",
+            id="true-if-no-date",
+        ),
+        pytest.param(
+            lambda ind: ind["datasets"]["residence"].update(domain="imigration"),
+            r"ind\.yaml: datasets\.residence\.domain: unknown domain 'imigration' \(known:",
+            id="domain-outside-the-vocabulary",
+        ),
+    ],
+)
+def test_a_catalog_with_a_bad_fact_or_name_stops_start_up(
+    set_up: Settings,
+    tmp_path: Path,
+    edit: Callable[[dict[str, Any]], None],
+    message: str,
+) -> None:
+    connectors = copy_tree("connectors", tmp_path)
+    path = connectors / "ind.yaml"
+    ind = yaml.safe_load(path.read_text(encoding="utf-8"))
+    edit(ind)
+    path.write_text(yaml.safe_dump(ind, sort_keys=False), encoding="utf-8")
+    settings = make_settings(_copy_of(set_up, tmp_path).var_dir, connectors_dir=connectors)
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        _start(settings)
+    assert "\n" not in caught.value.detail
+
+
+def test_a_catalog_without_its_vocabulary_stops_start_up(set_up: Settings, tmp_path: Path) -> None:
+    connectors = copy_tree("connectors", tmp_path)
+    (connectors / "vocabulary.yaml").unlink()
+    settings = make_settings(_copy_of(set_up, tmp_path).var_dir, connectors_dir=connectors)
+    with pytest.raises(ConfigurationError, match=r"vocabulary\.yaml: not found: the catalog"):
         _start(settings)
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "ADDRESS_PARTS",
     "Connector",
     "check_record",
+    "is_valid_value",
     "normalise_key_value",
     "record_matches",
     "subject_lookups",
@@ -174,6 +175,11 @@ _TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
 }
 if _TYPE_CHECKS.keys() != set(FIELD_TYPES):  # the catalog's field types are the one source
     raise RuntimeError("every field type of the connector catalog needs a value check")
+
+
+def is_valid_value(field_type: str, value: object) -> bool:
+    """Whether ``value`` (not None) is a valid value of ``field_type``."""
+    return _TYPE_CHECKS[field_type](value)
 
 
 def check_record(spec: DatasetSpec, record: object, where: str = "") -> dict[str, Any]:

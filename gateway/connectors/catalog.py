@@ -1,12 +1,15 @@
 """The connector catalog: every partner, dataset and field of a deployment.
 
+``connectors/vocabulary.yaml`` declares the deployment's vocabulary: the domains
+datasets belong to and the categories of their fields, each with a description, and
+which categories are sensitive (special-category and criminal data).
 ``connectors/<partner>.yaml`` declares one partner: its id, name and roles, and the
 datasets it provides with their fields (type and category), the identity keys a record
-can be found by and the connector that fetches them (``file`` or ``http``); optionally
-the partner's pinned client certificates (``certificates``). The YAML is
-validated strictly (unknown keys, types, categories and domains are errors) and turned
-into the frozen, read-only specs of `gateway.vocabulary`. Connectors are built on first
-use and reused.
+can be found by, the facts about a subject it can tell (``facts``) and the connector that
+fetches them (``file`` or ``http``); optionally the partner's pinned client certificates
+(``certificates``). The YAML is validated strictly (unknown keys, types, and categories
+and domains outside the vocabulary are errors) and turned into the frozen, read-only
+specs of `gateway.vocabulary`. Connectors are built on first use and reused.
 """
 
 from __future__ import annotations
@@ -29,17 +32,17 @@ from pydantic import (
 )
 
 from gateway.config_yaml import load_yaml
-from gateway.connectors.base import Connector
+from gateway.connectors.base import Connector, is_valid_value
 from gateway.connectors.file import FileConnector
 from gateway.connectors.http import HttpConnector
 from gateway.errors import ConfigurationError, UnknownDataset
 from gateway.ids import ID_PATTERN
 from gateway.vocabulary import (
-    Category,
     CertificatePin,
     ConnectorConfig,
     DatasetSpec,
-    Domain,
+    FactSpec,
+    FactValue,
     FieldSpec,
     FieldType,
     FileConnectorConfig,
@@ -47,9 +50,15 @@ from gateway.vocabulary import (
     OAuth2Config,
     Partner,
     SubjectKey,
+    Term,
+    Vocabulary,
 )
 
-__all__ = ["Catalog"]
+__all__ = ["VOCABULARY_FILE", "Catalog"]
+
+#: The file of the connectors directory that declares the vocabulary; every other
+#: ``*.yaml`` there is a partner.
+VOCABULARY_FILE = "vocabulary.yaml"
 
 #: Field types an identity key may have (they are matched as normalised strings).
 _KEY_TYPES = frozenset({"string", "date"})
@@ -69,7 +78,31 @@ class _Model(BaseModel):
 
 class _FieldModel(_Model):
     type: FieldType
-    category: Category
+    # A name of the vocabulary: checked against it once the vocabulary is read.
+    category: Annotated[str, Field(pattern=_ID_PATTERN)]
+
+
+class _FactModel(_Model):
+    field: Annotated[str, Field(pattern=_FIELD_PATTERN)]
+    # Checked against the field's type once the fields are known.
+    true_if: Annotated[list[Any], Field(min_length=1)]
+
+
+class _TermModel(_Model):
+    description: Annotated[str, Field(min_length=1)]
+
+
+class _CategoryModel(_TermModel):
+    sensitive: bool = False
+
+
+class _VocabularyModel(_Model):
+    domains: Annotated[
+        dict[Annotated[str, Field(pattern=_ID_PATTERN)], _TermModel], Field(min_length=1)
+    ]
+    categories: Annotated[
+        dict[Annotated[str, Field(pattern=_ID_PATTERN)], _CategoryModel], Field(min_length=1)
+    ]
 
 
 def _relative_path(value: str) -> str:
@@ -183,7 +216,7 @@ class _HttpConnectorModel(_Model):
 
 class _DatasetModel(_Model):
     description: Annotated[str, Field(min_length=1)]
-    domain: Domain
+    domain: Annotated[str, Field(pattern=_ID_PATTERN)]
     identity_keys: Annotated[
         list[Annotated[list[SubjectKey], Field(min_length=1)]], Field(min_length=1)
     ]
@@ -191,6 +224,7 @@ class _DatasetModel(_Model):
     fields: Annotated[
         dict[Annotated[str, Field(pattern=_FIELD_PATTERN)], _FieldModel], Field(min_length=1)
     ]
+    facts: dict[Annotated[str, Field(pattern=_FIELD_PATTERN)], _FactModel] = {}
 
 
 def _sha256_hex(value: str) -> str:
@@ -251,7 +285,59 @@ def _format_errors(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def _build_dataset(partner_id: str, name: str, model: _DatasetModel, where: str) -> DatasetSpec:
+def _known(kind: str, name: str, known: Mapping[str, Term]) -> str | None:
+    """None when ``known`` holds ``name``, else the problem, naming what it does hold."""
+    if name in known:
+        return None
+    return f"unknown {kind} {name!r} (known: {', '.join(known)})"
+
+
+def _check_vocabulary(name: str, model: _DatasetModel, vocabulary: Vocabulary) -> str | None:
+    """The first name of the dataset outside the vocabulary, as a located problem."""
+    if problem := _known("domain", model.domain, vocabulary.domains):
+        return f"datasets.{name}.domain: {problem}"
+    for field_name, spec in model.fields.items():
+        if problem := _known("category", spec.category, vocabulary.categories):
+            return f"datasets.{name}.fields.{field_name}.category: {problem}"
+    return None
+
+
+def _build_facts(
+    dataset_id: str, name: str, model: _DatasetModel, fields: Mapping[str, FieldSpec], where: str
+) -> dict[str, FactSpec]:
+    facts = {}
+    for fact_name, fact in model.facts.items():
+        here = f"{where}: datasets.{name}.facts.{fact_name}"
+        declared = fields.get(fact.field)
+        if declared is None:
+            raise ConfigurationError(
+                f"{here}: field {fact.field!r} is not a field of the dataset"
+                f" (fields: {', '.join(fields)})"
+            )
+        if declared.type == "address":
+            raise ConfigurationError(f"{here}: a fact cannot compare address values")
+        values: list[FactValue] = []
+        for i, value in enumerate(fact.true_if):
+            # The values are the catalog's, not a subject's, but a message needs no value.
+            if value is None or not is_valid_value(declared.type, value):
+                # YAML reads an unquoted 2026-01-01 as a date, not as the text it is here.
+                hint = " (quote dates: '2026-01-01')" if declared.type == "date" else ""
+                raise ConfigurationError(
+                    f"{here}: true_if.{i} is not a {declared.type}, as field"
+                    f" {fact.field!r} is{hint}"
+                )
+            values.append(value)
+        if len({(type(v) is bool, v) for v in values}) != len(values):
+            raise ConfigurationError(f"{here}: true_if repeats a value")
+        facts[fact_name] = FactSpec(fact_name, dataset_id, fact.field, tuple(values))
+    return facts
+
+
+def _build_dataset(
+    partner_id: str, name: str, model: _DatasetModel, where: str, vocabulary: Vocabulary
+) -> DatasetSpec:
+    if problem := _check_vocabulary(name, model, vocabulary):
+        raise ConfigurationError(f"{where}: {problem}")
     fields = {
         field_name: FieldSpec(field_name, spec.type, spec.category)
         for field_name, spec in model.fields.items()
@@ -303,8 +389,9 @@ def _build_dataset(partner_id: str, name: str, model: _DatasetModel, where: str)
             oauth2=oauth2,
             allow_plain_http_loopback=raw.allow_plain_http_loopback,
         )
+    dataset_id = f"{partner_id}/{name}"
     return DatasetSpec(
-        id=f"{partner_id}/{name}",
+        id=dataset_id,
         provider=partner_id,
         name=name,
         description=model.description,
@@ -312,10 +399,38 @@ def _build_dataset(partner_id: str, name: str, model: _DatasetModel, where: str)
         fields=MappingProxyType(fields),
         identity_keys=tuple(keys),
         connector=connector,
+        facts=MappingProxyType(_build_facts(dataset_id, name, model, fields, where)),
     )
 
 
-def _load_partner(path: Path) -> Partner:
+def _load_vocabulary(path: Path) -> Vocabulary:
+    where = str(path)
+    if not path.is_file():
+        raise ConfigurationError(
+            f"{where}: not found: the catalog declares its domains and categories there"
+            " (connectors/README.md)"
+        )
+    document = load_yaml(path)
+    if not isinstance(document, dict):
+        raise ConfigurationError(f"{where}: must be a mapping with domains and categories")
+    try:
+        model = _VocabularyModel.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigurationError(f"{where}: {_format_errors(exc)}") from exc
+    return Vocabulary(
+        domains=MappingProxyType(
+            {name: Term(name, term.description) for name, term in model.domains.items()}
+        ),
+        categories=MappingProxyType(
+            {
+                name: Term(name, term.description, term.sensitive)
+                for name, term in model.categories.items()
+            }
+        ),
+    )
+
+
+def _load_partner(path: Path, vocabulary: Vocabulary) -> Partner:
     where = str(path)
     document = load_yaml(path)
     if not isinstance(document, dict):
@@ -331,7 +446,7 @@ def _load_partner(path: Path) -> Partner:
     if len(set(model.roles)) != len(model.roles):
         raise ConfigurationError(f"{where}: roles repeat a role")
     datasets = {
-        name: _build_dataset(model.partner, name, dataset, where)
+        name: _build_dataset(model.partner, name, dataset, where, vocabulary)
         for name, dataset in model.datasets.items()
     }
     pins = tuple(pin.pin() for pin in model.certificates)
@@ -347,26 +462,39 @@ def _load_partner(path: Path) -> Partner:
 
 
 class Catalog:
-    """Every partner and dataset of a deployment, and one connector per dataset."""
+    """Every partner, dataset and subject fact of a deployment, its vocabulary, and one
+    connector per dataset."""
 
     def __init__(
         self,
         partners: Mapping[str, Partner],
         datasets: Mapping[str, DatasetSpec],
         var_dir: Path,
+        vocabulary: Vocabulary,
     ) -> None:
         self.partners: Mapping[str, Partner] = MappingProxyType(dict(partners))
         self.datasets: Mapping[str, DatasetSpec] = MappingProxyType(dict(datasets))
         self.var_dir = var_dir
+        self.vocabulary = vocabulary
+        #: Every fact any dataset declares, by its (catalog-wide unique) name.
+        self.facts: Mapping[str, FactSpec] = MappingProxyType(
+            {name: fact for spec in self.datasets.values() for name, fact in spec.facts.items()}
+        )
         self._connectors: dict[str, Connector] = {}
 
     @classmethod
     def load(cls, connectors_dir: Path, var_dir: Path) -> Catalog:
-        """Read and validate every ``*.yaml`` (and ``*.yml``) file in ``connectors_dir``."""
+        """Read and validate ``vocabulary.yaml`` and every other ``*.yaml`` (and
+        ``*.yml``) file in ``connectors_dir``, one partner each."""
         if not connectors_dir.is_dir():
             raise ConfigurationError(f"{connectors_dir}: connectors directory not found")
+        vocabulary = _load_vocabulary(connectors_dir / VOCABULARY_FILE)
         files = sorted(
-            [*connectors_dir.glob("*.yaml"), *connectors_dir.glob("*.yml")],
+            [
+                path
+                for path in [*connectors_dir.glob("*.yaml"), *connectors_dir.glob("*.yml")]
+                if path.name != VOCABULARY_FILE
+            ],
             key=lambda p: p.name,
         )
         if not files:
@@ -374,8 +502,9 @@ class Catalog:
         partners: dict[str, Partner] = {}
         where: dict[str, Path] = {}
         pinned: dict[CertificatePin, str] = {}
+        facts: dict[str, str] = {}
         for path in files:
-            partner = _load_partner(path)
+            partner = _load_partner(path, vocabulary)
             if partner.id in partners:
                 raise ConfigurationError(
                     f"{path}: duplicate partner {partner.id!r} (also in {where[partner.id].name})"
@@ -386,9 +515,17 @@ class Catalog:
                     raise ConfigurationError(
                         f"{path}: {pin.kind} {pin.digest} is pinned for {other!r} as well"
                     )
+            for spec in partner.datasets.values():
+                for name in spec.facts:
+                    # A purpose requires a fact by name: one name, one derivation.
+                    if (other := facts.setdefault(name, spec.id)) != spec.id:
+                        raise ConfigurationError(
+                            f"{path}: datasets.{spec.name}.facts.{name}: fact {name!r} is"
+                            f" declared by {other} as well"
+                        )
             partners[partner.id] = partner
             where[partner.id] = path
-        return cls(partners, _index(partners.values()), var_dir)
+        return cls(partners, _index(partners.values()), var_dir, vocabulary)
 
     def dataset(self, dataset_id: str) -> DatasetSpec:
         """The dataset's spec; :class:`UnknownDataset` if the catalog does not hold it."""
@@ -413,8 +550,9 @@ class Catalog:
 
     def policy_document(self) -> dict[str, Any]:
         """Everything of the catalog that policies read, and nothing else: the partners'
-        roles and the datasets' policy views (provider, domain, fields with type and
-        category, identity keys). Its canonical JSON is ``catalog.json`` of the policy set
+        roles, the datasets' policy views (provider, domain, fields with type and
+        category, identity keys) with the subject facts they declare, and the vocabulary
+        (domain names, categories and which are sensitive; not their descriptions). Its canonical JSON is ``catalog.json`` of the policy set
         (`gateway.policy.bundle`), so the policy digest changes whenever any of it does.
 
         Never connector URLs, paths, secrets or certificate pins: they decide nothing a
@@ -423,8 +561,25 @@ class Catalog:
         """
         return {
             "partners": {pid: {"roles": list(p.roles)} for pid, p in self.partners.items()},
-            "datasets": {did: spec.policy_view() for did, spec in self.datasets.items()},
+            "datasets": {
+                did: spec.policy_view() | {"facts": _facts_document(spec)}
+                for did, spec in self.datasets.items()
+            },
+            "vocabulary": {
+                "domains": sorted(self.vocabulary.domains),
+                "categories": {
+                    name: {"sensitive": term.sensitive}
+                    for name, term in sorted(self.vocabulary.categories.items())
+                },
+            },
         }
+
+
+def _facts_document(spec: DatasetSpec) -> dict[str, Any]:
+    return {
+        name: {"field": fact.field, "true_if": list(fact.true_if)}
+        for name, fact in sorted(spec.facts.items())
+    }
 
 
 def _index(partners: Iterable[Partner]) -> dict[str, DatasetSpec]:

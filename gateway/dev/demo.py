@@ -70,6 +70,13 @@ STEPS = [
         "DT&V prepares the departure of a convict without lawful residence (LAOV).",
     ),
     Step(
+        "kmar",
+        "vertrek",
+        "lawful_resident",
+        "KMar asks under the departure purpose about a lawful resident: not a departure case.",
+        expect=403,
+    ),
+    Step(
         "dtv",
         "vertrek",
         "departure_subject",

@@ -420,6 +420,14 @@ def _subjects(
             "Terrorism convict in DJI detention without lawful residence, known to IND (LAOV)",
         ),
         (
+            "lawful_resident",
+            "vertrek",
+            _CT,
+            "bsn",
+            "Foreign national with lawful residence, known to IND: not a departure case, so"
+            " vertrek refuses (the same refusal as for a subject IND does not know)",
+        ),
+        (
             "bank_customer",
             "tf-screening",
             _TF,

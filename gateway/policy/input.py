@@ -1,8 +1,9 @@
 """Build the policy input for one dataset of one request.
 
 The input holds names and categories only — who asks, for which purpose, which dataset
-with its field names, types and categories, and *which* identity keys were given — never
-an identifier or a record value. It is also what the audit log keeps for replay, so the
+with its field names, types and categories, *which* identity keys were given, and
+whether each fact about the subject the purpose requires holds (a boolean per fact) —
+never an identifier or a record value. It is also what the audit log keeps for replay, so the
 builder copies exactly the keys below out of what it is given and nothing else.
 """
 
@@ -32,13 +33,15 @@ def build_policy_input(
     dataset: Mapping[str, Any],
     subject_keys: Iterable[str],
     now: datetime,
+    subject_facts: Mapping[str, bool] | None = None,
     action: str = "disclose",
 ) -> dict[str, Any]:
     """The policy input document (docs/data-model.md, "Policy input and decision").
 
     ``dataset`` is the dataset's section as :func:`dataset_input` prepared it (once per
     dataset, not per request). ``subject_keys`` are the *names* of the identity keys the
-    requester gave.
+    requester gave. ``subject_facts`` says, for each fact about the subject the purpose
+    requires, whether it holds (none: ``{}``, which no required fact passes).
     Raises InvalidRequest for bad request-derived arguments and ConfigurationError for a
     malformed dataset view.
     """
@@ -56,6 +59,15 @@ def build_policy_input(
         raise InvalidRequest("subject keys must be identity key names such as bsn")
     if isinstance(roles, str) or not all(isinstance(r, str) for r in roles):
         raise InvalidRequest("roles must be a list of strings")
+    if subject_facts is not None and not isinstance(subject_facts, Mapping):
+        raise InvalidRequest("subject facts must map fact names to true or false")
+    facts = dict(subject_facts or {})
+    # Booleans under fact names only: a value (a nationality, a date) has no place here.
+    if not all(
+        isinstance(name, str) and _KEY_NAME.fullmatch(name) and isinstance(holds, bool)
+        for name, holds in facts.items()
+    ):
+        raise InvalidRequest("subject facts must map fact names to true or false")
     return {
         "action": action,
         "time": rfc3339(now),
@@ -65,6 +77,7 @@ def build_policy_input(
         "has_justification": has_justification,
         "dataset": dataset,
         "subject_keys": keys,
+        "subject_facts": facts,
     }
 
 

@@ -8,8 +8,10 @@ with its cause instead.
 
 The inputs are built as the pipeline builds them, from the register and the catalog: for
 each purpose, the first of its datasets that some partner may ask for, asked by the
-first such partner (by id) with the dataset's first identity key; and one request for a
-purpose the register does not hold, which the pipeline asks about with no dataset.
+first such partner (by id) with the dataset's first identity key, about a subject every
+fact the purpose requires holds for (so the allowing path is the one probed); and one
+request for a purpose the register does not hold, which the pipeline asks about with no
+dataset.
 """
 
 from __future__ import annotations
@@ -48,7 +50,10 @@ def probe_inputs(
             )
             if spec is None or requester is None:
                 continue
-            policy_input = _input(requester, name, spec.policy_view(), spec.identity_keys[0], now)
+            facts = dict.fromkeys(purpose.requires_facts, True)
+            policy_input = _input(
+                requester, name, spec.policy_view(), spec.identity_keys[0], now, facts
+            )
             inputs.append((f"{requester.id} asking {name} for {dataset_id}", policy_input))
             break
     if partners:
@@ -56,7 +61,7 @@ def probe_inputs(
         while unregistered in register.purposes:
             unregistered += "-x"
         requester = partners[0]
-        policy_input = _input(requester, unregistered, _NO_DATASET, SUBJECT_KEYS[:1], now)
+        policy_input = _input(requester, unregistered, _NO_DATASET, SUBJECT_KEYS[:1], now, {})
         inputs.append((f"{requester.id} asking {unregistered}, not in the register", policy_input))
     return inputs
 
@@ -67,6 +72,7 @@ def _input(
     view: dict[str, Any],
     subject_keys: tuple[str, ...],
     now: datetime,
+    subject_facts: dict[str, bool],
 ) -> dict[str, Any]:
     return build_policy_input(
         requester_id=requester.id,
@@ -77,4 +83,5 @@ def _input(
         dataset=dataset_input(view),
         subject_keys=subject_keys,
         now=now,
+        subject_facts=subject_facts,
     )

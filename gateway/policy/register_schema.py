@@ -2,9 +2,11 @@
 
 Strict like the connector catalog's (`gateway.connectors.catalog`): unknown keys are
 refused, types are never coerced (``retention_days: "30"`` or ``requires_justification:
-yes``-as-a-string are errors), names come from `gateway.vocabulary` (domains, categories)
-and `gateway.ids` (purposes, roles, requesters, dataset ids), and ops from the operator
-registry. :func:`format_errors` turns a ValidationError into one line that names each
+yes``-as-a-string are errors), names follow `gateway.ids` (purposes, roles, requesters,
+dataset ids, domains, categories), and ops come from the operator registry. Whether a
+domain, category, fact, field or partner exists is the connector catalog's to say:
+`gateway.policy.register.Register.check_against` checks that at start-up.
+:func:`format_errors` turns a ValidationError into one line that names each
 offending key in the register's own terms (``purpose vertrek, dataset dji/detention:
 field_ops.name: …``). `gateway.policy.register` turns a valid document into its frozen
 dataclasses.
@@ -12,7 +14,6 @@ dataclasses.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from pydantic import (
@@ -29,7 +30,6 @@ from gateway.case_refs import DEFAULT_FORMATS, CaseRefFormat, check_format
 from gateway.errors import DoelpoortError
 from gateway.ids import DATASET_ID_PATTERN, validate_id
 from gateway.operators import parse_op
-from gateway.vocabulary import Category, Domain
 
 __all__ = [
     "MAX_RETENTION_DAYS",
@@ -83,10 +83,11 @@ Role = Annotated[str, _id_of("role")]
 Requester = Annotated[str, _id_of("requester")]
 DatasetId = Annotated[str, Field(pattern=f"^{DATASET_ID_PATTERN}$")]
 FieldName = Annotated[str, Field(min_length=1)]
+FactName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 Op = Annotated[str, AfterValidator(_op)]
 Text = Annotated[str, AfterValidator(_text)]
-Domains = Annotated[list[Domain], AfterValidator(_no_repeats)]
-Categories = Annotated[list[Category], AfterValidator(_no_repeats)]
+Domains = Annotated[list[Annotated[str, _id_of("domain")]], AfterValidator(_no_repeats)]
+Categories = Annotated[list[Annotated[str, _id_of("category")]], AfterValidator(_no_repeats)]
 
 
 class _Model(BaseModel):
@@ -95,11 +96,16 @@ class _Model(BaseModel):
 
 class GrantModel(_Model):
     """What a purpose releases of one dataset: an op per field, optionally to named
-    partners only."""
+    partners only, with a partner's own op for some fields, and why a field is released
+    in clear."""
 
     field_ops: dict[FieldName, Op]
     #: Absent (or null): every partner holding one of the purpose's roles.
     requesters: list[Requester] | None = None
+    #: A partner's op for a field replaces the grant's, for that partner only.
+    requester_field_ops: dict[Requester, dict[FieldName, Op]] = {}
+    #: Why a field is released in clear (op keep); required for a sensitive category.
+    clear_reasons: dict[FieldName, Text] = {}
 
 
 class PurposeModel(_Model):
@@ -109,6 +115,8 @@ class PurposeModel(_Model):
     requester_roles: Annotated[list[Role], Field(min_length=1)]
     # Absent means required: forgetting the key must not drop the safeguard.
     requires_justification: bool = True
+    #: Facts about the subject (the catalog's) that must hold for the purpose to apply.
+    requires_facts: Annotated[list[FactName], AfterValidator(_no_repeats)] = []
     datasets: dict[DatasetId, GrantModel]
     # An empty allow-list would refuse every dataset: surely a mistake, so say so.
     allowed_domains: Annotated[Domains, Field(min_length=1)] | None = None
@@ -185,9 +193,9 @@ class RegisterModel(_Model):
 
 def format_errors(exc: ValidationError) -> str:
     """One line naming every problem: ``purpose P[, dataset D]: key.path: message``."""
-    # The input is read only for a name outside its vocabulary, to say which name: the
-    # register holds names, never secrets or record values.
-    return "; ".join(_describe(error) for error in exc.errors(include_url=False))
+    return "; ".join(
+        _describe(error) for error in exc.errors(include_url=False, include_input=False)
+    )
 
 
 def _describe(error: Any) -> str:
@@ -208,9 +216,6 @@ def _describe(error: Any) -> str:
             problem = "unknown key"
         elif kind in ("model_type", "model_attributes_type", "dict_type"):
             problem = "must be a mapping"
-        elif kind == "literal_error":
-            known = ", ".join(re.findall(r"'([^']*)'", error["ctx"]["expected"]))
-            problem = f"unknown name {error['input']!r} (known: {known})"
         elif kind == "value_error":
             problem = str(error["ctx"]["error"])
         else:

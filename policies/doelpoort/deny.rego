@@ -3,9 +3,10 @@
 # datasets, fields and categories — never identifiers or record values.
 #
 # The purpose constraints (allowed_domains, excluded_domains, excluded_categories, the
-# category allow-list clear/reduced/pseudonym_categories, requires_justification) are
-# checked against the dataset and the field ops the register grants, so a register edit
-# that grants too much is refused here instead of widening a purpose.
+# category allow-list clear/reduced/pseudonym_categories, requires_justification,
+# requires_facts) are checked against the dataset, the field ops the register grants
+# (the requester's own included) and the request, so a register edit that grants too
+# much is refused here instead of widening a purpose.
 package doelpoort.disclosure
 
 import rego.v1
@@ -131,6 +132,19 @@ deny contains sprintf(
 	lists_categories
 	some field, f in released
 	not f.category in listed_categories
+}
+
+# --- the subject ------------------------------------------------------------------------
+
+# A purpose that requires facts about the subject (vertrek: no lawful residence) applies
+# only when all of them hold. One reason whatever the cause — the subject unknown to the
+# dataset that declares a fact, a fact false, several facts false — and it names no fact:
+# the refusal must not tell whether the provider knows the subject, nor which fact
+# failed. Only said to a requester the purpose is granted to: the gateway fetches facts
+# for no one else, and anyone else is refused for that already.
+deny contains sprintf("the subject does not meet the conditions of purpose %s", [input.purpose]) if {
+	role_granted
+	not subject_eligible
 }
 
 # --- the request ------------------------------------------------------------------------

@@ -4,9 +4,10 @@
 #
 # The gateway asks this policy once per dataset of a request. The input names who asks
 # (requester id and roles), for which purpose, which dataset (its domain, its fields with
-# their types and categories, its identity keys) and which identity keys the requester
-# gave. It never holds identifiers or record values. The purpose register
-# (policies/register.yaml) is loaded as data.register.
+# their types and categories, its identity keys), which identity keys the requester gave,
+# and whether each fact about the subject the purpose requires holds (subject_facts:
+# fact name -> boolean). It never holds identifiers or record values. The purpose
+# register (policies/register.yaml) is loaded as data.register.
 #
 # A decision allows only when no rule in deny.rego objects. Field ops come from the
 # register, restricted to the fields the dataset declares; a field no op names is dropped
@@ -79,9 +80,14 @@ requester_covered if {
 	input.requester.id in grant.requesters
 }
 
-# The register's op for every field the dataset declares. Ops for fields the dataset does
-# not declare are left out: the register cannot conjure a field into a disclosure.
-field_ops := object.filter(grant.field_ops, object.keys(input.dataset.fields))
+# The grant's ops, with this requester's own where the grant gives it some
+# (requester_field_ops: e.g. the NCTV gets no amounts). The rules in deny.rego judge the
+# result, so a requester's op can narrow a grant but never slip past a constraint.
+grant_ops := object.union(grant.field_ops, object.get(grant.requester_field_ops, input.requester.id, {}))
+
+# The op for every field the dataset declares. Ops for fields the dataset does not
+# declare are left out: the register cannot conjure a field into a disclosure.
+field_ops := object.filter(grant_ops, object.keys(input.dataset.fields))
 
 # The op name without its parameter ("generalise:year" -> "generalise").
 op_name(op) := split(op, ":")[0]
@@ -163,4 +169,16 @@ well_formed_input if {
 	}
 	is_array(input.dataset.identity_keys)
 	is_array(input.subject_keys)
+	is_object(input.subject_facts)
+	every _, holds in input.subject_facts {
+		is_boolean(holds)
+	}
+}
+
+# Every fact about the subject the purpose requires holds. The gateway fetched each from
+# the dataset that declares it; the input says only true or false, never the value.
+subject_eligible if {
+	every fact in purpose.requires_facts {
+		input.subject_facts[fact] == true
+	}
 }

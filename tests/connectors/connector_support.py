@@ -12,6 +12,7 @@ import datetime
 import gzip
 import ipaddress
 import json
+import shutil
 import socket
 import threading
 import time
@@ -108,8 +109,12 @@ def partner_doc(
 
 
 def write_partners(directory: Path, *docs: dict[str, Any], names: list[str] | None = None) -> Path:
-    """Write partner documents as ``<directory>/<partner>.yaml`` (or ``names``)."""
+    """Write partner documents as ``<directory>/<partner>.yaml`` (or ``names``), beside
+    the demo's vocabulary (unless the directory has one)."""
     directory.mkdir(parents=True, exist_ok=True)
+    vocabulary = directory / "vocabulary.yaml"
+    if not vocabulary.exists():
+        shutil.copyfile(REPO / "connectors" / "vocabulary.yaml", vocabulary)
     for i, doc in enumerate(docs):
         name = names[i] if names else f"{doc['partner']}.yaml"
         (directory / name).write_text(yaml.safe_dump(doc, sort_keys=False), "utf-8")

@@ -13,16 +13,15 @@ import yaml
 from gateway.connectors import Catalog, Connector
 from gateway.errors import ConfigurationError, UnknownDataset
 from gateway.vocabulary import (
-    CATEGORIES,
-    DOMAINS,
     FIELD_TYPES,
     SUBJECT_KEYS,
     CertificatePin,
+    FactSpec,
     FileConnectorConfig,
     HttpConnectorConfig,
     OAuth2Config,
 )
-from tests.connectors.connector_support import REPO, partner_doc, write_partners
+from tests.connectors.connector_support import REPO, TEST_FIELDS, partner_doc, write_partners
 
 CONNECTORS = REPO / "connectors"
 
@@ -261,10 +260,266 @@ def test_one_certificate_is_pinned_for_one_partner_only(tmp_path: Path) -> None:
         Catalog.load(write_partners(tmp_path / "c", first, second), tmp_path)
 
 
-def test_vocabularies_match_the_readme() -> None:
+def test_vocabularies_match_the_readme(catalog: Catalog) -> None:
     readme = (CONNECTORS / "README.md").read_text("utf-8")
-    for word in (*FIELD_TYPES, *CATEGORIES, *DOMAINS):
+    for word in (*FIELD_TYPES, *catalog.vocabulary.domains, *catalog.vocabulary.categories):
         assert f"`{word}`" in readme, word
+    assert "`vocabulary.yaml`" in readme
+
+
+# ---------------------------------------------------------------------------
+# The vocabulary (connectors/vocabulary.yaml)
+# ---------------------------------------------------------------------------
+
+
+def test_the_demo_vocabulary(catalog: Catalog) -> None:
+    vocabulary = catalog.vocabulary
+    assert set(vocabulary.domains) == {
+        "intelligence",
+        "police",
+        "financial",
+        "immigration",
+        "border",
+        "detention",
+        "passenger",
+    }
+    assert vocabulary.sensitive_categories == {"special-category", "criminal"}
+    assert all(term.description for term in vocabulary.categories.values())
+    # Every name a demo dataset uses is the vocabulary's, and the vocabulary is no partner.
+    for spec in catalog.datasets.values():
+        assert spec.domain in vocabulary.domains
+        assert {f.category for f in spec.fields.values()} <= set(vocabulary.categories)
+    assert "vocabulary" not in catalog.partners
+
+
+def test_a_deployment_names_its_own_domains_and_categories(tmp_path: Path) -> None:
+    directory = tmp_path / "c"
+    directory.mkdir()
+    (directory / "vocabulary.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "domains": {"tax": {"description": "Tax returns"}},
+                "categories": {
+                    "identifier": {"description": "ids"},
+                    "identity": {"description": "names"},
+                    "address": {"description": "addresses"},
+                    "indicator": {"description": "flags"},
+                    "financial": {"description": "money"},
+                    "health": {"description": "GDPR art. 9", "sensitive": True},
+                },
+            }
+        ),
+        "utf-8",
+    )
+    fields = {**TEST_FIELDS, "diagnosis": {"type": "string", "category": "health"}}
+    write_partners(directory, partner_doc(domain="tax", fields=fields))
+    catalog = Catalog.load(directory, tmp_path)
+    assert catalog.datasets["provider/records"].domain == "tax"
+    assert catalog.vocabulary.sensitive_categories == {"health"}
+    # ...and the demo's words are not this deployment's.
+    write_partners(directory, partner_doc(domain="police"))
+    with pytest.raises(
+        ConfigurationError,
+        match=r"provider\.yaml: datasets\.records\.domain: unknown domain 'police' \(known: tax\)",
+    ):
+        Catalog.load(directory, tmp_path)
+
+
+def _vocabulary(**change: object) -> dict[str, object]:
+    return {
+        "domains": {"police": {"description": "x"}},
+        "categories": {"x": {"description": "x"}},
+    } | change
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        pytest.param(None, "not found: the catalog declares its domains and", id="absent"),
+        pytest.param([], "must be a mapping with domains and categories", id="not-a-mapping"),
+        pytest.param(
+            {"domains": {"x": {"description": "x"}}},
+            "categories: Field required",
+            id="no-categories",
+        ),
+        pytest.param(
+            _vocabulary(domains={}),
+            "domains: Dictionary should have at least 1 item",
+            id="empty",
+        ),
+        pytest.param(
+            _vocabulary(domains={"Police": {"description": "x"}}),
+            "domains.Police.[key]",
+            id="bad-name",
+        ),
+        pytest.param(
+            _vocabulary(domains={"police": {}}),
+            "domains.police.description: Field required",
+            id="no-description",
+        ),
+        pytest.param(
+            _vocabulary(domains={"police": {"description": "x", "sensitive": True}}),
+            "domains.police.sensitive: Extra inputs",
+            id="sensitive-domain",
+        ),
+        pytest.param(
+            _vocabulary(categories={"x": {"description": "x", "sensitive": "yes"}}),
+            "categories.x.sensitive",
+            id="sensitive-not-a-boolean",
+        ),
+    ],
+)
+def test_a_bad_vocabulary_is_a_configuration_error(
+    tmp_path: Path, document: object, problem: str
+) -> None:
+    directory = tmp_path / "c"
+    directory.mkdir()
+    if document is not None:
+        (directory / "vocabulary.yaml").write_text(yaml.safe_dump(document), "utf-8")
+    write_partners(directory, partner_doc())
+    if document is None:
+        (directory / "vocabulary.yaml").unlink()
+    with pytest.raises(ConfigurationError) as caught:
+        Catalog.load(directory, tmp_path)
+    assert "vocabulary.yaml" in str(caught.value)
+    assert problem in str(caught.value)
+
+
+# ---------------------------------------------------------------------------
+# Subject facts
+# ---------------------------------------------------------------------------
+
+
+def test_the_demo_facts(catalog: Catalog) -> None:
+    assert catalog.facts == {
+        "no_lawful_residence": FactSpec(
+            "no_lawful_residence", "ind/residence", "lawful_residence", (False,)
+        ),
+        "terrorism_conviction": FactSpec(
+            "terrorism_conviction",
+            "dji/detention",
+            "conviction_type",
+            ("terrorist offence", "preparing a terrorist offence", "terrorist financing"),
+        ),
+    }
+    assert catalog.datasets["ind/residence"].facts == {
+        "no_lawful_residence": catalog.facts["no_lawful_residence"]
+    }
+    assert catalog.datasets["kmar/border-crossings"].facts == {}
+
+
+def test_a_fact_holds_when_some_record_has_a_listed_value() -> None:
+    fact = FactSpec("no_lawful_residence", "ind/residence", "lawful_residence", (False,))
+    assert fact.holds([{"lawful_residence": True}, {"lawful_residence": False}])
+    assert not fact.holds([{"lawful_residence": True}])
+    assert not fact.holds([])  # an unknown subject: false, like an ineligible one
+    assert not fact.holds([{"lawful_residence": None}, {"other": False}])
+    # Compared as the field's type: 0 is no false, 1 no true.
+    assert not fact.holds([{"lawful_residence": 0}])
+    flagged = FactSpec("flagged", "p/d", "score", (1,))
+    assert flagged.holds([{"score": 1.0}])
+    assert not flagged.holds([{"score": True}])
+
+
+def _with_facts(facts: dict[str, Any]) -> Any:
+    return lambda d: _dataset(d).__setitem__("facts", facts)
+
+
+FACTS_INVALID: list[tuple[str, Any, str]] = [
+    (
+        "fact-undeclared-field",
+        _with_facts({"flag": {"field": "flagd", "true_if": [True]}}),
+        "datasets.records.facts.flag: field 'flagd' is not a field of the dataset",
+    ),
+    (
+        "fact-address-field",
+        _with_facts({"lives": {"field": "address", "true_if": [{"municipality": "Breda"}]}}),
+        "a fact cannot compare address values",
+    ),
+    (
+        "fact-boolean-as-text",
+        _with_facts({"flag": {"field": "flagged", "true_if": ["true"]}}),
+        "facts.flag: true_if.0 is not a boolean, as field 'flagged' is",
+    ),
+    (
+        "fact-integer-as-boolean",
+        _with_facts({"high": {"field": "score", "true_if": [7, True]}}),
+        "facts.high: true_if.1 is not a integer",
+    ),
+    (
+        "fact-text-as-number",
+        _with_facts({"half": {"field": "ratio", "true_if": ["0.5"]}}),
+        "true_if.0 is not a number",
+    ),
+    (
+        "fact-bad-date",
+        _with_facts({"born": {"field": "date_of_birth", "true_if": ["1980-02-30"]}}),
+        "true_if.0 is not a date, as field 'date_of_birth' is (quote dates",
+    ),
+    (
+        "fact-null",
+        _with_facts({"named": {"field": "name", "true_if": [None]}}),
+        "true_if.0 is not a string",
+    ),
+    (
+        "fact-repeated-value",
+        _with_facts({"flag": {"field": "flagged", "true_if": [True, True]}}),
+        "true_if repeats a value",
+    ),
+    (
+        "fact-no-values",
+        _with_facts({"flag": {"field": "flagged", "true_if": []}}),
+        "facts.flag.true_if: List should have at least 1 item",
+    ),
+    (
+        "fact-bad-name",
+        _with_facts({"Flag": {"field": "flagged", "true_if": [True]}}),
+        "facts.Flag.[key]",
+    ),
+    (
+        "fact-unknown-key",
+        _with_facts({"flag": {"field": "flagged", "true_if": [True], "when": "now"}}),
+        "facts.flag.when: Extra inputs",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"), [pytest.param(c, p, id=i) for i, c, p in FACTS_INVALID]
+)
+def test_invalid_fact(tmp_path: Path, change: Any, problem: str) -> None:
+    directory = write_partners(tmp_path / "c", _edit(change), names=["provider.yaml"])
+    with pytest.raises(ConfigurationError) as caught:
+        Catalog.load(directory, tmp_path)
+    assert "provider.yaml" in str(caught.value)
+    assert problem in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_fact_of_every_comparable_type_is_accepted(tmp_path: Path) -> None:
+    facts = {
+        "flag": {"field": "flagged", "true_if": [True]},
+        "high": {"field": "score", "true_if": [7, 8]},
+        "half": {"field": "ratio", "true_if": [0.5, 1]},
+        "born": {"field": "date_of_birth", "true_if": ["1980-04-01"]},
+        "named": {"field": "name", "true_if": ["Sam Fictief-9001"]},
+    }
+    directory = write_partners(tmp_path / "c", _edit(_with_facts(facts)))
+    catalog = Catalog.load(directory, tmp_path)
+    assert set(catalog.facts) == set(facts)
+    assert catalog.facts["half"].true_if == (0.5, 1)
+
+
+def test_a_fact_name_is_declared_once_in_the_whole_catalog(tmp_path: Path) -> None:
+    first, second = partner_doc("first"), partner_doc("second")
+    for doc in (first, second):
+        _dataset(doc)["facts"] = {"flag": {"field": "flagged", "true_if": [True]}}
+    with pytest.raises(
+        ConfigurationError,
+        match=r"second\.yaml: datasets\.records\.facts\.flag: fact 'flag' is declared by"
+        r" first/records as well",
+    ):
+        Catalog.load(write_partners(tmp_path / "c", first, second), tmp_path)
 
 
 # ---------------------------------------------------------------------------
@@ -487,8 +742,7 @@ def test_duplicate_partner(tmp_path: Path) -> None:
     ],
 )
 def test_unparseable_partner_file(tmp_path: Path, text: str, problem: str) -> None:
-    directory = tmp_path / "c"
-    directory.mkdir()
+    directory = write_partners(tmp_path / "c")  # the vocabulary alone
     (directory / "provider.yaml").write_text(text, "utf-8")
     with pytest.raises(ConfigurationError) as caught:
         Catalog.load(directory, tmp_path)
@@ -497,8 +751,7 @@ def test_unparseable_partner_file(tmp_path: Path, text: str, problem: str) -> No
 
 
 def test_unreadable_partner_file(tmp_path: Path) -> None:
-    directory = tmp_path / "c"
-    directory.mkdir()
+    directory = write_partners(tmp_path / "c")
     (directory / "provider.yaml").write_bytes(b"partner: \xff\xfe\n")
     with pytest.raises(ConfigurationError, match=r"provider\.yaml: cannot be read"):
         Catalog.load(directory, tmp_path)
@@ -508,5 +761,8 @@ def test_missing_or_empty_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="not found"):
         Catalog.load(tmp_path / "absent", tmp_path)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigurationError, match="no partner files"):
+    with pytest.raises(ConfigurationError, match=r"vocabulary\.yaml: not found"):
         Catalog.load(tmp_path / "empty", tmp_path)
+    # The vocabulary is no partner.
+    with pytest.raises(ConfigurationError, match="no partner files"):
+        Catalog.load(write_partners(tmp_path / "empty"), tmp_path)

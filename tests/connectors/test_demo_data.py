@@ -181,6 +181,7 @@ def test_subjects_document_shape(generated: tuple[Path, dict[str, Any]]) -> None
     assert set(subjects) == {
         "ct_subject",
         "departure_subject",
+        "lawful_resident",
         "bank_customer",
         "passenger",
         "unknown_subject",
@@ -189,6 +190,7 @@ def test_subjects_document_shape(generated: tuple[Path, dict[str, Any]]) -> None
     assert purposes == {
         "ct_subject": "ct-assessment",
         "departure_subject": "vertrek",
+        "lawful_resident": "vertrek",
         "bank_customer": "tf-screening",
         "passenger": "pnr-request",
         "unknown_subject": "ct-assessment",
@@ -228,11 +230,18 @@ async def test_showcase_subjects_fit_their_purpose(
     async def fetch(dataset: str, label: str) -> list[dict[str, Any]]:
         return await catalog.connector(dataset).fetch(subjects[label]["subject"])
 
+    # vertrek requires the fact no_lawful_residence: one subject it holds for, one not.
+    no_residence = catalog.facts["no_lawful_residence"]
     [residence] = await fetch("ind/residence", "departure_subject")
     assert residence["lawful_residence"] is False
+    assert no_residence.holds([residence])
+    [lawful] = await fetch("ind/residence", "lawful_resident")
+    assert lawful["lawful_residence"] is True
+    assert not no_residence.holds([lawful])
     [detention] = await fetch("dji/detention", "departure_subject")
     assert detention["v_number"] == subjects["departure_subject"]["subject"]["v_number"]
     assert "terrorist" in detention["conviction_type"]
+    assert catalog.facts["terrorism_conviction"].holds([detention])
     flagged = await fetch("fiu/transactions", "bank_customer")
     assert any(t["tf_indicator"] is True for t in flagged)
     assert await fetch("kmar/passenger-records", "passenger")

@@ -38,9 +38,11 @@ NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 @cache
 def partners() -> dict[str, dict[str, Any]]:
-    """Partner id → its connectors/<partner>.yaml."""
+    """Partner id → its connectors/<partner>.yaml (every file but the vocabulary)."""
     found = {}
     for path in sorted(CONNECTORS.glob("*.yaml")):
+        if path.name == "vocabulary.yaml":
+            continue
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         found[doc["partner"]] = doc
     return found
@@ -69,6 +71,17 @@ def dataset_views() -> dict[str, dict[str, Any]]:
     return views
 
 
+@cache
+def _required_facts() -> dict[str, list[str]]:
+    raw = yaml.safe_load((POLICIES / "register.yaml").read_text(encoding="utf-8"))
+    return {name: p.get("requires_facts", []) for name, p in raw["purposes"].items()}
+
+
+def eligible(purpose: str) -> dict[str, bool]:
+    """Subject facts for a subject every fact the purpose requires holds for."""
+    return dict.fromkeys(_required_facts().get(purpose, []), True)
+
+
 def policy_input(
     requester: str,
     purpose: str,
@@ -77,7 +90,10 @@ def policy_input(
     *,
     justification: bool = True,
     view: Mapping[str, Any] | None = None,
+    subject_facts: Mapping[str, bool] | None = None,
 ) -> dict[str, Any]:
+    """The input the gateway builds; by default for an eligible subject (``eligible``),
+    so that a test sees the rule it is about rather than the facts' refusal."""
     return build_policy_input(
         requester_id=requester,
         roles=roles(requester),
@@ -87,6 +103,7 @@ def policy_input(
         dataset=dataset_input(view if view is not None else dataset_views()[dataset]),
         subject_keys=subject_keys,
         now=NOW,
+        subject_facts=eligible(purpose) if subject_facts is None else subject_facts,
     )
 
 
@@ -119,9 +136,16 @@ class Decider:
         *,
         justification: bool = True,
         view: Mapping[str, Any] | None = None,
+        subject_facts: Mapping[str, bool] | None = None,
     ) -> Decision:
         document = policy_input(
-            requester, purpose, dataset, subject_keys, justification=justification, view=view
+            requester,
+            purpose,
+            dataset,
+            subject_keys,
+            justification=justification,
+            view=view,
+            subject_facts=subject_facts,
         )
         return self.raw(document)
 

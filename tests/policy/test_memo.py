@@ -102,3 +102,24 @@ def test_failures_are_not_remembered() -> None:
     assert asyncio.run(run()) == 2
     assert engine.memo is not None
     assert engine.memo.hits == 0
+
+
+def test_inputs_differing_only_in_a_subject_fact_never_share_a_decision() -> None:
+    # The memo keys on the input keys the policy reads; the policy reads subject_facts,
+    # so an eligible subject's decision can never be handed to an ineligible one.
+    sources = [path.read_text() for path in POLICIES.rglob("*.rego")]
+    keys = input_dependencies(sources)
+    assert keys is not None
+    assert "subject_facts" in keys
+    engine = EmbeddedEngine(real_bundle())
+    assert engine.memo is not None
+    eligible = policy_input(
+        "dtv", "vertrek", "ind/residence", ["v_number"], subject_facts={"no_lawful_residence": True}
+    )
+    lawful = dict(eligible, subject_facts={"no_lawful_residence": False})
+    assert engine.memo.key(eligible) != engine.memo.key(lawful)
+    decisions = decide_all(engine, [eligible, lawful, eligible, lawful])
+    assert [d.allow for d in decisions] == [True, False, True, False]
+    assert decisions[0] is decisions[2]
+    assert decisions[1] is decisions[3]
+    assert (engine.memo.hits, engine.memo.misses) == (2, 2)

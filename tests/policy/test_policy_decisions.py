@@ -327,13 +327,33 @@ def test_a_grant_releasing_one_field_among_drops_is_allowed(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(
-    "key", ["action", "purpose", "requester", "has_justification", "dataset", "subject_keys"]
+    "key",
+    [
+        "action",
+        "purpose",
+        "requester",
+        "has_justification",
+        "dataset",
+        "subject_keys",
+        "subject_facts",
+    ],
 )
 def test_malformed_input_is_denied(decide: Decider, key: str) -> None:
     document = policy_input("politie", "ct-assessment", "ind/residence")
     del document[key]
     decision = decide.raw(document)
     assert not decision.allow
+
+
+@pytest.mark.parametrize("facts", [{"no_lawful_residence": "true"}, {"x": 1}, [], "yes"])
+def test_subject_facts_other_than_booleans_make_the_input_malformed(
+    decide: Decider, facts: Any
+) -> None:
+    document = policy_input("politie", "ct-assessment", "ind/residence")
+    document["subject_facts"] = facts
+    decision = decide.raw(document)
+    assert not decision.allow
+    assert "the policy input is malformed" in decision.reasons
 
 
 def test_a_field_without_category_makes_the_input_malformed(decide: Decider) -> None:

@@ -46,7 +46,32 @@ def test_shape() -> None:
             "identity_keys": [["bsn"], ["v_number"], ["name", "date_of_birth"]],
         },
         "subject_keys": ["bsn", "date_of_birth", "name"],
+        "subject_facts": {},
     }
+
+
+def test_subject_facts_are_booleans_by_fact_name() -> None:
+    facts = {"no_lawful_residence": False, "terrorism_conviction": True}
+    assert build(subject_facts=facts)["subject_facts"] == facts
+    assert build(subject_facts=None)["subject_facts"] == {}
+
+
+@pytest.mark.parametrize(
+    "facts",
+    [
+        {"no_lawful_residence": "NLD"},  # a value, not whether the fact holds
+        {"no_lawful_residence": 0},
+        {"no_lawful_residence": None},
+        {"123456782": True},  # an identifier where a fact name belongs
+        {"": True},
+        [("no_lawful_residence", True)],
+    ],
+)
+def test_anything_but_booleans_by_fact_name_is_refused(facts: Any) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        build(subject_facts=facts)
+    assert "NLD" not in str(caught.value)
+    assert "123456782" not in str(caught.value)
 
 
 def test_time_is_rfc3339_utc() -> None:

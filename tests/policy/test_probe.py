@@ -69,6 +69,23 @@ def test_the_probe_inputs_are_ordinary_requests(catalog: Catalog) -> None:
     first_key = catalog.datasets["fiu/transactions"].identity_keys[0]
     assert asked["subject_keys"] == sorted(first_key)
     assert inputs["aivd asking no-such-purpose, not in the register"]["dataset"]["id"] == ""
+    # A subject the purpose's facts hold for, so the allowing path is the one probed.
+    assert inputs["dji asking vertrek for ind/residence"]["subject_facts"] == {
+        "no_lawful_residence": True
+    }
+    assert asked["subject_facts"] == {}
+
+
+def test_the_demo_policy_allows_every_probe_of_a_registered_purpose(catalog: Catalog) -> None:
+    async def run() -> list[bool]:
+        engine = EmbeddedEngine(real_bundle())
+        try:
+            inputs = probe_inputs(real_bundle().register, catalog, NOW)
+            return [(await engine.decide(document)).allow for _label, document in inputs]
+        finally:
+            await engine.aclose()
+
+    assert asyncio.run(run()) == [True, True, True, True, False]
 
 
 def test_the_demo_policy_passes_the_probe(catalog: Catalog) -> None:

@@ -331,7 +331,39 @@ def test_the_shipped_register_grants_exactly_what_it_names(decide: Decider) -> N
                 if expected:
                     assert grant is not None
                     allowed += 1
+                    ops = {**grant.field_ops, **grant.requester_field_ops.get(requester, {})}
                     assert dict(decision.field_ops) == {
-                        f: op for f, op in grant.field_ops.items() if f in view["fields"]
+                        f: op for f, op in ops.items() if f in view["fields"]
                     }
     assert allowed == 46
+
+
+# --- a requester's own field ops (requester_field_ops) ----------------------------------
+
+
+def test_the_nctv_gets_no_amounts_where_other_partners_do(decide: Decider) -> None:
+    nctv = decide("nctv", "ct-assessment", "fiu/transactions")
+    politie = decide("politie", "ct-assessment", "fiu/transactions")
+    assert nctv.allow
+    assert politie.allow
+    assert nctv.field_ops["amount_eur"] == "drop"
+    assert politie.field_ops["amount_eur"] == "keep"
+    assert {f: op for f, op in nctv.field_ops.items() if f != "amount_eur"} == {
+        f: op for f, op in politie.field_ops.items() if f != "amount_eur"
+    }
+
+
+def test_a_requesters_own_op_is_still_judged_by_the_category_rules(tmp_path: Path) -> None:
+    # The register's per-requester rule cannot release what the purpose forbids: the
+    # bank getting its customers' IBAN in clear is refused like any other grant of it.
+    def iban_in_clear(register: dict[str, Any]) -> None:
+        grant = register["purposes"]["tf-screening"]["datasets"]["fiu/transactions"]
+        grant["requester_field_ops"] = {"voorbeeldbank": {"iban": "keep"}}
+
+    decision = decide_once(
+        edited(tmp_path, iban_in_clear), "voorbeeldbank", "tf-screening", "fiu/transactions"
+    )
+    assert not decision.allow
+    assert decision.reasons == (
+        "purpose tf-screening releases identifier data only pseudonymised (field iban has op keep)",
+    )

@@ -13,7 +13,6 @@ from gateway.case_refs import DEFAULT_FORMATS
 from gateway.connectors.catalog import Catalog
 from gateway.errors import ConfigurationError
 from gateway.policy import Register
-from gateway.vocabulary import CATEGORIES, DOMAINS
 from tests.policy.policy_support import POLICIES, dataset_views
 
 RAW: dict[str, Any] = yaml.safe_load((POLICIES / "register.yaml").read_text(encoding="utf-8"))
@@ -74,19 +73,21 @@ def test_every_dataset_a_purpose_names_is_in_its_allowed_domains(register: Regis
             assert views[dataset]["domain"] in purpose.allowed_domains, (purpose.name, dataset)
 
 
-def test_the_loader_knows_every_domain_and_category_of_the_demo_datasets() -> None:
-    # The loader checks names against the connector catalog's DOMAINS and CATEGORIES; the
-    # demo connectors (read here as plain YAML) use nothing else.
+def test_every_domain_and_category_of_the_vocabulary_may_be_named(catalog: Catalog) -> None:
+    # Names are checked against the catalog's vocabulary (connectors/vocabulary.yaml);
+    # the demo connectors (read here as plain YAML) use nothing else.
+    domains, categories = catalog.vocabulary.domains, catalog.vocabulary.categories
     for view in dataset_views().values():
-        assert view["domain"] in DOMAINS
-        assert {f["category"] for f in view["fields"].values()} <= set(CATEGORIES)
+        assert view["domain"] in domains
+        assert {f["category"] for f in view["fields"].values()} <= set(categories)
     raw = copy.deepcopy(RAW)
     raw["purposes"]["ct-assessment"].update(
-        allowed_domains=list(DOMAINS), excluded_categories=list(CATEGORIES)
+        allowed_domains=list(domains), excluded_categories=list(categories)
     )
-    loaded = Register.from_mapping(raw).purposes["ct-assessment"]
-    assert loaded.allowed_domains == DOMAINS
-    assert loaded.excluded_categories == CATEGORIES
+    loaded = Register.from_mapping(raw)
+    loaded.check_against(catalog)
+    assert loaded.purposes["ct-assessment"].allowed_domains == tuple(domains)
+    assert loaded.purposes["ct-assessment"].excluded_categories == tuple(categories)
 
 
 def test_as_data_spells_out_every_default(register: Register) -> None:
@@ -203,31 +204,27 @@ def _broken(edit: Any) -> dict[str, Any]:
             lambda p: p["vertrek"]["datasets"]["dji/detention"].update(requesters=["DT&V"]),
             r"dataset dji/detention: requesters\.0: invalid requester 'DT&V'",
         ),
-        # Domain and category names must be the catalog's: a typo would otherwise allow
-        # nothing, exclude nothing or quietly drop a category.
         (
-            lambda p: p["vertrek"].update(allowed_domains=["imigration", "detention"]),
-            r"vertrek: allowed_domains\.0: unknown name 'imigration' \(known: intelligence, ",
+            lambda p: p["vertrek"].update(allowed_domains=["Immigration"]),
+            r"vertrek: allowed_domains\.0: invalid domain 'Immigration'",
         ),
         (
-            lambda p: p["vertrek"].update(excluded_domains=["polices"]),
-            r"excluded_domains\.0: unknown name 'polices'",
+            lambda p: p["vertrek"].update(requires_facts=["no_lawful_residence"] * 2),
+            "vertrek: requires_facts: names no_lawful_residence twice",
         ),
         (
-            lambda p: p["vertrek"].update(excluded_categories=["crimnal"]),
-            r"excluded_categories\.0: unknown name 'crimnal'",
+            lambda p: p["vertrek"].update(requires_facts=["No Residence"]),
+            r"vertrek: requires_facts\.0: String should match pattern",
         ),
         (
-            lambda p: p["tf-screening"].update(clear_categories=["indicators"]),
-            r"clear_categories\.0: unknown name 'indicators'",
+            lambda p: p["vertrek"]["datasets"]["dji/detention"].update(
+                requester_field_ops={"dtv": {"name": "reveal"}}
+            ),
+            "no operator implements op 'reveal'",
         ),
         (
-            lambda p: p["tf-screening"].update(pseudonym_categories=["identifiers"]),
-            r"tf-screening: pseudonym_categories\.0: unknown name 'identifiers'",
-        ),
-        (
-            lambda p: p["pnr-request"].update(reduced_categories=["travel", "passport"]),
-            r"pnr-request: reduced_categories\.1: unknown name 'passport'",
+            lambda p: p["vertrek"]["datasets"]["dji/detention"].update(clear_reasons={"name": " "}),
+            r"dataset dji/detention: clear_reasons\.name: must be non-empty text",
         ),
         (
             lambda p: p["vertrek"].update(allowed_domains=[]),
@@ -482,3 +479,160 @@ def test_an_op_that_does_not_suit_the_field_type_is_a_configuration_error(
         f"purpose ct-assessment, dataset ind/residence: field {field}: "
     )
     assert problem in str(caught.value)
+
+
+# Domain and category names must be the vocabulary's: a typo would otherwise allow
+# nothing, exclude nothing or quietly drop a category.
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda p: p["vertrek"].update(allowed_domains=["imigration", "detention"]),
+            r"^purpose vertrek: allowed_domains\.0: unknown domain 'imigration' \(known: intel",
+        ),
+        (
+            lambda p: p["vertrek"].update(excluded_domains=["polices"]),
+            r"excluded_domains\.0: unknown domain 'polices'",
+        ),
+        (
+            lambda p: p["vertrek"].update(excluded_categories=["crimnal"]),
+            r"excluded_categories\.0: unknown category 'crimnal'",
+        ),
+        (
+            lambda p: p["tf-screening"].update(clear_categories=["indicators"]),
+            r"clear_categories\.0: unknown category 'indicators'",
+        ),
+        (
+            lambda p: p["tf-screening"].update(pseudonym_categories=["identifiers"]),
+            r"tf-screening: pseudonym_categories\.0: unknown category 'identifiers'",
+        ),
+        (
+            lambda p: p["pnr-request"].update(reduced_categories=["identifier", "passport"]),
+            r"pnr-request: reduced_categories\.1: unknown category 'passport'",
+        ),
+    ],
+)
+def test_a_name_outside_the_vocabulary_is_a_configuration_error(
+    catalog: Catalog, edit: Any, message: str
+) -> None:
+    register = Register.from_mapping(_broken(edit))  # well-formed: the catalog decides
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        register.check_against(catalog)
+    assert "\n" not in caught.value.detail
+
+
+# --- subject facts ---------------------------------------------------------------------
+
+
+def test_the_demo_vertrek_requires_no_lawful_residence(register: Register) -> None:
+    assert register.purposes["vertrek"].requires_facts == ("no_lawful_residence",)
+    assert register.purposes["ct-assessment"].requires_facts == ()
+    data = register.as_data()["purposes"]
+    assert data["vertrek"]["requires_facts"] == ["no_lawful_residence"]
+    assert data["ct-assessment"]["requires_facts"] == []
+
+
+def test_a_fact_no_dataset_declares_is_a_configuration_error(catalog: Catalog) -> None:
+    raw = copy.deepcopy(RAW)
+    raw["purposes"]["vertrek"]["requires_facts"] = ["no_lawful_residense"]
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^purpose vertrek: requires_facts: fact no_lawful_residense is declared by no"
+        r" dataset of the connector catalog \(facts: no_lawful_residence, terrorism_conv",
+    ):
+        Register.from_mapping(raw).check_against(catalog)
+
+
+# --- a requester's own field ops -------------------------------------------------------
+
+
+def test_the_demo_nctv_gets_no_amounts(register: Register) -> None:
+    grant = register.purposes["ct-assessment"].datasets["fiu/transactions"]
+    assert grant.field_ops["amount_eur"] == "keep"
+    assert grant.requester_field_ops == {"nctv": {"amount_eur": "drop"}}
+    data = register.as_data()["purposes"]["ct-assessment"]["datasets"]
+    assert data["fiu/transactions"]["requester_field_ops"] == {"nctv": {"amount_eur": "drop"}}
+    assert data["ind/residence"]["requester_field_ops"] == {}  # spelled out for the policy
+
+
+@pytest.mark.parametrize(
+    ("partner", "ops", "message"),
+    [
+        ("nctvv", {"amount_eur": "drop"}, "requester_field_ops.nctvv: nctvv is not a partner"),
+        # Holds ct-infobox, but the grant is narrowed to other partners.
+        ("kmar", {"amount_eur": "drop"}, "requester_field_ops.kmar: the grant does not cover"),
+        # A partner without any of the purpose's roles.
+        (
+            "voorbeeldbank",
+            {"amount_eur": "drop"},
+            "requester_field_ops.voorbeeldbank: the grant does not cover",
+        ),
+        (
+            "nctv",
+            {"amount": "drop"},
+            "requester_field_ops.nctv: field amount is not a field of the dataset",
+        ),
+        (
+            "nctv",
+            {"amount_eur": "generalise:year"},
+            "requester_field_ops.nctv: field amount_eur: .*applies to date fields, not number",
+        ),
+    ],
+)
+def test_a_bad_requester_field_op_is_a_configuration_error(
+    catalog: Catalog, partner: str, ops: dict[str, str], message: str
+) -> None:
+    raw = copy.deepcopy(RAW)
+    grant = raw["purposes"]["ct-assessment"]["datasets"]["fiu/transactions"]
+    grant["requester_field_ops"] = {partner: ops}
+    with pytest.raises(
+        ConfigurationError, match=f"^purpose ct-assessment, dataset fiu/transactions: {message}"
+    ):
+        Register.from_mapping(raw).check_against(catalog)
+
+
+# --- sensitive categories in clear -----------------------------------------------------
+
+
+def test_a_sensitive_field_in_clear_needs_a_reason(catalog: Catalog) -> None:
+    raw = copy.deepcopy(RAW)
+    grant = raw["purposes"]["ct-assessment"]["datasets"]["politie/incidents"]
+    assert grant["clear_reasons"]["offence_category"]  # the demo states its reason
+    del grant["clear_reasons"]
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^purpose ct-assessment, dataset politie/incidents: field offence_category is"
+        r" criminal data \(a sensitive category\) released in clear \(keep\): state why in"
+        r" clear_reasons\.offence_category",
+    ):
+        Register.from_mapping(raw).check_against(catalog)
+
+
+def test_a_requesters_own_keep_of_a_sensitive_field_needs_a_reason(catalog: Catalog) -> None:
+    raw = copy.deepcopy(RAW)
+    grant = raw["purposes"]["ct-assessment"]["datasets"]["politie/incidents"]
+    grant["field_ops"]["incident_date"] = "generalise:month"
+    grant["requester_field_ops"] = {"om": {"incident_date": "keep"}}
+    with pytest.raises(ConfigurationError, match=r"field incident_date is criminal data"):
+        Register.from_mapping(raw).check_against(catalog)
+    grant["clear_reasons"]["incident_date"] = "The prosecutor needs the exact date"
+    Register.from_mapping(raw).check_against(catalog)
+
+
+def test_a_reason_for_a_field_not_in_clear_is_a_configuration_error(catalog: Catalog) -> None:
+    raw = copy.deepcopy(RAW)
+    grant = raw["purposes"]["ct-assessment"]["datasets"]["politie/incidents"]
+    grant["clear_reasons"]["incident_date"] = "stale: the op is generalise:month"
+    with pytest.raises(
+        ConfigurationError,
+        match=r"clear_reasons\.incident_date: the grant does not release incident_date in clear",
+    ):
+        Register.from_mapping(raw).check_against(catalog)
+
+
+def test_a_sensitive_field_reduced_needs_no_reason(catalog: Catalog) -> None:
+    raw = copy.deepcopy(RAW)
+    grant = raw["purposes"]["ct-assessment"]["datasets"]["politie/incidents"]
+    grant["field_ops"]["offence_category"] = "exists"
+    del grant["clear_reasons"]
+    Register.from_mapping(raw).check_against(catalog)
