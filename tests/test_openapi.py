@@ -299,6 +299,8 @@ def test_every_partners_purpose_list_fits_the_declared_schema(
     assert set(operation["responses"]["304"]["headers"]) == {"ETag", "Cache-Control"}
     # The description says this is a guide and the policy decides.
     assert "the policy still decides each request" in operation["description"]
+
+
 def test_a_justification_is_optional_in_the_schema_and_the_model(
     gateway: Deployment, document: dict[str, Any], request_validator: jsonschema_rs.Validator
 ) -> None:

@@ -171,7 +171,12 @@ def test_the_catalog_document_holds_what_policies_read_and_nothing_of_the_connec
             "status_since": {"type": "date", "category": "immigration"},
         },
         "identity_keys": [["bsn"], ["v_number"], ["name", "date_of_birth"]],
+        "facts": {"no_lawful_residence": {"field": "lawful_residence", "true_if": [False]}},
     }
+    vocabulary = document["vocabulary"]
+    assert "immigration" in vocabulary["domains"]
+    assert vocabulary["categories"]["criminal"] == {"sensitive": True}
+    assert vocabulary["categories"]["travel"] == {"sensitive": False}
     text = json.dumps(document)
     for absent in ("connector", "demo/", ".jsonl", "certificates", "description"):
         assert absent not in text
@@ -187,8 +192,10 @@ def test_the_catalog_document_holds_what_policies_read_and_nothing_of_the_connec
         ("ind", lambda p: residence(p).update(domain="police")),
         ("ind", lambda p: residence(p)["identity_keys"].pop()),
         ("ind", lambda p: residence(p)["fields"].pop("address")),
+        # Eligibility for vertrek would follow another value.
+        ("ind", lambda p: residence(p)["facts"]["no_lawful_residence"].update(true_if=[True])),
     ],
-    ids=["role", "category", "type", "domain", "identity-key", "field"],
+    ids=["role", "category", "type", "domain", "identity-key", "field", "fact"],
 )
 def test_what_policies_read_from_the_catalog_changes_the_digest(
     tmp_path: Path, partner: str, edit: Callable[[Partner], object]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import re
 import shutil
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from gateway._cli import app
@@ -114,9 +112,9 @@ def test_explain_follows_the_policy_not_the_register_when_they_differ(tmp_path: 
     candidate = copy_policies(tmp_path)
     rego = candidate / "doelpoort" / "disclosure.rego"
     text = rego.read_text(encoding="utf-8").replace(
-        "field_ops := object.filter(grant.field_ops, object.keys(input.dataset.fields))",
+        "field_ops := object.filter(grant_ops, object.keys(input.dataset.fields))",
         "field_ops := object.union(\n"
-        "\tobject.filter(grant.field_ops, object.keys(input.dataset.fields)),\n"
+        "\tobject.filter(grant_ops, object.keys(input.dataset.fields)),\n"
         '\t{"name": "mask"},\n)',
     )
     rego.write_text(text, encoding="utf-8")
@@ -132,63 +130,26 @@ def test_explain_follows_the_policy_not_the_register_when_they_differ(tmp_path: 
 
 
 def test_explain_names_a_requesters_own_field_rule() -> None:
-    # A register with per-requester field rules (requester_field_ops), written by hand,
-    # and a policy that applies them.
+    # The register gives the NCTV its own op for amount_eur (requester_field_ops).
     bundle = real_bundle()
-    register_text = (
-        "purposes:\n"
-        "  ct-assessment:\n"
-        "    datasets:\n"
-        "      fiu/transactions:\n"
-        "        field_ops:\n"
-        "          amount_eur: keep\n"
-        "        requester_field_ops:\n"
-        "          nctv:\n"
-        "            amount_eur: drop\n"
-    )
-    data = json.loads(json.dumps(bundle.data))
-    grant = data["register"]["purposes"]["ct-assessment"]["datasets"]["fiu/transactions"]
-    grant["requester_field_ops"] = {"nctv": {"amount_eur": "drop"}}
-    assert yaml.safe_load(register_text)  # the hand-written file is YAML
-    modules = tuple(
-        (
-            name,
-            source.replace(
-                "field_ops := object.filter(grant.field_ops, object.keys(input.dataset.fields))",
-                "field_ops := object.filter(\n"
-                "\tobject.union(grant.field_ops, object.get(grant,"
-                ' ["requester_field_ops", input.requester.id], {})),\n'
-                "\tobject.keys(input.dataset.fields),\n)",
-            ),
-        )
-        for name, source in bundle.modules
-    )
-    assert modules != bundle.modules
-    hand_written = dataclasses.replace(
-        bundle,
-        modules=modules,
-        data=data,
-        sources=(("register.yaml", register_text),),
-    )
     document = policy_input("nctv", "ct-assessment", "fiu/transactions")
-    decision = _decide(hand_written, document)
+    decision = _decide(bundle, document)
     assert decision.field_ops["amount_eur"] == "drop"
-    fields = {f.field: f for f in explain(hand_written, document, decision).fields}
-    amount = fields["amount_eur"]
+    amount = {f.field: f for f in explain(bundle, document, decision).fields}["amount_eur"]
     assert amount.outcome == "dropped"
     assert amount.register is not None
     assert amount.register.path == (
         "purposes.ct-assessment.datasets.fiu/transactions.requester_field_ops.nctv.amount_eur"
     )
-    assert amount.register.line == 9
+    assert amount.register.line == line_of(POLICIES / "register.yaml", r"^ +amount_eur: drop$")
     # Another requester gets the grant's own op, from its own entry.
     document = policy_input("politie", "ct-assessment", "fiu/transactions")
-    decision = _decide(hand_written, document)
-    amount = {f.field: f for f in explain(hand_written, document, decision).fields}["amount_eur"]
+    decision = _decide(bundle, document)
+    amount = {f.field: f for f in explain(bundle, document, decision).fields}["amount_eur"]
     assert (amount.outcome, amount.op) == ("released", "keep")
     assert amount.register is not None
     assert amount.register.path.endswith("fiu/transactions.field_ops.amount_eur")
-    assert amount.register.line == 6
+    assert amount.register.line == register_line("ct-assessment", "fiu/transactions", "amount_eur")
 
 
 def _decide(bundle: PolicyBundle, document: dict[str, Any]) -> Any:

@@ -98,6 +98,7 @@ def test_a_narrowed_grant_flips_allow_to_deny_for_that_requester(
     def without_nctv(register: dict[str, Any]) -> None:
         grant = register["purposes"]["ct-assessment"]["datasets"]["fiu/transactions"]
         grant["requesters"].remove("nctv")
+        grant.get("requester_field_ops", {}).pop("nctv", None)  # its own ops go with it
 
     edit_register(candidate, without_nctv)
     code, out, err = replay(settings, "--policies", str(candidate))

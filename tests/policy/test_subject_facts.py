@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gateway.policy import compile_bundle
-from tests.policy.policy_support import Decider, copy_policies, decider, edit_register
+from tests.policy.policy_support import Decider, copy_policies, decider, demo_catalog, edit_register
 
 NOT_MET = "the subject does not meet the conditions of purpose vertrek"
 
@@ -87,7 +87,7 @@ def test_every_required_fact_must_hold_and_the_reason_names_none(
 ) -> None:
     policies = copy_policies(tmp_path)
     edit_register(policies, _two_facts)
-    with decider(compile_bundle(policies)) as decide:
+    with decider(compile_bundle(policies, demo_catalog())) as decide:
         refused = decide("dtv", "vertrek", "ind/residence", ["v_number"], subject_facts=facts)
         both = {"no_lawful_residence": True, "terrorism_conviction": True}
         allowed = decide("dtv", "vertrek", "ind/residence", ["v_number"], subject_facts=both)
