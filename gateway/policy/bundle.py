@@ -5,7 +5,8 @@ The bundle's digest identifies exactly which policy made a decision::
     digest = "sha256:" + hex(SHA-256 over every policy file, sorted by relative path, of
              len(path) ":" path len(content) ":" content)
 
-where *policy file* is every ``*.rego`` under ``policies/`` and ``register.yaml``, paths
+where *policy file* is every ``*.rego`` under ``policies/`` but the tests
+(``*_test.rego``) and ``register.yaml``, paths
 are POSIX and relative to ``policies/``, lengths are decimal byte counts (so no two file
 sets share an encoding). Any change to a rule, a comment or the register changes it;
 nothing else does.
@@ -28,6 +29,8 @@ from gateway.policy.register import REGISTER_FILE, Register
 
 #: The rule every disclosure decision comes from (package doelpoort.disclosure).
 ENTRYPOINT = "doelpoort/disclosure/decision"
+#: Rego files ending so are tests: neither compiled into the bundle nor under the digest.
+TEST_SUFFIX = "_test.rego"
 
 # regopy's error S-expression: (error <n>:<file>|<offset>|<len> (errormsg <n>:<message>) …)
 _ERROR = re.compile(r"\(error (\d+):")
@@ -92,7 +95,11 @@ def compile_bundle(policies_dir: Path, *, entrypoint: str = ENTRYPOINT) -> Polic
     """
     register_path = policies_dir / REGISTER_FILE
     register = Register.load(register_path)
-    rego_paths = sorted(policies_dir.rglob("*.rego"), key=lambda p: p.relative_to(policies_dir))
+    # *_test.rego files are tests (`doelpoort policy test`), not policy: never served.
+    rego_paths = sorted(
+        (p for p in policies_dir.rglob("*.rego") if not p.name.endswith(TEST_SUFFIX)),
+        key=lambda p: p.relative_to(policies_dir),
+    )
     if not rego_paths:
         raise ConfigurationError(f"{policies_dir}: no .rego policy files")
     modules = tuple((path.relative_to(policies_dir).as_posix(), _read(path)) for path in rego_paths)
