@@ -39,9 +39,9 @@ decide(inp) := d if {
 		with input.subject_facts as clean(inp.subject_facts)
 }
 
-# A value as regopy reads it from a JSON input. Without this, a string passed through a
-# variable into a `with` comes out of regopy's sprintf() quoted ("purpose \"x\" is ..."):
-# not so for the inputs the gateway gives, which are JSON.
+# A value as regopy reads it from JSON. Without this, a string passed through a variable
+# into a `with` (input or register data) comes out of regopy's sprintf() quoted
+# ("purpose \"x\" is ..."): not so for what the gateway gives, which is JSON.
 clean(value) := json.unmarshal(json.marshal(value))
 
 # The usual case: the decision for a request with the dataset's first identity key.
@@ -57,6 +57,10 @@ register_ops(purpose, dataset) := object.filter(
 	data.register.purposes[purpose].datasets[dataset].field_ops,
 	object.keys(datasets[dataset].fields),
 )
+
+# A dataset's domain. (A function: regopy 1.5 does not evaluate a lookup such as
+# datasets[dataset].domain inside `every` correctly.)
+domain_of(dataset) := datasets[dataset].domain
 
 # The partners holding a role.
 holding(role) := partners if {
