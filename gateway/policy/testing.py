@@ -298,9 +298,9 @@ def _rules(path: str, source: str) -> Iterator[_Rule]:
 def _not_runnable(test: _Rule, tests: list[_Rule]) -> str | None:
     if test.has_args:
         return "a test rule takes no arguments"
-    others = [t for t in tests if t.name == test.name and t is not test]
-    if others:
-        where = ", ".join(t.location for t in [test, *others])
+    same = [t for t in tests if t.name == test.name]
+    if len(same) > 1:
+        where = ", ".join(f"{t.path}:{t.line}" for t in same)
         return f"defined more than once ({where}): Rego would OR them; name each test apart"
     return None
 
@@ -334,7 +334,7 @@ def _run_child(
         results_path.touch()
         failure: str | None = None
         try:
-            child = subprocess.run(  # noqa: S603 - our own module, with our own interpreter
+            child = subprocess.run(
                 [sys.executable, "-m", "gateway.policy.testing_worker", job_path, results_path],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
