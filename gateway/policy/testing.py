@@ -207,7 +207,10 @@ def run_tests(
     for an invalid ``run`` expression; everything about the tests themselves (a compile
     error included) is in the report.
     """
-    pattern = re.compile(run) if run is not None else None
+    try:
+        pattern = re.compile(run) if run is not None else None
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
     if not policies_dir.is_dir():
         raise ConfigurationError(f"{policies_dir}: not a policies directory")
     register = Register.load(policies_dir / REGISTER_FILE)
