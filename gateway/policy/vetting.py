@@ -27,6 +27,7 @@ from gateway.connectors.catalog import Catalog
 from gateway.errors import ConfigurationError
 from gateway.policy.bundle import PolicyBundle, compile_bundle
 from gateway.policy.check import check_policy_set
+from gateway.policy.testing import run_tests
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.probe import probe_inputs
 from gateway.policy.register import REGISTER_FILE
@@ -164,8 +165,7 @@ VETTING_STEPS: tuple[Step, ...] = (
     bundle_revision,
     register_fits_catalog,
     policy_check,
-    # LEAD (at merge): `from gateway.policy.testing import run_tests` above, and
-    #   rego_tests_step(run_tests),
+    rego_tests_step(run_tests),
 )
 """Run in this order after the compile, before the probe; the first refusal stops."""
 

@@ -83,7 +83,7 @@ requester_covered if {
 # The grant's ops, with this requester's own where the grant gives it some
 # (requester_field_ops: e.g. the NCTV gets no amounts). The rules in deny.rego judge the
 # result, so a requester's op can narrow a grant but never slip past a constraint.
-grant_ops := object.union(grant.field_ops, object.get(grant.requester_field_ops, input.requester.id, {}))
+grant_ops := object.union(grant.field_ops, object.get(grant, ["requester_field_ops", input.requester.id], {}))
 
 # The op for every field the dataset declares. Ops for fields the dataset does not
 # declare are left out: the register cannot conjure a field into a disclosure.

@@ -71,6 +71,19 @@ def test_digest_ignores_files_that_are_not_policy(tmp_path: Path) -> None:
     assert compile_bundle(policies, demo_catalog()).digest == before
 
 
+def test_rego_tests_are_neither_served_nor_under_the_digest(tmp_path: Path) -> None:
+    policies = copy_policies(tmp_path)
+    for test in policies.rglob("*_test.rego"):
+        test.unlink()
+    before = compile_bundle(policies)
+    # Even a test that would not compile: it is never part of the bundle.
+    (policies / "doelpoort" / "extra_test.rego").write_text("package x\ntest_ if {", "utf-8")
+    after = compile_bundle(policies)
+    assert after.digest == before.digest
+    assert after.modules == before.modules
+    assert not any(name.endswith("_test.rego") for name, _ in after.sources)
+
+
 def test_digest_changes_with_any_rego_change(tmp_path: Path) -> None:
     policies = copy_policies(tmp_path)
     before = compile_bundle(policies, demo_catalog()).digest

@@ -25,41 +25,9 @@ def register() -> Register:
 
 
 def test_the_real_register_loads(register: Register) -> None:
-    assert set(register.purposes) == {"ct-assessment", "vertrek", "tf-screening", "pnr-request"}
-    vertrek = register.purposes["vertrek"]
-    assert vertrek.excluded_domains == ("intelligence", "police", "financial")
-    assert vertrek.clear_categories is None
-    assert register.purposes["tf-screening"].clear_categories == ("indicator",)
-    assert register.purposes["ct-assessment"].datasets["aivd/ct-signals"].requesters == (
-        "aivd",
-        "nctv",
-        "politie",
-        "om",
-    )
-    assert register.purposes["ct-assessment"].datasets["ind/residence"].requesters is None
-
-
-def test_the_real_registers_purpose_constraints(register: Register) -> None:
-    vertrek = register.purposes["vertrek"]
-    assert vertrek.allowed_domains == ("immigration", "detention")
-    assert vertrek.excluded_domains == ("intelligence", "police", "financial")
-    tf = register.purposes["tf-screening"]
-    assert tf.allowed_domains == ("financial",)
-    assert (tf.clear_categories, tf.reduced_categories, tf.pseudonym_categories) == (
-        ("indicator",),
-        None,
-        ("identifier",),
-    )
-    pnr = register.purposes["pnr-request"]
-    assert pnr.allowed_domains == ("passenger",)
-    assert (pnr.clear_categories, pnr.reduced_categories, pnr.pseudonym_categories) == (
-        ("travel",),
-        ("identifier", "identity"),
-        None,
-    )
-    ct = register.purposes["ct-assessment"]
-    assert ct.allowed_domains is None
-    assert (ct.clear_categories, ct.reduced_categories, ct.pseudonym_categories) == (None,) * 3
+    # What each demo purpose grants and refuses is said by the Rego tests
+    # (policies/doelpoort/*_test.rego); here only that it loads.
+    assert register.purposes
 
 
 def test_every_dataset_a_purpose_names_is_in_its_allowed_domains(register: Register) -> None:
