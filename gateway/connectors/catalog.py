@@ -552,8 +552,9 @@ class Catalog:
         """Everything of the catalog that policies read, and nothing else: the partners'
         roles, the datasets' policy views (provider, domain, fields with type and
         category, identity keys) with the subject facts they declare, and the vocabulary
-        (domain names, categories and which are sensitive; not their descriptions). Its canonical JSON is ``catalog.json`` of the policy set
-        (`gateway.policy.bundle`), so the policy digest changes whenever any of it does.
+        (domain names, categories and which are sensitive; not their descriptions). Its
+        canonical JSON is ``catalog.json`` of the policy set (`gateway.policy.bundle`), so
+        the policy digest changes whenever any of it does.
 
         Never connector URLs, paths, secrets or certificate pins: they decide nothing a
         policy sees, and the document is archived in the audit log. One key per line:

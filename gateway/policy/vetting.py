@@ -27,11 +27,11 @@ from gateway.connectors.catalog import Catalog
 from gateway.errors import ConfigurationError
 from gateway.policy.bundle import PolicyBundle, compile_bundle
 from gateway.policy.check import check_policy_set
-from gateway.policy.testing import run_tests
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.probe import probe_inputs
 from gateway.policy.register import REGISTER_FILE
 from gateway.policy.sources import Candidate
+from gateway.policy.testing import run_tests
 
 __all__ = [
     "MAX_REASONS",

@@ -167,3 +167,11 @@ def copy_policies(tmp_path: Path) -> Path:
     target = tmp_path / "policies"
     shutil.copytree(POLICIES, target)
     return target
+
+
+def edit_register(policies_dir: Path, edit: Any) -> None:
+    """Load register.yaml, let ``edit(register_dict)`` change it, write it back."""
+    path = policies_dir / "register.yaml"
+    register = yaml.safe_load(path.read_text(encoding="utf-8"))
+    edit(register)
+    path.write_text(yaml.safe_dump(register, sort_keys=False), encoding="utf-8")

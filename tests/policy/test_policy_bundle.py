@@ -75,10 +75,10 @@ def test_rego_tests_are_neither_served_nor_under_the_digest(tmp_path: Path) -> N
     policies = copy_policies(tmp_path)
     for test in policies.rglob("*_test.rego"):
         test.unlink()
-    before = compile_bundle(policies)
+    before = compile_bundle(policies, demo_catalog())
     # Even a test that would not compile: it is never part of the bundle.
     (policies / "doelpoort" / "extra_test.rego").write_text("package x\ntest_ if {", "utf-8")
-    after = compile_bundle(policies)
+    after = compile_bundle(policies, demo_catalog())
     assert after.digest == before.digest
     assert after.modules == before.modules
     assert not any(name.endswith("_test.rego") for name, _ in after.sources)
