@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -46,7 +46,14 @@ from gateway.policy.bundle import PolicyBundle
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.register import Register
 from gateway.policy.sources import Fingerprint, PolicySource
-from gateway.policy.vetting import Refused, Unchanged, Vetted, vet
+from gateway.policy.vetting import (
+    RELOAD_STEPS,
+    Refused,
+    Step,
+    Unchanged,
+    Vetted,
+    vet,
+)
 
 __all__ = ["RETIRE_GRACE_S", "PolicySwitch", "ServingPolicy"]
 
@@ -153,10 +160,12 @@ class PolicySwitch:
         clock: Clock,
         pinned: str | None = None,
         watch_s: float = 0.0,
+        steps: Sequence[Step] = RELOAD_STEPS,
     ) -> None:
         """``seen``: the source's fingerprint from before ``serving`` was read."""
         self._current = serving
         self._source = source
+        self._steps = steps
         self._seen = seen
         self._catalog = catalog
         self._audit = audit
@@ -268,6 +277,7 @@ class PolicySwitch:
                     clock=self._clock,
                     pinned=self._pinned,
                     serving=self._current.digest,
+                    steps=self._steps,
                 )
         except ConfigurationError as exc:
             return Refused((exc.detail,), None), kind

@@ -37,7 +37,7 @@ from gateway.policy.bundle import PolicyBundle
 from gateway.policy.engine import EmbeddedEngine, PolicyEngine
 from gateway.policy.register import Register
 from gateway.policy.sources import policy_source
-from gateway.policy.vetting import Refused, Vetted, vet
+from gateway.policy.vetting import RELOAD_STEPS, VETTING_STEPS, Refused, Vetted, vet
 from gateway.policy_switch import PolicySwitch, ServingPolicy
 from gateway.pseudonyms import PseudonymKeys
 from gateway.refusals import RefusalLog
@@ -160,6 +160,7 @@ class Runtime:
                 clock=clock,
                 pinned=settings.policy_digest,
                 watch_s=settings.policy_watch_s,
+                steps=RELOAD_STEPS if settings.policy_reload_tests else VETTING_STEPS,
             )
 
             def known(name: str) -> bool:

@@ -172,6 +172,10 @@ class Settings(BaseSettings):
     """How often the policy files (or the bundle) are looked at for a change, which is
     then vetted and swapped in (gateway/policy_switch.py); 0: only on SIGHUP."""
 
+    policy_reload_tests: bool = True
+    """Whether a reload also runs the new set's Rego tests (``*_test.rego``) and refuses
+    it when one fails; start-up runs `doelpoort policy check` only."""
+
     @classmethod
     def settings_customise_sources(
         cls,

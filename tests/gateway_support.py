@@ -110,8 +110,15 @@ def make_settings(
     policies_dir: Path | None = None,
     connectors_dir: Path | None = None,
 ) -> Settings:
+    # A reload's Rego tests take rego-cpp tens of seconds to compile for the shipped set:
+    # off here, on in the tests of that step (tests/test_policy_switch.py).
     settings = Settings.from_env().replace(
-        var_dir=var_dir, host="127.0.0.1", port=0, ops_host="127.0.0.1", ops_port=0
+        var_dir=var_dir,
+        host="127.0.0.1",
+        port=0,
+        ops_host="127.0.0.1",
+        ops_port=0,
+        policy_reload_tests=False,
     )
     if policies_dir is not None:
         settings = settings.replace(policies_dir=policies_dir)

@@ -404,3 +404,40 @@ def test_files_that_change_while_vetted_are_vetted_again(
     running(settings, test)
     (change,) = policy_changes(settings)  # one swap: the half-edited set was never logged
     assert change.new_digest == compile_bundle(settings.policies_dir, demo_catalog()).digest
+
+
+def test_a_reload_runs_the_sets_own_rego_tests(settings: Settings) -> None:
+    # The shipped tests pin the demo register; this deployment has a test of its own.
+    settings = settings.replace(policy_reload_tests=True)
+    for test in settings.policies_dir.rglob("*_test.rego"):
+        test.unlink()
+    ours = settings.policies_dir / "doelpoort" / "ours_test.rego"
+    ours.write_text(
+        "package doelpoort.ours_test\n\nimport rego.v1\n\n"
+        "test_ct_assessment_releases_nationality if {\n"
+        '\tdata.register.purposes["ct-assessment"].datasets["ind/residence"]'
+        '.field_ops.nationality == "keep"\n}\n',
+        encoding="utf-8",
+    )
+
+    async def test(runtime: Runtime) -> None:
+        old = runtime.policy
+        edit_register(settings.policies_dir, tighten)  # the test above now fails
+        assert await runtime.policies.reload("sighup") == "refused"
+        assert runtime.policy is old
+        ours.write_text(
+            "package doelpoort.ours_test\n\nimport rego.v1\n\n"
+            "test_ct_assessment_keeps_nationality_back if {\n"
+            '\tnot data.register.purposes["ct-assessment"].datasets["ind/residence"]'
+            ".field_ops.nationality\n}\n",
+            encoding="utf-8",
+        )
+        assert await runtime.policies.reload("sighup") == "swapped"
+
+    running(settings, test)
+    refused, swapped = policy_changes(settings)
+    assert refused.outcome == "refused"
+    assert refused.reasons == [
+        "its Rego tests do not pass: 1 failed, 0 errors (run `doelpoort policy test` on it)"
+    ]
+    assert swapped.outcome == "swapped"

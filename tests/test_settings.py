@@ -40,6 +40,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "policy_bundle": ("/srv/doelpoort/policies.tar.gz", Path("/srv/doelpoort/policies.tar.gz")),
     "policy_bundle_key": ("/srv/doelpoort/policies.pub", Path("/srv/doelpoort/policies.pub")),
     "policy_watch_s": ("0", 0.0),
+    "policy_reload_tests": ("false", False),
 }
 
 

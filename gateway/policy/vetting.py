@@ -35,6 +35,7 @@ from gateway.policy.testing import run_tests
 
 __all__ = [
     "MAX_REASONS",
+    "RELOAD_STEPS",
     "VETTING_STEPS",
     "Refused",
     "Step",
@@ -165,9 +166,14 @@ VETTING_STEPS: tuple[Step, ...] = (
     bundle_revision,
     register_fits_catalog,
     policy_check,
-    rego_tests_step(run_tests),
 )
-"""Run in this order after the compile, before the probe; the first refusal stops."""
+"""Run in this order after the compile, before the probe; the first refusal stops. What
+start-up runs."""
+
+RELOAD_STEPS: tuple[Step, ...] = (*VETTING_STEPS, rego_tests_step(run_tests))
+"""What a reload runs: the set's own Rego tests too (``DOELPOORT_POLICY_RELOAD_TESTS``).
+Not at start-up: rego-cpp compiles tests slowly (tens of seconds for the shipped set),
+and a gateway must come back quickly; CI runs `doelpoort policy test` before shipping."""
 
 
 # -- vetting -------------------------------------------------------------------------

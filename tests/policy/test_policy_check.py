@@ -322,15 +322,15 @@ def test_test_modules_are_checked_but_need_not_be_reachable(
     tmp_path: Path, catalog: Catalog
 ) -> None:
     test_module = (
-        "package doelpoort.disclosure_test\n\nimport rego.v1\n\n"
+        "package doelpoort.checker_test\n\nimport rego.v1\n\n"
         "test_unknown_purpose_is_denied if {\n"
         '\tnot data.doelpoort.disclosure.decision.allow with input as {"purpose": "x"}\n'
         "}\n\n"
         "test_misspelt if {\n\tnot data.doelpoort.disclosure.decisoin.allow\n}\n"
     )
-    policies, _ = policy_set(tmp_path, {"doelpoort/disclosure_test.rego": ("", test_module)})
+    policies, _ = policy_set(tmp_path, {"doelpoort/checker_test.rego": ("", test_module)})
     findings = check_policy_set(policies, catalog, now=NOW)
-    assert codes(findings) == [("doelpoort/disclosure_test.rego", 10, "unknown-data")]
+    assert codes(findings) == [("doelpoort/checker_test.rego", 10, "unknown-data")]
 
 
 # --- valid Rego: no false findings -----------------------------------------------------------
