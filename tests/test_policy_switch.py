@@ -409,8 +409,8 @@ def test_files_that_change_while_vetted_are_vetted_again(
 def test_a_reload_runs_the_sets_own_rego_tests(settings: Settings) -> None:
     # The shipped tests pin the demo register; this deployment has a test of its own.
     settings = settings.replace(policy_reload_tests=True)
-    for test in settings.policies_dir.rglob("*_test.rego"):
-        test.unlink()
+    for shipped in settings.policies_dir.rglob("*_test.rego"):
+        shipped.unlink()
     ours = settings.policies_dir / "doelpoort" / "ours_test.rego"
     ours.write_text(
         "package doelpoort.ours_test\n\nimport rego.v1\n\n"
