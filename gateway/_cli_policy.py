@@ -222,8 +222,8 @@ def policy_eval(
     """Print the decision of a policy set for one policy input, evaluated afresh.
 
     With --seq N, entry N's stored input, evaluated with the policy set that made that
-    decision (--policies must hold it: its digest is checked), and whether it reproduces
-    what was logged. Exit 1 when the policy gives no valid decision or does not
+    decision (from the log's archive; for an entry older than the archive --policies
+    must hold it: its digest is checked), and whether it reproduces what was logged. Exit 1 when the policy gives no valid decision or does not
     reproduce the logged one.
     """
     import json

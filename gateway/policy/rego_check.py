@@ -106,6 +106,11 @@ class _Namespace:
     children: dict[str, _Namespace | Path | Shape] = field(default_factory=dict)
 
 
+#: Calls the engine evaluates without listing them as built-ins: ``print`` writes to the
+#: test runner's output (`doelpoort policy test -v`) and is always true.
+_ENGINE_STATEMENTS = frozenset({"print"})
+
+
 def check_modules(
     modules: Sequence[RegoModule],
     *,
@@ -461,7 +466,7 @@ class _RuleCheck:
                 pass
             elif name in self.aliases or name == "data" or name in self.names:
                 self.name(name_node, keys, positive, call=True)
-            elif not self.c.is_builtin(dotted):
+            elif not self.c.is_builtin(dotted) and dotted not in _ENGINE_STATEMENTS:
                 self.problem(
                     name_node,
                     "unknown-builtin",

@@ -504,3 +504,14 @@ def test_the_register_file_is_what_the_finding_names(tmp_path: Path, catalog: Ca
     findings = check_policy_set(policies, catalog, now=NOW)
     assert [(f.path, f.code) for f in findings] == [("register.yaml", "register")]
     assert not findings[0].message.startswith(str(policies))
+
+
+def test_print_is_no_finding(tmp_path: Path, catalog: Catalog) -> None:
+    # The engine evaluates print() (the test runner shows its output with -v), though it
+    # is not among its listed built-ins.
+    test_module = (
+        "package doelpoort.printing_test\n\nimport rego.v1\n\n"
+        'test_it_prints if {\n\tprint("purpose", input.purpose)\n\ttrue\n}\n'
+    )
+    policies, _ = policy_set(tmp_path, {"doelpoort/printing_test.rego": ("", test_module)})
+    assert check_policy_set(policies, catalog, now=NOW) == []
