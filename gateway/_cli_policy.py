@@ -223,8 +223,8 @@ def policy_eval(
 
     With --seq N, entry N's stored input, evaluated with the policy set that made that
     decision (from the log's archive; for an entry older than the archive --policies
-    must hold it: its digest is checked), and whether it reproduces what was logged. Exit 1 when the policy gives no valid decision or does not
-    reproduce the logged one.
+    must hold it: its digest is checked), and whether it reproduces what was logged.
+    Exit 1 when the policy gives no valid decision or does not reproduce the logged one.
     """
     import json
 
