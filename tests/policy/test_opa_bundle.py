@@ -440,3 +440,26 @@ def test_the_commands_fail_in_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert len(result.output.splitlines()) == 1
     assert not (tmp_path / "b").exists()
+
+
+DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("member", "match"),
+    [
+        (".signatures.json", "not a signatures document"),
+        (".manifest", "not JSON"),
+        ("data.json", "not JSON"),
+    ],
+)
+def test_a_member_nested_too_deeply_is_refused_in_one_line(
+    tmp_path: Path, member: str, match: str
+) -> None:
+    # A nesting that exhausts the parser's stack is unreadable like a syntax error: one
+    # line naming the bundle, never a RecursionError out of the reader.
+    path = tmp_path / "b.tar.gz"
+    files = members_of_real(tmp_path)
+    files[member] = DEEP_JSON
+    pack(path, files)
+    refused(path, match)
