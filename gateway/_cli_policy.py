@@ -142,7 +142,7 @@ def _read_input(path: Path) -> dict[str, Any]:
     try:
         text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
         document = json.loads(text)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _fail(f"{path}: not a readable JSON policy input ({type(exc).__name__})", 2) from exc
     if not isinstance(document, dict):
         raise _fail(f"{path}: a policy input is a JSON object", 2)
