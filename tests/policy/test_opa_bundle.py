@@ -408,8 +408,26 @@ def test_a_source_opa_would_misread_is_not_written(tmp_path: Path) -> None:
 # -- the commands -----------------------------------------------------------------------
 
 
+def own_tests_only(policies: Path, test_body: str) -> None:
+    """Replace the shipped Rego tests (which take tens of seconds) with one of our own."""
+    for shipped in policies.rglob("*_test.rego"):
+        shipped.unlink()
+    if test_body:
+        (policies / "doelpoort" / "ours_test.rego").write_text(
+            f"package doelpoort.ours_test\n\nimport rego.v1\n\ntest_ours if {{\n\t{test_body}\n}}\n",
+            encoding="utf-8",
+        )
+
+
+RELEASES_NATIONALITY = (
+    'data.register.purposes["ct-assessment"].datasets["ind/residence"]'
+    '.field_ops.nationality == "keep"'
+)
+
+
 def test_the_bundle_command_writes_a_signed_bundle_of_the_policies(tmp_path: Path) -> None:
     policies = copy_policies(tmp_path)
+    own_tests_only(policies, RELEASES_NATIONALITY)
     (policies / "doelpoort" / "deny.rego").write_text(
         (policies / "doelpoort" / "deny.rego").read_text() + "\n# reviewed\n"
     )
@@ -426,6 +444,45 @@ def test_the_bundle_command_writes_a_signed_bundle_of_the_policies(tmp_path: Pat
     assert result.output == f"wrote {out}: revision {digest}, signed as ops-2026\n"
     read = read_bundle(out, verify_key=pub.read_bytes(), require_signature=True)
     assert (read.digest, read.key_id) == (digest, "ops-2026")
+
+
+@pytest.mark.parametrize(
+    ("test_body", "breaks_check", "why"),
+    [
+        (RELEASES_NATIONALITY, True, "`doelpoort policy check` has 1 finding, the first: "),
+        (
+            RELEASES_NATIONALITY.replace('"keep"', '"drop"'),
+            False,
+            "its Rego tests do not pass: 1 failed, 0 errors",
+        ),
+        ("", False, "it has no Rego tests"),
+    ],
+    ids=["check-finding", "failing-test", "no-tests"],
+)
+def test_the_bundle_command_refuses_a_set_that_fails_check_or_its_tests(
+    tmp_path: Path, test_body: str, breaks_check: bool, why: str
+) -> None:
+    # A reload from a signed bundle runs no Rego tests (the bundle carries none): the
+    # signature stands for check and tests having passed, so neither may be skipped here.
+    policies = copy_policies(tmp_path)
+    own_tests_only(policies, test_body)
+    if breaks_check:  # a misspelt rule reference: compiles, and denies everything
+        deny = policies / "doelpoort" / "deny.rego"
+        text = deny.read_text(encoding="utf-8")
+        deny.write_text(text.replace("\tnot role_granted\n", "\tnot role_grantd\n", 1))
+    key, out = tmp_path / "k.pem", tmp_path / "out.tar.gz"
+    generate_signing_key(key, tmp_path / "k.pub.pem")
+    result = runner.invoke(
+        app,
+        ["policy", "bundle", "--policies", str(policies), "--output", str(out)]
+        + ["--signing-key", str(key)],
+    )
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.splitlines()
+    assert line.startswith(f"{policies}: not bundled: {why}"), line
+    if breaks_check:
+        assert "doelpoort/deny.rego:" in line and "role_grantd" in line
+    assert not out.exists()
 
 
 def test_the_commands_fail_in_one_line(tmp_path: Path) -> None:
