@@ -414,7 +414,8 @@ def own_tests_only(policies: Path, test_body: str) -> None:
         shipped.unlink()
     if test_body:
         (policies / "doelpoort" / "ours_test.rego").write_text(
-            f"package doelpoort.ours_test\n\nimport rego.v1\n\ntest_ours if {{\n\t{test_body}\n}}\n",
+            "package doelpoort.ours_test\n\nimport rego.v1\n\n"
+            f"test_ours if {{\n\t{test_body}\n}}\n",
             encoding="utf-8",
         )
 
@@ -472,16 +473,14 @@ def test_the_bundle_command_refuses_a_set_that_fails_check_or_its_tests(
         deny.write_text(text.replace("\tnot role_granted\n", "\tnot role_grantd\n", 1))
     key, out = tmp_path / "k.pem", tmp_path / "out.tar.gz"
     generate_signing_key(key, tmp_path / "k.pub.pem")
-    result = runner.invoke(
-        app,
-        ["policy", "bundle", "--policies", str(policies), "--output", str(out)]
-        + ["--signing-key", str(key)],
-    )
+    args = ["policy", "bundle", "--policies", str(policies), "--output", str(out)]
+    result = runner.invoke(app, [*args, "--signing-key", str(key)])
     assert result.exit_code == 1, result.output
     (line,) = result.output.splitlines()
     assert line.startswith(f"{policies}: not bundled: {why}"), line
     if breaks_check:
-        assert "doelpoort/deny.rego:" in line and "role_grantd" in line
+        assert "doelpoort/deny.rego:" in line
+        assert "role_grantd" in line
     assert not out.exists()
 
 
