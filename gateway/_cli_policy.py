@@ -142,7 +142,7 @@ def _read_input(path: Path) -> dict[str, Any]:
     try:
         text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
         document = json.loads(text)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _fail(f"{path}: not a readable JSON policy input ({type(exc).__name__})", 2) from exc
     if not isinstance(document, dict):
         raise _fail(f"{path}: a policy input is a JSON object", 2)
@@ -531,7 +531,9 @@ _BUNDLE_FILE = Path("doelpoort-policy.tar.gz")
 def policy_bundle(
     policies: PoliciesOption = None,
     connectors: ConnectorsOption = None,
-    output: Annotated[Path, typer.Option(help="The bundle to write (.tar.gz).")] = _BUNDLE_FILE,
+    output: Annotated[
+        Path, typer.Option(dir_okay=False, help="The bundle to write (.tar.gz).")
+    ] = _BUNDLE_FILE,
     signing_key: Annotated[
         Path | None,
         typer.Option(help="PEM private key (EC or RSA) to sign the bundle with, OPA's format."),
@@ -540,12 +542,47 @@ def policy_bundle(
         str, typer.Option(help="The key id the signature names (OPA's keys configuration).")
     ] = "doelpoort",
 ) -> None:
-    """Write the policy set as an OPA bundle: its revision is the policy digest."""
-    from gateway.policy.opa_bundle import write_bundle
+    """Write the policy set as an OPA bundle: its revision is the policy digest.
 
-    # Only a set that would start is worth shipping: the register must fit the catalog.
-    bundle = _policy_set(_settings(None), policies, connectors)
+    Only a set that passes `doelpoort policy check` and its own Rego tests (`doelpoort
+    policy test`) is bundled: a gateway reloading a signed bundle does not run the tests
+    again (the bundle carries none), so the signature stands for them. Exit 1 otherwise,
+    and nothing is written.
+    """
+    import asyncio
+
+    from gateway.connectors.catalog import Catalog
+    from gateway.policy.check import check_policy_set
+    from gateway.policy.opa_bundle import write_bundle
+    from gateway.policy.testing import run_tests
+
+    settings = _settings(None)
+    policies_dir = policies or settings.policies_dir
+    # The key first: a missing key should not cost a test run.
     key = signing_key.read_bytes() if signing_key is not None else None
+    bundle = _policy_set(settings, policies, connectors)
+    catalog = Catalog.load(connectors or settings.connectors_dir, settings.var_dir)
+    try:
+        findings = check_policy_set(policies_dir, catalog)
+    finally:
+        asyncio.run(catalog.aclose())
+    if findings:
+        count = len(findings)
+        raise _fail(
+            f"{policies_dir}: not bundled: `doelpoort policy check` has {count}"
+            f" finding{'s' if count != 1 else ''}, the first: {findings[0]}"
+        )
+    report = run_tests(policies_dir)
+    if not report.ok:
+        why = (
+            "it has no Rego tests"
+            if not report.results and report.failure is None
+            else f"its Rego tests do not pass: {report.failed} failed, {report.errors} errors"
+        )
+        raise _fail(f"{policies_dir}: not bundled: {why} (run `doelpoort policy test` on it)")
+    # What was checked and tested must be what is written: files edited meanwhile are not.
+    if _policy_set(settings, policies, connectors).digest != bundle.digest:
+        raise _fail(f"{policies_dir}: not bundled: its files changed while it was checked")
     write_bundle(bundle, output, signing_key=key, key_id=key_id)
     signed = f", signed as {key_id}" if key is not None else ", unsigned"
     typer.echo(f"wrote {output}: revision {bundle.digest}{signed}")

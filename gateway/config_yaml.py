@@ -38,6 +38,10 @@ def parse_yaml(text: str, name: str | Path) -> object:
         at = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigurationError(f"{name}: {problem}{at}") from exc
+    except RecursionError:
+        # PyYAML composes nested collections recursively: a deep enough document
+        # exhausts the stack. Nothing the gateway reads nests more than a few levels.
+        raise ConfigurationError(f"{name}: nested too deeply") from None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

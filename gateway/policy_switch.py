@@ -281,6 +281,14 @@ class PolicySwitch:
                 )
         except ConfigurationError as exc:
             return Refused((exc.detail,), None), kind
+        except Exception as exc:
+            # Anything else that stops the candidate being read or vetted (a bundle whose
+            # files cannot be unpacked, a reader bug) refuses it like any other reason:
+            # on record, in /readyz, the old set serving. Only the class: a message might
+            # quote what was read.
+            log.error("policy candidate could not be vetted: %s", type(exc).__name__)
+            reason = f"the policy set could not be read or vetted ({type(exc).__name__})"
+            return Refused((reason,), None), kind
         return result, kind
 
     async def _settle(

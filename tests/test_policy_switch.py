@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import shutil
@@ -24,8 +25,9 @@ from audit.reader import AuditReader
 from gateway.dev.bootstrap import bootstrap
 from gateway.dev.demo import load_subjects
 from gateway.errors import ConfigurationError, PolicyUnavailable
-from gateway.policy.bundle import compile_bundle
-from gateway.policy.sources import Candidate, DirectorySource
+from gateway.policy.bundle import compile_bundle, policy_digest
+from gateway.policy.opa_bundle import generate_signing_key, write_bundle
+from gateway.policy.sources import BundleSource, Candidate, DirectorySource
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from tests.gateway_support import copy_tree, make_settings
@@ -441,3 +443,32 @@ def test_a_reload_runs_the_sets_own_rego_tests(settings: Settings) -> None:
         "its Rego tests do not pass: 1 failed, 0 errors (run `doelpoort policy test` on it)"
     ]
     assert swapped.outcome == "swapped"
+
+
+def test_a_candidate_that_cannot_be_unpacked_is_refused_on_record(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A signed bundle whose member paths clash (a file, and a directory of the same name
+    # below it): its signature and digest hold, but unpacking it fails with an OSError.
+    # Such a failure must refuse the set as any reason does, not end the attempt unseen.
+    shipped = compile_bundle(settings.policies_dir, demo_catalog())
+    sources = (*shipped.sources, ("doelpoort/deny.rego/extra.rego", "package extra\n"))
+    clashing = dataclasses.replace(shipped, sources=sources, digest=policy_digest(sources))
+    private, public = tmp_path / "signing.pem", tmp_path / "signing.pub.pem"
+    generate_signing_key(private, public)
+    bundle = tmp_path / "policies.tar.gz"
+    write_bundle(clashing, bundle, signing_key=private.read_bytes())
+
+    async def test(runtime: Runtime) -> None:
+        old = runtime.policy
+        monkeypatch.setattr(runtime.policies, "_source", BundleSource(bundle, public))
+        assert await runtime.policies.reload("sighup") == "refused"
+        assert runtime.policy is old
+        status = runtime.policies.status()["last_reload"]
+        assert (status["trigger"], status["outcome"]) == ("sighup", "refused")
+        assert "doelpoort_policy_reload_refused 1.0" in runtime.metrics.render().decode()
+
+    running(settings, test)
+    (change,) = policy_changes(settings)
+    assert (change.source, change.outcome, change.new_digest) == ("bundle", "refused", None)
+    assert change.reasons == ["the policy set could not be read or vetted (FileExistsError)"]

@@ -94,6 +94,16 @@ class Served:
 def serve(tmp: Path, **env: str) -> Iterator[Served]:
     var, policies = tmp / "var", tmp / "policies"
     shutil.copytree(PROJECT_ROOT / "policies", policies)
+    # A reload runs the set's own Rego tests (the default). The shipped ones pin the demo
+    # register, which these tests edit: this deployment has a test of its own instead.
+    for shipped in policies.rglob("*_test.rego"):
+        shipped.unlink()
+    (policies / "doelpoort" / "ours_test.rego").write_text(
+        "package doelpoort.ours_test\n\nimport rego.v1\n\n"
+        "test_ct_assessment_is_registered if {\n"
+        '\tdata.register.purposes["ct-assessment"].legal_basis != ""\n}\n',
+        encoding="utf-8",
+    )
     settings_env = {
         "DOELPOORT_VAR_DIR": str(var),
         "DOELPOORT_POLICIES_DIR": str(policies),

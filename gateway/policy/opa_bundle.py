@@ -95,6 +95,9 @@ _OPA_SUFFIXES = (".manifest", "signatures.json")
 _PACKAGE = re.compile(r"^package\s+([\w.]+)", re.MULTILINE)
 _CURVE_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 _ALGORITHMS = frozenset({*_CURVE_ALGORITHMS.values(), "RS256", "RS384", "RS512"})
+#: What reading JSON from a bundle may raise: a nesting deep enough to exhaust the
+#: stack is as unreadable as a syntax error, and refused the same way.
+_JSON_ERRORS = (ValueError, RecursionError)
 _SIGNATURE_ERROR = "its signature does not verify with the configured key (signed by another key?)"
 
 
@@ -385,7 +388,7 @@ def _signed_files(
     try:
         document = json.loads(signatures)
         tokens = document["signatures"]
-    except (ValueError, TypeError, KeyError):
+    except (*_JSON_ERRORS, TypeError, KeyError):
         raise ConfigurationError(".signatures.json is not a signatures document") from None
     if not isinstance(tokens, list) or len(tokens) != 1 or not isinstance(tokens[0], str):
         raise ConfigurationError(".signatures.json must hold exactly one JWT, as OPA requires")
@@ -401,7 +404,7 @@ def _signed_files(
         header, payload_bytes = _unverified(token)
     try:
         payload = json.loads(payload_bytes)
-    except ValueError:
+    except _JSON_ERRORS:
         raise ConfigurationError("the signature's payload is not JSON") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("files"), list):
         raise ConfigurationError("the signature's payload lists no files")
@@ -450,7 +453,7 @@ def _manifest(content: bytes | None) -> dict[str, Any]:
         raise ConfigurationError("the bundle has no .manifest")
     try:
         manifest = json.loads(content)
-    except ValueError:
+    except _JSON_ERRORS:
         raise ConfigurationError("its .manifest is not JSON") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("revision"), str):
         raise ConfigurationError("its .manifest has no revision")
@@ -476,7 +479,7 @@ def _check_data(data: bytes, sources: Mapping[str, str]) -> None:
     register = Register.from_mapping(parse_yaml(register_text, REGISTER_FILE))
     try:
         loaded = json.loads(data)
-    except ValueError:
+    except _JSON_ERRORS:
         raise ConfigurationError("its data.json is not JSON") from None
     if loaded != {"register": register.as_data()}:
         raise ConfigurationError(f"its data.json is not the data of its {REGISTER_FILE}")
@@ -492,10 +495,10 @@ def _file_hash(name: str, content: bytes) -> bytes:
     if base == DATA_FILE or name.endswith(_OPA_SUFFIXES):
         try:
             value = json.loads(content, parse_int=_Number, parse_float=_Number)
-        except ValueError:
+            h = hashlib.sha256()
+            _json_hash(value, h)
+        except _JSON_ERRORS:
             raise ConfigurationError(f"file {name} is not JSON") from None
-        h = hashlib.sha256()
-        _json_hash(value, h)
         return h.digest()
     return hashlib.sha256(content).digest()
 

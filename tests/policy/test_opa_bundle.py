@@ -408,8 +408,27 @@ def test_a_source_opa_would_misread_is_not_written(tmp_path: Path) -> None:
 # -- the commands -----------------------------------------------------------------------
 
 
+def own_tests_only(policies: Path, test_body: str) -> None:
+    """Replace the shipped Rego tests (which take tens of seconds) with one of our own."""
+    for shipped in policies.rglob("*_test.rego"):
+        shipped.unlink()
+    if test_body:
+        (policies / "doelpoort" / "ours_test.rego").write_text(
+            "package doelpoort.ours_test\n\nimport rego.v1\n\n"
+            f"test_ours if {{\n\t{test_body}\n}}\n",
+            encoding="utf-8",
+        )
+
+
+RELEASES_NATIONALITY = (
+    'data.register.purposes["ct-assessment"].datasets["ind/residence"]'
+    '.field_ops.nationality == "keep"'
+)
+
+
 def test_the_bundle_command_writes_a_signed_bundle_of_the_policies(tmp_path: Path) -> None:
     policies = copy_policies(tmp_path)
+    own_tests_only(policies, RELEASES_NATIONALITY)
     (policies / "doelpoort" / "deny.rego").write_text(
         (policies / "doelpoort" / "deny.rego").read_text() + "\n# reviewed\n"
     )
@@ -428,6 +447,43 @@ def test_the_bundle_command_writes_a_signed_bundle_of_the_policies(tmp_path: Pat
     assert (read.digest, read.key_id) == (digest, "ops-2026")
 
 
+@pytest.mark.parametrize(
+    ("test_body", "breaks_check", "why"),
+    [
+        (RELEASES_NATIONALITY, True, "`doelpoort policy check` has 1 finding, the first: "),
+        (
+            RELEASES_NATIONALITY.replace('"keep"', '"drop"'),
+            False,
+            "its Rego tests do not pass: 1 failed, 0 errors",
+        ),
+        ("", False, "it has no Rego tests"),
+    ],
+    ids=["check-finding", "failing-test", "no-tests"],
+)
+def test_the_bundle_command_refuses_a_set_that_fails_check_or_its_tests(
+    tmp_path: Path, test_body: str, breaks_check: bool, why: str
+) -> None:
+    # A reload from a signed bundle runs no Rego tests (the bundle carries none): the
+    # signature stands for check and tests having passed, so neither may be skipped here.
+    policies = copy_policies(tmp_path)
+    own_tests_only(policies, test_body)
+    if breaks_check:  # a misspelt rule reference: compiles, and denies everything
+        deny = policies / "doelpoort" / "deny.rego"
+        text = deny.read_text(encoding="utf-8")
+        deny.write_text(text.replace("\tnot role_granted\n", "\tnot role_grantd\n", 1))
+    key, out = tmp_path / "k.pem", tmp_path / "out.tar.gz"
+    generate_signing_key(key, tmp_path / "k.pub.pem")
+    args = ["policy", "bundle", "--policies", str(policies), "--output", str(out)]
+    result = runner.invoke(app, [*args, "--signing-key", str(key)])
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.splitlines()
+    assert line.startswith(f"{policies}: not bundled: {why}"), line
+    if breaks_check:
+        assert "doelpoort/deny.rego:" in line
+        assert "role_grantd" in line
+    assert not out.exists()
+
+
 def test_the_commands_fail_in_one_line(tmp_path: Path) -> None:
     generate_signing_key(tmp_path / "k.pem", tmp_path / "k.pub.pem")
     result = runner.invoke(app, ["policy", "keygen", "--private-key", str(tmp_path / "k.pem")])
@@ -440,3 +496,26 @@ def test_the_commands_fail_in_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert len(result.output.splitlines()) == 1
     assert not (tmp_path / "b").exists()
+
+
+DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("member", "match"),
+    [
+        (".signatures.json", "not a signatures document"),
+        (".manifest", "not JSON"),
+        ("data.json", "not JSON"),
+    ],
+)
+def test_a_member_nested_too_deeply_is_refused_in_one_line(
+    tmp_path: Path, member: str, match: str
+) -> None:
+    # A nesting that exhausts the parser's stack is unreadable like a syntax error: one
+    # line naming the bundle, never a RecursionError out of the reader.
+    path = tmp_path / "b.tar.gz"
+    files = members_of_real(tmp_path)
+    files[member] = DEEP_JSON
+    pack(path, files)
+    refused(path, match)

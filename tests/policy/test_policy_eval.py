@@ -171,6 +171,11 @@ def test_an_input_that_is_no_json_object_is_a_usage_error(tmp_path: Path) -> Non
     code, _, err = run("--input", str(path))
     assert code == 2
     assert "not a readable JSON policy input" in err
+    # Nested deeper than the JSON parser's stack: unreadable too, not a traceback.
+    path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    code, _, err = run("--input", str(path))
+    assert code == 2
+    assert err.strip() == f"{path}: not a readable JSON policy input (RecursionError)"
     assert run()[0] == 2  # neither --input nor --seq
 
 
