@@ -109,10 +109,6 @@ def serve(tmp: Path, **env: str) -> Iterator[Served]:
         "DOELPOORT_POLICIES_DIR": str(policies),
         "DOELPOORT_PORT": "0",
         "DOELPOORT_OPS_PORT": "0",
-        # The shipped Rego tests pin the demo register, which these tests change, and take
-        # rego-cpp tens of seconds; the reload's test step is shown in-process
-        # (tests/test_policy_switch.py).
-        "DOELPOORT_POLICY_RELOAD_TESTS": "false",
         **env,
     }
     with serving(["--setup"], settings_env) as lines:
