@@ -161,7 +161,7 @@ def _logged_input(reader: AuditReader, seq: int) -> tuple[dict[str, Any], dict[s
     except (TypeError, ValueError) as exc:
         raise _fail(f"entry {seq} is not an audit record this version can read") from exc
     if not isinstance(record, AuditRecord):
-        raise _fail(f"entry {seq} records a refusal, which has no policy decision", 2)
+        raise _fail(f"entry {seq} is a {record.kind} entry, which has no policy decision", 2)
     if not record.policy_input:
         raise _fail(f"entry {seq} keeps no policy input", 2)
     logged = {
