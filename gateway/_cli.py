@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from gateway._cli_common import fail as _fail
+from gateway._cli_common import open_reader as _open_reader
+from gateway._cli_common import settings_for as _settings
 from gateway._cli_policy import policy_app
 from gateway.errors import DoelpoortError
 from gateway.settings import Settings
@@ -63,11 +66,6 @@ VarDir = Annotated[
 ]
 
 
-def _settings(var_dir: Path | None = None) -> Settings:
-    settings = Settings.from_env()
-    return settings.with_var_dir(var_dir) if var_dir is not None else settings
-
-
 def _utc(seconds: int) -> str:
     """Unix seconds as RFC 3339 UTC, for messages."""
     from datetime import UTC, datetime
@@ -78,22 +76,6 @@ def _utc(seconds: int) -> str:
         return rfc3339(datetime.fromtimestamp(seconds, UTC))
     except (OverflowError, OSError, ValueError):
         return f"{seconds} s after 1970"
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.secho(message, fg=typer.colors.RED, err=True)
-    return typer.Exit(code)
-
-
-def _open_reader(settings: Settings) -> AuditReader:
-    """The audit log for reading; exit 2 when there is none (a reader never creates one)."""
-    from audit.reader import AuditReader
-    from gateway.errors import AuditError
-
-    try:
-        return AuditReader(settings.audit_db_path)
-    except AuditError as exc:
-        raise _fail(f"no audit log at {settings.audit_db_path}", 2) from exc
 
 
 def _verify(

@@ -15,6 +15,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from gateway._cli_common import fail as _fail
+from gateway._cli_common import open_reader as _open_reader
+from gateway._cli_common import settings_for as _settings
+
 policy_app = typer.Typer(
     help="Policy authors' tools: check, test, explain, replay, diff and bundle policy sets.",
     no_args_is_help=True,
@@ -53,18 +57,6 @@ VarDirOption = Annotated[
     Path | None,
     typer.Option("--var-dir", help="Runtime state directory with the audit log (default: var/)."),
 ]
-
-
-def _settings(var_dir: Path | None) -> Settings:
-    from gateway.settings import Settings
-
-    settings = Settings.from_env()
-    return settings.with_var_dir(var_dir) if var_dir is not None else settings
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.secho(message, fg=typer.colors.RED, err=True)
-    return typer.Exit(code)
 
 
 def _policy_set(settings: Settings, policies: Path | None, connectors: Path | None) -> PolicyBundle:
@@ -108,16 +100,6 @@ def policy_set_of_entry(
             " made it"
         )
     return bundle
-
-
-def _open_log(settings: Settings) -> AuditReader:
-    from audit.reader import AuditReader
-    from gateway.errors import AuditError
-
-    try:
-        return AuditReader(settings.audit_db_path)
-    except AuditError as exc:
-        raise _fail(f"no audit log at {settings.audit_db_path}", 2) from exc
 
 
 def _decide(bundle: PolicyBundle, policy_input: dict[str, Any], timeout_s: float) -> Decision:
@@ -240,7 +222,7 @@ def policy_eval(
         bundle = _policy_set(settings, policies, connectors)
     else:
         assert seq is not None
-        with _open_log(settings) as reader:
+        with _open_reader(settings) as reader:
             policy_input, logged = _logged_input(reader, seq)
             bundle = policy_set_of_entry(
                 str(logged["policy_digest"]),
@@ -334,7 +316,7 @@ def policy_replay(
     settings = _settings(var_dir)
     start = _since(since)
     bundle = _policy_set(settings, policies, connectors)
-    with _open_log(settings) as reader:
+    with _open_reader(settings) as reader:
         rows = reader.iter_rows()
         if as_json or not sys.stderr.isatty():
             report = replay(
