@@ -68,7 +68,7 @@ def _add_stack_only_route(app: FastAPI) -> None:
     can say how much of the cost is the pipeline and how much the HTTP stack.
     """
     from gateway.api_models import DisclosureRequest
-    from gateway.app import partner, peer
+    from gateway.peers import partner, peer
 
     @app.post("/bench/stack-only", include_in_schema=False)
     async def stack_only(request: Request) -> Response:

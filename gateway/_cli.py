@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from gateway import _cli_report, _cli_subject, _cli_witness
 from gateway._cli_common import fail as _fail
 from gateway._cli_common import open_reader as _open_reader
 from gateway._cli_common import settings_for as _settings
@@ -60,6 +61,9 @@ app.add_typer(audit_app, name="audit")
 receipt_app = typer.Typer(help="Receipts: the public keys that verify them.")
 app.add_typer(receipt_app, name="receipt")
 app.add_typer(policy_app, name="policy")
+_cli_subject.register(audit_app, keys_app)
+_cli_witness.register(app, receipt_app)
+_cli_report.register(audit_app)
 
 VarDir = Annotated[
     Path | None, typer.Option("--var-dir", help="Runtime state directory (default: var/).")

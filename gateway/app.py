@@ -26,10 +26,11 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__
+from gateway.dpo.routes import dpo_router
 from gateway.errors import (
     PROBLEM_TYPE_PREFIX,
-    AccessError,
     DoelpoortError,
+    DpoOnly,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
@@ -37,17 +38,13 @@ from gateway.errors import (
     PurposeDenied,
     RequestError,
     Unauthenticated,
-    UnknownPeer,
     UnsupportedMediaType,
 )
 from gateway.openapi import openapi_document, server_url
+from gateway.peers import identify, partner, peer, rt
 from gateway.purposes import granted_purposes
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from gateway.transport import security_log
-from gateway.transport.identity import PeerIdentity, identity_from_der
-from gateway.transport.tls import peer_certificate_der
-from gateway.vocabulary import Partner
 
 log = logging.getLogger("doelpoort.app")
 
@@ -108,64 +105,6 @@ def request_policy_reload(app: FastAPI, trigger: str) -> None:
         log.warning("policy reload (%s) ignored: the gateway is still starting", trigger)
         return
     runtime.request_policy_reload(trigger)
-
-
-def rt(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
-
-
-# The dependencies are coroutines on purpose: FastAPI runs plain functions in a worker
-# thread, a hop that costs more than the work they do.
-async def peer(request: Request) -> PeerIdentity:
-    """The peer as its TLS certificate names it — never what the request says.
-
-    401 without a certificate, or for one that is no client certificate, revoked, or
-    unknown to the gateway; 403 for a certificate that names no one, or a partner this
-    deployment does not configure (SPEC §4; `gateway.transport.admission`).
-    """
-    identity = _identify(request)
-    if isinstance(identity, DoelpoortError):
-        raise identity
-    return identity
-
-
-def _identify(request: Request) -> PeerIdentity | DoelpoortError:
-    """`peer`'s answer, or its refusal. Each unknown or revoked certificate is a security
-    log line; a configured partner is noted on the request even when refused (revoked),
-    so that its refusals become audit entries (`_log_refusal`)."""
-    der = peer_certificate_der(request.scope)
-    if der is None:
-        return Unauthenticated()
-    runtime = rt(request)
-    try:
-        identity = runtime.admission.admit(der, request.scope.get("client"))
-    except AccessError as exc:
-        named = identity_from_der(der)  # only a refusal needs it a second time
-        # A configured partner whose certificate was revoked is still that partner: its
-        # refusals become audit entries. An unknown certificate is no one's, even while
-        # the CRL cannot be trusted (then every serial counts as revoked).
-        if (
-            named is not None
-            and named.kind == "partner"
-            and named.id in runtime.catalog.partners
-            and runtime.admission.known(named)
-            and runtime.admission.revoked(named)
-        ):
-            request.state.partner_id = named.id
-        return exc
-    if identity.kind == "partner":
-        request.state.partner_id = identity.id
-    return identity
-
-
-def partner(request: Request, identity: PeerIdentity) -> Partner:
-    """The configured partner a known peer is; 403 for a DPO."""
-    if identity.kind != "partner":
-        der = peer_certificate_der(request.scope) or b""
-        reason = "a DPO certificate on the partner API"
-        security_log.certificate_unknown_peer(request.scope.get("client"), der, reason)
-        raise UnknownPeer()
-    return rt(request).catalog.partners[identity.id]
 
 
 async def json_body(request: Request) -> bytes:
@@ -306,6 +245,8 @@ def create_app(settings: Settings) -> FastAPI:
             cached = app.state.openapi = (policy.digest, JSONResponse(document).body)
         return Response(cached[1], media_type="application/json")
 
+    # The DPO's console, API and the log's proofs (gateway/dpo/).
+    app.include_router(dpo_router)
     _install_error_handlers(app)
     app.add_middleware(RequestMetrics)
     app.add_middleware(ContainFailures)
@@ -343,7 +284,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def on_doelpoort_error(request: Request, exc: DoelpoortError) -> Response:
         if exc.status >= 500:
             log.warning("request failed closed: %s", exc.code)
-        elif isinstance(exc, RequestError | Unauthenticated):
+        elif isinstance(exc, RequestError | Unauthenticated | DpoOnly):
             # Not PurposeDenied: its decisions are audit entries already.
             await _log_refusal(request, exc.code, exc.status)
         return problem_from(exc)
@@ -370,7 +311,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code in (404, 405):
             # The router answers before any route's peer check: who is probing for
             # routes is worked out here (without changing the answer).
-            _identify(request)
+            identify(request)
             code = NotFound.code if exc.status_code == 404 else MethodNotAllowed.code
             await _log_refusal(request, code, exc.status_code)
         # The headers Starlette sets, such as a 405's Allow (RFC 9110 §15.5.6).

@@ -21,6 +21,7 @@ drawing to the classes.
     ├── AccessError                        401/403: who is calling
     │   ├── Unauthenticated           401  no usable client certificate (revoked)
     │   ├── UnknownPeer               403  a valid certificate of no configured partner
+    │   ├── DpoOnly                   403  a partner on a route for the DPO only
     │   └── PurposeDenied             403  purpose not granted, or every dataset denied
     ├── PolicyError                   503  fail closed: nothing is disclosed
     │   ├── PolicyUnavailable              engine not loaded, not answering, or all busy
@@ -69,6 +70,7 @@ __all__ = [
     "ConnectorResponseError",
     "ConnectorUnavailable",
     "DoelpoortError",
+    "DpoOnly",
     "EscrowError",
     "EscrowUnavailable",
     "HeadersTooLarge",
@@ -159,6 +161,12 @@ class UnknownPeer(AccessError):
     code = "unknown-peer"
     status = 403
     title = "Certificate does not belong to a configured partner"
+
+
+class DpoOnly(AccessError):
+    code = "dpo-only"
+    status = 403
+    title = "Only the data protection officer may use this"
 
 
 class PurposeDenied(AccessError):

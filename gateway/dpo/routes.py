@@ -1,0 +1,11 @@
+"""The DPO's routes, gathered into one router that `gateway.app` includes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+__all__ = ["dpo_router"]
+
+dpo_router = APIRouter()
+# Each part of the DPO's side adds its router here:
+# dpo_router.include_router(<module>.router)
