@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from gateway.dpo import static
+
 __all__ = ["dpo_router"]
 
 dpo_router = APIRouter()
 # Each part of the DPO's side adds its router here:
 # dpo_router.include_router(<module>.router)
+dpo_router.include_router(static.router)
