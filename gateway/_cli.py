@@ -229,6 +229,7 @@ def _warn_of_development_origin(settings: Settings) -> None:
 def _announce(settings: Settings, listeners: Sequence[socket.socket]) -> None:
     """The banner, naming the port actually bound (the one chosen, for port 0)."""
     from gateway.dev.demo import curl_example
+    from gateway.transport.pki_paths import PkiPaths
 
     bound = settings.replace(port=listeners[0].getsockname()[1]) if listeners else settings
     typer.echo("")
@@ -238,6 +239,11 @@ def _announce(settings: Settings, listeners: Sequence[socket.socket]) -> None:
     typer.echo("")
     _announce_ops(settings)
     typer.echo("Scripted exchange between partners:  make demo   (in another terminal)")
+    dpo = PkiPaths(settings.pki_dir)
+    typer.echo(
+        f"DPO console: {bound.base_url}/dpo/ with the DPO's certificate"
+        f' ({dpo.dpo_cert("dpo")}, key {dpo.dpo_key("dpo")}; docs/dpo.md, "The console").'
+    )
     typer.echo("DPO: verify the log with `doelpoort audit verify`. Stop with Ctrl-C.")
 
 
