@@ -4,7 +4,7 @@ The entry's stored policy input is evaluated afresh by the policy set that made 
 decision, read from the log's archive by the entry's digest (as ``doelpoort policy eval
 --seq N --explain`` does), and `gateway.policy.explain` says which rule and register entry
 gave each field op and deny reason. It never uses the serving engine's memo, and it runs
-off the event loop on a small pool of its own, bounded in time: rego-cpp cannot stop an
+off the event loop on a thread of its own (two at a time), bounded in time: rego-cpp cannot stop an
 evaluation, so one that overruns is abandoned (its thread finishes on its own) and the page
 says so instead of waiting.
 """
@@ -12,10 +12,11 @@ says so instead of waiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,12 @@ EXPLAIN_TIMEOUT_S = 15.0
 """How long a page waits for an explanation (compiling the archived set included)."""
 
 # Two at a time: a DPO reading entries needs no more, and a runaway rule holds one only.
-_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="doelpoort-dpo-explain")
+_SLOTS = threading.BoundedSemaphore(2)
 _COMPILED: OrderedDict[str, PolicyBundle] = OrderedDict()
 _COMPILED_LOCK = threading.Lock()
 _COMPILED_KEEP = 4
+
+log = logging.getLogger("doelpoort.dpo.explanation")
 
 
 async def explain_entry(audit_db: Path, seq: int, record: AuditRecord) -> dict[str, Any]:
@@ -45,20 +48,45 @@ async def explain_entry(audit_db: Path, seq: int, record: AuditRecord) -> dict[s
     ``status`` says what there is: ``explained``; ``not-archived`` (the archive holds no
     set under the entry's digest: an entry older than the archive); ``no-input`` (the
     entry keeps no policy input); ``failed`` (the set does not compile, or the policy
-    gives no valid decision for the input: ``detail`` says which); ``timeout``.
+    gives no valid decision for the input: ``detail`` says which); ``timeout``; ``busy``
+    (every slot holds an explanation, or one abandoned that still runs).
     """
     if not record.policy_input:
         return {"status": "no-input", "detail": "the entry keeps no policy input"}
+    if not _SLOTS.acquire(blocking=False):
+        return {
+            "status": "busy",
+            "detail": "other explanations are still being worked out; try again shortly",
+        }
     loop = asyncio.get_running_loop()
-    work = loop.run_in_executor(_POOL, _explain, audit_db, record)
+    done: asyncio.Future[dict[str, Any]] = loop.create_future()
+
+    def run() -> None:
+        try:
+            found = _explain(audit_db, record)
+        except Exception as exc:  # a bug: the page says so, the log names only its class
+            log.error("entry %d could not be explained: unexpected %s", seq, type(exc).__name__)
+            found = {"status": "failed", "detail": "the explanation failed unexpectedly"}
+        finally:
+            _SLOTS.release()
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(_settle, done, found)
+
+    # A daemon thread, not a pool's: a runaway rule must not hold up the gateway's exit.
+    threading.Thread(target=run, name="doelpoort-dpo-explain", daemon=True).start()
     try:
-        return await asyncio.wait_for(work, EXPLAIN_TIMEOUT_S)
+        return await asyncio.wait_for(done, EXPLAIN_TIMEOUT_S)
     except TimeoutError:
         return {
             "status": "timeout",
             "detail": f"the explanation took longer than {EXPLAIN_TIMEOUT_S:.0f} s and was "
             "abandoned; `doelpoort policy eval --seq N --explain` has no such limit",
         }
+
+
+def _settle(future: asyncio.Future[dict[str, Any]], found: dict[str, Any]) -> None:
+    if not future.done():  # not given up on (wait_for cancels it at its time limit)
+        future.set_result(found)
 
 
 def _explain(audit_db: Path, record: AuditRecord) -> dict[str, Any]:

@@ -95,6 +95,10 @@ def test_a_dpo_clicks_through_the_console(
     deployment, seeded = seeded_console
     page = dpo_page
     base = deployment.base_url
+    # What the browser refused (CSP: no inline script or style, nothing from elsewhere).
+    complaints: list[str] = []
+    page.on("console", lambda message: complaints.append(message.text))
+    page.on("pageerror", lambda error: complaints.append(str(error)))
 
     # The overview: the log, its checkpoint, its integrity, requests vs dataset decisions.
     assert visit(page, f"{base}/dpo/") == 200
@@ -170,6 +174,7 @@ def test_a_dpo_clicks_through_the_console(
     expect(page.locator("main")).to_contain_text("dpo")  # who asked: the DPO, not start-up
     snap(page, "integrity")
     assert seeded.disclosures > 0
+    assert complaints == []
 
 
 def test_the_other_parts_pages_open_in_the_browser(
