@@ -257,7 +257,8 @@ def test_a_denied_entry_names_the_rule_of_its_reason(seeded_console: Console) ->
     assert [d["reason"] for d in denials] == record.reasons
     assert all(d["rules"] for d in denials)
     page = get(deployment, f"/dpo/entries/{seq}")
-    assert "denied:" in page.text
+    assert "<dt>Denied</dt>" in page.text
+    assert denials[0]["rules"][0] in page.text
 
 
 def test_a_refusal_entry_has_no_decision_to_explain(seeded_console: Console) -> None:
