@@ -34,6 +34,8 @@ from audit.entry import (
 from audit.errors import PolicySetMismatch
 from audit.policy_sets import DIGEST_PATTERN
 from audit.query import (
+    DECISIONS,
+    KINDS,
     EntryFilter,
     LoggedEntry,
     RequestGroup,
@@ -58,15 +60,12 @@ router = APIRouter(lifespan=integrity_lifespan)
 PAGE_SIZE = 25
 """Requests per page of the decision list."""
 
-DECISION_CHOICES = ("allow", "deny", "error", "refused", "policy-change", "reidentification")
 _ID = re.compile(ID_PATTERN)
 _DATASET = re.compile(DATASET_ID_PATTERN)
-_CODE = re.compile(r"[a-z][a-z0-9-]{0,62}")
 _CASE_REF = re.compile(r"[A-Za-z0-9/._-]{1,64}")
 _DISCLOSURE_ID = re.compile(
     r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 )
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _MAX_SEQ = 2**63 - 1
 
@@ -130,6 +129,7 @@ async def requests_page(
     dataset: str | None = None,
     purpose: str | None = None,
     decision: str | None = None,
+    kind: str | None = None,
     refusal: str | None = None,
     since: str | None = None,
     until: str | None = None,
@@ -142,17 +142,19 @@ async def requests_page(
         "provider": _checked(provider, "provider", _ID),
         "dataset": _checked(dataset, "dataset", _DATASET),
         "purpose": _checked(purpose, "purpose", _ID),
-        "decision": _choice(decision, "decision", DECISION_CHOICES),
-        "refusal": _checked(refusal, "refusal", _CODE),
-        "since": _time(since, "since"),
-        "until": _time(until, "until"),
+        "decision": _blank(decision),
+        "kind": _blank(kind),
+        "refusal": _blank(refusal),
+        "since": _blank(since),
+        "until": _blank(until),
         "case_ref": _checked(case_ref, "case_ref", _CASE_REF),
         "policy_digest": _checked(policy_digest, "policy_digest", DIGEST_PATTERN),
     }
-    if given["since"] and given["until"] and given["since"] >= given["until"]:
-        raise InvalidRequest("since must be before until")
+    try:
+        flt = EntryFilter(**given)  # checks decision, kind, refusal and the period
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
     older_than = _seq(before, "before")
-    flt = EntryFilter(**given)
     page = await read_log(
         request, lambda reader: page_requests(reader, flt, before=older_than, limit=PAGE_SIZE)
     )
@@ -188,7 +190,8 @@ def _choices(request: Request) -> dict[str, list[str]]:
         "providers": sorted({spec.provider for spec in catalog.datasets.values()}),
         "datasets": sorted(catalog.datasets),
         "purposes": sorted(runtime.register.purposes),
-        "decisions": list(DECISION_CHOICES),
+        "decisions": list(DECISIONS),
+        "kinds": list(KINDS),
         "refusals": ["policy", "error", *_refusal_codes()],
     }
 
@@ -483,30 +486,9 @@ def _checked(value: str | None, name: str, pattern: re.Pattern[str]) -> str | No
     return value
 
 
-def _choice(value: str | None, name: str, choices: tuple[str, ...]) -> str | None:
-    if value is None or value == "":
-        return None
-    if value not in choices:
-        raise InvalidRequest(f"{name}: one of {', '.join(choices)}")
-    return value
-
-
-def _time(value: str | None, name: str) -> str | None:
-    """A date (``2026-12-01``, midnight UTC) or an RFC 3339 time, as RFC 3339 UTC."""
-    if value is None or value == "":
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        moment = None
-    if moment is None or (moment.tzinfo is None and _DATE.fullmatch(value) is None):
-        raise InvalidRequest(
-            f"{name}: a date (2026-12-01) or an RFC 3339 time with its offset "
-            "(2026-12-01T12:00:00Z)"
-        )
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return rfc3339(moment)
+def _blank(value: str | None) -> str | None:
+    """None for a form's empty field."""
+    return value or None
 
 
 def _seq(value: str | None, name: str) -> int | None:

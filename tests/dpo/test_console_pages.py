@@ -99,6 +99,7 @@ def test_denials_are_counted_as_requests_and_as_entries(seeded_console: Console)
             ),
         ),
         ("decision", "refused", lambda r: r["kind"] in ("refusal", "refusal-summary")),
+        ("kind", "refusal", lambda r: r["kind"] == "refusal"),
         (
             "refusal",
             "unknown-dataset",
@@ -137,6 +138,7 @@ def test_period_and_policy_digest_filters(seeded_console: Console) -> None:
     ("params", "names"),
     [
         ({"decision": "maybe"}, "decision"),
+        ({"kind": "decisions"}, "kind"),
         ({"since": "yesterday"}, "since"),
         ({"until": "2026-13-01"}, "until"),
         ({"since": "2026-12-01T10:00:00"}, "since"),  # no offset: which zone?
