@@ -416,15 +416,16 @@ async def integrity_page(request: Request) -> dict[str, Any]:
     def read(reader: AuditReader) -> dict[str, Any]:
         checkpoints = reader.checkpoints()
         latest = _checkpoint(checkpoints[-1]) if checkpoints else None
-        cosigned = getattr(reader, "cosignatures", None)  # once the witness's are stored
-        cosignatures = (
-            [
-                {"size": c.size, "key_name": c.key_name, "created_at": c.created_at}
-                for c in cosigned()
-            ]
-            if cosigned is not None
-            else None
-        )
+        cosignatures = [
+            {
+                "size": c.size,
+                "witness": c.key_name,
+                "key_id": c.key_id.hex(),
+                "stored_at": c.created_at,
+                "line": c.line,
+            }
+            for c in reader.cosignatures()
+        ]
         return {
             "entries": reader.count(),
             "latest_checkpoint": latest,
