@@ -71,6 +71,7 @@ __all__ = [
     "create_keys",
     "create_log_key",
     "create_subject_ref_key",
+    "export_subject_ref_key",
     "current_receipt_key_file",
     "export_log_public_key",
     "load_escrow_public_key",
@@ -228,6 +229,16 @@ def read_subject_ref_key(path: Path) -> bytes:
     if len(key) != SUBJECT_REF_KEY_BYTES:
         raise ConfigurationError(f"{path} must hold exactly {SUBJECT_REF_KEY_BYTES} bytes")
     return key
+
+
+def export_subject_ref_key(destination: Path, key: bytes) -> None:
+    """Write a copy of a subject key for the DPO (0600); never overwrites
+    (`ConfigurationError` when ``destination`` exists)."""
+    destination.parent.mkdir(mode=_KEYS_DIR_MODE, parents=True, exist_ok=True)
+    try:
+        create_file(destination, key)
+    except FileExistsError:
+        raise ConfigurationError(f"{destination} exists already; nothing was written") from None
 
 
 # -- receipt signing keys -----------------------------------------------------------------

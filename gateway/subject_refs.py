@@ -40,6 +40,7 @@ __all__ = [
     "LEGACY_INFO",
     "SubjectRefKey",
     "legacy_key",
+    "legacy_key_bytes",
     "load_subject_ref_key",
     "normalise_value",
 ]
@@ -106,10 +107,16 @@ class SubjectRefKey:
         return f"SubjectRefKey(kid={self.kid!r}, <key hidden>)"
 
 
-def legacy_key(master: bytes) -> SubjectRefKey:
+def legacy_key_bytes(master: bytes) -> bytes:
     """The key the subject references were made with before the DPO subject key: derived
-    from the pseudonym master secret (``HKDF(master, LEGACY_INFO)``)."""
-    return SubjectRefKey(hkdf_sha256(master, LEGACY_INFO))
+    from the pseudonym master secret (``HKDF(master, LEGACY_INFO)``). Handing it to the
+    DPO hands over nothing of the master secret (HKDF is one-way)."""
+    return hkdf_sha256(master, LEGACY_INFO)
+
+
+def legacy_key(master: bytes) -> SubjectRefKey:
+    """`legacy_key_bytes` as a key."""
+    return SubjectRefKey(legacy_key_bytes(master))
 
 
 def load_subject_ref_key(path: Path) -> SubjectRefKey:
