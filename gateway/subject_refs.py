@@ -93,7 +93,9 @@ class SubjectRefKey:
         refs = set()
         name, born = (keys.pop(part, None) for part in COMPOUND)
         if name is not None and born is not None:
-            compound = normalise_value("name", name) + b"\x00" + normalise_value("date_of_birth", born)
+            compound = b"\x00".join(
+                (normalise_value("name", name), normalise_value("date_of_birth", born))
+            )
             refs.add(self._ref("psn:", b"name+date_of_birth:" + compound))
         refs.update(self.ref(key_name, value) for key_name, value in keys.items())
         return sorted(refs)
