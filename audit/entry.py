@@ -267,18 +267,16 @@ class ReidentificationRecord:
         if not self.dpo or self.entry_seq < 1 or not self.disclosure_id:
             raise ValueError("a re-identification names the DPO, the entry and its disclosure")
         if not self.reason.strip() or len(self.reason) > REASON_MAX_CHARS:
-            raise ValueError(f"a re-identification states a reason of 1 to {REASON_MAX_CHARS} characters")
+            raise ValueError(
+                f"a re-identification states a reason of 1 to {REASON_MAX_CHARS} characters"
+            )
 
     def body(self) -> bytes:
         return _BODY_ENCODER.encode(self.__dict__).encode("utf-8")
 
 
 LogRecord: TypeAlias = (
-    AuditRecord
-    | RefusalRecord
-    | RefusalSummaryRecord
-    | PolicyChangeRecord
-    | ReidentificationRecord
+    AuditRecord | RefusalRecord | RefusalSummaryRecord | PolicyChangeRecord | ReidentificationRecord
 )
 """Any record an entry can hold."""
 

@@ -24,9 +24,9 @@ async def read_form(request: Request) -> dict[str, list[str]]:
     """The posted form, name → values; 415 for another media type, 422 for a body that
     is no form or too large."""
     media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media != FORM_MEDIA_TYPE:
-        raise UnsupportedMediaType(f"this form is posted as {FORM_MEDIA_TYPE}")
     body = await request.body()
+    if media != FORM_MEDIA_TYPE and (media or body):  # an empty body is an empty form
+        raise UnsupportedMediaType(f"this form is posted as {FORM_MEDIA_TYPE}")
     if len(body) > _LIMIT:
         raise InvalidRequest("the form is too large")
     try:

@@ -170,7 +170,8 @@ def test_the_console_page_finds_the_subject_and_never_echoes_the_identifier(
         page = dpo.post("/dpo/subjects", data={"bsn": BSN, "format": "page"})
         assert page.status_code == 200, page.text
         assert page.headers["content-type"].startswith("text/html")
-        assert asked.by_name in page.text and asked.by_bsn in page.text
+        assert asked.by_name in page.text
+        assert asked.by_bsn in page.text
         assert asked.other not in page.text
         assert BSN not in page.text
         # Its download form carries the references, not the identifier.
@@ -188,9 +189,7 @@ def test_the_console_page_finds_the_subject_and_never_echoes_the_identifier(
         assert asked.identity["name"] not in html.text
         assert "<style>" in html.text  # standalone: styled without the console
     assert not [
-        line
-        for line in asked.gateway.log.lines
-        if BSN in line or asked.identity["name"] in line
+        line for line in asked.gateway.log.lines if BSN in line or asked.identity["name"] in line
     ]
 
 
@@ -252,7 +251,8 @@ def test_audit_subject_offline_with_the_dpo_key(asked: Asked, tmp_path: Path) ->
             "--pdf", str(pdf), *var]  # fmt: skip
     summary = runner.invoke(app, args)
     assert summary.exit_code == 0, summary.output
-    assert "requests" in summary.stdout and "dataset decisions" in summary.stdout
+    assert "requests" in summary.stdout
+    assert "dataset decisions" in summary.stdout
     assert asked.identity["name"] not in summary.output
     assert asked.by_name in html.read_text()
     assert pdf.read_bytes().startswith(b"%PDF")
@@ -267,9 +267,7 @@ def test_audit_subject_offline_with_the_dpo_key(asked: Asked, tmp_path: Path) ->
         ([], "give a bsn"),
     ],
 )
-def test_audit_subject_says_what_is_missing(
-    asked: Asked, args: list[str], message: str
-) -> None:
+def test_audit_subject_says_what_is_missing(asked: Asked, args: list[str], message: str) -> None:
     key = str(asked.gateway.settings.dpo_dir / SUBJECT_REF_KEY_FILE)
     result = runner.invoke(app, ["audit", "subject", *args, "--key", key])
     assert result.exit_code == 2, result.output
