@@ -293,7 +293,7 @@ def _release(
         if not isinstance(answer, dict):
             raise fail(f"the gateway's answer for entry {seq} is not one this version reads")
         return answer
-    raise fail(_problem(response), 2 if response.status_code in (404, 409, 422) else 1)
+    raise fail(_problem(response), 2 if response.status_code in (404, 422) else 1)
 
 
 def _problem(response: httpx.Response) -> str:

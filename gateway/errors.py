@@ -18,7 +18,7 @@ drawing to the classes.
     │   ├── PayloadTooLarge           413  body over the limit
     │   ├── HeadersTooLarge           431  request line and headers over the limit
     │   ├── UnsupportedMediaType      415  body is not application/json
-    │   └── NoEscrow                  409  an entry with no escrow to release (none, or erased)
+    │   └── NoEscrow                  422  an entry with no escrow to release (none, or erased)
     ├── AccessError                        401/403: who is calling
     │   ├── Unauthenticated           401  no usable client certificate (revoked)
     │   ├── UnknownPeer               403  a valid certificate of no configured partner
@@ -152,7 +152,7 @@ class NoEscrow(RequestError):
     disclosure, the gateway ran without the DPO's escrow key, or it was erased."""
 
     code = "no-escrow"
-    status = 409
+    status = 422
     title = "The entry has no escrow to release"
 
 

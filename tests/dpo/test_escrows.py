@@ -150,7 +150,7 @@ def test_entries_without_an_escrow_to_release_get_a_clear_problem(released: Rele
             assert dpo.post(f"/dpo/api/escrows/{released.seq}", json={"reason": REASON})
             last = max(_entries(gateway))
         none = dpo.post(f"/dpo/api/escrows/{last}", json={"reason": REASON})
-    assert none.status_code == 409
+    assert none.status_code == 422
     problem = none.json()
     assert problem["type"] == "urn:doelpoort:problem:no-escrow"
     assert f"entry {last} records no disclosure" in problem["detail"]
