@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,10 @@ def _seq_beyond_sqlite(var: Path) -> list[str]:
         origin=settings.origin,
     ).close()
     key = str(var / "dpo" / "escrow.key")
-    return ["audit", "reidentify", str(2**64), "--key", key, "--var-dir", str(var)]
+    return [
+        "audit", "reidentify", str(2**64), "--key", key, "--reason", "test",
+        "--var-dir", str(var),
+    ]  # fmt: skip
 
 
 def _demo_without_subjects(var: Path) -> list[str]:
@@ -236,7 +240,8 @@ def test_demo_plays_every_step_as_expected(gateway: Deployment) -> None:
 
     # The demo's last hint, the DPO re-identifying a pseudonym, works as printed at once:
     # the entry was committed with the checkpoint that covers it.
-    command = next(line for line in output.splitlines() if "audit reidentify" in line).split()
+    line = next(line for line in output.splitlines() if "audit reidentify" in line)
+    command = shlex.split(line)
     args = [*command[1:], "--var-dir", str(gateway.settings.var_dir)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output

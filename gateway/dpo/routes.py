@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.dpo import console, static
+from gateway.dpo import console, escrows, static, subjects
 
 __all__ = ["dpo_router"]
 
@@ -13,3 +13,5 @@ dpo_router = APIRouter()
 # dpo_router.include_router(<module>.router)
 dpo_router.include_router(static.router)
 dpo_router.include_router(console.router)
+dpo_router.include_router(escrows.router)
+dpo_router.include_router(subjects.router)
