@@ -41,6 +41,8 @@ class Seeded:
     statuses: Counter[int] = field(default_factory=Counter)
     disclosures: int = 0
     refusals: int = 0
+    pseudonyms: list[str] = field(default_factory=list)
+    """Pseudonyms the disclosures released (synthetic subjects), for the search."""
 
 
 def seed_log(deployment: Deployment) -> Seeded:
@@ -62,6 +64,8 @@ def seed_log(deployment: Deployment) -> Seeded:
             response = deployment.disclose(step.partner, body)
             seeded.statuses[response.status_code] += 1
             seeded.disclosures += 1
+            if response.status_code == 200:
+                seeded.pseudonyms.extend(_pseudonyms(response.json()))
         with deployment.client("politie") as politie:
             refused = [
                 politie.post(
@@ -89,6 +93,16 @@ def seed_log(deployment: Deployment) -> Seeded:
             seeded.statuses[response.status_code] += 1
             seeded.refusals += 1
     return seeded
+
+
+def _pseudonyms(answer: dict[str, Any]) -> list[str]:
+    return [
+        value
+        for result in answer["disclosure"]["results"]
+        for record in result.get("records") or []
+        for value in record.values()
+        if isinstance(value, str) and value.startswith("psn:")
+    ]
 
 
 def require_chromium() -> Path:
