@@ -8,7 +8,13 @@ from pathlib import Path
 from types import TracebackType
 
 from audit.policy_sets import ArchivedPolicySet, decode_policy_set
-from audit.storage.interface import ReadOnlyStorage, Snapshot, StoredCheckpoint, StoredEntry
+from audit.storage.interface import (
+    ReadOnlyStorage,
+    Snapshot,
+    StatisticsRows,
+    StoredCheckpoint,
+    StoredEntry,
+)
 from audit.storage.sqlite.reader import SQLiteReadOnlyStorage
 
 __all__ = ["ArchivedPolicySet", "AuditReader", "Snapshot", "StoredCheckpoint", "StoredEntry"]
@@ -69,6 +75,12 @@ class AuditReader:
     def policy_sets(self) -> list[ArchivedPolicySet]:
         """Every archived policy set (digest, first use), earliest first."""
         return self._storage.policy_sets()
+
+    def statistics_rows(self, since: str | None = None, until: str | None = None) -> StatisticsRows:
+        """The aggregates behind `audit.statistics.statistics`, for entries with
+        ``since <= time < until`` (RFC 3339 UTC; None: unbounded), computed by the
+        database: no body is read into memory."""
+        return self._storage.statistics(since, until)
 
     def close(self) -> None:
         self._storage.close()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from audit.policy_sets import ArchivedPolicySet
@@ -128,6 +129,35 @@ class Snapshot(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class StatisticsRows:
+    """What the queries return, before `audit.statistics` shapes it."""
+
+    decisions: list[tuple[str, str, str, str, str, int]]
+    """requester, purpose, provider, UTC month, decision, dataset decisions."""
+    requests: list[tuple[str, str, str, str, int, int]]
+    """requester, purpose, UTC hour, outcome (released | partly-refused | refused |
+    error), of them for a purpose not in the register, disclosure requests."""
+    refusals: list[tuple[str, str | None, str, str, int, int]]
+    """requester, purpose (or None), UTC hour, problem, entries with unrecorded names,
+    refusal entries (each a request refused before any decision)."""
+    summaries: list[tuple[str, str, str, int]]
+    """requester, UTC hour, problem, refusals counted in refusal summaries."""
+    providers: list[tuple[str, str, int, int, int, int]]
+    """provider, UTC month, requests that asked it, of them denied by it, its dataset
+    decisions, of them denied."""
+    field_ops: list[tuple[str, str, int]]
+    """purpose, field op, fields released with that op (allowed decisions only)."""
+    reidentifications: list[tuple[str, str, int]]
+    """DPO, UTC month, re-identifications."""
+    policy_digests: list[tuple[str, str, str, int]]
+    """policy digest, first and last use (decision time), dataset decisions."""
+    policy_changes: list[tuple[str, int]]
+    """outcome (swapped | refused), policy change entries."""
+    history: list[tuple[str, str, int]]
+    """requester, UTC month, requests before the period (for its own history)."""
+
+
 class ReadOnlyStorage(Protocol):
     """A log opened for reading only (`AuditReader`)."""
 
@@ -166,6 +196,11 @@ class ReadOnlyStorage(Protocol):
     def policy_sets(self) -> list[ArchivedPolicySet]:
         """Every archived policy set's digest and first use, earliest first (none in a
         log made before the archive existed)."""
+        ...
+
+    def statistics(self, since: str | None, until: str | None) -> StatisticsRows:
+        """The aggregates `audit.statistics` shapes, for entries with
+        ``since <= time < until`` (None: unbounded), from one read transaction."""
         ...
 
     def close(self) -> None: ...

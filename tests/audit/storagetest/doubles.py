@@ -16,6 +16,7 @@ from audit.storage.interface import (
     LogStorage,
     ReadOnlyStorage,
     Snapshot,
+    StatisticsRows,
     StoredCheckpoint,
 )
 
@@ -140,6 +141,9 @@ class WriterGoesOnStorage:
 
     def policy_sets(self) -> list[ArchivedPolicySet]:
         return self.inner.policy_sets()
+
+    def statistics(self, since: str | None, until: str | None) -> StatisticsRows:
+        return self.inner.statistics(since, until)
 
     def close(self) -> None:
         self.inner.close()
