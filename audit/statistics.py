@@ -218,6 +218,9 @@ class Statistics:
     archived_policy_sets: list[tuple[str, str]]
     """Every set the log's archive holds: (digest, first used)."""
     policy_changes: dict[str, int]
+    legal_bases: dict[str, list[str]]
+    """purpose → the legal bases its decisions recorded (more than one when the register
+    changed in the period)."""
     flags: list[Flag]
     months: list[str]
 
@@ -243,6 +246,7 @@ class Statistics:
                 {"digest": d, "first_used": f} for d, f in self.archived_policy_sets
             ],
             "policy_changes": self.policy_changes,
+            "legal_bases": self.legal_bases,
             "flags": [asdict(flag) for flag in self.flags],
             "months": self.months,
         }
@@ -317,6 +321,7 @@ def statistics(
         policy_versions=versions,
         archived_policy_sets=[(entry.digest, entry.first_used) for entry in archived],
         policy_changes=dict(sorted((outcome, n) for outcome, n in rows.policy_changes)),
+        legal_bases=_legal_bases(rows.legal_bases),
         flags=[
             *_volume_jumps(history, builder.requester_months),
             *_many_refusals(builder.by_requester),
@@ -443,6 +448,14 @@ def _form(op: str) -> str:
     if op == "drop":
         return "dropped"
     return "minimised"
+
+
+def _legal_bases(rows: Iterable[tuple[str, str | None, int]]) -> dict[str, list[str]]:
+    bases: dict[str, list[str]] = defaultdict(list)
+    for purpose, basis, _n in sorted(rows, key=lambda row: (row[0], -row[2])):
+        if basis:
+            bases[purpose].append(basis)
+    return dict(bases)
 
 
 def _reidentifications(rows: Iterable[tuple[str, str, int]]) -> Reidentifications:

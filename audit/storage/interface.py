@@ -156,6 +156,8 @@ class StatisticsRows:
     """outcome (swapped | refused), policy change entries."""
     history: list[tuple[str, str, int]]
     """requester, UTC month, requests before the period (for its own history)."""
+    legal_bases: list[tuple[str, str, int]]
+    """purpose, legal basis recorded with its decisions, dataset decisions."""
 
 
 class ReadOnlyStorage(Protocol):

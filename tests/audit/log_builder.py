@@ -12,7 +12,8 @@ from typing import Any, cast
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.entry import AuditRecord, LogRecord, RefusalRecord, RefusalSummaryRecord
-from tests.audit.audit_support import open_store
+from audit.store import AuditStore
+from tests.audit.audit_support import ORIGIN
 
 DIGEST_A = "sha256:" + "a1" * 32
 DIGEST_B = "sha256:" + "b2" * 32
@@ -129,11 +130,14 @@ class LogBuilder:
             ReidentificationBody(time, dpo, entry_seq, "urn:uuid:x", "court order (test)")
         )
 
-    def write(self, path: Path, key: Ed25519PrivateKey) -> Path:
+    def write(self, path: Path, key: Ed25519PrivateKey, origin: str = ORIGIN) -> Path:
         async def append_all(store: Any) -> None:
             for start in range(0, len(self.records), 500):
                 await store.append(cast(list[LogRecord], self.records[start : start + 500]))
 
-        with open_store(path, key) as store:
+        store = AuditStore.open(path, log_key=key, origin=origin)
+        try:
             asyncio.run(append_all(store))
+        finally:
+            store.close()
         return path

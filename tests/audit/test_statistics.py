@@ -90,6 +90,10 @@ def test_requests_and_dataset_decisions_are_counted_apart(
         "payload-too-large": 1,
     }
     assert [row.key for row in result.by_month] == ["2026-03"]
+    assert result.legal_bases == {
+        "ct-assessment": ["Convenant CT Infobox (synthetic test)"],
+        "vertrek": ["Convenant CT Infobox (synthetic test)"],
+    }
     assert result.requests_by_requester_month == {
         "nctv": {"2026-03": 6},
         "politie": {"2026-03": 1},

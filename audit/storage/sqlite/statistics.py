@@ -62,6 +62,7 @@ def collect(conn: sqlite3.Connection, since: str | None, until: str | None) -> S
             reidentifications=_rows(conn, _REIDENTIFICATIONS.format(where=where), params),
             policy_digests=_rows(conn, _POLICY_DIGESTS.format(where=where), params),
             policy_changes=_rows(conn, _POLICY_CHANGES.format(where=where), params),
+            legal_bases=_rows(conn, _LEGAL_BASES.format(where=where), params),
             history=(_rows(conn, _HISTORY, {"since": since}) if since is not None else []),
         )
     finally:
@@ -149,6 +150,12 @@ SELECT {_POLICY_DIGEST} AS digest, min(time), max(time), count(*)
 FROM entries WHERE {{where}} AND {_KIND} IS NULL
 GROUP BY digest
 ORDER BY min(time)
+"""  # noqa: S608
+
+_LEGAL_BASES = f"""
+SELECT purpose, json_extract(body, '$.legal_basis') AS basis, count(*)
+FROM entries WHERE {{where}} AND {_KIND} IS NULL
+GROUP BY purpose, basis
 """  # noqa: S608
 
 _POLICY_CHANGES = f"""
