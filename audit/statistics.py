@@ -101,7 +101,14 @@ class RequestTally:
         return self.refused / self.requests if self.requests else 0.0
 
     def __add__(self, other: RequestTally) -> RequestTally:
-        return RequestTally(*(a + b for a, b in zip(_values(self), _values(other), strict=True)))
+        return RequestTally(
+            self.requests + other.requests,
+            self.released + other.released,
+            self.partly_refused + other.partly_refused,
+            self.refused_by_policy + other.refused_by_policy,
+            self.refused_before_decision + other.refused_before_decision,
+            self.errors + other.errors,
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "refused": self.refused, "refusal_rate": self.refusal_rate}
@@ -122,14 +129,15 @@ class DecisionTally:
         return self.denied / self.decisions if self.decisions else 0.0
 
     def __add__(self, other: DecisionTally) -> DecisionTally:
-        return DecisionTally(*(a + b for a, b in zip(_values(self), _values(other), strict=True)))
+        return DecisionTally(
+            self.decisions + other.decisions,
+            self.allowed + other.allowed,
+            self.denied + other.denied,
+            self.errors + other.errors,
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "denial_rate": self.denial_rate}
-
-
-def _values(tally: RequestTally | DecisionTally) -> tuple[int, ...]:
-    return tuple(asdict(tally).values())
 
 
 @dataclass(frozen=True)
@@ -275,11 +283,33 @@ def statistics(
         since, until = year_bounds(year)
     rows = reader.statistics_rows(since, until)
     builder = _Builder()
-    for requester, purpose, provider, month, decision, n in rows.decisions:
+    versions: dict[str, list[Any]] = {}
+    bases: dict[str, Counter[str]] = defaultdict(Counter)
+    for (
+        requester,
+        purpose,
+        provider,
+        month,
+        decision,
+        digest,
+        basis,
+        first,
+        last,
+        n,
+    ) in rows.decisions:
         builder.decision(requester, purpose, provider, month, decision, n)
-    for requester, purpose, hour, outcome, unregistered, n in rows.requests:
+        seen = versions.setdefault(digest or "", [first, last, 0])
+        seen[0], seen[1], seen[2] = min(seen[0], first), max(seen[1], last), seen[2] + n
+        if basis:
+            bases[purpose][basis] += n
+    providers: dict[str, RequestTally] = defaultdict(RequestTally)
+    for requester, purpose, hour, outcome, unregistered, asked, denied_by, n in rows.requests:
         builder.request(requester, purpose, hour, _tally(outcome, n))
         builder.probes[requester] += unregistered
+        denied = set(denied_by.split(",")) if denied_by else set()
+        for provider in asked.split(",") if asked else ():
+            refused = n if provider in denied else 0
+            providers[provider] += RequestTally(n, n - refused, 0, refused, 0, 0)
     for requester, refused_purpose, hour, problem, unrecorded, n in rows.refusals:
         builder.request(
             requester, refused_purpose or NO_PURPOSE, hour, RequestTally(n, 0, 0, 0, n, 0)
@@ -290,15 +320,15 @@ def statistics(
         builder.request(requester, NO_PURPOSE, hour, RequestTally(n, 0, 0, 0, n, 0))
         builder.problems[problem] += n
         builder.probes[requester] += n if problem in PROBING_PROBLEMS else 0
-    providers: dict[str, RequestTally] = defaultdict(RequestTally)
-    for provider, _month, asked, denied_for, _decisions, _denied in rows.providers:
-        providers[provider] += RequestTally(asked, asked - denied_for, 0, denied_for, 0, 0)
     archived = reader.policy_sets()
     archived_digests = {entry.digest for entry in archived}
-    versions = [
-        PolicyVersion(digest, first, last, n, digest in archived_digests)
-        for digest, first, last, n in rows.policy_digests
-    ]
+    policy_versions = sorted(
+        (
+            PolicyVersion(digest, first, last, n, digest in archived_digests)
+            for digest, (first, last, n) in versions.items()
+        ),
+        key=lambda version: (version.first_used, version.digest),
+    )
     history = builder.monthly_requests(rows.history)
     return Statistics(
         since=since,
@@ -318,10 +348,13 @@ def statistics(
         refusals_by_problem=dict(builder.problems.most_common()),
         fields=_fields(rows.field_ops),
         reidentifications=_reidentifications(rows.reidentifications),
-        policy_versions=versions,
+        policy_versions=policy_versions,
         archived_policy_sets=[(entry.digest, entry.first_used) for entry in archived],
         policy_changes=dict(sorted((outcome, n) for outcome, n in rows.policy_changes)),
-        legal_bases=_legal_bases(rows.legal_bases),
+        legal_bases={
+            purpose: [basis for basis, _n in counts.most_common()]
+            for purpose, counts in sorted(bases.items())
+        },
         flags=[
             *_volume_jumps(history, builder.requester_months),
             *_many_refusals(builder.by_requester),
@@ -448,14 +481,6 @@ def _form(op: str) -> str:
     if op == "drop":
         return "dropped"
     return "minimised"
-
-
-def _legal_bases(rows: Iterable[tuple[str, str | None, int]]) -> dict[str, list[str]]:
-    bases: dict[str, list[str]] = defaultdict(list)
-    for purpose, basis, _n in sorted(rows, key=lambda row: (row[0], -row[2])):
-        if basis:
-            bases[purpose].append(basis)
-    return dict(bases)
 
 
 def _reidentifications(rows: Iterable[tuple[str, str, int]]) -> Reidentifications:

@@ -133,31 +133,26 @@ class Snapshot(Protocol):
 class StatisticsRows:
     """What the queries return, before `audit.statistics` shapes it."""
 
-    decisions: list[tuple[str, str, str, str, str, int]]
-    """requester, purpose, provider, UTC month, decision, dataset decisions."""
-    requests: list[tuple[str, str, str, str, int, int]]
+    decisions: list[tuple[str, str, str, str, str, str, str, str, str, int]]
+    """requester, purpose, provider, UTC month, decision, policy digest, legal basis,
+    first and last time, dataset decisions."""
+    requests: list[tuple[str, str, str, str, int, str, str, int]]
     """requester, purpose, UTC hour, outcome (released | partly-refused | refused |
-    error), of them for a purpose not in the register, disclosure requests."""
+    error), of them for a purpose not in the register, the providers asked and those
+    that denied (comma-separated), disclosure requests."""
     refusals: list[tuple[str, str | None, str, str, int, int]]
     """requester, purpose (or None), UTC hour, problem, entries with unrecorded names,
     refusal entries (each a request refused before any decision)."""
     summaries: list[tuple[str, str, str, int]]
     """requester, UTC hour, problem, refusals counted in refusal summaries."""
-    providers: list[tuple[str, str, int, int, int, int]]
-    """provider, UTC month, requests that asked it, of them denied by it, its dataset
-    decisions, of them denied."""
     field_ops: list[tuple[str, str, int]]
     """purpose, field op, fields released with that op (allowed decisions only)."""
     reidentifications: list[tuple[str, str, int]]
     """DPO, UTC month, re-identifications."""
-    policy_digests: list[tuple[str, str, str, int]]
-    """policy digest, first and last use (decision time), dataset decisions."""
     policy_changes: list[tuple[str, int]]
     """outcome (swapped | refused), policy change entries."""
     history: list[tuple[str, str, int]]
     """requester, UTC month, requests before the period (for its own history)."""
-    legal_bases: list[tuple[str, str, int]]
-    """purpose, legal basis recorded with its decisions, dataset decisions."""
 
 
 class ReadOnlyStorage(Protocol):

@@ -57,12 +57,9 @@ def collect(conn: sqlite3.Connection, since: str | None, until: str | None) -> S
             requests=_rows(conn, _REQUESTS.format(where=where), params),
             refusals=_rows(conn, _REFUSALS.format(where=where), params),
             summaries=_rows(conn, _SUMMARIES.format(where=where), params),
-            providers=_rows(conn, _PROVIDERS.format(where=where), params),
             field_ops=_rows(conn, _FIELD_OPS.format(where=where), params),
             reidentifications=_rows(conn, _REIDENTIFICATIONS.format(where=where), params),
-            policy_digests=_rows(conn, _POLICY_DIGESTS.format(where=where), params),
             policy_changes=_rows(conn, _POLICY_CHANGES.format(where=where), params),
-            legal_bases=_rows(conn, _LEGAL_BASES.format(where=where), params),
             history=(_rows(conn, _HISTORY, {"since": since}) if since is not None else []),
         )
     finally:
@@ -74,11 +71,14 @@ def _rows(conn: sqlite3.Connection, statement: str, params: Mapping[str, str | N
     return conn.execute(statement, params).fetchall()
 
 
-# Dataset decisions: entries without a kind.
+# Dataset decisions (entries without a kind), in one scan: the tables, the policy
+# versions (first and last use) and the legal bases all come from these rows.
 _DECISIONS = f"""
-SELECT requester, purpose, provider, substr(time, 1, 7) AS month, decision, count(*)
+SELECT requester, purpose, provider, substr(time, 1, 7) AS month, decision,
+       {_POLICY_DIGEST} AS digest, json_extract(body, '$.legal_basis') AS basis,
+       min(time), max(time), count(*)
 FROM entries WHERE {{where}} AND {_KIND} IS NULL
-GROUP BY requester, purpose, provider, month, decision
+GROUP BY requester, purpose, provider, month, decision, digest, basis
 """  # noqa: S608 (constants only; values are bound)
 
 # A disclosure request is the decisions sharing a disclosure_id: its outcome is an error
@@ -90,6 +90,9 @@ SELECT {_DISCLOSURE_ID} AS did, min(requester) AS requester, min(purpose) AS pur
        substr(min(time), 1, 13) AS hour,
        max(decision = 'allow') AS allowed, max(decision = 'deny') AS denied,
        max(decision = 'error') AS failed,
+       group_concat(DISTINCT nullif(provider, '')) AS providers,
+       group_concat(DISTINCT CASE WHEN decision = 'deny' THEN nullif(provider, '') END)
+           AS denied_by,
        max(decision = 'deny' AND EXISTS (
            SELECT 1 FROM json_each(body, '$.reasons')
            WHERE value LIKE '{UNREGISTERED_PURPOSE_REASON}')) AS unregistered
@@ -103,9 +106,9 @@ SELECT requester, purpose, hour,
             WHEN allowed AND denied THEN 'partly-refused'
             WHEN allowed THEN 'released'
             ELSE 'refused' END AS outcome,
-       sum(unregistered), count(*)
+       sum(unregistered), coalesce(providers, ''), coalesce(denied_by, ''), count(*)
 FROM ({_ONE_REQUEST})
-GROUP BY requester, purpose, hour, outcome
+GROUP BY requester, purpose, hour, outcome, providers, denied_by
 """  # noqa: S608
 
 _REFUSALS = f"""
@@ -123,15 +126,6 @@ WHERE {{where}} AND {_KIND} = 'refusal-summary'
 GROUP BY requester, hour, problem
 """  # noqa: S608
 
-_PROVIDERS = f"""
-SELECT provider, substr(time, 1, 7) AS month,
-       count(DISTINCT {_DISCLOSURE_ID}),
-       count(DISTINCT CASE WHEN decision = 'deny' THEN {_DISCLOSURE_ID} END),
-       count(*), sum(decision = 'deny')
-FROM entries WHERE {{where}} AND {_KIND} IS NULL AND provider != ''
-GROUP BY provider, month
-"""  # noqa: S608
-
 _FIELD_OPS = f"""
 SELECT purpose, ops.value AS op, count(*)
 FROM entries, json_each(entries.body, '$.field_ops') AS ops
@@ -143,19 +137,6 @@ _REIDENTIFICATIONS = f"""
 SELECT json_extract(body, '$.dpo') AS dpo, substr(time, 1, 7) AS month, count(*)
 FROM entries WHERE {{where}} AND {_KIND} = 'reidentification'
 GROUP BY dpo, month
-"""  # noqa: S608
-
-_POLICY_DIGESTS = f"""
-SELECT {_POLICY_DIGEST} AS digest, min(time), max(time), count(*)
-FROM entries WHERE {{where}} AND {_KIND} IS NULL
-GROUP BY digest
-ORDER BY min(time)
-"""  # noqa: S608
-
-_LEGAL_BASES = f"""
-SELECT purpose, json_extract(body, '$.legal_basis') AS basis, count(*)
-FROM entries WHERE {{where}} AND {_KIND} IS NULL
-GROUP BY purpose, basis
 """  # noqa: S608
 
 _POLICY_CHANGES = f"""
