@@ -206,6 +206,32 @@ class Snapshot(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class StatisticsRows:
+    """What the queries return, before `audit.statistics` shapes it."""
+
+    decisions: list[tuple[str, str, str, str, str, str, str, str, str, int]]
+    """requester, purpose, provider, UTC month, decision, policy digest, legal basis,
+    first and last time, dataset decisions."""
+    requests: list[tuple[str, str, str, str, int, str, str, int]]
+    """requester, purpose, UTC hour, outcome (released | partly-refused | refused |
+    error), of them for a purpose not in the register, the providers asked and those
+    that denied (comma-separated), disclosure requests."""
+    refusals: list[tuple[str, str | None, str, str, int, int]]
+    """requester, purpose (or None), UTC hour, problem, entries with unrecorded names,
+    refusal entries (each a request refused before any decision)."""
+    summaries: list[tuple[str, str, str, int]]
+    """requester, UTC hour, problem, refusals counted in refusal summaries."""
+    field_ops: list[tuple[str, str, int]]
+    """purpose, field op, fields released with that op (allowed decisions only)."""
+    reidentifications: list[tuple[str, str, int]]
+    """DPO, UTC month, re-identifications."""
+    policy_changes: list[tuple[str, int]]
+    """outcome (swapped | refused), policy change entries."""
+    history: list[tuple[str, str, int]]
+    """requester, UTC month, requests before the period (for its own history)."""
+
+
 class ReadOnlyStorage(Protocol):
     """A log opened for reading only (`AuditReader`)."""
 
@@ -254,6 +280,11 @@ class ReadOnlyStorage(Protocol):
     def queries(self) -> AbstractContextManager[LogQueries]:
         """The DPO's queries on the log as it stands now, until the context ends.
         Raises `AuditError` when the log has not been upgraded for them yet."""
+        ...
+
+    def statistics(self, since: str | None, until: str | None) -> StatisticsRows:
+        """The aggregates `audit.statistics` shapes, for entries with
+        ``since <= time < until`` (None: unbounded), from one read transaction."""
         ...
 
     def close(self) -> None: ...

@@ -18,7 +18,8 @@ from typing import Any
 from audit.errors import AuditError
 from audit.policy_sets import ArchivedPolicySet
 from audit.storage import tables
-from audit.storage.interface import ChainRow, StoredCheckpoint, StoredCosignature
+from audit.storage.interface import ChainRow, StatisticsRows, StoredCheckpoint, StoredCosignature
+from audit.storage.sqlite import statistics as statistics_sql
 from audit.storage.sqlite.connection import create_reader_engine, driver_connection
 from audit.storage.sqlite.queries import SQLiteQueries
 from audit.storage.sqlite.statements import (
@@ -154,6 +155,13 @@ class SQLiteReadOnlyStorage:
             conn = driver_connection(proxy)
             found = conn.execute(HAS_POLICY_SETS).fetchone()
             return conn.execute(statement, params).fetchall() if found else []
+        finally:
+            proxy.close()
+
+    def statistics(self, since: str | None, until: str | None) -> StatisticsRows:
+        proxy = self._engine.raw_connection()
+        try:
+            return statistics_sql.collect(driver_connection(proxy), since, until)
         finally:
             proxy.close()
 

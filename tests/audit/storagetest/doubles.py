@@ -17,6 +17,7 @@ from audit.storage.interface import (
     LogStorage,
     ReadOnlyStorage,
     Snapshot,
+    StatisticsRows,
     StoredCheckpoint,
     StoredCosignature,
 )
@@ -152,6 +153,9 @@ class WriterGoesOnStorage:
 
     def queries(self) -> AbstractContextManager[LogQueries]:
         return self.inner.queries()
+
+    def statistics(self, since: str | None, until: str | None) -> StatisticsRows:
+        return self.inner.statistics(since, until)
 
     def close(self) -> None:
         self.inner.close()
