@@ -123,7 +123,7 @@ _SUMMARIES = f"""
 SELECT requester, substr(time, 1, 13) AS hour, counts.key AS problem, sum(counts.value)
 FROM entries, json_each(entries.body, '$.counts') AS counts
 WHERE {{where}} AND {_KIND} = 'refusal-summary'
-GROUP BY requester, hour, problem
+GROUP BY requester, hour, counts.key
 """  # noqa: S608
 
 _FIELD_OPS = f"""
