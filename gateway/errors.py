@@ -40,7 +40,7 @@ drawing to the classes.
     └── VerificationError                  evidence that does not hold up (audit)
         ├── CheckpointError                not a valid signed checkpoint of this log (audit)
         ├── AuditVerificationError         the stored log is not intact; first bad seq (audit)
-        ├── ProofError                     a Merkle proof or cosignature that does not verify (audit)
+        ├── ProofError                     a proof or cosignature that fails; a fork (audit)
         ├── PolicySetMismatch              an archived policy set unlike its digest (audit)
         ├── InvalidReceipt                 a receipt that does not verify (says nothing of why)
         └── EscrowError                    an escrow that does not open with the DPO's key
