@@ -214,7 +214,7 @@ class MerkleLevels:
         """Read the log's entries after `size` up to seq `up_to` and add their leaves;
         return the new size. Each entry must follow the one before (its seq, its `prev`),
         else `ProofError`, and nothing after it is added: the log changed under the
-        levels (rebuild them, `reset`), or is not intact (`doelpoort audit verify`)."""
+        levels (build new ones), or is not intact (`doelpoort audit verify`)."""
         with self._lock:
             if up_to <= self._size:
                 return self._size
@@ -242,12 +242,6 @@ class MerkleLevels:
                     f"the log holds {self._size} entries, fewer than the {up_to} asked for"
                 )
             return self._size
-
-    def reset(self) -> None:
-        """Forget every leaf (to rebuild from a log that changed under the levels)."""
-        with self._lock:
-            self._levels = [bytearray()]
-            self._size = 0
 
     def root(self, size: int) -> bytes:
         """The root hash of the tree over the first `size` leaves."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.dpo import static
+from gateway.dpo import proofs, static
 
 __all__ = ["dpo_router"]
 
@@ -12,3 +12,4 @@ dpo_router = APIRouter()
 # Each part of the DPO's side adds its router here:
 # dpo_router.include_router(<module>.router)
 dpo_router.include_router(static.router)
+dpo_router.include_router(proofs.router)
