@@ -89,16 +89,17 @@ class Cosigned:
         return cls(checkpoint, cosignature, kept)
 
 
-def open_state(note: str, log: LogKey, witness: WitnessKey) -> Cosigned:
+def open_state(note: str, log: LogKey, name: str, public_key: Ed25519PublicKey) -> Cosigned:
     """The witness's state read back: `ProofError` unless the note is a checkpoint of
-    this log, signed by it, and cosigned by this witness."""
+    this log, signed by it, and cosigned by the witness `name` with `public_key` (the
+    witness itself, or `audit verify --witness-state` with the witness's verifier key)."""
     try:
         checkpoint = log.open(note)
     except CheckpointError as exc:
         raise ProofError(f"the witness's state is no checkpoint of {log.origin}: {exc}") from exc
-    cosignatures = cosignatures_of(note, witness.name, witness.public_key)
+    cosignatures = cosignatures_of(note, name, public_key)
     if not cosignatures:
-        raise ProofError(f"the witness's state carries no cosignature of {witness.name}")
+        raise ProofError(f"the witness's state carries no cosignature of {name}")
     latest = max(cosignatures, key=lambda c: c.timestamp)
     return Cosigned(checkpoint, latest, note)
 

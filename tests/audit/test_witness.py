@@ -79,23 +79,23 @@ def test_the_state_keeps_the_log_signature_and_one_cosignature() -> None:
     assert [c.timestamp for c in cosignatures_of(state.note, WITNESS.name, WITNESS.public_key)] == [
         1_765_000_100
     ]
-    opened = open_state(state.note, LOG, WITNESS)
+    opened = open_state(state.note, LOG, WITNESS.name, WITNESS.public_key)
     assert opened.checkpoint == checkpoint(HONEST, 21)
     assert opened.cosignature.timestamp == 1_765_000_100
     # Another witness's key does not open it; nor does another log's.
     with pytest.raises(ProofError, match="carries no cosignature"):
-        open_state(state.note, LOG, WitnessKey(WITNESS.name, other))
+        open_state(state.note, LOG, WITNESS.name, other.public_key())
     with pytest.raises(ProofError, match="no checkpoint of"):
-        open_state(state.note, LogKey(ORIGIN, other.public_key()), WITNESS)
+        open_state(state.note, LogKey(ORIGIN, other.public_key()), WITNESS.name, WITNESS.public_key)
     with pytest.raises(ProofError, match="carries no cosignature"):
-        open_state(fetched, LOG, WITNESS)
+        open_state(fetched, LOG, WITNESS.name, WITNESS.public_key)
 
 
 def test_an_edited_state_is_refused() -> None:
     state = Cosigned.sign(note(HONEST, 21), LOG, WITNESS, 1_765_000_000)
     edited = state.note.replace("\n21\n", "\n22\n", 1)
     with pytest.raises(ProofError):
-        open_state(edited, LOG, WITNESS)
+        open_state(edited, LOG, WITNESS.name, WITNESS.public_key)
 
 
 def test_the_verifier_key_names_the_witness() -> None:
