@@ -8,10 +8,24 @@ from pathlib import Path
 from types import TracebackType
 
 from audit.policy_sets import ArchivedPolicySet, decode_policy_set
-from audit.storage.interface import ReadOnlyStorage, Snapshot, StoredCheckpoint, StoredEntry
+from audit.storage.interface import (
+    LogQueries,
+    ReadOnlyStorage,
+    Snapshot,
+    StoredCheckpoint,
+    StoredCosignature,
+    StoredEntry,
+)
 from audit.storage.sqlite.reader import SQLiteReadOnlyStorage
 
-__all__ = ["ArchivedPolicySet", "AuditReader", "Snapshot", "StoredCheckpoint", "StoredEntry"]
+__all__ = [
+    "ArchivedPolicySet",
+    "AuditReader",
+    "Snapshot",
+    "StoredCheckpoint",
+    "StoredCosignature",
+    "StoredEntry",
+]
 
 
 class AuditReader:
@@ -79,6 +93,16 @@ class AuditReader:
     def policy_sets(self) -> list[ArchivedPolicySet]:
         """Every archived policy set (digest, first use), earliest first."""
         return self._storage.policy_sets()
+
+    def cosignatures(self) -> list[StoredCosignature]:
+        """Every witness cosignature the gateway stored, by checkpoint size, then key ID."""
+        return self._storage.cosignatures()
+
+    def queries(self) -> AbstractContextManager[LogQueries]:
+        """The DPO's indexed searches (`audit.query` runs them) on the log as it stands
+        now, for as long as the context lasts. Raises `AuditError` when the log has not
+        been upgraded for them yet (the gateway does that when it opens the log)."""
+        return self._storage.queries()
 
     def close(self) -> None:
         self._storage.close()
