@@ -69,11 +69,6 @@ class AuditReader:
         stored = self._storage.escrow(seq)
         return None if stored is None else stored.decode("utf-8", errors="replace")
 
-    def entry(self, seq: int) -> StoredEntry | None:
-        """Entry `seq`; None when the log holds none."""
-        row = self._storage.entry(seq)
-        return None if row is None else StoredEntry._make(row)
-
     def checkpoint(self, size: int | None = None) -> StoredCheckpoint | None:
         """The stored checkpoint at `size`, or the latest one (None: the largest); None
         when there is none. One row, however many checkpoints the log holds."""

@@ -310,7 +310,7 @@ def _witness_cosignatures(
     then has its checkpoint and entries in it."""
     if witness is None:
         return []
-    want_id = cosigner_key_id(witness.name, witness.public_key).hex()
+    want_id = cosigner_key_id(witness.name, witness.public_key)
     return sorted(
         (row.size, row.line)
         for row in reader.cosignatures()

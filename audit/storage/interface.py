@@ -232,10 +232,6 @@ class ReadOnlyStorage(Protocol):
         erased, or there is no such entry. `AuditError` when it cannot be read."""
         ...
 
-    def entry(self, seq: int) -> ChainRow | None:
-        """Entry `seq`; None when there is none."""
-        ...
-
     def checkpoint(self, size: int | None) -> StoredCheckpoint | None:
         """The checkpoint at `size` (the latest when None); None when there is none."""
         ...

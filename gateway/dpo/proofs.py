@@ -41,10 +41,11 @@ from audit.cosignature import (
     parse_cosigner_key,
     verify_cosignature,
 )
-from audit.entry import entry_leaf_hash, record_from_body
+from audit.entry import entry_leaf_hash
 from audit.errors import ProofError
 from audit.proof import MerkleLevels
-from audit.reader import AuditReader, StoredCheckpoint, StoredEntry
+from audit.query import get_entry
+from audit.reader import AuditReader, StoredCheckpoint
 from gateway.dpo.pages import read_log
 from gateway.errors import AuditError, InvalidRequest, NotFound
 from gateway.peers import peer, require_dpo, rt
@@ -130,15 +131,6 @@ def _with_cosignatures(reader: AuditReader, checkpoint: StoredCheckpoint) -> str
     return checkpoint.note + "".join(f"{line}\n" for line in lines)
 
 
-def _requester(entry: StoredEntry) -> str | None:
-    try:
-        record = record_from_body(entry.body)
-    except (TypeError, ValueError):
-        return None  # not a record this version reads: the DPO's alone
-    requester = getattr(record, "requester", None)
-    return requester if isinstance(requester, str) else None
-
-
 @router.get(
     "/v1/audit/checkpoint",
     summary="The audit log's latest signed checkpoint, with its cosignatures",
@@ -169,10 +161,11 @@ async def get_inclusion_proof(
     hidden = NotFound("no such audit entry for this certificate")
 
     def work(reader: AuditReader) -> dict[str, Any]:
-        entry = reader.entry(wanted)
+        entry = get_entry(reader, wanted)
         if entry is None:
             raise hidden
-        if identity.kind != "dpo" and _requester(entry) != identity.id:
+        requester = getattr(entry.record, "requester", None)
+        if identity.kind != "dpo" and requester != identity.id:
             raise hidden
         # Read after the entry: the checkpoint committed with it (or a later one) is there.
         checkpoint = reader.checkpoint(at)
@@ -273,9 +266,12 @@ async def post_cosignature(request: Request) -> Response:
         verify_cosignature(text, cosignature, cosignature.name, public_key)
     except ProofError as exc:
         raise InvalidRequest(f"the cosignature does not verify: {exc.detail}") from exc
-    stored = await rt(request).audit.add_cosignature(
-        size, cosignature.name, cosignature.key_id.hex(), cosignature.line(), rfc3339(now)
-    )
+    try:
+        stored = await rt(request).audit.add_cosignature(
+            size, cosignature.name, cosignature.key_id, cosignature.line(), rfc3339(now)
+        )
+    except ValueError as exc:  # the checkpoint is gone: not one this log holds
+        raise InvalidRequest(f"the audit log has no signed checkpoint at size {size}") from exc
     body = {"size": size, "witness": cosignature.name, "stored": stored}
     return JSONResponse(body, status_code=201 if stored else 200, headers=NO_STORE)
 

@@ -29,7 +29,6 @@ from audit.storage.sqlite.statements import (
     SELECT_CHECKPOINTS,
     SELECT_COSIGNATURES,
     SELECT_ENTRIES,
-    SELECT_ENTRY,
     SELECT_ESCROW,
     SELECT_LATEST_CHECKPOINT,
     SELECT_POLICY_SET,
@@ -104,10 +103,6 @@ class SQLiteReadOnlyStorage:
         finally:
             proxy.close()
         return None if row is None or row[0] is None else bytes(row[0])
-
-    def entry(self, seq: int) -> ChainRow | None:
-        row = self._one(SELECT_ENTRY, (seq,))
-        return None if row is None else (int(row[0]), bytes(row[1]), bytes(row[2]))
 
     def checkpoint(self, size: int | None) -> StoredCheckpoint | None:
         if size is None:

@@ -67,7 +67,6 @@ SELECT_LATEST_CHECKPOINT = (
     "SELECT size, root, note, created_at FROM checkpoints ORDER BY size DESC LIMIT 1"
 )
 SELECT_ESCROW = "SELECT CAST(escrow AS BLOB) FROM entries WHERE seq = ?"
-SELECT_ENTRY = "SELECT seq, CAST(prev AS BLOB), CAST(body AS BLOB) FROM entries WHERE seq = ?"
 SELECT_CHECKPOINT = "SELECT size, root, note, created_at FROM checkpoints WHERE size = ?"
 COUNT_ENTRIES = "SELECT count(*) FROM entries"
 

@@ -141,9 +141,6 @@ class WriterGoesOnStorage:
     def count(self) -> int:
         return self.inner.count()
 
-    def entry(self, seq: int) -> ChainRow | None:
-        return self.inner.entry(seq)
-
     def checkpoint(self, size: int | None) -> StoredCheckpoint | None:
         return self.inner.checkpoint(size)
 
