@@ -70,6 +70,11 @@ class AuditReader:
         stored = self._storage.escrow(seq)
         return None if stored is None else stored.decode("utf-8", errors="replace")
 
+    def checkpoint(self, size: int | None = None) -> StoredCheckpoint | None:
+        """The stored checkpoint at `size`, or the latest one (None: the largest); None
+        when there is none. One row, however many checkpoints the log holds."""
+        return self._storage.checkpoint(size)
+
     def count(self) -> int:
         """Number of stored entries."""
         return self._storage.count()

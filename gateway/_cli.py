@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from audit.reader import AuditReader
-    from audit.verify import VerifyReport
+    from audit.verify import VerifyReport, WitnessCheck
 
 
 class _ReportErrors(TyperGroup):
@@ -76,10 +76,16 @@ def _verify(
     log_key: Path | None,
     *,
     trusted: str | None = None,
+    witness: WitnessCheck | None = None,
 ) -> VerifyReport:
     """`verify_log` with the DPO's key (or, with a warning, the gateway's own); a log that
     is not intact ends the command."""
-    from audit.errors import AuditVerificationError, CheckpointError, ConfigurationError
+    from audit.errors import (
+        AuditVerificationError,
+        CheckpointError,
+        ConfigurationError,
+        ProofError,
+    )
     from audit.keys import load_log_public_key, read_public_key_file
     from audit.verify import verify_log
 
@@ -99,9 +105,16 @@ def _verify(
     except ConfigurationError as exc:
         raise _fail(str(exc), 2) from exc
     try:
-        return verify_log(reader, public_key, origin=settings.origin, trusted=trusted)
+        return verify_log(
+            reader, public_key, origin=settings.origin, trusted=trusted, witness=witness
+        )
     except AuditVerificationError as exc:
         raise _fail(f"audit log NOT intact: {exc}") from exc
+    except ProofError as exc:
+        raise _fail(
+            f"audit log NOT verified: the witness's state does not open: {exc} (is it this "
+            "log's witness, and the right keys?)"
+        ) from exc
     except CheckpointError as exc:
         raise _fail(
             f"audit log NOT verified: {exc} (is it a checkpoint of this log, and the right key?)"
@@ -431,21 +444,66 @@ def _read_trusted(path: Path | None) -> str | None:
         raise _fail(f"cannot read the trusted checkpoint {path}: {exc}", 2) from exc
 
 
+def _witness_check(witness: Path | None, witness_state: Path | None) -> WitnessCheck | None:
+    """The witness `audit verify` checks against: its verifier key file (and state)."""
+    from audit.cosignature import parse_cosigner_key
+    from audit.verify import WitnessCheck
+    from gateway.errors import ConfigurationError
+    from gateway.witness_state import read_state, read_verifier_key
+
+    if witness is None:
+        if witness_state is not None:
+            raise _fail("--witness-state needs --witness (the witness's verifier key)", 2)
+        return None
+    try:
+        text, _ = read_verifier_key(witness)
+        state = read_state(witness_state) if witness_state is not None else None
+    except ConfigurationError as exc:
+        raise _fail(str(exc), 2) from exc
+    if witness_state is not None and state is None:
+        raise _fail(f"{witness_state} holds no cosigned checkpoint: has the witness run?", 2)
+    name, public_key = parse_cosigner_key(text)
+    return WitnessCheck(name, public_key, state)
+
+
 @audit_app.command("verify")
 def audit_verify(
     var_dir: VarDir = None,
     log_key: LogKeyOption = None,
     trusted_checkpoint: TrustedCheckpointOption = None,
+    witness: Annotated[
+        Path | None,
+        typer.Option(
+            "--witness",
+            help="Your witness's verifier key file (witness.vkey): its stored cosignatures "
+            "must match the entries, and there must be one.",
+            dir_okay=False,
+        ),
+    ] = None,
+    witness_state: Annotated[
+        Path | None,
+        typer.Option(
+            "--witness-state",
+            help="The witness's directory: the log must still hold the last checkpoint it "
+            "cosigned (catches a rollback to a copy newer than your trusted checkpoint).",
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Recompute the Merkle tree, check every checkpoint, and that every entry is under
     one; name the first bad entry."""
     settings = _settings(var_dir)
     trusted = _read_trusted(trusted_checkpoint)
+    checked = _witness_check(witness, witness_state)
     with _open_reader(settings) as reader:
-        report = _verify(settings, reader, log_key, trusted=trusted)
+        report = _verify(settings, reader, log_key, trusted=trusted, witness=checked)
     summary = f"audit log intact: {report.entries} entries, {report.checkpoints} signed checkpoints"
     if report.trusted_size is not None:
         summary += f", consistent with your trusted checkpoint at size {report.trusted_size}"
+    if checked is not None:
+        summary += f"; witness {checked.name} vouches for it up to size {report.witnessed_size}"
+        if checked.state is not None:
+            summary += " (and its latest cosigned checkpoint holds)"
     typer.echo(summary)
 
 

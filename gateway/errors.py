@@ -41,6 +41,7 @@ drawing to the classes.
     └── VerificationError                  evidence that does not hold up (audit)
         ├── CheckpointError                not a valid signed checkpoint of this log (audit)
         ├── AuditVerificationError         the stored log is not intact; first bad seq (audit)
+        ├── ProofError                     a proof or cosignature that fails; a fork (audit)
         ├── PolicySetMismatch              an archived policy set unlike its digest (audit)
         ├── InvalidReceipt                 a receipt that does not verify (says nothing of why)
         └── EscrowError                    an escrow that does not open with the DPO's key
@@ -56,6 +57,7 @@ from audit.errors import (
     ConfigurationError,
     DoelpoortError,
     PolicySetMismatch,
+    ProofError,
     VerificationError,
 )
 
@@ -87,6 +89,7 @@ __all__ = [
     "PolicyEvaluationError",
     "PolicySetMismatch",
     "PolicyUnavailable",
+    "ProofError",
     "PurposeDenied",
     "RequestError",
     "SigningError",

@@ -258,6 +258,10 @@ class ReadOnlyStorage(Protocol):
         erased, or there is no such entry. `AuditError` when it cannot be read."""
         ...
 
+    def checkpoint(self, size: int | None) -> StoredCheckpoint | None:
+        """The checkpoint at `size` (the latest when None); None when there is none."""
+        ...
+
     def count(self) -> int:
         """Number of stored entries."""
         ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.dpo import console, escrows, reports, static, subjects
+from gateway.dpo import console, escrows, proofs, reports, static, subjects
 
 __all__ = ["dpo_router"]
 
@@ -16,3 +16,4 @@ dpo_router.include_router(console.router)
 dpo_router.include_router(escrows.router)
 dpo_router.include_router(subjects.router)
 dpo_router.include_router(reports.router)  # statistics and the annual report
+dpo_router.include_router(proofs.router)

@@ -26,10 +26,12 @@ from audit.storage.sqlite.statements import (
     COUNT_ENTRIES,
     HAS_COSIGNATURES,
     HAS_POLICY_SETS,
+    SELECT_CHECKPOINT,
     SELECT_CHECKPOINTS,
     SELECT_COSIGNATURES,
     SELECT_ENTRIES,
     SELECT_ESCROW,
+    SELECT_LATEST_CHECKPOINT,
     SELECT_POLICY_SET,
     SELECT_POLICY_SETS,
     SELECT_SCHEMA_VERSION,
@@ -102,6 +104,20 @@ class SQLiteReadOnlyStorage:
         finally:
             proxy.close()
         return None if row is None or row[0] is None else bytes(row[0])
+
+    def checkpoint(self, size: int | None) -> StoredCheckpoint | None:
+        if size is None:
+            row = self._one(SELECT_LATEST_CHECKPOINT, ())
+        else:
+            row = self._one(SELECT_CHECKPOINT, (size,))
+        return None if row is None else StoredCheckpoint._make(row)
+
+    def _one(self, statement: str, params: tuple[int, ...]) -> Any:
+        proxy = self._engine.raw_connection()
+        try:
+            return driver_connection(proxy).execute(statement, params).fetchone()
+        finally:
+            proxy.close()
 
     def count(self) -> int:
         proxy = self._engine.raw_connection()

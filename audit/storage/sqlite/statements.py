@@ -67,6 +67,7 @@ SELECT_LATEST_CHECKPOINT = (
     "SELECT size, root, note, created_at FROM checkpoints ORDER BY size DESC LIMIT 1"
 )
 SELECT_ESCROW = "SELECT CAST(escrow AS BLOB) FROM entries WHERE seq = ?"
+SELECT_CHECKPOINT = "SELECT size, root, note, created_at FROM checkpoints WHERE size = ?"
 COUNT_ENTRIES = "SELECT count(*) FROM entries"
 
 # The archive of policy sets: a set archived again changes nothing (and the trigger

@@ -142,6 +142,9 @@ class WriterGoesOnStorage:
     def count(self) -> int:
         return self.inner.count()
 
+    def checkpoint(self, size: int | None) -> StoredCheckpoint | None:
+        return self.inner.checkpoint(size)
+
     def policy_set(self, digest: str) -> bytes | None:
         return self.inner.policy_set(digest)
 
