@@ -80,10 +80,10 @@ async def overview(request: Request) -> dict[str, Any]:
     week = today - timedelta(days=today.weekday())  # Monday, 00:00 UTC
 
     def read(reader: AuditReader) -> dict[str, Any]:
-        checkpoints = reader.checkpoints()
+        latest = reader.checkpoint()
         return {
             "entries": reader.count(),
-            "latest_checkpoint": _checkpoint(checkpoints[-1]) if checkpoints else None,
+            "latest_checkpoint": None if latest is None else _checkpoint(latest),
             "today": _counts(reader, today),
             "this_week": _counts(reader, week),
         }
@@ -414,8 +414,8 @@ async def policy_set_page(request: Request, digest: str) -> dict[str, Any]:
 @twin(router, "/integrity", "integrity.html", summary="The log's integrity status")
 async def integrity_page(request: Request) -> dict[str, Any]:
     def read(reader: AuditReader) -> dict[str, Any]:
-        checkpoints = reader.checkpoints()
-        latest = _checkpoint(checkpoints[-1]) if checkpoints else None
+        stored = reader.checkpoint()
+        latest = None if stored is None else _checkpoint(stored)
         cosignatures = [
             {
                 "size": c.size,

@@ -10,12 +10,19 @@ the console lists is there.
 from __future__ import annotations
 
 import shutil
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from audit.checkpoint import split_note
+from audit.cosignature import cosign
+from audit.witness import WitnessKey
 from gateway.dev.demo import STEPS
+from gateway.dpo.proofs import WITNESS_KEYS_FILE
 from gateway.settings import PROJECT_ROOT
 from tests.gateway_support import Deployment
 
@@ -43,6 +50,8 @@ class Seeded:
     refusals: int = 0
     pseudonyms: list[str] = field(default_factory=list)
     """Pseudonyms the disclosures released (synthetic subjects), for the search."""
+    witness: str = ""
+    cosigned_size: int = 0
 
 
 def seed_log(deployment: Deployment) -> Seeded:
@@ -93,6 +102,21 @@ def seed_log(deployment: Deployment) -> Seeded:
             seeded.statuses[response.status_code] += 1
             seeded.refusals += 1
     return seeded
+
+
+def cosign_latest(deployment: Deployment, seeded: Seeded) -> None:
+    """A witness of the DPO's cosigns the latest checkpoint, handed in through the DPO's
+    API as `doelpoort witness` does."""
+    witness = WitnessKey("dpo.example/witness", Ed25519PrivateKey.generate())
+    (deployment.settings.keys_dir / WITNESS_KEYS_FILE).write_text(witness.verifier_key + "\n")
+    with deployment.dpo_client() as dpo:
+        note = dpo.get("/v1/audit/checkpoint").text
+        text = split_note(note)[0]
+        size = int(text.splitlines()[1])
+        line = cosign(text, witness.name, witness.private_key, int(time.time())).line()
+        handed_in = dpo.post("/v1/audit/cosignatures", json={"size": size, "cosignature": line})
+    assert handed_in.status_code == 201, handed_in.text
+    seeded.witness, seeded.cosigned_size = witness.name, size
 
 
 def _pseudonyms(answer: dict[str, Any]) -> list[str]:

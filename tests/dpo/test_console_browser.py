@@ -173,6 +173,7 @@ def test_a_dpo_clicks_through_the_console(
     expect(page.locator("p.ok")).to_contain_text("Intact", timeout=60_000)
     expect(page.locator("p.ok")).to_contain_text(f"{deployment.runtime.audit.size} entries")
     expect(page.locator("main")).to_contain_text("dpo")  # who asked: the DPO, not start-up
+    expect(page.locator("table.cosignatures")).to_contain_text(seeded.witness)
     snap(page, "integrity")
     assert seeded.disclosures > 0
     assert complaints == []

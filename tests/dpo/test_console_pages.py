@@ -339,7 +339,7 @@ def test_the_overview_counts_requests_and_dataset_decisions(seeded_console: Cons
 
 
 def test_verify_now_runs_a_verification_of_the_whole_log(seeded_console: Console) -> None:
-    deployment, _seeded = seeded_console
+    deployment, seeded = seeded_console
     with deployment.dpo_client() as dpo:
         started = dpo.post("/dpo/api/integrity/verify")
         assert started.status_code == 202
@@ -354,6 +354,10 @@ def test_verify_now_runs_a_verification_of_the_whole_log(seeded_console: Console
     assert verification["checkpoints"] >= 1
     assert verification["trigger"] == "dpo"
     assert status["latest_checkpoint"]["size"] == deployment.runtime.audit.size
+    (cosigned,) = status["cosignatures"]
+    assert cosigned["witness"] == seeded.witness
+    assert cosigned["size"] == seeded.cosigned_size
+    assert cosigned["line"].startswith(f"— {seeded.witness} ")
     assert form.status_code == 303
     assert form.headers["location"] == "/dpo/integrity"
 
