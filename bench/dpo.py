@@ -235,7 +235,14 @@ class _Chain:
         return time.perf_counter() - started
 
 
-def bench_dpo(entries: int, runs: int, cache: Path = CACHE) -> list[Timing]:
+def bench_dpo(
+    entries: int,
+    runs: int,
+    cache: Path = CACHE,
+    *,
+    append_prefill: int = 50_000,
+    append_groups: int = 300,
+) -> list[Timing]:
     """The DPO phase of `make bench`: prints its figures, returns the console timings."""
     print(f"· DPO console: a seeded log of {entries:,} entries …", flush=True)
     path, took = seeded(entries, cache)
@@ -252,7 +259,7 @@ def bench_dpo(entries: int, runs: int, cache: Path = CACHE) -> list[Timing]:
             f"(SPEC §10: < {target:.0f} ms; {t.found} {unit}, {runs} runs)"
         )
     for size in (2, 16):
-        before, after = time_appends(groups=300, group_size=size)
+        before, after = time_appends(append_groups, size, prefill=append_prefill)
         print(
             f"dpo append cost, groups of {size:2}: {before:5.1f} µs/entry with schema 0's "
             f"indexes, {after:5.1f} with version 1's (x{after / before:.2f}; storage thread, "
