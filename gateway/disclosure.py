@@ -60,7 +60,7 @@ from gateway.policy.input import build_policy_input, dataset_input
 from gateway.policy.register import Register
 from gateway.pseudonyms import PseudonymKeys
 from gateway.signing import Receipt, ReceiptSigner
-from gateway.subject_refs import COMPOUND, SubjectRefKey
+from gateway.subject_refs import COMPOUND, IdentityKey, SubjectRefKey, identity_keys
 from gateway.vocabulary import Partner
 
 log = logging.getLogger("doelpoort.disclosure")
@@ -444,24 +444,21 @@ class DisclosureService:
         """The subject's references: of the identity keys the request gave, and of every
         identity key of a fetched dataset that its records hold whole (a provider found
         by name and date of birth also tells the BSN). One HMAC per distinct key value."""
-        identities: set[tuple[tuple[str, str], ...]] = set()
-        given = dict(subject)
-        if all(part in given for part in COMPOUND):
-            identities.add(tuple((part, given.pop(part)) for part in COMPOUND))
-        identities.update(((name, value),) for name, value in given.items())
+        keys: set[IdentityKey] = set(identity_keys(subject))
         for dataset_id, records in fetched.items():
             spec = self.catalog.datasets.get(dataset_id)
-            if spec is None or not records:
+            if spec is None:
                 continue
-            for record in records:
-                for key in spec.identity_keys:
-                    parts = tuple((part, record.get(part)) for part in key)
-                    if all(isinstance(value, str) and value for _, value in parts):
-                        identities.add(parts)  # type: ignore[arg-type]  # str, just checked
-        refs: set[str] = set()
-        for identity in identities:
-            refs.update(self.subject_key.refs(dict(identity)))
-        return sorted(refs)
+            for group in spec.identity_keys:
+                for record in records:
+                    values = [record.get(part) for part in group]
+                    if not all(isinstance(value, str) and value for value in values):
+                        continue
+                    if len(group) == 1 or group == COMPOUND:
+                        keys.add(tuple(zip(group, values, strict=True)))
+                    else:  # parts of another compound count alone, as in identity_keys
+                        keys.update((part,) for part in zip(group, values, strict=True))
+        return sorted({self.subject_key.key_ref(key) for key in keys})
 
     def _seal_escrow(
         self,

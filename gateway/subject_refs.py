@@ -38,7 +38,9 @@ from gateway.pseudonyms import hkdf_sha256
 __all__ = [
     "COMPOUND",
     "LEGACY_INFO",
+    "IdentityKey",
     "SubjectRefKey",
+    "identity_keys",
     "legacy_key",
     "legacy_key_bytes",
     "load_subject_ref_key",
@@ -89,16 +91,17 @@ class SubjectRefKey:
         one alone (a name alone is too common, a date of birth links everyone born that
         day).
         """
-        keys = dict(identity)
-        refs = set()
-        name, born = (keys.pop(part, None) for part in COMPOUND)
-        if name is not None and born is not None:
-            compound = b"\x00".join(
-                (normalise_value("name", name), normalise_value("date_of_birth", born))
-            )
-            refs.add(self._ref("psn:", b"name+date_of_birth:" + compound))
-        refs.update(self.ref(key_name, value) for key_name, value in keys.items())
-        return sorted(refs)
+        return sorted({self.key_ref(key) for key in identity_keys(identity)})
+
+    def key_ref(self, key: IdentityKey) -> str:
+        """The reference of one identity key given whole (see `identity_keys`)."""
+        if len(key) == 1:
+            return self.ref(*key[0])
+        (first, name), (second, born) = key
+        if (first, second) != COMPOUND:
+            raise ValueError("an identity key is one key, or name and date_of_birth")
+        compound = b"\x00".join((normalise_value(first, name), normalise_value(second, born)))
+        return self._ref("psn:", b"name+date_of_birth:" + compound)
 
     def pseudonym_ref(self, pseudonym: str) -> str:
         """The reference of a pseudonym an entry released (never the pseudonym itself:
@@ -107,6 +110,19 @@ class SubjectRefKey:
 
     def __repr__(self) -> str:
         return f"SubjectRefKey(kid={self.kid!r}, <key hidden>)"
+
+
+IdentityKey = tuple[tuple[str, object], ...]
+"""One identity key given whole: ``(("bsn", v),)`` or ``(("name", n), ("date_of_birth", d))``."""
+
+
+def identity_keys(identity: Mapping[str, object]) -> list[IdentityKey]:
+    """The identity keys ``identity`` gives whole: name with date of birth as one (neither
+    alone), every other key alone."""
+    keys: list[IdentityKey] = [((k, v),) for k, v in identity.items() if k not in COMPOUND]
+    if all(part in identity for part in COMPOUND):
+        keys.append(tuple((part, identity[part]) for part in COMPOUND))
+    return keys
 
 
 def legacy_key_bytes(master: bytes) -> bytes:

@@ -31,8 +31,13 @@ def test_setup_creates_state_once(tmp_path: Path) -> None:
     assert (var / "pki" / "partners" / "voorbeeldbank.pem").exists()
     assert (var / "pki" / "dpo" / "dpo.pem").exists()
     assert (var / "demo" / "subjects.json").exists()
-    for key in ("master.key", "audit-log.key", "escrow.pub"):
+    for key in ("master.key", "audit-log.key", "escrow.pub", "subject-ref.key"):
         assert f"created {var / 'keys' / key}" in first.output
+    # The DPO's copies, in development only.
+    assert f"created {var / 'dpo' / 'subject-ref.key'}" in first.output
+    assert (var / "dpo" / "subject-ref.key").read_bytes() == (
+        var / "keys" / "subject-ref.key"
+    ).read_bytes()
     before = (var / "pki" / "ca.pem").read_bytes()
     second = runner.invoke(app, ["setup", "--var-dir", str(var)])
     assert second.exit_code == 0

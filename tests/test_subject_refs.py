@@ -12,7 +12,12 @@ import pytest
 from gateway.errors import ConfigurationError
 from gateway.keys import SUBJECT_REF_KEY_FILE, create_keys, create_subject_ref_key
 from gateway.pseudonyms import PseudonymKeys
-from gateway.subject_refs import SubjectRefKey, legacy_key, load_subject_ref_key
+from gateway.subject_refs import (
+    SubjectRefKey,
+    identity_keys,
+    legacy_key,
+    load_subject_ref_key,
+)
 
 KEY = bytes(range(32, 64))
 MASTER = bytes(range(32))
@@ -52,6 +57,17 @@ def test_name_and_date_of_birth_make_one_reference_together() -> None:
     assert key.ref("bsn", "999900018") in with_bsn
     assert with_bsn == sorted(with_bsn)
     assert key.refs({"name": SAM["name"]}) == key.refs({"date_of_birth": "1980-04-01"}) == []
+
+
+def test_an_identity_key_is_one_key_or_name_with_date_of_birth() -> None:
+    key = SubjectRefKey(KEY)
+    assert identity_keys({"bsn": "999900018", **SAM}) == [
+        (("bsn", "999900018"),),
+        (("name", SAM["name"]), ("date_of_birth", SAM["date_of_birth"])),
+    ]
+    assert key.key_ref((("bsn", "999900018"),)) == key.ref("bsn", "999900018")
+    with pytest.raises(ValueError, match="name and date_of_birth"):
+        key.key_ref((("bsn", "999900018"), ("v_number", "9900000001")))
 
 
 def test_the_legacy_key_reproduces_the_references_logged_before() -> None:

@@ -20,8 +20,8 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from audit.clock import rfc3339, utc_now
-from audit.entry import AuditRecord
-from audit.query import LoggedEntry, entries_with_subject_refs
+from audit.entry import AuditRecord, ReidentificationRecord
+from audit.query import EntryFilter, LoggedEntry, entries_with_subject_refs, iter_selection
 from audit.reader import AuditReader
 from gateway.api_models import Subject
 from gateway.dpo.render import html_to_pdf, render_html
@@ -30,6 +30,7 @@ from gateway.subject_refs import COMPOUND
 
 __all__ = [
     "IDENTITY_FIELDS",
+    "Reidentification",
     "Release",
     "SubjectAccess",
     "SubjectDecision",
@@ -72,6 +73,18 @@ class SubjectDecision:
 
 
 @dataclass(frozen=True)
+class Reidentification:
+    """A release of one of the request's escrows to the DPO: what a pseudonym stood for
+    was looked up, by whom, when and why."""
+
+    seq: int
+    time: str
+    dpo: str
+    entry_seq: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class SubjectRequest:
     """One request (a disclosure) about the subject and its dataset decisions."""
 
@@ -82,6 +95,7 @@ class SubjectRequest:
     legal_basis: str
     case_ref: str
     decisions: list[SubjectDecision]
+    reidentifications: list[Reidentification] = field(default_factory=list)
 
     @property
     def disclosed(self) -> bool:
@@ -174,15 +188,36 @@ def subject_decisions(
     for entry in entries_with_subject_refs(reader, refs) if refs else []:
         if isinstance(entry.record, AuditRecord):
             requests.setdefault(entry.record.disclosure_id, []).append((entry, entry.record))
+    releases = _reidentifications(reader, {e.seq for found in requests.values() for e, _ in found})
     return SubjectAccess(
-        requests=[_request(key, found) for key, found in requests.items()],
+        requests=[_request(key, found, releases.get(key, [])) for key, found in requests.items()],
         identified_by=list(identified_by),
         generated_at=rfc3339(now or utc_now()),
         keys=keys,
     )
 
 
-def _request(key: str, found: list[tuple[LoggedEntry, AuditRecord]]) -> SubjectRequest:
+def _reidentifications(reader: AuditReader, seqs: set[int]) -> dict[str, list[Reidentification]]:
+    """The re-identifications of any of the entries ``seqs``, by request."""
+    found: dict[str, list[Reidentification]] = {}
+    if not seqs:
+        return found
+    for entry in iter_selection(reader, EntryFilter(decision="reidentification")):
+        record = entry.record
+        if isinstance(record, ReidentificationRecord) and record.entry_seq in seqs:
+            found.setdefault(record.disclosure_id, []).append(
+                Reidentification(
+                    entry.seq, record.time, record.dpo, record.entry_seq, record.reason
+                )
+            )
+    return found
+
+
+def _request(
+    key: str,
+    found: list[tuple[LoggedEntry, AuditRecord]],
+    reidentifications: list[Reidentification],
+) -> SubjectRequest:
     first = found[0][1]
     bases = list(dict.fromkeys(r.legal_basis for _, r in found if r.legal_basis))
     return SubjectRequest(
@@ -193,6 +228,7 @@ def _request(key: str, found: list[tuple[LoggedEntry, AuditRecord]]) -> SubjectR
         legal_basis="; ".join(bases),
         case_ref=first.case_ref,
         decisions=[_decision(entry.seq, record) for entry, record in found],
+        reidentifications=reidentifications,
     )
 
 

@@ -231,6 +231,29 @@ def test_a_partner_gets_403_on_subject_access(asked: Asked) -> None:
         assert answer.json()["type"] == "urn:doelpoort:problem:dpo-only"
 
 
+def test_a_re_identification_of_the_subjects_entry_is_in_the_report(asked: Asked) -> None:
+    found = _search(asked, asked.identity)
+    (request,) = [r for r in found["requests"] if r["disclosure_id"] == asked.by_name]
+    seq = request["decisions"][0]["seq"]
+    reason = "complaint K-21 of the data subject"
+    with asked.gateway.dpo_client() as dpo:
+        released = dpo.post(f"/dpo/api/escrows/{seq}", json={"reason": reason})
+        assert released.status_code == 200, released.text
+        page = dpo.post("/dpo/subjects", data={**asked.identity, "format": "page"})
+    (request,) = [
+        r for r in _search(asked, asked.identity)["requests"] if r["disclosure_id"] == asked.by_name
+    ]
+    (release,) = request["reidentifications"]
+    assert (release["entry_seq"], release["dpo"], release["reason"]) == (seq, "dpo", reason)
+    assert release["seq"] == released.json()["reidentification_seq"]
+    assert reason in page.text
+    # Requests about other subjects show none.
+    other = _search(asked, {"bsn": BSN})
+    assert all(
+        not r["reidentifications"] for r in other["requests"] if r["disclosure_id"] != asked.by_name
+    )
+
+
 # -- offline: doelpoort audit subject ------------------------------------------------------
 
 
