@@ -9,15 +9,24 @@ from types import TracebackType
 
 from audit.policy_sets import ArchivedPolicySet, decode_policy_set
 from audit.storage.interface import (
+    LogQueries,
     ReadOnlyStorage,
     Snapshot,
     StatisticsRows,
     StoredCheckpoint,
+    StoredCosignature,
     StoredEntry,
 )
 from audit.storage.sqlite.reader import SQLiteReadOnlyStorage
 
-__all__ = ["ArchivedPolicySet", "AuditReader", "Snapshot", "StoredCheckpoint", "StoredEntry"]
+__all__ = [
+    "ArchivedPolicySet",
+    "AuditReader",
+    "Snapshot",
+    "StoredCheckpoint",
+    "StoredCosignature",
+    "StoredEntry",
+]
 
 
 class AuditReader:
@@ -81,6 +90,16 @@ class AuditReader:
         ``since <= time < until`` (RFC 3339 UTC; None: unbounded), computed by the
         database: no body is read into memory."""
         return self._storage.statistics(since, until)
+
+    def cosignatures(self) -> list[StoredCosignature]:
+        """Every witness cosignature the gateway stored, by checkpoint size, then key ID."""
+        return self._storage.cosignatures()
+
+    def queries(self) -> AbstractContextManager[LogQueries]:
+        """The DPO's indexed searches (`audit.query` runs them) on the log as it stands
+        now, for as long as the context lasts. Raises `AuditError` when the log has not
+        been upgraded for them yet (the gateway does that when it opens the log)."""
+        return self._storage.queries()
 
     def close(self) -> None:
         self._storage.close()

@@ -28,7 +28,7 @@ backend that passes them can carry the log.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Collection, Generator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -59,6 +59,77 @@ class StoredCheckpoint(NamedTuple):
     root: bytes
     note: str
     created_at: str
+
+
+class StoredCosignature(NamedTuple):
+    """A witness's cosignature of the checkpoint at `size`, as the gateway stored it: the
+    witness's key name and 4-byte key ID, the signature line (C2SP tlog-cosignature) and
+    when it was stored (RFC 3339)."""
+
+    size: int
+    key_name: str
+    key_id: bytes
+    line: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which entries a DPO query asks for: all of its conditions hold. `audit.query`
+    builds it from a validated filter; a backend turns it into indexed queries.
+
+    `equal` pairs a filter column (`audit.storage.tables.FILTER_FIELDS`, not ``time``)
+    with the value it must have. `decisions_only` keeps the decisions (entries of no
+    ``kind``). `problem` keeps refusals with that problem code and the refusal summaries
+    that count one. `since` (inclusive) and `until` (exclusive) bound the entries' time,
+    each as ``YYYY-MM-DDTHH:MM:SS`` (UTC, whole seconds).
+    """
+
+    equal: tuple[tuple[str, str], ...] = ()
+    decisions_only: bool = False
+    problem: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+
+RequestKey = tuple[int, str | None]
+"""An entry that matched a selection: its seq, and the disclosure it belongs to (None for
+an entry that is a request of its own: a refusal, a policy change, ...)."""
+
+
+class LogQueries(Protocol):
+    """The DPO's queries, on one consistent view of the log (`ReadOnlyStorage.queries`).
+    Entries come back as stored (`ChainRow`); `audit.query` parses them."""
+
+    def entry(self, seq: int) -> ChainRow | None:
+        """Entry `seq`; None when there is none."""
+        ...
+
+    def entries_at(self, seqs: Collection[int]) -> list[ChainRow]:
+        """The entries with these seqs that exist, in seq order."""
+        ...
+
+    def disclosures(self, disclosure_ids: Collection[str]) -> list[ChainRow]:
+        """Every decision entry of these disclosures, in seq order."""
+        ...
+
+    def newest(self, selection: Selection, before: int | None, limit: int) -> list[RequestKey]:
+        """Up to `limit` entries that match, below seq `before` (or from the newest),
+        newest first."""
+        ...
+
+    def matches_from(self, selection: Selection, disclosure_id: str, start: int) -> bool:
+        """Whether a decision entry of the disclosure at seq >= `start` matches."""
+        ...
+
+    def matching(self, selection: Selection) -> Generator[ChainRow, None, None]:
+        """Every entry that matches, in seq order, streamed."""
+        ...
+
+    def with_refs(self, table: str, refs: Collection[str]) -> list[ChainRow]:
+        """The entries whose body lists one of `refs` in `table` (``subject_refs`` or
+        ``pseudonym_refs``), in seq order."""
+        ...
 
 
 class LogStorage(Protocol):
@@ -97,6 +168,12 @@ class LogStorage(Protocol):
     def policy_set(self, digest: str) -> bytes | None:
         """The stored form of the set archived under `digest`, as stored; None when none
         is."""
+        ...
+
+    def add_cosignature(self, cosignature: StoredCosignature) -> bool:
+        """Store a witness's cosignature, durably before returning. True when it was stored
+        now; False when that key's cosignature of that size is stored already (the first
+        is kept). Raises `ValueError` when no checkpoint of its size is stored."""
         ...
 
     def erase_expired_escrows(self, now: int, limit: int) -> int:
@@ -198,6 +275,16 @@ class ReadOnlyStorage(Protocol):
     def statistics(self, since: str | None, until: str | None) -> StatisticsRows:
         """The aggregates `audit.statistics` shapes, for entries with
         ``since <= time < until`` (None: unbounded), from one read transaction."""
+        ...
+
+    def cosignatures(self) -> list[StoredCosignature]:
+        """Every stored cosignature, by size and then key ID (none in a log no writer of
+        this version has opened)."""
+        ...
+
+    def queries(self) -> AbstractContextManager[LogQueries]:
+        """The DPO's queries on the log as it stands now, until the context ends.
+        Raises `AuditError` when the log has not been upgraded for them yet."""
         ...
 
     def close(self) -> None: ...

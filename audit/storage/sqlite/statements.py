@@ -80,5 +80,18 @@ SELECT_POLICY_SETS = "SELECT digest, first_used FROM policy_sets ORDER BY first_
 # A reader never adds a table: a log no writer of this version has opened has no archive.
 HAS_POLICY_SETS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'policy_sets'"
 
+# Cosignatures of stored checkpoints (for the witness): a second one by the same key for
+# the same size is not stored (the first is kept).
+HAS_CHECKPOINT = "SELECT 1 FROM checkpoints WHERE size = ?"
+HAS_COSIGNATURE = "SELECT 1 FROM cosignatures WHERE size = ? AND key_id = ?"
+INSERT_COSIGNATURE = (
+    "INSERT INTO cosignatures (size, key_name, key_id, line, created_at) VALUES (?, ?, ?, ?, ?)"
+)
+SELECT_COSIGNATURES = (
+    "SELECT size, key_name, key_id, line, created_at FROM cosignatures ORDER BY size, key_id"
+)
+HAS_COSIGNATURES = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cosignatures'"
+SELECT_SCHEMA_VERSION = "PRAGMA user_version"
+
 # The WAL: truncated after an erasure, so that no copy of an erased escrow stays in it.
 TRUNCATE_WAL = "PRAGMA wal_checkpoint(TRUNCATE)"
