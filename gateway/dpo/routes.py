@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.dpo import reports, static
+from gateway.dpo import exports, reports, static
 
 __all__ = ["dpo_router"]
 
@@ -13,3 +13,4 @@ dpo_router = APIRouter()
 # dpo_router.include_router(<module>.router)
 dpo_router.include_router(static.router)
 dpo_router.include_router(reports.router)  # statistics and the annual report
+dpo_router.include_router(exports.router)  # exports (JSONL, CSV, Logboek Dataverwerkingen)
