@@ -90,6 +90,12 @@ class AuditReader:
         """Every archived policy set (digest, first use), earliest first."""
         return self._storage.policy_sets()
 
+    def statistics_rows(self, since: str | None = None, until: str | None = None) -> StatisticsRows:
+        """The aggregates behind `audit.statistics.statistics`, for entries with
+        ``since <= time < until`` (RFC 3339 UTC; None: unbounded), computed by the
+        database: no body is read into memory."""
+        return self._storage.statistics(since, until)
+
     def cosignatures(self) -> list[StoredCosignature]:
         """Every witness cosignature the gateway stored, by checkpoint size, then key ID."""
         return self._storage.cosignatures()
@@ -99,12 +105,6 @@ class AuditReader:
         now, for as long as the context lasts. Raises `AuditError` when the log has not
         been upgraded for them yet (the gateway does that when it opens the log)."""
         return self._storage.queries()
-
-    def statistics_rows(self, since: str | None = None, until: str | None = None) -> StatisticsRows:
-        """The aggregates behind `audit.statistics.statistics`, for entries with
-        ``since <= time < until`` (RFC 3339 UTC; None: unbounded), computed by the
-        database: no body is read into memory."""
-        return self._storage.statistics(since, until)
 
     def close(self) -> None:
         self._storage.close()

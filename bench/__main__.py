@@ -15,6 +15,8 @@
 8. The DPO's console at 1,000,000 entries: p50/p99 of a page of requests for every
    filter, a deep page, a subject and a pseudonym search, and the append cost of the
    indexes behind them (``bench/dpo.py``; the seeded log is kept under build/).
+9. DPO exports: a log of 1,000,000 entries exported as JSONL, CSV and Logboek
+   Dataverwerkingen records, in entries per second and peak memory.
 
 The servers run in this process (a thread each); the load generator runs in a child
 process so client and server each have a core of the 2-core reference machine.
@@ -41,6 +43,7 @@ from fastapi.responses import Response
 from bench import DATASETS, REQUESTER, request_body
 from bench.dpo import bench_dpo
 from bench.engines import bench_engines
+from bench.export import bench_export
 from bench.load import Target, fixed_rate, throughput
 from bench.pipeline import measure_pipeline
 from bench.replay import fill_replay_log, time_replay
@@ -299,6 +302,8 @@ def main() -> None:
     parser.add_argument("--dpo-entries", type=int, default=1_000_000)
     parser.add_argument("--dpo-runs", type=int, default=30, help="timed runs of each search")
     parser.add_argument("--only-dpo", action="store_true", help="run the DPO phase alone")
+    parser.add_argument("--export-entries", type=int, default=1_000_000)
+    parser.add_argument("--only-export", action="store_true", help="run the DPO export phase alone")
     args = parser.parse_args()
     if args.only_dpo:
         bench_dpo(args.dpo_entries, args.dpo_runs)
@@ -310,6 +315,9 @@ def main() -> None:
         if args.only_replay:
             bench_replay(settings, Path(tmp), args.replay_decisions)
             return
+        if args.only_export:
+            bench_export(Path(tmp), args.export_entries)
+            return
         rates = bench_http(settings, args.seconds, args.connections, args.rate)
         bench_pipeline(settings, args.seconds, args.connections, rates)
         bench_disk(settings.audit_db_path.parent, args.seconds)
@@ -317,6 +325,7 @@ def main() -> None:
         bench_replay(settings, Path(tmp), args.replay_decisions)
         bench_engines(settings, args.decisions)
         bench_dpo(args.dpo_entries, args.dpo_runs)
+        bench_export(Path(tmp), args.export_entries)
 
 
 if __name__ == "__main__":

@@ -276,6 +276,11 @@ class ReadOnlyStorage(Protocol):
         log made before the archive existed)."""
         ...
 
+    def statistics(self, since: str | None, until: str | None) -> StatisticsRows:
+        """The aggregates `audit.statistics` shapes, for entries with
+        ``since <= time < until`` (None: unbounded), from one read transaction."""
+        ...
+
     def cosignatures(self) -> list[StoredCosignature]:
         """Every stored cosignature, by size and then key ID (none in a log no writer of
         this version has opened)."""
@@ -284,11 +289,6 @@ class ReadOnlyStorage(Protocol):
     def queries(self) -> AbstractContextManager[LogQueries]:
         """The DPO's queries on the log as it stands now, until the context ends.
         Raises `AuditError` when the log has not been upgraded for them yet."""
-        ...
-
-    def statistics(self, since: str | None, until: str | None) -> StatisticsRows:
-        """The aggregates `audit.statistics` shapes, for entries with
-        ``since <= time < until`` (None: unbounded), from one read transaction."""
         ...
 
     def close(self) -> None: ...

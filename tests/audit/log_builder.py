@@ -131,6 +131,10 @@ class LogBuilder:
         )
 
     def write(self, path: Path, key: Ed25519PrivateKey, origin: str = ORIGIN) -> Path:
+        """Store the records in the order of their time, as the gateway appends them
+        (a stable sort: the entries of one request stay together)."""
+        self.records.sort(key=lambda record: record.time)
+
         async def append_all(store: Any) -> None:
             for start in range(0, len(self.records), 500):
                 await store.append(cast(list[LogRecord], self.records[start : start + 500]))

@@ -8,9 +8,13 @@ little memory. Times are grouped by their RFC 3339 text: ``substr(time, 1, 7)`` 
 UTC month, ``substr(time, 1, 13)`` the UTC hour (the caller turns hours into local
 office hours, which SQLite cannot).
 
-The decision columns (``time``, ``requester``, ``provider``, ``purpose``, ``decision``)
-are the generated columns of the entries table; the fields only some kinds have are
-read with ``json_extract`` from the body.
+The filter columns (``time``, ``requester``, ``provider``, ``purpose``, ``decision``,
+``kind``, ``problem``, ``policy_digest``, ``disclosure_id``) are the generated columns of
+the entries table (schema version 1), so the rarer kinds (refusals, summaries,
+re-identifications, policy changes) are read through their partial index on ``kind``;
+other fields are read with ``json_extract``. A period is a range of seq found by the
+bisection the DPO's searches use (`SQLiteQueries`), each entry in it then checked
+against the period itself.
 """
 
 from __future__ import annotations
@@ -19,39 +23,60 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from audit.storage.interface import StatisticsRows
+from audit.errors import AuditError
+from audit.storage.interface import Selection, StatisticsRows
+from audit.storage.sqlite.queries import SQLiteQueries
+from audit.storage.tables import SCHEMA_VERSION
 
 __all__ = ["UNREGISTERED_PURPOSE_REASON", "collect"]
 
 # Fields read from the body (a decision has no kind; other kinds have no disclosure_id).
-_KIND = "json_extract(body, '$.kind')"
-_DISCLOSURE_ID = "json_extract(body, '$.disclosure_id')"
-_POLICY_DIGEST = "json_extract(body, '$.policy_digest')"
+_KIND = "kind"
+_DISCLOSURE_ID = "disclosure_id"
+_POLICY_DIGEST = "policy_digest"
 
 UNREGISTERED_PURPOSE_REASON = "% is not in the register"
 """How the shipped policy words a deny for a purpose the register does not hold
 (policies/doelpoort/deny.rego): such requests count as probing."""
 
 
-def _period(since: str | None, until: str | None) -> tuple[str, dict[str, str]]:
-    """A WHERE clause over ``time`` for [since, until), and its parameters (written out
-    only for the bounds given, so an index on ``time`` can serve it)."""
-    clauses, params = ["1"], {}
-    if since is not None:
-        clauses.append("time >= :since")
-        params["since"] = since
-    if until is not None:
-        clauses.append("time < :until")
-        params["until"] = until
+def _period(
+    conn: sqlite3.Connection, since: str | None, until: str | None
+) -> tuple[str, dict[str, str | int]]:
+    """A WHERE clause for the entries with ``since <= time < until`` (None: unbounded),
+    and its parameters: a range of seq (an index range, not a scan of the table) and
+    the times themselves."""
+    start, end = (None if t is None else t[:19] for t in (since, until))  # to the second
+    queries = SQLiteQueries(conn)
+    # The searches' own bisection over seq (time is nearly in seq order), widened by
+    # their slack; its edges are then checked against the period itself.
+    period = queries._period(Selection(since=start, until=end))
+    lo, hi = period.lo, period.hi
+    clauses = ["seq BETWEEN :lo AND :hi"]
+    params: dict[str, str | int] = {"lo": lo, "hi": hi}
+    if start is not None:
+        clauses.append("substr(time, 1, 19) >= :since")
+        params["since"] = start
+    if end is not None:
+        clauses.append("substr(time, 1, 19) < :until")
+        params["until"] = end
     return " AND ".join(clauses), params
 
 
 def collect(conn: sqlite3.Connection, since: str | None, until: str | None) -> StatisticsRows:
     """Every aggregate for entries with ``since <= time < until`` (None: unbounded), in
-    one read transaction so that they agree with each other."""
-    where, params = _period(since, until)
+    one read transaction so that they agree with each other. `AuditError` for a log not
+    yet upgraded to the schema with the DPO's columns."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version < SCHEMA_VERSION:
+        raise AuditError(
+            "the audit log has not been upgraded for the DPO's statistics yet: start the "
+            "gateway once (`doelpoort serve`), which upgrades it in place, then try again "
+            '(docs/dpo.md, "Upgrading an existing log")'
+        )
     conn.execute("BEGIN")
     try:
+        where, params = _period(conn, since, until)
         return StatisticsRows(
             decisions=_rows(conn, _DECISIONS.format(where=where), params),
             requests=_rows(conn, _REQUESTS.format(where=where), params),
@@ -60,13 +85,13 @@ def collect(conn: sqlite3.Connection, since: str | None, until: str | None) -> S
             field_ops=_rows(conn, _FIELD_OPS.format(where=where), params),
             reidentifications=_rows(conn, _REIDENTIFICATIONS.format(where=where), params),
             policy_changes=_rows(conn, _POLICY_CHANGES.format(where=where), params),
-            history=(_rows(conn, _HISTORY, {"since": since}) if since is not None else []),
+            history=(_rows(conn, _HISTORY, params) if since is not None else []),
         )
     finally:
         conn.execute("COMMIT")  # ends the read transaction (nothing was written)
 
 
-def _rows(conn: sqlite3.Connection, statement: str, params: Mapping[str, str | None]) -> list[Any]:
+def _rows(conn: sqlite3.Connection, statement: str, params: Mapping[str, object]) -> list[Any]:
     """The statement's rows (plain tuples: names, buckets and counts)."""
     return conn.execute(statement, params).fetchall()
 
@@ -75,10 +100,10 @@ def _rows(conn: sqlite3.Connection, statement: str, params: Mapping[str, str | N
 # versions (first and last use) and the legal bases all come from these rows.
 _DECISIONS = f"""
 SELECT requester, purpose, provider, substr(time, 1, 7) AS month, decision,
-       {_POLICY_DIGEST} AS digest, json_extract(body, '$.legal_basis') AS basis,
+       {_POLICY_DIGEST}, json_extract(body, '$.legal_basis') AS basis,
        min(time), max(time), count(*)
 FROM entries WHERE {{where}} AND {_KIND} IS NULL
-GROUP BY requester, purpose, provider, month, decision, digest, basis
+GROUP BY requester, purpose, provider, month, decision, {_POLICY_DIGEST}, basis
 """  # noqa: S608 (constants only; values are bound)
 
 # A disclosure request is the decisions sharing a disclosure_id: its outcome is an error
@@ -113,17 +138,16 @@ GROUP BY requester, purpose, hour, outcome, providers, denied_by
 
 _REFUSALS = f"""
 SELECT requester, purpose, substr(time, 1, 13) AS hour,
-       json_extract(body, '$.problem') AS problem,
-       sum(json_extract(body, '$.unrecorded_names') > 0), count(*)
+       problem, sum(json_extract(body, '$.unrecorded_names') > 0), count(*)
 FROM entries WHERE {{where}} AND {_KIND} = 'refusal'
 GROUP BY requester, purpose, hour, problem
 """  # noqa: S608
 
 _SUMMARIES = f"""
-SELECT requester, substr(time, 1, 13) AS hour, counts.key AS problem, sum(counts.value)
+SELECT requester, substr(time, 1, 13) AS hour, counts.key AS counted, sum(counts.value)
 FROM entries, json_each(entries.body, '$.counts') AS counts
 WHERE {{where}} AND {_KIND} = 'refusal-summary'
-GROUP BY requester, hour, counts.key
+GROUP BY requester, hour, counted
 """  # noqa: S608
 
 _FIELD_OPS = f"""
@@ -149,14 +173,14 @@ GROUP BY outcome
 _HISTORY = f"""
 SELECT requester, month, sum(n) FROM (
     SELECT requester, substr(min(time), 1, 7) AS month, 1 AS n
-    FROM entries WHERE time < :since AND {_KIND} IS NULL GROUP BY {_DISCLOSURE_ID}
+    FROM entries WHERE substr(time, 1, 19) < :since AND {_KIND} IS NULL GROUP BY {_DISCLOSURE_ID}
     UNION ALL
     SELECT requester, substr(time, 1, 7), 1
-    FROM entries WHERE time < :since AND {_KIND} = 'refusal'
+    FROM entries WHERE substr(time, 1, 19) < :since AND {_KIND} = 'refusal'
     UNION ALL
     SELECT requester, substr(time, 1, 7), counts.value
     FROM entries, json_each(entries.body, '$.counts') AS counts
-    WHERE time < :since AND {_KIND} = 'refusal-summary'
+    WHERE substr(time, 1, 19) < :since AND {_KIND} = 'refusal-summary'
 )
 GROUP BY requester, month
 """  # noqa: S608

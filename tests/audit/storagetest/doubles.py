@@ -151,14 +151,14 @@ class WriterGoesOnStorage:
     def policy_sets(self) -> list[ArchivedPolicySet]:
         return self.inner.policy_sets()
 
+    def statistics(self, since: str | None, until: str | None) -> StatisticsRows:
+        return self.inner.statistics(since, until)
+
     def cosignatures(self) -> list[StoredCosignature]:
         return self.inner.cosignatures()
 
     def queries(self) -> AbstractContextManager[LogQueries]:
         return self.inner.queries()
-
-    def statistics(self, since: str | None, until: str | None) -> StatisticsRows:
-        return self.inner.statistics(since, until)
 
     def close(self) -> None:
         self.inner.close()
