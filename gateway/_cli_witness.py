@@ -284,9 +284,14 @@ def witness_run(
                 typer.secho(f"witness: {exc}; trying again in {every:g} s", err=True)
             if every is None:
                 return
-            time.sleep(every)
+            _wait(every)
     finally:
         gateway.close()
+
+
+def _wait(seconds: float) -> None:
+    """The pause between two rounds of `witness run --every`."""
+    time.sleep(seconds)
 
 
 def witness_round(

@@ -23,7 +23,7 @@ from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 
 import gateway.errors
@@ -147,7 +147,6 @@ class _Operation:
     #: Response headers of every ``ok`` status: name → schema (each one always sent).
     headers: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     parameters: tuple[dict[str, Any], ...] = ()
-    request_body: dict[str, Any] | None = None
 
 
 def _ref(model: type[BaseModel] | str) -> dict[str, str]:
@@ -199,28 +198,6 @@ _AUDIT_SCHEMAS: Mapping[str, dict[str, Any]] = {
             "consistency_proof": {"type": "array", "items": _BASE64},
             "from_checkpoint": {"type": "string"},
             "to_checkpoint": {"type": "string"},
-        },
-    },
-    "CosignatureSubmission": {
-        "type": "object",
-        "required": ["size", "cosignature"],
-        "additionalProperties": False,
-        "properties": {
-            "size": _COUNT,
-            "cosignature": {
-                "type": "string",
-                "description": "The witness's signature line: `— <name> <base64>`.",
-            },
-        },
-    },
-    "CosignatureReceived": {
-        "type": "object",
-        "required": ["size", "witness", "stored"],
-        "additionalProperties": False,
-        "properties": {
-            "size": _COUNT,
-            "witness": {"type": "string"},
-            "stored": {"type": "boolean"},
         },
     },
 }
@@ -326,22 +303,6 @@ _OPERATIONS: Mapping[tuple[str, str], _Operation] = {
             },
         ),
     ),
-    ("post", "/v1/audit/cosignatures"): _Operation(
-        "The DPO's witness hands in its cosignature (c2sp.org/tlog-cosignature,"
-        " cosignature/v1) of the stored checkpoint of `size` entries. It must be by a"
-        " witness key the gateway is configured with and verify over that checkpoint; it"
-        " is then served with the checkpoint. 201 when stored, 200 when it was already."
-        " The DPO's certificate only (403 dpo-only for a partner).",
-        {
-            200: ("application/json", _ref("CosignatureReceived")),
-            201: ("application/json", _ref("CosignatureReceived")),
-        },
-        (*_TRANSPORT, *_PEER, 413, 415, 422, 503),
-        request_body={
-            "required": True,
-            "content": {"application/json": {"schema": _ref("CosignatureSubmission")}},
-        },
-    ),
     ("get", "/.well-known/jwks.json"): _Operation(
         "The keys that verify receipts (the `jws` of a disclosure), current and retired."
         " A configured partner's or the DPO's certificate.",
@@ -385,8 +346,8 @@ def openapi_document(
     """The OpenAPI 3.1 document of ``app`` as this deployment serves it."""
     types = problem_types()
     paths: dict[str, dict[str, Any]] = {}
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
+    for route in api_routes(app):
+        if not route.include_in_schema:
             continue
         for method in sorted(m.lower() for m in route.methods or ()):
             operation = _OPERATIONS.get((method, route.path))
@@ -427,6 +388,16 @@ def openapi_document(
     }
 
 
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    """Every route of the app, those of included routers too (FastAPI keeps an included
+    router as one entry of `app.routes`, its routes inside)."""
+    return [
+        context.original_route
+        for context in iter_route_contexts(app.routes)
+        if isinstance(context.original_route, APIRoute)
+    ]
+
+
 def server_url(settings: Settings, bound: object) -> str:
     """Where partners reach this gateway: ``DOELPOORT_PUBLIC_URL``, else the listener's
     own address (``bound`` is the ASGI scope's ``server``: the port of port 0)."""
@@ -465,8 +436,6 @@ def _operation(route: APIRoute, operation: _Operation) -> dict[str, Any]:
     }
     if operation.parameters:
         described["parameters"] = list(operation.parameters)
-    if operation.request_body is not None:
-        described["requestBody"] = operation.request_body
     described["responses"] = dict(sorted(responses.items()))
     return described
 

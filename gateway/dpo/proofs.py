@@ -232,10 +232,12 @@ async def get_consistency_proof(request: Request, to: str | None = None) -> Resp
 MAX_COSIGNATURE_BODY = 4096
 
 
+# Like every DPO route, not in the partners' OpenAPI document (docs/dpo.md describes it).
 @router.post(
     "/v1/audit/cosignatures",
     summary="Hand in a witness's cosignature of a signed checkpoint (the DPO only)",
     dependencies=[Depends(require_dpo)],
+    include_in_schema=False,
 )
 async def post_cosignature(request: Request) -> Response:
     raw = await json_body(request)

@@ -262,3 +262,64 @@ def test_a_fork_re_signed_with_the_log_key_is_caught_by_the_witness(setup: Setup
         assert code == 1
         assert "fork: the log at size" in err
     assert setup.state() == state
+
+
+def test_init_makes_a_private_key_once_and_never_inside_the_gateway(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "var")
+    state = tmp_path / "dpo" / "w"
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        result = runner.invoke(app, [*args, "--var-dir", str(settings.var_dir)])
+        return result.exit_code, result.stdout, result.stderr
+
+    code, out, err = cli("witness", "init", "--state", str(state), "--name", "dpo.example/w1")
+    assert code == 0, err
+    assert out.startswith("dpo.example/w1+")
+    assert (state / VERIFIER_KEY_FILE).read_text() == out
+    assert (state / "witness.key").stat().st_mode & 0o777 == 0o600
+    key = (state / "witness.key").read_bytes()
+    code, _, err = cli("witness", "init", "--state", str(state))
+    assert code == 2
+    assert "exists already" in err
+    assert (state / "witness.key").read_bytes() == key
+    inside = settings.var_dir / "witness"
+    for command in (("witness", "init"), ("witness", "run")):
+        code, _, err = cli(*command, "--state", str(inside))
+        assert code == 2
+        assert "inside the gateway's state directory" in err
+    assert not inside.exists()
+    code, _, err = cli("witness", "init", "--state", str(tmp_path / "x"), "--name", "two words")
+    assert code == 2
+    assert "witness name" in err
+
+
+def test_every_repeats_with_a_progress_line_per_round(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rounds: list[float] = []
+
+    class Stop(Exception):
+        pass
+
+    def sleep(seconds: float) -> None:  # a stand-in for the wait between rounds
+        rounds.append(seconds)
+        if len(rounds) == 2:
+            raise Stop
+
+    monkeypatch.setattr("gateway._cli_witness._wait", sleep)
+    with running_gateway(setup.settings) as gateway:
+        disclose(gateway)
+        result = runner.invoke(
+            app,
+            [
+                *("witness", "run", "--state", str(setup.witness_dir)),
+                *("--log-key", str(setup.log_vkey), "--url", gateway.base_url),
+                *("--every", "5", "--var-dir", str(setup.settings.var_dir)),
+            ],
+        )
+    assert isinstance(result.exception, Stop)
+    assert rounds == [5.0, 5.0]
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert "cosigned size" in lines[0]
+    assert "no new checkpoint" in lines[1]
