@@ -26,6 +26,7 @@ SAMPLE_PARAMETERS = {
     "name": "console.css",
     "year": "2026",
     "format": "jsonl",
+    "fmt": "jsonl",
 }
 _PARAMETER = re.compile(r"\{([a-z_]+)(?::[a-z]+)?\}")
 
