@@ -296,6 +296,9 @@ def main() -> None:
     )
     parser.add_argument("--decisions", type=int, default=1000, help="per policy engine")
     parser.add_argument("--export-entries", type=int, default=1_000_000)
+    parser.add_argument(
+        "--export-log", type=Path, help="export this seeded log instead of seeding one"
+    )
     parser.add_argument("--only-export", action="store_true", help="run the DPO export phase alone")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="doelpoort-bench-") as tmp:
@@ -306,7 +309,7 @@ def main() -> None:
             bench_replay(settings, Path(tmp), args.replay_decisions)
             return
         if args.only_export:
-            bench_export(Path(tmp), args.export_entries)
+            bench_export(Path(tmp), args.export_entries, args.export_log)
             return
         rates = bench_http(settings, args.seconds, args.connections, args.rate)
         bench_pipeline(settings, args.seconds, args.connections, rates)
@@ -314,7 +317,7 @@ def main() -> None:
         bench_verify(Path(tmp), args.verify_entries)
         bench_replay(settings, Path(tmp), args.replay_decisions)
         bench_engines(settings, args.decisions)
-        bench_export(Path(tmp), args.export_entries)
+        bench_export(Path(tmp), args.export_entries, args.export_log)
 
 
 if __name__ == "__main__":
