@@ -303,6 +303,9 @@ def main() -> None:
     parser.add_argument("--dpo-runs", type=int, default=30, help="timed runs of each search")
     parser.add_argument("--only-dpo", action="store_true", help="run the DPO phase alone")
     parser.add_argument("--export-entries", type=int, default=1_000_000)
+    parser.add_argument(
+        "--export-log", type=Path, help="export this seeded log instead of seeding one"
+    )
     parser.add_argument("--only-export", action="store_true", help="run the DPO export phase alone")
     args = parser.parse_args()
     if args.only_dpo:
@@ -316,7 +319,7 @@ def main() -> None:
             bench_replay(settings, Path(tmp), args.replay_decisions)
             return
         if args.only_export:
-            bench_export(Path(tmp), args.export_entries)
+            bench_export(Path(tmp), args.export_entries, args.export_log)
             return
         rates = bench_http(settings, args.seconds, args.connections, args.rate)
         bench_pipeline(settings, args.seconds, args.connections, rates)
@@ -325,7 +328,7 @@ def main() -> None:
         bench_replay(settings, Path(tmp), args.replay_decisions)
         bench_engines(settings, args.decisions)
         bench_dpo(args.dpo_entries, args.dpo_runs)
-        bench_export(Path(tmp), args.export_entries)
+        bench_export(Path(tmp), args.export_entries, args.export_log)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 (`bench.seed_log`) exported in each format, with entries/s and the memory it took.
 
 Each format runs twice, each time in a fresh child process so that its figures are its
-own: once plain, for the rate and the process's peak resident set size (against the
-child's size before the export began), and once under tracemalloc, for the peak of
-Python's own allocations. The output goes to /dev/null: what is measured is the
-reading and the encoding, not the disk.
+own: once plain over the whole log, for the rate and the process's peak resident set
+size (against the child's size before the export began), and once under tracemalloc
+over the first `TRACED_ENTRIES`, for the peak of Python's own allocations (tracemalloc
+slows the export several times over; the plain run's RSS covers the whole log). The
+output goes to /dev/null: what is measured is the reading and the encoding, not the
+disk. ``--export-log PATH`` reuses a log seeded before (it is opened read-only).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 FORMATS = ("jsonl", "csv", "logboek")
+TRACED_ENTRIES = 100_000
 ORIGIN = "bench.doelpoort.local/audit"
 
 
@@ -53,7 +56,8 @@ def seed(directory: Path, entries: int) -> Path:
 
 
 def _export_once(db: str, fmt: str, traced: bool) -> ExportRun:
-    """One export of the whole log to /dev/null, in this (child) process."""
+    """One export to /dev/null in this (child) process: of the whole log, or under
+    tracemalloc of its first TRACED_ENTRIES."""
     from audit.query import EntryFilter, LoggedEntry, iter_selection
     from audit.reader import AuditReader
     from gateway.dpo.exports import exporter
@@ -71,6 +75,8 @@ def _export_once(db: str, fmt: str, traced: bool) -> ExportRun:
             for entry in iter_selection(reader, EntryFilter()):
                 entries += 1
                 yield entry
+                if traced and entries >= TRACED_ENTRIES:
+                    return
 
         for chunk in exporter(fmt, ORIGIN)(counted()):
             written += len(chunk)
@@ -84,21 +90,40 @@ def _export_once(db: str, fmt: str, traced: bool) -> ExportRun:
     return ExportRun(fmt, entries, written, elapsed, rss_before, rss_peak, traced_peak)
 
 
+def _statistics_once(db: str) -> tuple[float, int, int]:
+    """The statistics of the whole seeded log (its year and a little more), timed: the
+    annual report's and the statistics page's work. (seconds, requests, decisions)"""
+    from audit.reader import AuditReader
+    from audit.statistics import statistics
+
+    with AuditReader(Path(db)) as reader:
+        started = time.perf_counter()
+        result = statistics(reader, now=datetime.now(UTC))
+        elapsed = time.perf_counter() - started
+    return elapsed, result.requests.requests, result.decisions.decisions
+
+
 def _in_child(db: Path, fmt: str, traced: bool) -> ExportRun:
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
         return pool.submit(_export_once, str(db), fmt, traced).result()
 
 
-def bench_export(var_dir: Path, entries: int) -> list[ExportRun]:
-    """Seed, export in every format, print the figures; the plain runs' figures."""
-    print(f"· seeding an audit log of {entries:,} entries for the export …", flush=True)
-    started = time.perf_counter()
-    db = seed(var_dir / "export-bench", entries)
-    print(f"  seeded in {time.perf_counter() - started:.1f} s ({db.stat().st_size >> 20} MiB)")
+def bench_export(var_dir: Path, entries: int, log: Path | None = None) -> list[ExportRun]:
+    """Seed (or take ``log``), export in every format, print the figures; the plain
+    runs' figures."""
+    if log is not None:
+        db = log
+        print(f"· exporting the log at {log} …", flush=True)
+    else:
+        print(f"· seeding an audit log of {entries:,} entries for the export …", flush=True)
+        started = time.perf_counter()
+        db = seed(var_dir / "export-bench", entries)
+        seconds = time.perf_counter() - started
+        print(f"  seeded in {seconds:.1f} s ({db.stat().st_size >> 20} MiB)")
     runs = []
     for fmt in FORMATS:
-        print(f"· exporting {entries:,} entries as {fmt} …", flush=True)
+        print(f"· exporting as {fmt} …", flush=True)
         plain = _in_child(db, fmt, traced=False)
         traced = _in_child(db, fmt, traced=True)
         runs.append(plain)
@@ -106,6 +131,14 @@ def bench_export(var_dir: Path, entries: int) -> list[ExportRun]:
             f"export {fmt:8s} {plain.entries_per_s:9,.0f} entries/s ({plain.entries:,} entries, "
             f"{plain.bytes_out / 2**20:,.0f} MiB in {plain.elapsed_s:.1f} s); peak RSS "
             f"{plain.rss_peak_kib / 1024:,.0f} MiB, {plain.rss_before_kib / 1024:,.0f} MiB "
-            f"before it began; tracemalloc peak {(traced.traced_peak_bytes or 0) / 2**20:.1f} MiB"
+            f"before it began; tracemalloc peak {(traced.traced_peak_bytes or 0) / 2**20:.1f} MiB "
+            f"over the first {traced.entries:,} entries"
         )
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        elapsed, requests, decisions = pool.submit(_statistics_once, str(db)).result()
+    print(
+        f"statistics of the log    {elapsed:8.1f} s for {requests:,} requests and "
+        f"{decisions:,} dataset decisions (the annual report's counting)"
+    )
     return runs
