@@ -210,6 +210,12 @@ class MerkleLevels:
         """How many leaves the levels hold."""
         return self._size
 
+    @property
+    def memory_bytes(self) -> int:
+        """The bytes the hashes take (about 64 per leaf)."""
+        with self._lock:
+            return sum(len(level) for level in self._levels)
+
     def extend(self, reader: AuditReader, up_to: int) -> int:
         """Read the log's entries after `size` up to seq `up_to` and add their leaves;
         return the new size. Each entry must follow the one before (its seq, its `prev`),

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from gateway.settings import Settings
 
 VERIFIED, NOT_VERIFIED, SETUP, UNREACHABLE = 0, 1, 2, 3
+TIMEOUT_S = 120.0
 
 VarDir = Annotated[
     Path | None, typer.Option("--var-dir", help="Runtime state directory (default: var/).")
@@ -118,7 +119,8 @@ class Gateway:
         except (OSError, ValueError) as exc:
             raise fail(f"cannot load the certificates for TLS: {exc}", SETUP) from exc
         base = (url or settings.base_url).rstrip("/")
-        return cls(httpx.Client(base_url=base, verify=context, timeout=30.0))
+        # The first proof after a gateway's start builds its tree from the whole log.
+        return cls(httpx.Client(base_url=base, verify=context, timeout=TIMEOUT_S))
 
     def close(self) -> None:
         self.client.close()

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from audit.checkpoint import split_note
 from audit.clock import rfc3339, utc_now
 from audit.cosignature import (
     Cosignature,
@@ -263,7 +264,7 @@ async def post_cosignature(request: Request) -> Response:
     checkpoint = await read_log(request, checkpoint_at)
     if checkpoint is None:
         raise InvalidRequest(f"the audit log has no signed checkpoint at size {size}")
-    text = checkpoint.note[: checkpoint.note.rindex("\n\n") + 1]
+    text, _ = split_note(checkpoint.note)
     try:
         verify_cosignature(text, cosignature, cosignature.name, public_key)
     except ProofError as exc:
