@@ -70,18 +70,6 @@ VarDir = Annotated[
 ]
 
 
-def _utc(seconds: int) -> str:
-    """Unix seconds as RFC 3339 UTC, for messages."""
-    from datetime import UTC, datetime
-
-    from audit.clock import rfc3339
-
-    try:
-        return rfc3339(datetime.fromtimestamp(seconds, UTC))
-    except (OverflowError, OSError, ValueError):
-        return f"{seconds} s after 1970"
-
-
 def _verify(
     settings: Settings,
     reader: AuditReader,
@@ -493,94 +481,6 @@ def audit_checkpoint(
         "--trusted-checkpoint FILE` with it next time.",
         err=True,
     )
-
-
-@audit_app.command("reidentify")
-def audit_reidentify(
-    seq: Annotated[
-        int, typer.Argument(min=1, max=2**63 - 1, help="The audit entry's sequence number.")
-    ],
-    key: Annotated[
-        Path,
-        typer.Option("--key", help="The DPO's private escrow key.", dir_okay=False),
-    ],
-    pseudonym: Annotated[
-        str | None, typer.Option(help="Print only what this pseudonym stood for.")
-    ] = None,
-    var_dir: VarDir = None,
-    log_key: LogKeyOption = None,
-    trusted_checkpoint: TrustedCheckpointOption = None,
-) -> None:
-    """DPO, offline: open an entry's escrow; print the request's justification and what
-    the entry's pseudonyms stood for.
-
-    Anyone with the public escrow key can seal a false escrow, so only the signed log
-    vouches for a real one: the log is verified first (which fails when an entry is not
-    under a signed checkpoint), and the escrow opened only if its digest is the one the
-    entry holds.
-    """
-    import json
-
-    from audit import clock
-    from audit.entry import AuditRecord, escrow_digest, record_from_body
-    from gateway.errors import AuditError, EscrowError
-    from gateway.escrow import open_escrow
-    from gateway.keys import read_escrow_private_key
-
-    private_key = read_escrow_private_key(key)
-    settings = _settings(var_dir)
-    trusted = _read_trusted(trusted_checkpoint)
-    with _open_reader(settings) as reader:
-        report = _verify(settings, reader, log_key, trusted=trusted)
-        entry = next(reader.iter_entries(seq), None)
-        try:
-            escrow = reader.escrow(seq)
-        except AuditError as exc:
-            raise _fail(exc.detail) from exc
-    if entry is None or entry.seq != seq:
-        raise _fail(f"the audit log has no entry {seq}", 2)
-    if seq > report.entries:
-        # Appended after verify read the log: nothing verified vouches for it yet.
-        raise _fail(
-            f"entry {seq} was appended after the log was verified (up to seq "
-            f"{report.entries}); run the command again",
-            2,
-        )
-    try:
-        record = record_from_body(entry.body)
-    except (TypeError, ValueError) as exc:
-        raise _fail(f"entry {seq} is not an audit record this version can read") from exc
-    if not isinstance(record, AuditRecord):
-        raise _fail(f"entry {seq} records no disclosure (a refusal or a policy change)", 2)
-    if record.escrow_sha256 is None:
-        raise _fail(f"entry {seq} has no escrow (the gateway ran without the DPO's key)", 2)
-    if escrow is None:
-        expires = record.escrow_expires
-        if isinstance(expires, int) and clock.utc_now().timestamp() < expires:
-            raise _fail(
-                f"entry {seq}: its escrow was erased before its retention ended "
-                f"({_utc(expires)}): the log was changed outside the gateway, or its clock "
-                "was ahead"
-            )
-        when = f" ({_utc(expires)})" if isinstance(expires, int) else ""
-        raise _fail(
-            f"entry {seq}: its escrow was erased when the purpose's retention ended{when}", 2
-        )
-    # The body is vouched for; the escrow beside it only by the digest the body holds.
-    if escrow_digest(escrow) != record.escrow_sha256:
-        raise _fail(f"entry {seq}: the escrow stored beside it is not the one it was logged with")
-    try:
-        content = open_escrow(escrow, private_key)
-    except EscrowError as exc:
-        raise _fail(f"entry {seq}: {exc}") from exc
-    # The escrow covers every dataset of the disclosure; show this entry's only.
-    pairs = content.pseudonyms.get(record.dataset, {})
-    if pseudonym is not None:
-        if pseudonym not in pairs:
-            raise _fail(f"entry {seq} did not release {pseudonym}", 2)
-        pairs = {pseudonym: pairs[pseudonym]}
-    shown = {"justification": content.justification, "pseudonyms": pairs}
-    typer.echo(json.dumps(shown, ensure_ascii=False, indent=2))
 
 
 @audit_app.command("export-key")

@@ -17,7 +17,8 @@ drawing to the classes.
     │   ├── MethodNotAllowed          405  a method the path does not allow; Allow lists its own
     │   ├── PayloadTooLarge           413  body over the limit
     │   ├── HeadersTooLarge           431  request line and headers over the limit
-    │   └── UnsupportedMediaType      415  body is not application/json
+    │   ├── UnsupportedMediaType      415  body is not application/json
+    │   └── NoEscrow                  422  an entry with no escrow to release (none, or erased)
     ├── AccessError                        401/403: who is calling
     │   ├── Unauthenticated           401  no usable client certificate (revoked)
     │   ├── UnknownPeer               403  a valid certificate of no configured partner
@@ -78,6 +79,7 @@ __all__ = [
     "InvalidReceipt",
     "InvalidRequest",
     "MethodNotAllowed",
+    "NoEscrow",
     "NotFound",
     "OperatorError",
     "PayloadTooLarge",
@@ -143,6 +145,15 @@ class UnsupportedMediaType(RequestError):
     code = "unsupported-media-type"
     status = 415
     title = "Request body must be application/json"
+
+
+class NoEscrow(RequestError):
+    """The DPO asked for the escrow of an entry that has none to release: it records no
+    disclosure, the gateway ran without the DPO's escrow key, or it was erased."""
+
+    code = "no-escrow"
+    status = 422
+    title = "The entry has no escrow to release"
 
 
 class AccessError(DoelpoortError):

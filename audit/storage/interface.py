@@ -10,6 +10,8 @@ durably and hands them back. It plays two roles, each a `Protocol`:
 * `ReadOnlyStorage`, for verify and the DPO's tools: reads only, never creates a log, and
   does not hold up the writer. Its `snapshot` is the log as it stood at one moment, so
   that checkpoints and entries read while the writer goes on still belong together.
+  Its `queries` are the DPO's searches (`LogQueries`: filtered, indexed, newest or oldest
+  first), on one view of the log too; `audit.query` parses what they return.
 
 Opening is each backend's own, since only it knows what names a log (a file path, a
 database URL): `SQLiteStorage.open(path)`, `SQLiteReadOnlyStorage.open(path)`. Opening a

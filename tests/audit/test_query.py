@@ -296,3 +296,51 @@ def test_a_body_this_version_cannot_read_is_a_clear_error(tmp_path: Path) -> Non
     attack(db, "UPDATE entries SET body = json_set(body, '$.kind', 'future-kind')")
     with AuditReader(db) as reader, pytest.raises(AuditError, match="entry 1 is not a record"):
         get_entry(reader, 1)
+
+
+@pytest.fixture(scope="module")
+def jittered(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, list[tuple[int, dict[str, Any]]]]:
+    """A log whose times run out of order by up to 50 minutes (a request decided
+    before others but committed after them), as a busy gateway's may."""
+    import asyncio
+    import random
+
+    db = tmp_path_factory.mktemp("jittered") / "audit.sqlite3"
+    rng = random.Random(3)
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    times = [start + timedelta(minutes=10 * i + rng.randrange(-25, 25)) for i in range(400)]
+    with open_store(db, Ed25519PrivateKey.generate()) as store:
+        records = [
+            make_record(i, time=moment.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            for i, moment in enumerate(times)
+        ]
+        asyncio.run(store.append(records))
+    with AuditReader(db) as reader:
+        return db, [(e.seq, json.loads(e.body)) for e in reader.iter_entries()]
+
+
+@settings(max_examples=80, deadline=None)
+@given(start=st.integers(-60, 4100), length=st.integers(0, 900), data=st.data())
+def test_a_period_finds_entries_committed_out_of_time_order(
+    jittered: tuple[Path, list[tuple[int, dict[str, Any]]]],
+    start: int,
+    length: int,
+    data: st.DataObject,
+) -> None:
+    db, log = jittered
+    since = datetime(2026, 3, 1, tzinfo=UTC) + timedelta(minutes=start, seconds=30)
+    until = since + timedelta(minutes=length)
+    chosen = data.draw(st.sampled_from(["both", "since", "until"]))
+    flt = EntryFilter(
+        since=since.isoformat() if chosen != "until" else None,
+        until=until.isoformat() if chosen != "since" else None,
+        requester=data.draw(st.sampled_from([None, "politie"])),
+    )
+    with AuditReader(db) as reader:
+        assert [e.seq for e in iter_selection(reader, flt)] == [
+            seq for seq, body in log if matches(body, flt)
+        ]
+        found = [g.key for groups in all_pages(reader, flt, 7) for g in groups]
+    assert found == [key for key, _ in expected_requests(log, flt)]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Generator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from audit.storage.interface import ChainRow, RequestKey, Selection
@@ -50,7 +51,7 @@ class SQLiteQueries:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._ranges: dict[tuple[str | None, str | None], tuple[int, int]] = {}
+        self._periods: dict[tuple[str | None, str | None], _Period] = {}
 
     def entry(self, seq: int) -> ChainRow | None:
         row: ChainRow | None = self._conn.execute(
@@ -79,9 +80,9 @@ class SQLiteQueries:
         ).fetchall()
 
     def newest(self, selection: Selection, before: int | None, limit: int) -> list[RequestKey]:
-        lo, hi = self._range(selection)
-        top = hi + 1 if before is None else min(hi + 1, before)
-        source, where, params = self._search(selection, lo, top)
+        period = self._period(selection)
+        top = period.hi + 1 if before is None else min(period.hi + 1, before)
+        source, where, params = self._search(selection, period, top)
         statement = (
             "SELECT seq, CASE WHEN kind IS NULL THEN disclosure_id END "  # noqa: S608
             f"FROM {source} WHERE {where} ORDER BY seq DESC LIMIT ?"
@@ -89,7 +90,7 @@ class SQLiteQueries:
         return self._conn.execute(statement, (*params, limit)).fetchall()
 
     def matches_from(self, selection: Selection, disclosure_id: str, start: int) -> bool:
-        where, params = _conditions(selection)
+        where, params = _conditions(selection, "disclosure_id", self._period(selection))
         statement = (
             "SELECT 1 FROM entries INDEXED BY ix_entries_disclosure_id "  # noqa: S608
             f"WHERE disclosure_id = ? AND kind IS NULL AND seq >= ? AND {where} LIMIT 1"
@@ -97,8 +98,8 @@ class SQLiteQueries:
         return self._conn.execute(statement, (disclosure_id, start, *params)).fetchone() is not None
 
     def matching(self, selection: Selection) -> Generator[ChainRow, None, None]:
-        lo, hi = self._range(selection)
-        source, where, params = self._search(selection, lo, hi + 1)
+        period = self._period(selection)
+        source, where, params = self._search(selection, period, period.hi + 1)
         cur = self._conn.execute(
             f"SELECT {_ROW} FROM {source} WHERE {where} ORDER BY seq",  # noqa: S608
             params,
@@ -124,22 +125,23 @@ class SQLiteQueries:
     # -- planning -------------------------------------------------------------------------
 
     def _search(
-        self, selection: Selection, lo: int, top: int
+        self, selection: Selection, period: _Period, top: int
     ) -> tuple[str, str, tuple[object, ...]]:
         """FROM clause, WHERE clause and parameters of the entries that match with
-        ``lo <= seq < top``, driven by the index that reads the fewest entries."""
-        where, params = _conditions(selection)
-        bounds = "seq >= ? AND seq < ?"
+        ``period.lo <= seq < top``, driven by the index that reads the fewest entries."""
+        lo = period.lo
         if selection.problem is not None:
             # Refusals with that problem, and refusal summaries (few: one per partner per
             # minute at most); the summaries' counts are checked in `where`.
+            where, params = _conditions(selection, None, period)
             driven = (selection.problem, lo, top, lo, top)
             return "entries NOT INDEXED", f"{_REFUSALS} AND {where}", (*driven, *params)
         driver = self._driver(selection, lo, top)
+        where, params = _conditions(selection, driver, period)
         source = (
             "entries NOT INDEXED" if driver is None else f"entries INDEXED BY ix_entries_{driver}"
         )
-        return source, f"{where} AND {bounds}", (*params, lo, top)
+        return source, f"{where} AND seq >= ? AND seq < ?", (*params, lo, top)
 
     def _driver(self, selection: Selection, lo: int, top: int) -> str | None:
         """The filter column whose index holds the fewest entries for its value in the
@@ -157,22 +159,30 @@ class SQLiteQueries:
             ).fetchone()
         return min(columns, key=lambda column: counts[column])
 
-    def _range(self, selection: Selection) -> tuple[int, int]:
-        """The seqs (first, last) that can hold an entry of the selection's period."""
+    def _period(self, selection: Selection) -> _Period:
+        """The seqs that can hold an entry of the selection's period, and those that
+        certainly do."""
         key = (selection.since, selection.until)
-        found = self._ranges.get(key)
+        found = self._periods.get(key)
         if found is None:
             (last,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()
             since, until = selection.since, selection.until
-            lo = 1 if since is None else self._bisect(_shift(since, -1), last)
-            hi = last if until is None else self._bisect(_shift(until, 1), last) - 1
-            found = self._ranges[key] = (lo, hi)  # empty when lo > hi
+            found = _Period(
+                lo=1 if since is None else self._bisect(_shift(since, -1), last),
+                hi=last if until is None else self._bisect(_shift(until, 1), last) - 1,
+                inner_lo=1 if since is None else self._bisect(_shift(since, 1), last),
+                inner_hi=last if until is None else self._bisect(_shift(until, -1), last) - 1,
+                since=since,
+                until=until,
+            )
+            self._periods[key] = found
         return found
 
     def _bisect(self, moment: str, last: int) -> int:
-        """The first seq at which the log's time reaches `moment` (as far as bisection can
-        tell in a log whose order of time is only nearly that of seq: every entry before
-        the answer has a time below `moment` less `PERIOD_SLACK`' worth of disorder)."""
+        """The first seq at which the log's time reaches `moment`, as far as bisection can
+        tell in a log whose order of time is that of seq only up to `PERIOD_SLACK`: every
+        entry before the answer has a time below `moment` + `PERIOD_SLACK`, every entry
+        from it on one at or above `moment` - `PERIOD_SLACK`."""
         lo, hi = 1, last + 1
         while lo < hi:
             mid = (lo + hi) // 2
@@ -186,14 +196,39 @@ class SQLiteQueries:
         return lo
 
 
-def _conditions(selection: Selection) -> tuple[str, tuple[object, ...]]:
-    """The selection as one WHERE clause checked on each entry, and its parameters."""
+@dataclass(frozen=True)
+class _Period:
+    """A period as seqs: entries in [lo, hi] may fall in it (each is checked against it,
+    from its body); those in [inner_lo, inner_hi] certainly do (none is read for it)."""
+
+    lo: int
+    hi: int
+    inner_lo: int
+    inner_hi: int
+    since: str | None
+    until: str | None
+
+
+def _conditions(
+    selection: Selection, driver: str | None, period: _Period
+) -> tuple[str, tuple[object, ...]]:
+    """The selection as one WHERE clause checked on each entry the `driver` column's
+    index yields, and its parameters. The other filter columns are checked in their own
+    indexes (a look-up of value and seq each), not in the body: reading and parsing a
+    body costs several times more, and an intersection that is empty or sparse would
+    read every body the driver yields."""
     terms: list[str] = []
     params: list[object] = []
     for column, value in selection.equal:
         if column not in _COLUMNS:
             raise ValueError(f"no filter column {column!r}")
-        terms.append(f"{column} = ?")
+        if column == driver:
+            terms.append(f"{column} = ?")
+        else:
+            terms.append(
+                f"EXISTS (SELECT 1 FROM entries AS other INDEXED BY ix_entries_{column} "  # noqa: S608
+                f"WHERE other.{column} = ? AND other.seq = entries.seq)"
+            )
         params.append(value)
     if selection.decisions_only:
         terms.append("kind IS NULL")
@@ -202,12 +237,20 @@ def _conditions(selection: Selection) -> tuple[str, tuple[object, ...]]:
             "(problem = ? OR (kind = 'refusal-summary' AND json_extract(body, ?) IS NOT NULL))"
         )
         params += [selection.problem, f'$.counts."{selection.problem}"']
-    if selection.since is not None:
-        terms.append("substr(time, 1, 19) >= ?")
-        params.append(selection.since)
-    if selection.until is not None:
-        terms.append("substr(time, 1, 19) < ?")
-        params.append(selection.until)
+    if period.since is not None or period.until is not None:
+        # Only an entry near either end of the period is read for its time.
+        bounds = []
+        if period.since is not None:
+            bounds.append("substr(time, 1, 19) >= ?")
+            params_since: list[object] = [period.since]
+        else:
+            params_since = []
+        if period.until is not None:
+            bounds.append("substr(time, 1, 19) < ?")
+        terms.append(f"(seq BETWEEN ? AND ? OR ({' AND '.join(bounds)}))")
+        params += [period.inner_lo, period.inner_hi, *params_since]
+        if period.until is not None:
+            params.append(period.until)
     return " AND ".join(terms) or "1", tuple(params)
 
 

@@ -53,6 +53,8 @@ from audit.storage.tables import (
 )
 
 log = logging.getLogger(__name__)
+UPGRADE_CACHE_KIB = -262144
+"""SQLite's page cache while an upgrade builds its indexes (256 MiB, negative: in KiB)."""
 _DIALECT = sqlite_dialect.dialect()
 
 _ENTRY_COLUMNS = ", ".join(STORED_COLUMNS)  # seq, prev, body, escrow, escrow_expires
@@ -175,6 +177,10 @@ def upgrade(conn: sqlite3.Connection, path: Path, *, announce: bool) -> None:
     if schema_version(conn) >= SCHEMA_VERSION:
         return
     started = time.perf_counter()
+    # Building an index sorts every entry's value: with SQLite's default cache (2 MB) a
+    # large log's sort spills to temporary files many times over.
+    (cache,) = conn.execute("PRAGMA cache_size").fetchone()
+    conn.execute(f"PRAGMA cache_size = {UPGRADE_CACHE_KIB}")
     conn.execute("BEGIN IMMEDIATE")
     try:
         present = {row[1] for row in conn.execute("PRAGMA table_xinfo(entries)")}
@@ -206,6 +212,8 @@ def upgrade(conn: sqlite3.Connection, path: Path, *, announce: bool) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    finally:
+        conn.execute(f"PRAGMA cache_size = {cache}")
     if announce:
         (count,) = conn.execute("SELECT count(*) FROM entries").fetchone()
         log.info(
