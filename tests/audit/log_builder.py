@@ -4,37 +4,24 @@ entry at the times a test chooses, written by the real store to a real SQLite fi
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.entry import AuditRecord, LogRecord, RefusalRecord, RefusalSummaryRecord
+from audit.entry import (
+    AuditRecord,
+    LogRecord,
+    RefusalRecord,
+    RefusalSummaryRecord,
+    ReidentificationRecord,
+)
 from audit.store import AuditStore
 from tests.audit.audit_support import ORIGIN
 
 DIGEST_A = "sha256:" + "a1" * 32
 DIGEST_B = "sha256:" + "b2" * 32
-
-
-@dataclass(frozen=True)
-class ReidentificationBody:
-    """The body of a re-identification entry (kind ``reidentification``), written here
-    field for field so the statistics tests need not import the gateway's record class:
-    statistics count entries by their kind in SQL."""
-
-    time: str
-    dpo: str
-    entry_seq: int
-    disclosure_id: str
-    reason: str
-    kind: str = "reidentification"
-    decision: str = "reidentification"
-
-    def body(self) -> bytes:
-        return json.dumps(self.__dict__, sort_keys=True, separators=(",", ":")).encode()
 
 
 @dataclass
@@ -127,7 +114,13 @@ class LogBuilder:
 
     def reidentification(self, time: str, dpo: str = "dpo", entry_seq: int = 1) -> None:
         self.records.append(
-            ReidentificationBody(time, dpo, entry_seq, "urn:uuid:x", "court order (test)")
+            ReidentificationRecord(
+                time=time,
+                dpo=dpo,
+                entry_seq=entry_seq,
+                disclosure_id="urn:uuid:00000000-0000-4000-8000-000000000001",
+                reason="complaint ref. K-2026-7 (synthetic test)",
+            )
         )
 
     def write(self, path: Path, key: Ed25519PrivateKey, origin: str = ORIGIN) -> Path:

@@ -46,6 +46,7 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     builder.request(TIME, decisions=(("fiu", "fiu/transactions", "error"),), subject_refs=[])
     builder.refusal(TIME, "dji", "unknown-dataset", purpose="vertrek", datasets=["a/b", "c/d"])
     builder.summary(TIME, "dji", {"invalid-request": 2})
+    builder.reidentification(TIME, "dpo", entry_seq=1)
     key = Ed25519PrivateKey.generate()
     return builder.write(tmp_path_factory.mktemp("export") / "audit.sqlite3", key)
 
@@ -62,7 +63,7 @@ def joined(chunks: Iterator[bytes]) -> str:
 def test_jsonl_is_one_object_per_entry_with_seq_leaf_hash_and_fields(log: Path) -> None:
     stored = entries(log)
     lines = joined(export_jsonl(stored)).splitlines()
-    assert len(lines) == len(stored) == 5
+    assert len(lines) == len(stored) == 6
     for line, entry in zip(lines, stored, strict=True):
         obj = json.loads(line)
         assert obj.pop("seq") == entry.seq
@@ -91,6 +92,8 @@ def test_csv_has_a_header_and_flat_rfc4180_rows(log: Path) -> None:
         "a/b | c/d",
     )
     assert rows[4]["counts"] == "invalid-request=2"
+    reid = rows[5]
+    assert (reid["kind"], reid["dpo"], reid["entry_seq"]) == ("reidentification", "dpo", "1")
 
 
 def test_logboek_records_follow_the_standards_fields(log: Path) -> None:
@@ -98,7 +101,7 @@ def test_logboek_records_follow_the_standards_fields(log: Path) -> None:
     records = [json.loads(line) for line in joined(export_logboek(stored)).splitlines()]
     # One per entry, and one more for each of the first request's second subject reference.
     assert len(records) == len(stored) + 2
-    allow, second_subject, deny, _, error, refusal, summary = records
+    allow, second_subject, deny, _, error, refusal, summary, reid = records
     leaf = entry_leaf_hash(stored[0].seq, stored[0].prev, stored[0].body)
     body = json.loads(stored[0].body)
     assert allow["trace_id"] == uuid.UUID(body["disclosure_id"].removeprefix("urn:uuid:")).hex
@@ -127,6 +130,10 @@ def test_logboek_records_follow_the_standards_fields(log: Path) -> None:
         "urn:doelpoort:activity:refusal"
     )
     assert refusal["trace_id"] != summary["trace_id"]
+    assert (reid["name"], reid["status"]) == ("reidentification", "Ok")
+    assert reid["attributes"] == {
+        "dpl.core.processing_activity_id": "urn:doelpoort:activity:reidentification"
+    }
     assert allow["resource"] == {"attributes": {"service.name": "doelpoort"}}
     for record in records:
         assert set(record) <= {
