@@ -161,6 +161,8 @@ _POLICY_INPUT, _TIME, _CASE_REF = "@policy-input@", "@time@", "@case-ref@"
 _PSEUDONYM_REFS = "pseudonym_refs" in AuditRecord.__dataclass_fields__
 """Whether records carry the keyed references of the pseudonyms they released (issue 14
 adds them); a log seeded before they do has none to search."""
+_SEED_KID = hashlib.sha256(b"seeded subject key").hexdigest()[:16]
+"""The `subject_ref_key` of seeded entries: the id of the (synthetic) subject key."""
 
 
 @dataclass(frozen=True)
@@ -377,6 +379,7 @@ class _Year:
             }
             if _PSEUDONYM_REFS:
                 content["pseudonym_refs"] = released
+                content["subject_ref_key"] = _SEED_KID
             contents.append(content)
         escrow = None
         if pseudonyms:
