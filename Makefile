@@ -10,6 +10,8 @@ BIN    := $(VENV)/bin
 UV_DIR := .uv
 UV     := $(UV_DIR)/bin/uv
 STAMP  := $(VENV)/.installed
+# The DPO console's browser tests drive Debian's chromium (never a browser download).
+CHROMIUM := /usr/bin/chromium
 
 # uv uses the machine's Python (never downloads one) and keeps its cache out of the tree.
 export UV_PYTHON_DOWNLOADS := never
@@ -31,9 +33,22 @@ $(STAMP): $(UV) uv.lock pyproject.toml
 run: $(STAMP)
 	$(BIN)/doelpoort serve --setup
 
-## test: lint gate, then the whole test suite
-test: lint
+## test: lint gate, then the whole test suite (installs Debian's chromium if missing)
+test: lint $(CHROMIUM)
 	$(BIN)/pytest -q
+
+# Only when it is missing: as root, else with sudo; a clear message when neither works.
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the DPO console's browser tests"
+	@if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+	else echo "error: $(CHROMIUM) is missing and this is neither root nor has sudo:" \
+		"run 'apt-get install -y --no-install-recommends chromium' as root" >&2; exit 1; fi; \
+	$$sudo apt-get update -qq && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends chromium || { \
+		echo "error: could not install chromium with apt-get; install Debian's chromium" \
+			"package by hand (the browser tests need $(CHROMIUM))" >&2; exit 1; }
 
 ## lint: ruff (format + lint), mypy strict, import contracts, declared dependencies
 lint: $(STAMP)

@@ -14,6 +14,8 @@ docs/data-model.md, section "Audit log". Modules, one concept each:
   SQLite backend, where every SQL statement lives
 * `policy_sets` — the digest of a policy set, and the archived form of one
 * `reader` — read-only access
+* `query` — the DPO's searches: filtered pages of requests, an entry, a request, a
+  streamed selection, entries by subject or pseudonym reference
 * `verify` — recompute everything and name the first bad entry
 """
 

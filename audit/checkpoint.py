@@ -27,14 +27,18 @@ from audit.errors import CheckpointError
 from audit.hasher import HASH_SIZE
 
 __all__ = [
+    "ED25519_TYPE",
     "Checkpoint",
     "CheckpointError",
     "key_id",
     "open_checkpoint",
     "open_note",
+    "parse_signature_line",
+    "parse_text",
     "parse_verifier_key",
     "sign_checkpoint",
     "sign_note",
+    "split_note",
     "verifier_key",
 ]
 
@@ -70,24 +74,33 @@ class Checkpoint:
         return f"{self.origin}\n{self.size}\n{_b64(self.root)}\n"
 
 
-def key_id(key_name: str, public_key: Ed25519PublicKey) -> bytes:
-    """The 4-byte signed-note key ID of an Ed25519 key under `key_name`."""
+def key_id(
+    key_name: str, public_key: Ed25519PublicKey, signature_type: bytes = ED25519_TYPE
+) -> bytes:
+    """The 4-byte signed-note key ID of an Ed25519 key under `key_name`, for signatures of
+    `signature_type` (0x01, a note signature; 0x04, a cosignature: `audit.cosignature`)."""
     raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return sha256(key_name.encode() + b"\n" + ED25519_TYPE + raw).digest()[:KEY_ID_SIZE]
+    return sha256(key_name.encode() + b"\n" + signature_type + raw).digest()[:KEY_ID_SIZE]
 
 
-def verifier_key(key_name: str, public_key: Ed25519PublicKey) -> str:
-    """The key in the `<name>+<hex key ID>+<base64(0x01 || key)>` form Go's note tools read."""
+def verifier_key(
+    key_name: str, public_key: Ed25519PublicKey, signature_type: bytes = ED25519_TYPE
+) -> str:
+    """The key in the `<name>+<hex key ID>+<base64(type || key)>` form Go's note tools
+    read (type 0x01 unless `signature_type` says otherwise)."""
     _check_key_name(key_name)
     raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return f"{key_name}+{key_id(key_name, public_key).hex()}+{_b64(ED25519_TYPE + raw)}"
+    kid = key_id(key_name, public_key, signature_type)
+    return f"{key_name}+{kid.hex()}+{_b64(signature_type + raw)}"
 
 
-def parse_verifier_key(text: str) -> tuple[str, Ed25519PublicKey]:
+def parse_verifier_key(
+    text: str, signature_type: bytes = ED25519_TYPE
+) -> tuple[str, Ed25519PublicKey]:
     """The key name and Ed25519 key of a `<name>+<hex key ID>+<base64>` verifier key.
 
     The inverse of `verifier_key`. Raises `ValueError` when the string is malformed, is
-    not an Ed25519 key, or its key ID does not match its name and key.
+    not an Ed25519 key of `signature_type`, or its key ID does not match its name and key.
     """
     parts = text.strip().split("+", 2)  # the base64 key may itself hold "+"
     if len(parts) != 3:
@@ -99,10 +112,15 @@ def parse_verifier_key(text: str) -> tuple[str, Ed25519PublicKey]:
         blob = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("the verifier key's key ID or key is not hex and base64") from None
-    if len(want_id) != KEY_ID_SIZE or len(blob) != 33 or blob[:1] != ED25519_TYPE:
+    if len(want_id) != KEY_ID_SIZE or len(blob) != 33:
         raise ValueError("the verifier key is not a 4-byte key ID and an Ed25519 key")
+    if blob[:1] != signature_type:
+        raise ValueError(
+            "the verifier key is not an Ed25519 key of signature type "
+            f"0x{signature_type[0]:02x}: got type 0x{blob[0]:02x}"
+        )
     public_key = Ed25519PublicKey.from_public_bytes(blob[1:])
-    if key_id(name, public_key) != want_id:
+    if key_id(name, public_key, signature_type) != want_id:
         raise ValueError(f"the verifier key's key ID {hex_id} does not match its name and key")
     return name, public_key
 
@@ -123,7 +141,7 @@ def open_note(note: str, key_name: str, public_key: Ed25519PublicKey) -> str:
     Raises `CheckpointError` when the note is malformed, carries no signature of this key,
     or carries a signature of this key that does not verify.
     """
-    text, signature_lines = _split_note(note)
+    text, signature_lines = split_note(note)
     _verify_signatures(text, signature_lines, key_name, public_key)
     return text
 
@@ -141,10 +159,12 @@ def open_checkpoint(
     Raises `CheckpointError` when the note is malformed, carries no signature of this
     key, carries a signature of this key that does not verify, or names another origin.
     """
-    return _parse_text(open_note(note, key_name, public_key), origin)
+    return parse_text(open_note(note, key_name, public_key), origin)
 
 
-def _split_note(note: str) -> tuple[str, list[str]]:
+def split_note(note: str) -> tuple[str, list[str]]:
+    """A signed note's text (ending in a newline) and its signature lines; raises
+    `CheckpointError` when it is no signed note."""
     if len(note) > MAX_NOTE_CHARS:
         raise CheckpointError(f"note is {len(note)} characters, limit {MAX_NOTE_CHARS}")
     if _CONTROL_RE.search(note):
@@ -165,7 +185,7 @@ def _verify_signatures(
     want_id = key_id(key_name, public_key)
     verified = False
     for line in lines:
-        name, signature = _parse_signature_line(line)
+        name, signature = parse_signature_line(line)
         if name != key_name or signature[:KEY_ID_SIZE] != want_id:
             continue  # another key's signature (a witness, a rotated key): ignore
         raw = signature[KEY_ID_SIZE:]
@@ -180,7 +200,8 @@ def _verify_signatures(
         raise CheckpointError(f"no signature of key {key_name} ({want_id.hex()})")
 
 
-def _parse_signature_line(line: str) -> tuple[str, bytes]:
+def parse_signature_line(line: str) -> tuple[str, bytes]:
+    """The key name and the decoded signature (key ID first) of one signature line."""
     if not line.startswith(SIGNATURE_PREFIX):
         raise CheckpointError("malformed signature line")
     parts = line[len(SIGNATURE_PREFIX) :].split(" ")
@@ -192,7 +213,8 @@ def _parse_signature_line(line: str) -> tuple[str, bytes]:
     return parts[0], signature
 
 
-def _parse_text(text: str, origin: str) -> Checkpoint:
+def parse_text(text: str, origin: str) -> Checkpoint:
+    """The checkpoint a note's text states (no signature is checked here)."""
     lines = text[:-1].split("\n")
     if len(lines) < 3 or any(not line for line in lines):
         raise CheckpointError("checkpoint needs origin, size and root on non-empty lines")

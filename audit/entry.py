@@ -6,6 +6,8 @@ counts a partner's refusals beyond the rate at which each gets its own entry; bo
 ``kind`` (decisions, the first kind, carry none) and ``decision = "refused"``, so the
 DPO's decision filter finds them. A `PolicyChangeRecord` is one attempt to swap the
 running gateway's policy set (``kind`` and ``decision`` both ``policy-change``). A
+`ReidentificationRecord` is one release of an entry's escrow to the DPO (``kind`` and
+``decision`` both ``reidentification``), committed before the escrow leaves. A
 record's `body()` is compact JSON with sorted keys, so the same record always yields the
 same bytes; `record_from_body` reads any kind back.
 A stored entry adds a sequence number and `prev`, the leaf hash of the entry before it;
@@ -65,6 +67,12 @@ class AuditRecord:
     escrow_expires: int | None = None
     """When that escrow is to be erased (Unix seconds): an erasure before it is not the
     store's doing."""
+    subject_ref_key: str | None = None
+    """The key id of the DPO subject key ``subject_refs`` and ``pseudonym_refs`` are keyed
+    under; None for entries logged before that key (the legacy derivation)."""
+    pseudonym_refs: list[str] = field(default_factory=list)
+    """The keyed references of the pseudonyms this entry released (never the pseudonyms),
+    so the DPO finds the entries whose escrow holds one without opening any."""
 
     def __post_init__(self) -> None:
         if self.decision not in DECISIONS:
@@ -225,13 +233,64 @@ class PolicyChangeRecord:
         return _BODY_ENCODER.encode(self.__dict__).encode("utf-8")
 
 
-LogRecord: TypeAlias = AuditRecord | RefusalRecord | RefusalSummaryRecord | PolicyChangeRecord
+REIDENTIFICATION = "reidentification"
+"""The ``kind`` and ``decision`` of re-identification entries."""
+
+REASON_MAX_CHARS = 500
+"""The longest reason a re-identification may state."""
+
+
+@dataclass(frozen=True)
+class ReidentificationRecord:
+    """One release of an entry's escrow to the DPO: who, which entry, and why.
+
+    ``reason`` is the DPO's own stated reason, recorded in clear so that a supervisor
+    can judge it; the DPO is told (docs/dpo.md) to write a case or complaint reference
+    there, never an identifier.
+    """
+
+    time: str
+    dpo: str
+    """The DPO's name, as their certificate gives it."""
+    entry_seq: int
+    disclosure_id: str
+    reason: str
+    kind: Literal["reidentification"] = "reidentification"
+    decision: Literal["reidentification"] = "reidentification"
+
+    def __post_init__(self) -> None:
+        if self.kind != REIDENTIFICATION or self.decision != REIDENTIFICATION:
+            raise ValueError(
+                f"a re-identification record has kind and decision {REIDENTIFICATION!r}"
+            )
+        _check_time(self.time)
+        if not self.dpo or self.entry_seq < 1 or not self.disclosure_id:
+            raise ValueError("a re-identification names the DPO, the entry and its disclosure")
+        if not self.reason.strip() or len(self.reason) > REASON_MAX_CHARS:
+            raise ValueError(
+                f"a re-identification states a reason of 1 to {REASON_MAX_CHARS} characters"
+            )
+
+    def body(self) -> bytes:
+        return _BODY_ENCODER.encode(self.__dict__).encode("utf-8")
+
+
+LogRecord: TypeAlias = (
+    AuditRecord | RefusalRecord | RefusalSummaryRecord | PolicyChangeRecord | ReidentificationRecord
+)
 """Any record an entry can hold."""
 
-_KINDS: dict[str, type[RefusalRecord] | type[RefusalSummaryRecord] | type[PolicyChangeRecord]] = {
+_KINDS: dict[
+    str,
+    type[RefusalRecord]
+    | type[RefusalSummaryRecord]
+    | type[PolicyChangeRecord]
+    | type[ReidentificationRecord],
+] = {
     "refusal": RefusalRecord,
     "refusal-summary": RefusalSummaryRecord,
     POLICY_CHANGE: PolicyChangeRecord,
+    REIDENTIFICATION: ReidentificationRecord,
 }
 
 

@@ -75,6 +75,15 @@ class CheckpointError(VerificationError):
     title = "The checkpoint is not a valid signed checkpoint of this log"
 
 
+class ProofError(VerificationError):
+    """A Merkle proof (inclusion or consistency, RFC 9162) or a cosignature that does not
+    hold up, or a log that contradicts what a witness has seen; the message says which
+    numbers or hashes disagree ("got X, want Y")."""
+
+    code = "audit-proof"
+    title = "The proof does not verify"
+
+
 class AuditVerificationError(VerificationError):
     """The log is not intact; `first_bad_seq` is the first entry that cannot be trusted."""
 

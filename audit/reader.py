@@ -8,10 +8,25 @@ from pathlib import Path
 from types import TracebackType
 
 from audit.policy_sets import ArchivedPolicySet, decode_policy_set
-from audit.storage.interface import ReadOnlyStorage, Snapshot, StoredCheckpoint, StoredEntry
+from audit.storage.interface import (
+    LogQueries,
+    ReadOnlyStorage,
+    Snapshot,
+    StatisticsRows,
+    StoredCheckpoint,
+    StoredCosignature,
+    StoredEntry,
+)
 from audit.storage.sqlite.reader import SQLiteReadOnlyStorage
 
-__all__ = ["ArchivedPolicySet", "AuditReader", "Snapshot", "StoredCheckpoint", "StoredEntry"]
+__all__ = [
+    "ArchivedPolicySet",
+    "AuditReader",
+    "Snapshot",
+    "StoredCheckpoint",
+    "StoredCosignature",
+    "StoredEntry",
+]
 
 
 class AuditReader:
@@ -55,6 +70,11 @@ class AuditReader:
         stored = self._storage.escrow(seq)
         return None if stored is None else stored.decode("utf-8", errors="replace")
 
+    def checkpoint(self, size: int | None = None) -> StoredCheckpoint | None:
+        """The stored checkpoint at `size`, or the latest one (None: the largest); None
+        when there is none. One row, however many checkpoints the log holds."""
+        return self._storage.checkpoint(size)
+
     def count(self) -> int:
         """Number of stored entries."""
         return self._storage.count()
@@ -69,6 +89,22 @@ class AuditReader:
     def policy_sets(self) -> list[ArchivedPolicySet]:
         """Every archived policy set (digest, first use), earliest first."""
         return self._storage.policy_sets()
+
+    def statistics_rows(self, since: str | None = None, until: str | None = None) -> StatisticsRows:
+        """The aggregates behind `audit.statistics.statistics`, for entries with
+        ``since <= time < until`` (RFC 3339 UTC; None: unbounded), computed by the
+        database: no body is read into memory."""
+        return self._storage.statistics(since, until)
+
+    def cosignatures(self) -> list[StoredCosignature]:
+        """Every witness cosignature the gateway stored, by checkpoint size, then key ID."""
+        return self._storage.cosignatures()
+
+    def queries(self) -> AbstractContextManager[LogQueries]:
+        """The DPO's indexed searches (`audit.query` runs them) on the log as it stands
+        now, for as long as the context lasts. Raises `AuditError` when the log has not
+        been upgraded for them yet (the gateway does that when it opens the log)."""
+        return self._storage.queries()
 
     def close(self) -> None:
         self._storage.close()

@@ -25,7 +25,8 @@ newest entries no checkpoint covers (`audit.state.load_state`).
 
 Expired escrows are erased by `audit.retention`, a batch at a time on the storage thread;
 no group is prepared or written while a batch runs, and groups go in between batches.
-Archiving a policy set (`archive_policy_set`) runs the same way, beside the entries, not
+Archiving a policy set (`archive_policy_set`) and storing a witness's cosignature
+(`add_cosignature`) run the same way, beside the entries, not
 as one: the entries name the set by its digest, and the set proves itself against it.
 
 A failed write may still have landed (the COMMIT reached the disk, then the error came),
@@ -64,7 +65,7 @@ from audit.state import (
     match_state,
     read_head,
 )
-from audit.storage.interface import EntryRow, LogStorage, StoredCheckpoint
+from audit.storage.interface import EntryRow, LogStorage, StoredCheckpoint, StoredCosignature
 from audit.storage.sqlite.writer import SQLiteStorage
 from audit.tree import CompactRange
 
@@ -258,6 +259,29 @@ class AuditStore:
             raise AuditError("the policy set could not be archived: it was not stored")
         decode_policy_set(digest, kept)  # what the DPO will read back is this very set
         return new
+
+    async def add_cosignature(
+        self, size: int, key_name: str, key_id: bytes, line: str, created_at: str
+    ) -> bool:
+        """Store a witness's cosignature (C2SP tlog-cosignature `line`, by the key named
+        `key_name` with the 4-byte `key_id`) of the checkpoint at `size`, durably; True
+        when it was stored now, False when that key's cosignature of that size is stored
+        already (the first is kept).
+
+        The store does not check the signature: the witness's key is the DPO's to trust,
+        and whoever reads a cosignature verifies it. Raises `ValueError` when the log has
+        no checkpoint of `size` (a witness cosigns only what the gateway signed), and
+        `AuditError` when it cannot be stored.
+        """
+        cosignature = StoredCosignature(size, key_name, key_id, line, created_at)
+        storage = self._storage
+        try:
+            return await self._exclusive(lambda: storage.add_cosignature(cosignature))
+        except (AuditError, ValueError):
+            raise
+        except Exception as exc:
+            log.error("a cosignature could not be stored (%s)", _describe(exc))
+            raise AuditError("the cosignature could not be stored") from exc
 
     async def _exclusive(self, step: Callable[[], _T]) -> _T:
         """Run one step (an erasure batch, archiving a policy set) on the storage thread

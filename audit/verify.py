@@ -37,24 +37,35 @@ If a stored checkpoint at or above the trusted size also matches the entries, th
 signed two different histories (someone else holds it, or the gateway kept writing to a
 restored older copy of its log): no stored signature can be relied on, and the first bad
 seq is 1.
+
+A trusted checkpoint is as fresh as the DPO's last copy; the DPO's **witness**
+(`audit.witness`) cosigns checkpoints as the log grows, and keeps the latest. With it
+(`WitnessCheck`), every stored cosignature of the witness must verify over the tree the
+entries give at its size — a log rewritten and re-signed with the log key fails there,
+at the first entry after the largest size the witness still vouches for — and there
+must be at least one. Its state, when given, counts like a trusted checkpoint: a log
+rolled back to a copy made before the witness's latest cosignature (but after the DPO's
+trusted checkpoint, which cannot tell) fails at the first missing entry.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit.checkpoint import Checkpoint, open_checkpoint
+from audit.cosignature import cosigner_key_id, parse_cosignature, verify_cosignature
 from audit.entry import GENESIS_PREV, entry_leaf_hash
-from audit.errors import AuditVerificationError, CheckpointError
+from audit.errors import AuditVerificationError, CheckpointError, ProofError
 from audit.hasher import EMPTY_ROOT, HASH_SIZE
 from audit.reader import AuditReader, StoredCheckpoint
 from audit.tree import CompactRange
+from audit.witness import LogKey, open_state
 
-__all__ = ["AuditVerificationError", "VerifyReport", "verify_log"]
+__all__ = ["AuditVerificationError", "VerifyReport", "WitnessCheck", "verify_log"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,8 @@ class VerifyReport:
     elapsed_s: float
     trusted_size: int | None = None
     """Size of the DPO's trusted checkpoint the log was checked against, if one was given."""
+    witnessed_size: int | None = None
+    """With a witness: the largest size whose cosignature by it matched the entries."""
 
     @property
     def entries_per_s(self) -> float:
@@ -110,6 +123,7 @@ def verify_log(
     *,
     origin: str,
     trusted: str | None = None,
+    witness: WitnessCheck | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> VerifyReport:
     """Check the whole stored log; raise `AuditVerificationError` naming the first bad seq.
@@ -119,8 +133,14 @@ def verify_log(
     Entries after the latest signed checkpoint fail at the first of them (seq 1 when no
     checkpoint covers any). Raises `CheckpointError` when `trusted` is not a checkpoint of
     this origin signed by `public_key`.
+
+    `witness` adds the DPO's witness's evidence (`WitnessCheck`): its stored cosignatures
+    must match the entries, and its state, when given, holds like a trusted checkpoint.
+    Raises `ProofError` when the state does not open with the log key and witness key.
     """
     pinned = _open_trusted(trusted, public_key, origin)
+    witnessed = _open_witness_state(witness, public_key, origin)
+    cosigned = _witness_cosignatures(reader, witness)
     started = clock()
     # One snapshot: checkpoints and entries as they stood at one moment, so that what a
     # running gateway commits meanwhile (entries with their checkpoint) is in both or
@@ -128,7 +148,9 @@ def verify_log(
     with reader.snapshot() as log:
         stored = log.checkpoints()
         signed, checkpoint_problem = _open_checkpoints(stored, public_key, origin)
-        walk = _walk(log.entries(1), signed, pinned.size if pinned else 0)
+        pinned_sizes = [cp.size for cp in (pinned, witnessed) if cp is not None]
+        pinned_sizes.extend(size for size, _ in cosigned)
+        walk = _walk(log.entries(1), signed, pinned_sizes)
     count = walk.count
     problems = [p for p in (checkpoint_problem, walk.problem) if p is not None]
     if walk.problem is None:
@@ -142,18 +164,29 @@ def verify_log(
                 )
             )
     latest = signed[-1][0] if signed else 0
-    if pinned is not None:
-        problems.extend(_check_trusted(pinned, walk))
-        if not problems and latest < pinned.size:
-            # The entries match the trusted checkpoint, which the DPO took from this
-            # log's stored ones: one it held is gone.
+    for kept, what in ((pinned, TRUSTED), (witnessed, WITNESSED)):
+        if kept is None:
+            continue
+        found = _check_pinned(kept, walk, what)
+        problems.extend(found)
+        if not found and walk.problem is None and latest < kept.size:
+            # The entries match a checkpoint taken from this log's stored ones (by the
+            # DPO, or the witness from the gateway): one it held is gone.
             problems.append(
                 _Problem(
                     latest + 1,
-                    f"the log's signed checkpoints end at size {latest}, below the trusted "
-                    f"checkpoint at size {pinned.size}: a checkpoint it held was removed",
+                    f"the log's signed checkpoints end at size {latest}, below {what} at "
+                    f"size {kept.size}: a checkpoint it held was removed",
                 )
             )
+    witnessed_size = None
+    if witness is not None:
+        # A trusted checkpoint that holds vouches for the entries below it, too.
+        floor = pinned.size if pinned is not None and not _check_pinned(pinned, walk) else 0
+        cosigned_problems, witnessed_size = _check_cosignatures(
+            witness, cosigned, walk, origin, floor
+        )
+        problems.extend(cosigned_problems)
     if count > latest and checkpoint_problem is None:
         problems.append(_uncovered(latest, count if walk.problem is None else None))
     if problems:
@@ -169,6 +202,7 @@ def verify_log(
         root=walk.tree.root(),
         elapsed_s=clock() - started,
         trusted_size=pinned.size if pinned else None,
+        witnessed_size=witnessed_size,
     )
 
 
@@ -203,31 +237,37 @@ def _open_trusted(
         raise CheckpointError(f"the trusted checkpoint: {exc.detail}") from exc
 
 
-def _check_trusted(pinned: Checkpoint, walk: _Walk) -> list[_Problem]:
-    """What the trusted checkpoint says about the walked log (see the module docstring)."""
+TRUSTED = "the trusted checkpoint"
+WITNESSED = "the witness's latest cosigned checkpoint"
+
+
+def _check_pinned(pinned: Checkpoint, walk: _Walk, what: str = TRUSTED) -> list[_Problem]:
+    """What a checkpoint kept outside the gateway (`what`: the DPO's trusted one, or the
+    witness's latest) says about the walked log (see the module docstring)."""
     if pinned.size == 0:
         if pinned.root != EMPTY_ROOT:
-            return [_Problem(1, f"trusted checkpoint at size 0 has root {pinned.root.hex()}")]
+            return [_Problem(1, f"{what} at size 0 has root {pinned.root.hex()}")]
         return []
-    if walk.trusted_root is None:  # the walk never reached the trusted size
+    root = walk.pinned_roots.get(pinned.size)
+    if root is None:  # the walk never reached the pinned size
         if walk.problem is not None:
             return []  # it stopped at an earlier problem, which is reported
         return [
             _Problem(
                 walk.count + 1,
-                f"the log holds {walk.count} entries, fewer than the trusted checkpoint at "
-                f"size {pinned.size}: entries {walk.count + 1} to {pinned.size} were removed",
+                f"the log holds {walk.count} entries, fewer than {what} at size "
+                f"{pinned.size}: entries {walk.count + 1} to {pinned.size} were removed",
             )
         ]
-    if walk.trusted_root == pinned.root:
+    if root == pinned.root:
         return []
     forks = [size for size in walk.vouched if size >= pinned.size]
     if forks:
         return [
             _Problem(
                 1,
-                f"the trusted checkpoint at size {pinned.size} does not match the entries: "
-                f"root got {walk.trusted_root.hex()}, want {pinned.root.hex()}; and the log "
+                f"{what} at size {pinned.size} does not match the entries: "
+                f"root got {root.hex()}, want {pinned.root.hex()}; and the log "
                 f"key also signed the rewritten log (checkpoint at size {forks[0]}), so no "
                 "stored checkpoint can be relied on: someone else holds the log key, or the "
                 "gateway kept writing to an older copy of its log",
@@ -237,10 +277,105 @@ def _check_trusted(pinned: Checkpoint, walk: _Walk) -> list[_Problem]:
     return [
         _Problem(
             agrees + 1,
-            f"the trusted checkpoint at size {pinned.size} does not match the entries: "
-            f"root got {walk.trusted_root.hex()}, want {pinned.root.hex()}",
+            f"{what} at size {pinned.size} does not match the entries: "
+            f"root got {root.hex()}, want {pinned.root.hex()}",
         )
     ]
+
+
+@dataclass(frozen=True)
+class WitnessCheck:
+    """The DPO's witness, as `audit verify --witness` checks the log against it."""
+
+    name: str
+    public_key: Ed25519PublicKey
+    state: str | None = None
+    """The witness's state: the note of the latest checkpoint it cosigned, if given."""
+
+
+def _open_witness_state(
+    witness: WitnessCheck | None, public_key: Ed25519PublicKey, origin: str
+) -> Checkpoint | None:
+    if witness is None or witness.state is None:
+        return None
+    log = LogKey(origin, public_key)
+    return open_state(witness.state, log, witness.name, witness.public_key).checkpoint
+
+
+def _witness_cosignatures(
+    reader: AuditReader, witness: WitnessCheck | None
+) -> list[tuple[int, str]]:
+    """(size, line) of the witness's stored cosignatures (its name and key ID; others
+    are ignored, as signed-note asks). Read before the snapshot: every size cosigned
+    then has its checkpoint and entries in it."""
+    if witness is None:
+        return []
+    want_id = cosigner_key_id(witness.name, witness.public_key)
+    return sorted(
+        (row.size, row.line)
+        for row in reader.cosignatures()
+        if row.key_name == witness.name and row.key_id == want_id
+    )
+
+
+def _check_cosignatures(
+    witness: WitnessCheck,
+    cosigned: list[tuple[int, str]],
+    walk: _Walk,
+    origin: str,
+    floor: int = 0,
+) -> tuple[list[_Problem], int | None]:
+    """Every stored cosignature of the witness must verify over the log's own tree at
+    its size (the witness saw these entries); and there must be one. A mismatch is
+    blamed on the first entry after the largest size below it that the witness (or a
+    trusted checkpoint: `floor`) still vouches for."""
+    if not cosigned:
+        if walk.count == 0:
+            return [], None  # an empty log: nothing to vouch for
+        return [
+            _Problem(
+                1,
+                f"the log stores no cosignature of witness {witness.name}: it vouches for "
+                "none of the entries (has it run against this gateway, and does the "
+                "gateway accept its key? or were its cosignatures removed?)",
+            )
+        ], None
+    verified: list[int] = []
+    failed: list[tuple[int, str]] = []  # (size, reason): the entries differ at that size
+    missing: list[_Problem] = []  # sizes beyond the log's end
+    for size, line in cosigned:
+        root = walk.pinned_roots.get(size)
+        if root is None:
+            if walk.problem is None:  # else the walk stopped early, at a reported problem
+                missing.append(
+                    _Problem(
+                        walk.count + 1,
+                        f"witness {witness.name} cosigned the checkpoint at size {size}, "
+                        f"but the log holds only {walk.count} entries: entries "
+                        f"{walk.count + 1} to {size} were removed (an older copy of the log?)",
+                    )
+                )
+            continue
+        text = Checkpoint(origin, size, root).text()
+        try:
+            verify_cosignature(text, parse_cosignature(line), witness.name, witness.public_key)
+        except ProofError as exc:
+            failed.append(
+                (
+                    size,
+                    f"witness {witness.name}'s cosignature at size {size} does not match the "
+                    f"entries (root {root.hex()}): the witness saw another log at that size "
+                    f"({exc.detail})",
+                )
+            )
+            continue
+        verified.append(size)
+    problems = missing[:1]
+    for size, reason in failed:
+        # The first entry after the largest size the witness still vouches for below it.
+        below = max((v for v in [*verified, floor] if v < size), default=0)
+        problems.append(_Problem(below + 1, reason))
+    return problems, (max(verified) if verified else None)
 
 
 def _open_checkpoints(
@@ -287,29 +422,30 @@ class _Walk:
     problem: _Problem | None
     vouched: list[int]
     """Sizes of the stored checkpoints whose root was recomputed and matched."""
-    trusted_root: bytes | None
-    """The root recomputed at the trusted checkpoint's size, if the walk got that far."""
+    pinned_roots: dict[int, bytes]
+    """The roots recomputed at the pinned sizes (a trusted checkpoint's, the witness's)
+    the walk got to."""
 
 
 def _walk(
     entries: Iterable[tuple[int, bytes, bytes]],
     signed: list[tuple[int, bytes]],
-    trusted_size: int = 0,
+    pinned: Collection[int] = (),
 ) -> _Walk:
     """Stream the entries once: sequence, chain, and roots at the signed sizes.
 
-    Also records the root at `trusted_size` (when positive) for the caller to compare.
+    Also records the roots at the `pinned` sizes for the caller to compare.
     """
     tree = CompactRange()
     append = tree.append
     stored_roots = dict(signed)
     sizes = {size for size, _ in signed if size > 0}
-    if trusted_size > 0:
-        sizes.add(trusted_size)
+    pinned_sizes = {size for size in pinned if size > 0}
+    sizes |= pinned_sizes
     targets = iter(sorted(sizes))
     target_size = next(targets, 0)
     vouched_sizes: list[int] = []
-    trusted_root: bytes | None = None
+    pinned_roots: dict[int, bytes] = {}
     vouched = 0  # size of the last checkpoint whose root was recomputed and matched
     expected, last_leaf, last_prev = 1, GENESIS_PREV, b""
     broken: _Break | None = None  # a broken link, waiting for the next row to assign blame
@@ -323,7 +459,7 @@ def _walk(
         return found
 
     def done(problem: _Problem | None) -> _Walk:
-        return _Walk(tree.size, tree, problem, vouched_sizes, trusted_root)
+        return _Walk(tree.size, tree, problem, vouched_sizes, pinned_roots)
 
     hash_entry = entry_leaf_hash  # a local: this loop runs once per entry
     for seq, prev, body in entries:
@@ -355,11 +491,11 @@ def _walk(
         append(leaf)
         if seq == target_size:
             root = tree.root()
-            if seq == trusted_size:
-                trusted_root = root
+            if seq in pinned_sizes:
+                pinned_roots[seq] = root
             target_root = stored_roots.get(seq)
             if target_root is None:
-                pass  # only the trusted checkpoint is at this size
+                pass  # only a pinned size
             elif root == target_root:
                 vouched = seq
                 vouched_sizes.append(seq)

@@ -12,6 +12,11 @@
 5. ``audit verify`` throughput in entries per second.
 6. ``policy replay`` throughput in decisions per second (fresh evaluation, no memo).
 7. Decision latency (p50/p99) of each policy engine, embedded and OPA.
+8. The DPO's console at 1,000,000 entries: p50/p99 of a page of requests for every
+   filter, a deep page, a subject and a pseudonym search, and the append cost of the
+   indexes behind them (``bench/dpo.py``; the seeded log is kept under build/).
+9. DPO exports: a log of 1,000,000 entries exported as JSONL, CSV and Logboek
+   Dataverwerkingen records, in entries per second and peak memory.
 
 The servers run in this process (a thread each); the load generator runs in a child
 process so client and server each have a core of the 2-core reference machine.
@@ -36,7 +41,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from bench import DATASETS, REQUESTER, request_body
+from bench.dpo import bench_dpo
 from bench.engines import bench_engines
+from bench.export import bench_export
 from bench.load import Target, fixed_rate, throughput
 from bench.pipeline import measure_pipeline
 from bench.replay import fill_replay_log, time_replay
@@ -292,7 +299,18 @@ def main() -> None:
         "--only-replay", action="store_true", help="run the policy replay phase alone"
     )
     parser.add_argument("--decisions", type=int, default=1000, help="per policy engine")
+    parser.add_argument("--dpo-entries", type=int, default=1_000_000)
+    parser.add_argument("--dpo-runs", type=int, default=30, help="timed runs of each search")
+    parser.add_argument("--only-dpo", action="store_true", help="run the DPO phase alone")
+    parser.add_argument("--export-entries", type=int, default=1_000_000)
+    parser.add_argument(
+        "--export-log", type=Path, help="export this seeded log instead of seeding one"
+    )
+    parser.add_argument("--only-export", action="store_true", help="run the DPO export phase alone")
     args = parser.parse_args()
+    if args.only_dpo:
+        bench_dpo(args.dpo_entries, args.dpo_runs)
+        return
     with tempfile.TemporaryDirectory(prefix="doelpoort-bench-") as tmp:
         settings = Settings.from_env().with_var_dir(Path(tmp))
         print(f"setting up a fresh synthetic deployment in {tmp}")
@@ -300,12 +318,17 @@ def main() -> None:
         if args.only_replay:
             bench_replay(settings, Path(tmp), args.replay_decisions)
             return
+        if args.only_export:
+            bench_export(Path(tmp), args.export_entries, args.export_log)
+            return
         rates = bench_http(settings, args.seconds, args.connections, args.rate)
         bench_pipeline(settings, args.seconds, args.connections, rates)
         bench_disk(settings.audit_db_path.parent, args.seconds)
         bench_verify(Path(tmp), args.verify_entries)
         bench_replay(settings, Path(tmp), args.replay_decisions)
         bench_engines(settings, args.decisions)
+        bench_dpo(args.dpo_entries, args.dpo_runs)
+        bench_export(Path(tmp), args.export_entries, args.export_log)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from audit.reader import AuditReader
-    from audit.verify import VerifyReport
+    from audit.verify import VerifyReport, WitnessCheck
 
 
 class _ReportErrors(TyperGroup):
@@ -70,28 +70,22 @@ VarDir = Annotated[
 ]
 
 
-def _utc(seconds: int) -> str:
-    """Unix seconds as RFC 3339 UTC, for messages."""
-    from datetime import UTC, datetime
-
-    from audit.clock import rfc3339
-
-    try:
-        return rfc3339(datetime.fromtimestamp(seconds, UTC))
-    except (OverflowError, OSError, ValueError):
-        return f"{seconds} s after 1970"
-
-
 def _verify(
     settings: Settings,
     reader: AuditReader,
     log_key: Path | None,
     *,
     trusted: str | None = None,
+    witness: WitnessCheck | None = None,
 ) -> VerifyReport:
     """`verify_log` with the DPO's key (or, with a warning, the gateway's own); a log that
     is not intact ends the command."""
-    from audit.errors import AuditVerificationError, CheckpointError, ConfigurationError
+    from audit.errors import (
+        AuditVerificationError,
+        CheckpointError,
+        ConfigurationError,
+        ProofError,
+    )
     from audit.keys import load_log_public_key, read_public_key_file
     from audit.verify import verify_log
 
@@ -111,9 +105,16 @@ def _verify(
     except ConfigurationError as exc:
         raise _fail(str(exc), 2) from exc
     try:
-        return verify_log(reader, public_key, origin=settings.origin, trusted=trusted)
+        return verify_log(
+            reader, public_key, origin=settings.origin, trusted=trusted, witness=witness
+        )
     except AuditVerificationError as exc:
         raise _fail(f"audit log NOT intact: {exc}") from exc
+    except ProofError as exc:
+        raise _fail(
+            f"audit log NOT verified: the witness's state does not open: {exc} (is it this "
+            "log's witness, and the right keys?)"
+        ) from exc
     except CheckpointError as exc:
         raise _fail(
             f"audit log NOT verified: {exc} (is it a checkpoint of this log, and the right key?)"
@@ -229,6 +230,7 @@ def _warn_of_development_origin(settings: Settings) -> None:
 def _announce(settings: Settings, listeners: Sequence[socket.socket]) -> None:
     """The banner, naming the port actually bound (the one chosen, for port 0)."""
     from gateway.dev.demo import curl_example
+    from gateway.transport.pki_paths import PkiPaths
 
     bound = settings.replace(port=listeners[0].getsockname()[1]) if listeners else settings
     typer.echo("")
@@ -238,6 +240,11 @@ def _announce(settings: Settings, listeners: Sequence[socket.socket]) -> None:
     typer.echo("")
     _announce_ops(settings)
     typer.echo("Scripted exchange between partners:  make demo   (in another terminal)")
+    dpo = PkiPaths(settings.pki_dir)
+    typer.echo(
+        f"DPO console: {bound.base_url}/dpo/ with the DPO's certificate"
+        f' ({dpo.dpo_cert("dpo")}, key {dpo.dpo_key("dpo")}; docs/dpo.md, "The console").'
+    )
     typer.echo("DPO: verify the log with `doelpoort audit verify`. Stop with Ctrl-C.")
 
 
@@ -437,21 +444,66 @@ def _read_trusted(path: Path | None) -> str | None:
         raise _fail(f"cannot read the trusted checkpoint {path}: {exc}", 2) from exc
 
 
+def _witness_check(witness: Path | None, witness_state: Path | None) -> WitnessCheck | None:
+    """The witness `audit verify` checks against: its verifier key file (and state)."""
+    from audit.cosignature import parse_cosigner_key
+    from audit.verify import WitnessCheck
+    from gateway.errors import ConfigurationError
+    from gateway.witness_state import read_state, read_verifier_key
+
+    if witness is None:
+        if witness_state is not None:
+            raise _fail("--witness-state needs --witness (the witness's verifier key)", 2)
+        return None
+    try:
+        text, _ = read_verifier_key(witness)
+        state = read_state(witness_state) if witness_state is not None else None
+    except ConfigurationError as exc:
+        raise _fail(str(exc), 2) from exc
+    if witness_state is not None and state is None:
+        raise _fail(f"{witness_state} holds no cosigned checkpoint: has the witness run?", 2)
+    name, public_key = parse_cosigner_key(text)
+    return WitnessCheck(name, public_key, state)
+
+
 @audit_app.command("verify")
 def audit_verify(
     var_dir: VarDir = None,
     log_key: LogKeyOption = None,
     trusted_checkpoint: TrustedCheckpointOption = None,
+    witness: Annotated[
+        Path | None,
+        typer.Option(
+            "--witness",
+            help="Your witness's verifier key file (witness.vkey): its stored cosignatures "
+            "must match the entries, and there must be one.",
+            dir_okay=False,
+        ),
+    ] = None,
+    witness_state: Annotated[
+        Path | None,
+        typer.Option(
+            "--witness-state",
+            help="The witness's directory: the log must still hold the last checkpoint it "
+            "cosigned (catches a rollback to a copy newer than your trusted checkpoint).",
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Recompute the Merkle tree, check every checkpoint, and that every entry is under
     one; name the first bad entry."""
     settings = _settings(var_dir)
     trusted = _read_trusted(trusted_checkpoint)
+    checked = _witness_check(witness, witness_state)
     with _open_reader(settings) as reader:
-        report = _verify(settings, reader, log_key, trusted=trusted)
+        report = _verify(settings, reader, log_key, trusted=trusted, witness=checked)
     summary = f"audit log intact: {report.entries} entries, {report.checkpoints} signed checkpoints"
     if report.trusted_size is not None:
         summary += f", consistent with your trusted checkpoint at size {report.trusted_size}"
+    if checked is not None:
+        summary += f"; witness {checked.name} vouches for it up to size {report.witnessed_size}"
+        if checked.state is not None:
+            summary += " (and its latest cosigned checkpoint holds)"
     typer.echo(summary)
 
 
@@ -493,94 +545,6 @@ def audit_checkpoint(
         "--trusted-checkpoint FILE` with it next time.",
         err=True,
     )
-
-
-@audit_app.command("reidentify")
-def audit_reidentify(
-    seq: Annotated[
-        int, typer.Argument(min=1, max=2**63 - 1, help="The audit entry's sequence number.")
-    ],
-    key: Annotated[
-        Path,
-        typer.Option("--key", help="The DPO's private escrow key.", dir_okay=False),
-    ],
-    pseudonym: Annotated[
-        str | None, typer.Option(help="Print only what this pseudonym stood for.")
-    ] = None,
-    var_dir: VarDir = None,
-    log_key: LogKeyOption = None,
-    trusted_checkpoint: TrustedCheckpointOption = None,
-) -> None:
-    """DPO, offline: open an entry's escrow; print the request's justification and what
-    the entry's pseudonyms stood for.
-
-    Anyone with the public escrow key can seal a false escrow, so only the signed log
-    vouches for a real one: the log is verified first (which fails when an entry is not
-    under a signed checkpoint), and the escrow opened only if its digest is the one the
-    entry holds.
-    """
-    import json
-
-    from audit import clock
-    from audit.entry import AuditRecord, escrow_digest, record_from_body
-    from gateway.errors import AuditError, EscrowError
-    from gateway.escrow import open_escrow
-    from gateway.keys import read_escrow_private_key
-
-    private_key = read_escrow_private_key(key)
-    settings = _settings(var_dir)
-    trusted = _read_trusted(trusted_checkpoint)
-    with _open_reader(settings) as reader:
-        report = _verify(settings, reader, log_key, trusted=trusted)
-        entry = next(reader.iter_entries(seq), None)
-        try:
-            escrow = reader.escrow(seq)
-        except AuditError as exc:
-            raise _fail(exc.detail) from exc
-    if entry is None or entry.seq != seq:
-        raise _fail(f"the audit log has no entry {seq}", 2)
-    if seq > report.entries:
-        # Appended after verify read the log: nothing verified vouches for it yet.
-        raise _fail(
-            f"entry {seq} was appended after the log was verified (up to seq "
-            f"{report.entries}); run the command again",
-            2,
-        )
-    try:
-        record = record_from_body(entry.body)
-    except (TypeError, ValueError) as exc:
-        raise _fail(f"entry {seq} is not an audit record this version can read") from exc
-    if not isinstance(record, AuditRecord):
-        raise _fail(f"entry {seq} records no disclosure (a refusal or a policy change)", 2)
-    if record.escrow_sha256 is None:
-        raise _fail(f"entry {seq} has no escrow (the gateway ran without the DPO's key)", 2)
-    if escrow is None:
-        expires = record.escrow_expires
-        if isinstance(expires, int) and clock.utc_now().timestamp() < expires:
-            raise _fail(
-                f"entry {seq}: its escrow was erased before its retention ended "
-                f"({_utc(expires)}): the log was changed outside the gateway, or its clock "
-                "was ahead"
-            )
-        when = f" ({_utc(expires)})" if isinstance(expires, int) else ""
-        raise _fail(
-            f"entry {seq}: its escrow was erased when the purpose's retention ended{when}", 2
-        )
-    # The body is vouched for; the escrow beside it only by the digest the body holds.
-    if escrow_digest(escrow) != record.escrow_sha256:
-        raise _fail(f"entry {seq}: the escrow stored beside it is not the one it was logged with")
-    try:
-        content = open_escrow(escrow, private_key)
-    except EscrowError as exc:
-        raise _fail(f"entry {seq}: {exc}") from exc
-    # The escrow covers every dataset of the disclosure; show this entry's only.
-    pairs = content.pseudonyms.get(record.dataset, {})
-    if pseudonym is not None:
-        if pseudonym not in pairs:
-            raise _fail(f"entry {seq} did not release {pseudonym}", 2)
-        pairs = {pseudonym: pairs[pseudonym]}
-    shown = {"justification": content.justification, "pseudonyms": pairs}
-    typer.echo(json.dumps(shown, ensure_ascii=False, indent=2))
 
 
 @audit_app.command("export-key")

@@ -22,7 +22,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__
@@ -34,15 +33,14 @@ from gateway.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
     PurposeDenied,
     RequestError,
     Unauthenticated,
-    UnsupportedMediaType,
 )
 from gateway.openapi import openapi_document, server_url
 from gateway.peers import identify, partner, peer, rt
 from gateway.purposes import granted_purposes
+from gateway.request_bodies import json_body
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 
@@ -105,32 +103,6 @@ def request_policy_reload(app: FastAPI, trigger: str) -> None:
         log.warning("policy reload (%s) ignored: the gateway is still starting", trigger)
         return
     runtime.request_policy_reload(trigger)
-
-
-async def json_body(request: Request) -> bytes:
-    """The request body, once it is declared JSON and fits the configured limit.
-
-    Read only after the peer is known, so an unknown peer's body is never buffered.
-    """
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        raise UnsupportedMediaType()
-    limit = rt(request).settings.max_body_bytes
-    too_large = PayloadTooLarge(f"request bodies are limited to {limit} bytes")
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise InvalidRequest("the client went away before the body was complete") from None
-    return b"".join(chunks)
 
 
 def create_app(settings: Settings) -> FastAPI:

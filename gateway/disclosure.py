@@ -15,7 +15,10 @@ The order is the point:
    reported as its ``error`` result;
 3. every decision is appended to the audit log (with the disclosure's escrow beside it,
    kept until the purpose's retention ends) and the call waits for the durable commit
-   before anything leaves;
+   before anything leaves. Each entry carries the subject's references under the DPO
+   subject key (`gateway.subject_refs`) — of every identity key the request and the
+   records fetched for it reveal, so that the DPO's search by BSN also finds a request
+   made by name and date of birth — and the references of the pseudonyms it released;
 4. the disclosure is signed; a request whose every dataset was denied gets 403.
 """
 
@@ -57,6 +60,7 @@ from gateway.policy.input import build_policy_input, dataset_input
 from gateway.policy.register import Register
 from gateway.pseudonyms import PseudonymKeys
 from gateway.signing import Receipt, ReceiptSigner
+from gateway.subject_refs import COMPOUND, IdentityKey, SubjectRefKey, identity_keys
 from gateway.vocabulary import Partner
 
 log = logging.getLogger("doelpoort.disclosure")
@@ -95,6 +99,7 @@ class _Outcome:
     decision: Decision | None = None
     records: list[dict[str, Any]] | None = None
     records_sha256: str | None = None
+    pseudonyms: Sequence[str] = ()  # those the records hold, for the entry's references
     error: DoelpoortError | None = None
     note: str = ""
 
@@ -120,6 +125,7 @@ class DisclosureService:
         register: Register,
         engine: PolicyEngine,
         pseudonyms: PseudonymKeys,
+        subject_key: SubjectRefKey,
         audit: AuditStore,
         signer: ReceiptSigner,
         metrics: Metrics,
@@ -130,6 +136,7 @@ class DisclosureService:
         self.register = register
         self.engine = engine
         self.pseudonyms = pseudonyms
+        self.subject_key = subject_key
         self.audit = audit
         self.signer = signer
         self.metrics = metrics
@@ -177,7 +184,6 @@ class DisclosureService:
         ]
 
         disclosure_id = f"urn:uuid:{uuid.uuid4()}"
-        subject_refs = self.pseudonyms.dpo_subject_refs(subject)
         if failure is not None:
             # Nothing is decided without the facts the purpose depends on.
             for outcome in outcomes:
@@ -189,6 +195,7 @@ class DisclosureService:
         if failure is None:
             # Never raises: every failure becomes that dataset's error, so it is logged.
             recorded = await self._fetch(requester, request.purpose, outcomes, subject, fetched)
+        subject_refs = self._subject_refs(subject, fetched)
         escrow = self._seal_escrow(outcomes, recorded, request, now)
         seqs = await self._log(
             outcomes, requester, request, disclosure_id, subject_refs, now, escrow
@@ -369,11 +376,12 @@ class DisclosureService:
         purpose: str,
         outcomes: Sequence[_Outcome],
         subject: Mapping[str, str],
-        fetched: Mapping[str, list[dict[str, Any]]],
+        fetched: dict[str, list[dict[str, Any]]],
     ) -> list[tuple[_Outcome, RecordingPseudonymiser]]:
         """Fetch and minimise the allowed datasets; with escrow on, what each one's
         pseudonyms stood for. ``fetched`` holds datasets already fetched for this
-        subject (for a fact), which are not fetched again."""
+        subject (for a fact), which are not fetched again; each dataset fetched here is
+        added to it."""
         allowed = [o for o in outcomes if o.decision is not None and o.decision.allow]
         if not allowed:
             return []
@@ -386,13 +394,15 @@ class DisclosureService:
                 raw = fetched.get(outcome.dataset)
                 if raw is None:
                     raw = await self.catalog.connector(outcome.dataset).fetch(subject)
-                recorder = RecordingPseudonymiser(domain) if self.escrow is not None else None
+                    fetched[outcome.dataset] = raw
+                recorder = RecordingPseudonymiser(domain)
                 records = minimise(
-                    raw, outcome.decision.field_ops, outcome.plan.field_types, recorder or domain
+                    raw, outcome.decision.field_ops, outcome.plan.field_types, recorder
                 )
                 outcome.records_sha256 = _records_digest(records)
                 outcome.records = records
-                if recorder is not None and recorder.pairs:
+                outcome.pseudonyms = list(recorder.pairs)
+                if self.escrow is not None and recorder.pairs:
                     recorded.append((outcome, recorder))
             except (ConnectorError, OperatorError, PolicyError) as exc:
                 log.warning("dataset %s withheld: %s", outcome.dataset, exc.code)
@@ -427,6 +437,28 @@ class DisclosureService:
                         f"dataset {outcome.dataset}: the connector failed unexpectedly"
                     )
         return recorded
+
+    def _subject_refs(
+        self, subject: Mapping[str, str], fetched: Mapping[str, list[dict[str, Any]]]
+    ) -> list[str]:
+        """The subject's references: of the identity keys the request gave, and of every
+        identity key of a fetched dataset that its records hold whole (a provider found
+        by name and date of birth also tells the BSN). One HMAC per distinct key value."""
+        keys: set[IdentityKey] = set(identity_keys(subject))
+        for dataset_id, records in fetched.items():
+            spec = self.catalog.datasets.get(dataset_id)
+            if spec is None:
+                continue
+            for group in spec.identity_keys:
+                for record in records:
+                    values = [record.get(part) for part in group]
+                    if not all(isinstance(value, str) and value for value in values):
+                        continue
+                    if len(group) == 1 or group == COMPOUND:
+                        keys.add(tuple(zip(group, values, strict=True)))
+                    else:  # parts of another compound count alone, as in identity_keys
+                        keys.update((part,) for part in zip(group, values, strict=True))
+        return sorted({self.subject_key.key_ref(key) for key in keys})
 
     def _seal_escrow(
         self,
@@ -485,6 +517,7 @@ class DisclosureService:
                 self.engine.digest,
                 digest,
                 expires,
+                self.subject_key,
             )
             for o in outcomes
         ]
@@ -508,6 +541,7 @@ def _audit_record(
     policy_digest: str,
     escrow_sha256: str | None,
     escrow_expires: int | None,
+    subject_key: SubjectRefKey,
 ) -> AuditRecord:
     """The audit entry of one outcome; ``policy_digest`` is the engine's, for entries
     whose decision failed (a decision carries its own)."""
@@ -539,6 +573,10 @@ def _audit_record(
         retention_days=decision.retention_days if decision is not None else None,
         error=outcome.error.code if outcome.error is not None else None,
         policy_input=outcome.policy_input,
+        subject_ref_key=subject_key.kid,
+        pseudonym_refs=sorted({subject_key.pseudonym_ref(p) for p in outcome.pseudonyms})
+        if disclosed
+        else [],
     )
 
 

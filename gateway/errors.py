@@ -17,7 +17,8 @@ drawing to the classes.
     │   ├── MethodNotAllowed          405  a method the path does not allow; Allow lists its own
     │   ├── PayloadTooLarge           413  body over the limit
     │   ├── HeadersTooLarge           431  request line and headers over the limit
-    │   └── UnsupportedMediaType      415  body is not application/json
+    │   ├── UnsupportedMediaType      415  body is not application/json
+    │   └── NoEscrow                  422  an entry with no escrow to release (none, or erased)
     ├── AccessError                        401/403: who is calling
     │   ├── Unauthenticated           401  no usable client certificate (revoked)
     │   ├── UnknownPeer               403  a valid certificate of no configured partner
@@ -40,6 +41,7 @@ drawing to the classes.
     └── VerificationError                  evidence that does not hold up (audit)
         ├── CheckpointError                not a valid signed checkpoint of this log (audit)
         ├── AuditVerificationError         the stored log is not intact; first bad seq (audit)
+        ├── ProofError                     a proof or cosignature that fails; a fork (audit)
         ├── PolicySetMismatch              an archived policy set unlike its digest (audit)
         ├── InvalidReceipt                 a receipt that does not verify (says nothing of why)
         └── EscrowError                    an escrow that does not open with the DPO's key
@@ -55,6 +57,7 @@ from audit.errors import (
     ConfigurationError,
     DoelpoortError,
     PolicySetMismatch,
+    ProofError,
     VerificationError,
 )
 
@@ -78,6 +81,7 @@ __all__ = [
     "InvalidReceipt",
     "InvalidRequest",
     "MethodNotAllowed",
+    "NoEscrow",
     "NotFound",
     "OperatorError",
     "PayloadTooLarge",
@@ -85,6 +89,7 @@ __all__ = [
     "PolicyEvaluationError",
     "PolicySetMismatch",
     "PolicyUnavailable",
+    "ProofError",
     "PurposeDenied",
     "RequestError",
     "SigningError",
@@ -143,6 +148,15 @@ class UnsupportedMediaType(RequestError):
     code = "unsupported-media-type"
     status = 415
     title = "Request body must be application/json"
+
+
+class NoEscrow(RequestError):
+    """The DPO asked for the escrow of an entry that has none to release: it records no
+    disclosure, the gateway ran without the DPO's escrow key, or it was erased."""
+
+    code = "no-escrow"
+    status = 422
+    title = "The entry has no escrow to release"
 
 
 class AccessError(DoelpoortError):

@@ -7,6 +7,9 @@ Keys under ``var/keys/``, and who makes them:
   one that signs: `create_keys`, then `rotate_receipt_key`;
 * the audit log key, ``audit-log.key`` with its public half ``audit-log.pub``:
   `create_keys`;
+* the DPO subject key, ``subject-ref.key`` (32 random bytes; `gateway.subject_refs`),
+  which keys the audit log's subject and pseudonym references and of which the DPO holds
+  a copy: `create_keys`;
 * the DPO's escrow public key, ``escrow.pub``: `create_escrow_keys`, run by the DPO
   offline (the private half stays with the DPO; ``doelpoort setup`` keeps it in
   ``var/dpo/`` for development).
@@ -59,25 +62,32 @@ __all__ = [
     "LOG_PUBLIC_KEY_FILE",
     "MASTER_KEY_BYTES",
     "MASTER_KEY_FILE",
+    "SUBJECT_REF_KEY_BYTES",
+    "SUBJECT_REF_KEY_FILE",
     "EscrowKeyFiles",
     "ExportedKey",
     "check_private_file",
     "create_escrow_keys",
     "create_keys",
     "create_log_key",
+    "create_subject_ref_key",
     "current_receipt_key_file",
     "export_log_public_key",
+    "export_subject_ref_key",
     "load_escrow_public_key",
     "load_log_key",
     "load_master_key",
     "load_receipt_keys",
     "read_escrow_private_key",
     "read_private_file",
+    "read_subject_ref_key",
     "rotate_receipt_key",
 ]
 
 MASTER_KEY_FILE = "master.key"
 MASTER_KEY_BYTES = 32
+SUBJECT_REF_KEY_FILE = "subject-ref.key"
+SUBJECT_REF_KEY_BYTES = 32
 ESCROW_PUBLIC_KEY_FILE = "escrow.pub"
 ESCROW_PRIVATE_KEY_FILE = "escrow.key"
 ESCROW_KEY_BYTES = PublicKey.SIZE  # X25519: private and public keys are both 32 bytes
@@ -124,11 +134,15 @@ def read_private_file(path: Path) -> bytes:
 
 def create_keys(keys_dir: Path, audit_db_path: Path, echo: Callable[[str], None] = print) -> None:
     """Create the missing ones of the gateway's own keys: the pseudonymisation master
-    secret, the receipt signing key and the audit log key (production and development).
+    secret, the receipt signing key, the audit log key and the DPO subject key
+    (production and development).
 
     Only for a new deployment: once there is an audit log, a missing key is a lost one,
     and a new one would change every pseudonym, fork the log's signatures or orphan every
     receipt. Then nothing is created and the error says to restore it from a backup.
+    The subject key is the exception: a deployment from before it gets one here (its
+    upgrade step, docs/dpo.md), since a new one hides no entry from the DPO, who searches
+    with every key they hold, the old derivation's too.
     """
     echo(f"· keys in {keys_dir}")
     needed = (
@@ -152,6 +166,8 @@ def create_keys(keys_dir: Path, audit_db_path: Path, echo: Callable[[str], None]
         created += [_receipt_key_file(keys_dir, kid), current_receipt_key_file(keys_dir)]
     if create_log_key(keys_dir):
         created += [keys_dir / LOG_KEY_FILE, keys_dir / LOG_PUBLIC_KEY_FILE]
+    if create_subject_ref_key(keys_dir):
+        created.append(keys_dir / SUBJECT_REF_KEY_FILE)
     for path in sorted(created):
         echo(f"  created {path}")
 
@@ -184,6 +200,45 @@ def load_master_key(keys_dir: Path) -> bytes:
     if len(key) != MASTER_KEY_BYTES:
         raise ConfigurationError(f"{path} must hold exactly {MASTER_KEY_BYTES} bytes")
     return key
+
+
+# -- the DPO subject key ------------------------------------------------------------------
+
+
+def create_subject_ref_key(keys_dir: Path) -> bool:
+    """Create ``subject-ref.key`` (32 random bytes, 0600) unless it exists; whether it did."""
+    keys_dir.mkdir(mode=_KEYS_DIR_MODE, parents=True, exist_ok=True)
+    try:
+        create_file(keys_dir / SUBJECT_REF_KEY_FILE, os.urandom(SUBJECT_REF_KEY_BYTES))
+    except FileExistsError:
+        return False
+    return True
+
+
+def read_subject_ref_key(path: Path) -> bytes:
+    """The 32 bytes of a subject key file (the gateway's or the DPO's copy); never
+    creates one. `ConfigurationError` when it is missing, readable by anyone but its
+    owner, or of the wrong length."""
+    if not path.exists():
+        raise ConfigurationError(
+            f"there is no DPO subject key {path}: run `doelpoort keys init` (it makes only"
+            " the missing keys), then give the DPO a copy with `doelpoort keys subject-ref"
+            " --export FILE`"
+        )
+    key = read_private_file(path)
+    if len(key) != SUBJECT_REF_KEY_BYTES:
+        raise ConfigurationError(f"{path} must hold exactly {SUBJECT_REF_KEY_BYTES} bytes")
+    return key
+
+
+def export_subject_ref_key(destination: Path, key: bytes) -> None:
+    """Write a copy of a subject key for the DPO (0600); never overwrites
+    (`ConfigurationError` when ``destination`` exists)."""
+    destination.parent.mkdir(mode=_KEYS_DIR_MODE, parents=True, exist_ok=True)
+    try:
+        create_file(destination, key)
+    except FileExistsError:
+        raise ConfigurationError(f"{destination} exists already; nothing was written") from None
 
 
 # -- receipt signing keys -----------------------------------------------------------------

@@ -23,7 +23,7 @@ from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 
 import gateway.errors
@@ -154,6 +154,54 @@ def _ref(model: type[BaseModel] | str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+_COUNT: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+_BASE64 = {"type": "string", "contentEncoding": "base64"}
+
+# The proofs' answers (gateway/dpo/proofs.py): plain JSON Schema, no model behind them.
+_AUDIT_SCHEMAS: Mapping[str, dict[str, Any]] = {
+    "AuditEntry": {
+        "type": "object",
+        "description": "One stored audit entry, as hashed: its leaf is seq || prev || body.",
+        "required": ["seq", "prev", "body"],
+        "additionalProperties": False,
+        "properties": {"seq": _COUNT, "prev": _BASE64, "body": _BASE64},
+    },
+    "InclusionProof": {
+        "type": "object",
+        "required": [
+            "seq",
+            "size",
+            "leaf_index",
+            "leaf_hash",
+            "entry",
+            "inclusion_proof",
+            "checkpoint",
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "seq": _COUNT,
+            "size": _COUNT,
+            "leaf_index": {"type": "integer", "minimum": 0},
+            "leaf_hash": _BASE64,
+            "entry": _ref("AuditEntry"),
+            "inclusion_proof": {"type": "array", "items": _BASE64},
+            "checkpoint": {"type": "string", "description": "The signed checkpoint note."},
+        },
+    },
+    "ConsistencyProof": {
+        "type": "object",
+        "required": ["from", "to", "consistency_proof", "from_checkpoint", "to_checkpoint"],
+        "additionalProperties": False,
+        "properties": {
+            "from": _COUNT,
+            "to": _COUNT,
+            "consistency_proof": {"type": "array", "items": _BASE64},
+            "from_checkpoint": {"type": "string"},
+            "to_checkpoint": {"type": "string"},
+        },
+    },
+}
+
 _OPERATIONS: Mapping[tuple[str, str], _Operation] = {
     ("post", "/v1/disclosures"): _Operation(
         "Ask for information about one subject for one purpose. A configured partner's"
@@ -192,6 +240,66 @@ _OPERATIONS: Mapping[tuple[str, str], _Operation] = {
                 "required": False,
                 "description": "An `ETag` of an earlier answer: 304 if it is still the answer.",
                 "schema": {"type": "string"},
+            },
+        ),
+    ),
+    ("get", "/v1/audit/checkpoint"): _Operation(
+        "The audit log's latest signed checkpoint: a C2SP signed note (origin, tree size,"
+        " base64 root hash; the log key's Ed25519 signature line), followed by the"
+        " cosignature lines (c2sp.org/tlog-cosignature) of the witnesses that vouched for"
+        " it. Any configured partner's or the DPO's certificate. 404 while the log holds"
+        " no checkpoint.",
+        {200: ("text/plain", {"type": "string"})},
+        (*_TRANSPORT, *_PEER, 404, 503),
+    ),
+    ("get", "/v1/audit/proof/{seq}"): _Operation(
+        "Audit entry `seq` (its sequence number, `prev` and body, base64) with its RFC 9162"
+        " inclusion proof in the tree of the stored checkpoint of `size` entries (the"
+        " latest by default), and that checkpoint with its cosignatures. The leaf hash is"
+        " SHA-256(0x00 || seq as 8 bytes big-endian || prev || body). Only to the partner"
+        " whose request the entry records, and to the DPO: to anyone else, and for an"
+        " entry that does not exist, the same 404. 404 as well for a `size` with no stored"
+        " checkpoint, or one the entry is not in.",
+        {200: ("application/json", _ref("InclusionProof"))},
+        (*_TRANSPORT, *_PEER, 404, 422, 503),
+        parameters=(
+            {
+                "name": "seq",
+                "in": "path",
+                "required": True,
+                "description": "The entry's sequence number (`audit_seq` in a receipt).",
+                "schema": _COUNT,
+            },
+            {
+                "name": "size",
+                "in": "query",
+                "required": False,
+                "description": "The size of a stored checkpoint; default: the latest.",
+                "schema": _COUNT,
+            },
+        ),
+    ),
+    ("get", "/v1/audit/consistency"): _Operation(
+        "The RFC 9162 consistency proof that the stored checkpoint of `from` entries is a"
+        " prefix of the one of `to` entries (the latest by default), with both"
+        " checkpoints. Any configured partner's or the DPO's certificate. 422 when `from`"
+        " exceeds `to`; 404 for a size with no stored checkpoint.",
+        {200: ("application/json", _ref("ConsistencyProof"))},
+        (*_TRANSPORT, *_PEER, 404, 422, 503),
+        parameters=(
+            {
+                "name": "from",
+                "in": "query",
+                "required": True,
+                "description": "The size of the smaller stored checkpoint.",
+                "schema": _COUNT,
+            },
+            {
+                "name": "to",
+                "in": "query",
+                "required": False,
+                "description": "The size of the larger stored checkpoint; default: the latest.",
+                "schema": _COUNT,
             },
         ),
     ),
@@ -238,8 +346,8 @@ def openapi_document(
     """The OpenAPI 3.1 document of ``app`` as this deployment serves it."""
     types = problem_types()
     paths: dict[str, dict[str, Any]] = {}
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
+    for route in api_routes(app):
+        if not route.include_in_schema:
             continue
         for method in sorted(m.lower() for m in route.methods or ()):
             operation = _OPERATIONS.get((method, route.path))
@@ -278,6 +386,16 @@ def openapi_document(
             },
         },
     }
+
+
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    """Every route of the app, those of included routers too (FastAPI keeps an included
+    router as one entry of `app.routes`, its routes inside)."""
+    return [
+        context.original_route
+        for context in iter_route_contexts(app.routes)
+        if isinstance(context.original_route, APIRoute)
+    ]
 
 
 def server_url(settings: Settings, bound: object) -> str:
@@ -362,6 +480,7 @@ def _schemas(
     request = schemas[request_model.__name__]
     listed = request["properties"]["datasets"]["anyOf"][0]
     listed["items"]["enum"] = sorted(datasets)
+    schemas.update(_AUDIT_SCHEMAS)
     schemas["Problem"] = _problem_schema(types)
     schemas["DatasetError"]["oneOf"] = [
         {

@@ -18,9 +18,9 @@ gateway only loads it (`gateway.keys`), so a lost key stops start-up instead of 
 replaced by one that changes every pseudonym.
 
 No table reversing pseudonyms is kept anywhere. A subject can only be found again by
-someone who already holds the identifier and asks the gateway to compute its pseudonym:
-the DPO does so with :meth:`PseudonymKeys.dpo_subject_ref`, the reference the audit log
-stores instead of identifiers.
+someone who already holds the identifier: the audit log stores subject references keyed
+under the DPO's own key instead of identifiers (:mod:`gateway.subject_refs`), never
+derived from this master secret.
 
 Re-identification escrow (SPEC §7) is :mod:`gateway.escrow`: what a disclosure's
 pseudonyms stood for, sealed to the DPO's public key and opened only offline by the DPO.
@@ -31,7 +31,6 @@ from __future__ import annotations
 import hmac
 import threading
 import unicodedata
-from collections.abc import Mapping
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -42,9 +41,6 @@ from gateway.keys import MASTER_KEY_BYTES
 
 PREFIX = "psn:"
 INFO_PREFIX = b"doelpoort/pseudonym/v1\x00"
-#: The DPO's own domain. Its info label has no 0x00-separated requester/purpose pair, so
-#: it cannot collide with any partner's domain.
-DPO_INFO = b"doelpoort/dpo-subject-ref/v1"
 TRUNCATE_BYTES = 16  # 128 bits: SPEC §7's floor for pseudonyms
 
 
@@ -100,7 +96,6 @@ class PseudonymKeys:
         self._master = master
         self._domains: dict[tuple[str, str], DomainPseudonymiser] = {}
         self._lock = threading.Lock()
-        self._dpo_key = hkdf_sha256(master, DPO_INFO)
 
     def domain(self, requester: str, purpose: str) -> DomainPseudonymiser:
         """The pseudonymiser of the domain requester x purpose."""
@@ -115,28 +110,6 @@ class PseudonymKeys:
                 found = DomainPseudonymiser(hkdf_sha256(self._master, info))
                 self._domains[(requester, purpose)] = found
             return found
-
-    def dpo_subject_ref(self, key_name: str, value: object) -> str:
-        """The audit log's subject reference: a pseudonym in the DPO's own domain over
-        ``key_name + ":" + normalise(value)``, so the DPO can later find a subject's
-        entries by computing this from an identifier (e.g. ``("bsn", "…")``)."""
-        message = key_name.encode() + b":" + normalise(value)
-        return _pseudonym(self._dpo_key, message)
-
-    def dpo_subject_refs(self, subject: Mapping[str, str]) -> list[str]:
-        """The subject references of a request's identity keys, sorted.
-
-        One reference per key; a name and a date of birth identify a subject only
-        together, so they make one reference (``name+date_of_birth``) — a date of birth
-        alone would link the DPO's look-up to everyone born that day.
-        """
-        keys = dict(subject)
-        refs = []
-        if "name" in keys and "date_of_birth" in keys:
-            compound = normalise(keys.pop("name")) + b"\x00" + normalise(keys.pop("date_of_birth"))
-            refs.append(_pseudonym(self._dpo_key, b"name+date_of_birth:" + compound))
-        refs.extend(self.dpo_subject_ref(name, value) for name, value in keys.items())
-        return sorted(refs)
 
     def __repr__(self) -> str:
         return "PseudonymKeys(<master hidden>)"

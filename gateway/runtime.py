@@ -28,6 +28,7 @@ from gateway.errors import ConfigurationError
 from gateway.escrow import load_escrow_sealer
 from gateway.keys import (
     ESCROW_PUBLIC_KEY_FILE,
+    SUBJECT_REF_KEY_FILE,
     load_log_key,
     load_master_key,
     load_receipt_keys,
@@ -43,6 +44,7 @@ from gateway.pseudonyms import PseudonymKeys
 from gateway.refusals import RefusalLog
 from gateway.settings import Settings
 from gateway.signing import ReceiptSigner
+from gateway.subject_refs import SubjectRefKey, legacy_key, load_subject_ref_key
 from gateway.transport.admission import Admission
 from gateway.transport.identity import RevocationList
 from gateway.transport.issuance import IssuanceRegister
@@ -66,6 +68,9 @@ class Runtime:
     refusals: RefusalLog
     #: The policy set that serves, and the swapping in of vetted new ones.
     policies: PolicySwitch
+    #: The DPO subject key, and the legacy key the entries before it were keyed under:
+    #: the console looks a subject up under both (gateway.subject_refs).
+    subject_keys: tuple[SubjectRefKey, SubjectRefKey]
     _sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
 
     # The serving set's parts: read `policy` once per request and use only it, so that a
@@ -123,7 +128,9 @@ class Runtime:
                 )
             engine = vetted.engine
             opened.push_async_callback(engine.aclose)
-            pseudonyms = PseudonymKeys(load_master_key(settings.keys_dir))
+            master = load_master_key(settings.keys_dir)
+            pseudonyms = PseudonymKeys(master)
+            subject_key = load_subject_ref_key(settings.keys_dir / SUBJECT_REF_KEY_FILE)
             signer = ReceiptSigner(*load_receipt_keys(settings.keys_dir))
             log_key = load_log_key(settings.keys_dir)
             escrow = load_escrow_sealer(settings.keys_dir)
@@ -143,6 +150,7 @@ class Runtime:
                 register=vetted.bundle.register,
                 engine=engine,
                 pseudonyms=pseudonyms,
+                subject_key=subject_key,
                 audit=audit,
                 signer=signer,
                 metrics=metrics,
@@ -179,6 +187,7 @@ class Runtime:
                     audit, per_minute=settings.refusals_per_minute, known=known, clock=clock
                 ),
                 policies=policies,
+                subject_keys=(subject_key, legacy_key(master)),
             )
             # Escrows that expired while the gateway was stopped go before it serves.
             await runtime.erase_expired_escrows()

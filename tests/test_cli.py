@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,13 @@ def test_setup_creates_state_once(tmp_path: Path) -> None:
     assert (var / "pki" / "partners" / "voorbeeldbank.pem").exists()
     assert (var / "pki" / "dpo" / "dpo.pem").exists()
     assert (var / "demo" / "subjects.json").exists()
-    for key in ("master.key", "audit-log.key", "escrow.pub"):
+    for key in ("master.key", "audit-log.key", "escrow.pub", "subject-ref.key"):
         assert f"created {var / 'keys' / key}" in first.output
+    # The DPO's copies, in development only.
+    assert f"created {var / 'dpo' / 'subject-ref.key'}" in first.output
+    assert (var / "dpo" / "subject-ref.key").read_bytes() == (
+        var / "keys" / "subject-ref.key"
+    ).read_bytes()
     before = (var / "pki" / "ca.pem").read_bytes()
     second = runner.invoke(app, ["setup", "--var-dir", str(var)])
     assert second.exit_code == 0
@@ -146,7 +152,10 @@ def _seq_beyond_sqlite(var: Path) -> list[str]:
         origin=settings.origin,
     ).close()
     key = str(var / "dpo" / "escrow.key")
-    return ["audit", "reidentify", str(2**64), "--key", key, "--var-dir", str(var)]
+    return [
+        "audit", "reidentify", str(2**64), "--key", key, "--reason", "test",
+        "--var-dir", str(var),
+    ]  # fmt: skip
 
 
 def _demo_without_subjects(var: Path) -> list[str]:
@@ -236,7 +245,8 @@ def test_demo_plays_every_step_as_expected(gateway: Deployment) -> None:
 
     # The demo's last hint, the DPO re-identifying a pseudonym, works as printed at once:
     # the entry was committed with the checkpoint that covers it.
-    command = next(line for line in output.splitlines() if "audit reidentify" in line).split()
+    line = next(line for line in output.splitlines() if "audit reidentify" in line)
+    command = shlex.split(line)
     args = [*command[1:], "--var-dir", str(gateway.settings.var_dir)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output

@@ -75,4 +75,5 @@ def test_verification_failures_share_one_base() -> None:
         "EscrowError",
         "InvalidReceipt",
         "PolicySetMismatch",
+        "ProofError",
     }

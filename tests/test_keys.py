@@ -62,10 +62,15 @@ def test_create_keys_makes_every_key_once_with_mode_0600(tmp_path: Path) -> None
     lines: list[str] = []
     keys = tmp_path / "keys"
     create_keys(keys, tmp_path / "audit.sqlite3", lines.append)
-    private = [keys / MASTER_KEY_FILE, keys / "audit-log.key", *keys.glob("receipts/*.key")]
-    assert len(private) == 3
+    private = [
+        keys / MASTER_KEY_FILE,
+        keys / "audit-log.key",
+        keys / "subject-ref.key",
+        *keys.glob("receipts/*.key"),
+    ]
+    assert len(private) == 4
     assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in private)
-    assert sum(line.startswith("  created") for line in lines) == 5  # and .pub, current
+    assert sum(line.startswith("  created") for line in lines) == 6  # and .pub, current
     before = {path: path.read_bytes() for path in keys.rglob("*") if path.is_file()}
     lines.clear()
     create_keys(keys, tmp_path / "audit.sqlite3", lines.append)

@@ -110,19 +110,6 @@ def test_normalisation_keeps_different_values_apart() -> None:
     assert normalise("a b") != normalise("ab")
 
 
-def test_dpo_subject_ref_is_its_own_domain() -> None:
-    keys = PseudonymKeys(MASTER)
-    ref = keys.dpo_subject_ref("bsn", "123456782")
-    assert ref == keys.dpo_subject_ref("bsn", " 123456782 ")
-    assert ref.startswith("psn:")
-    assert "123456782" not in ref
-    assert ref != keys.dpo_subject_ref("v_number", "123456782")
-    # Not the pseudonym any partner domain would see, not even a DPO-named one.
-    for requester, purpose in [("politie", "ct-assessment"), ("dpo", "subject-reference")]:
-        domain = keys.domain(requester, purpose)
-        assert ref not in {domain.pseudonym("123456782"), domain.pseudonym("bsn:123456782")}
-
-
 def test_nothing_secret_in_repr() -> None:
     keys = PseudonymKeys(MASTER)
     assert MASTER.hex() not in repr(keys)
@@ -134,19 +121,3 @@ def test_pseudonyms_of_distinct_normalised_values_differ(value: str) -> None:
     domain = PseudonymKeys(MASTER).domain("politie", "ct-assessment")
     other = value + "x"
     assert domain.pseudonym(value) != domain.pseudonym(other)
-
-
-def test_dpo_subject_refs_keep_name_and_date_of_birth_together() -> None:
-    keys = PseudonymKeys(MASTER)
-    one = keys.dpo_subject_refs({"name": "Sam Fictief-9001", "date_of_birth": "1980-04-01"})
-    namesake = keys.dpo_subject_refs({"name": "Sam Fictief-9001", "date_of_birth": "1975-01-01"})
-    same_day = keys.dpo_subject_refs({"name": "Kim Fictief-9002", "date_of_birth": "1980-04-01"})
-    assert len(one) == 1
-    # Neither the name nor the date alone links two people in the DPO's look-up.
-    assert not set(one) & (set(namesake) | set(same_day))
-    with_bsn = keys.dpo_subject_refs(
-        {"bsn": "999900018", "name": "Sam Fictief-9001", "date_of_birth": "1980-04-01"}
-    )
-    assert set(one) < set(with_bsn)
-    assert keys.dpo_subject_ref("bsn", "999900018") in with_bsn
-    assert with_bsn == sorted(with_bsn)

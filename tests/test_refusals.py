@@ -19,9 +19,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from typer.testing import CliRunner
 
-from gateway._cli import app as cli
 from gateway.dev.pki import revoke
 from tests.gateway_support import GHOST, Deployment, make_settings, running_gateway
 
@@ -216,15 +214,3 @@ def test_beyond_the_rate_refusals_are_counted_into_a_summary_written_at_shutdown
     stored = b"".join(f.read_bytes() for f in settings.var_dir.glob("audit.sqlite3*"))
     assert BSN.encode() not in stored
     assert not [line for line in gateway.log.lines if BSN in line]
-
-    # The DPO's tools read the new kinds: a refusal has no escrow to open.
-    result = CliRunner().invoke(
-        cli,
-        [
-            "audit", "reidentify", "1",
-            "--key", str(settings.dpo_dir / "escrow.key"),
-            "--var-dir", str(settings.var_dir),
-        ],
-    )  # fmt: skip
-    assert result.exit_code == 2, result.output
-    assert "entry 1 records no disclosure (a refusal or a policy change)" in result.output

@@ -61,6 +61,11 @@ def test_a_set_up_deployment_starts(set_up: Settings, tmp_path: Path) -> None:
         pytest.param("master.key", r"no pseudonym master key .*run `doelpoort setup`", id="master"),
         pytest.param("audit-log.key", r"no audit log key .*run `doelpoort setup`", id="audit"),
         pytest.param("receipts/current", r"no receipt signing key .*doelpoort setup", id="receipt"),
+        pytest.param(
+            "subject-ref.key",
+            r"no DPO subject key .*run `doelpoort keys init`.*keys subject-ref --export",
+            id="subject",
+        ),
     ],
 )
 def test_a_missing_key_stops_start_up_and_is_not_replaced(

@@ -9,19 +9,27 @@
 from audit.storage.interface import (
     ChainRow,
     EntryRow,
+    LogQueries,
     LogStorage,
     ReadOnlyStorage,
+    RequestKey,
+    Selection,
     Snapshot,
     StoredCheckpoint,
+    StoredCosignature,
     StoredEntry,
 )
 
 __all__ = [
     "ChainRow",
     "EntryRow",
+    "LogQueries",
     "LogStorage",
     "ReadOnlyStorage",
+    "RequestKey",
+    "Selection",
     "Snapshot",
     "StoredCheckpoint",
+    "StoredCosignature",
     "StoredEntry",
 ]

@@ -10,6 +10,8 @@ durably and hands them back. It plays two roles, each a `Protocol`:
 * `ReadOnlyStorage`, for verify and the DPO's tools: reads only, never creates a log, and
   does not hold up the writer. Its `snapshot` is the log as it stood at one moment, so
   that checkpoints and entries read while the writer goes on still belong together.
+  Its `queries` are the DPO's searches (`LogQueries`: filtered, indexed, newest or oldest
+  first), on one view of the log too; `audit.query` parses what they return.
 
 Opening is each backend's own, since only it knows what names a log (a file path, a
 database URL): `SQLiteStorage.open(path)`, `SQLiteReadOnlyStorage.open(path)`. Opening a
@@ -28,8 +30,9 @@ backend that passes them can carry the log.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Collection, Generator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from audit.policy_sets import ArchivedPolicySet
@@ -58,6 +61,77 @@ class StoredCheckpoint(NamedTuple):
     root: bytes
     note: str
     created_at: str
+
+
+class StoredCosignature(NamedTuple):
+    """A witness's cosignature of the checkpoint at `size`, as the gateway stored it: the
+    witness's key name and 4-byte key ID, the signature line (C2SP tlog-cosignature) and
+    when it was stored (RFC 3339)."""
+
+    size: int
+    key_name: str
+    key_id: bytes
+    line: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which entries a DPO query asks for: all of its conditions hold. `audit.query`
+    builds it from a validated filter; a backend turns it into indexed queries.
+
+    `equal` pairs a filter column (`audit.storage.tables.FILTER_FIELDS`, not ``time``)
+    with the value it must have. `decisions_only` keeps the decisions (entries of no
+    ``kind``). `problem` keeps refusals with that problem code and the refusal summaries
+    that count one. `since` (inclusive) and `until` (exclusive) bound the entries' time,
+    each as ``YYYY-MM-DDTHH:MM:SS`` (UTC, whole seconds).
+    """
+
+    equal: tuple[tuple[str, str], ...] = ()
+    decisions_only: bool = False
+    problem: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+
+RequestKey = tuple[int, str | None]
+"""An entry that matched a selection: its seq, and the disclosure it belongs to (None for
+an entry that is a request of its own: a refusal, a policy change, ...)."""
+
+
+class LogQueries(Protocol):
+    """The DPO's queries, on one consistent view of the log (`ReadOnlyStorage.queries`).
+    Entries come back as stored (`ChainRow`); `audit.query` parses them."""
+
+    def entry(self, seq: int) -> ChainRow | None:
+        """Entry `seq`; None when there is none."""
+        ...
+
+    def entries_at(self, seqs: Collection[int]) -> list[ChainRow]:
+        """The entries with these seqs that exist, in seq order."""
+        ...
+
+    def disclosures(self, disclosure_ids: Collection[str]) -> list[ChainRow]:
+        """Every decision entry of these disclosures, in seq order."""
+        ...
+
+    def newest(self, selection: Selection, before: int | None, limit: int) -> list[RequestKey]:
+        """Up to `limit` entries that match, below seq `before` (or from the newest),
+        newest first."""
+        ...
+
+    def matches_from(self, selection: Selection, disclosure_id: str, start: int) -> bool:
+        """Whether a decision entry of the disclosure at seq >= `start` matches."""
+        ...
+
+    def matching(self, selection: Selection) -> Generator[ChainRow, None, None]:
+        """Every entry that matches, in seq order, streamed."""
+        ...
+
+    def with_refs(self, table: str, refs: Collection[str]) -> list[ChainRow]:
+        """The entries whose body lists one of `refs` in `table` (``subject_refs`` or
+        ``pseudonym_refs``), in seq order."""
+        ...
 
 
 class LogStorage(Protocol):
@@ -98,6 +172,12 @@ class LogStorage(Protocol):
         is."""
         ...
 
+    def add_cosignature(self, cosignature: StoredCosignature) -> bool:
+        """Store a witness's cosignature, durably before returning. True when it was stored
+        now; False when that key's cosignature of that size is stored already (the first
+        is kept). Raises `ValueError` when no checkpoint of its size is stored."""
+        ...
+
     def erase_expired_escrows(self, now: int, limit: int) -> int:
         """Erase (set to None) up to `limit` escrows, with their expiry, whose expiry is
         at or before `now` (Unix seconds); change nothing else; return how many."""
@@ -128,6 +208,32 @@ class Snapshot(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class StatisticsRows:
+    """What the queries return, before `audit.statistics` shapes it."""
+
+    decisions: list[tuple[str, str, str, str, str, str, str, str, str, int]]
+    """requester, purpose, provider, UTC month, decision, policy digest, legal basis,
+    first and last time, dataset decisions."""
+    requests: list[tuple[str, str, str, str, int, str, str, int]]
+    """requester, purpose, UTC hour, outcome (released | partly-refused | refused |
+    error), of them for a purpose not in the register, the providers asked and those
+    that denied (comma-separated), disclosure requests."""
+    refusals: list[tuple[str, str | None, str, str, int, int]]
+    """requester, purpose (or None), UTC hour, problem, entries with unrecorded names,
+    refusal entries (each a request refused before any decision)."""
+    summaries: list[tuple[str, str, str, int]]
+    """requester, UTC hour, problem, refusals counted in refusal summaries."""
+    field_ops: list[tuple[str, str, int]]
+    """purpose, field op, fields released with that op (allowed decisions only)."""
+    reidentifications: list[tuple[str, str, int]]
+    """DPO, UTC month, re-identifications."""
+    policy_changes: list[tuple[str, int]]
+    """outcome (swapped | refused), policy change entries."""
+    history: list[tuple[str, str, int]]
+    """requester, UTC month, requests before the period (for its own history)."""
+
+
 class ReadOnlyStorage(Protocol):
     """A log opened for reading only (`AuditReader`)."""
 
@@ -154,6 +260,10 @@ class ReadOnlyStorage(Protocol):
         erased, or there is no such entry. `AuditError` when it cannot be read."""
         ...
 
+    def checkpoint(self, size: int | None) -> StoredCheckpoint | None:
+        """The checkpoint at `size` (the latest when None); None when there is none."""
+        ...
+
     def count(self) -> int:
         """Number of stored entries."""
         ...
@@ -166,6 +276,21 @@ class ReadOnlyStorage(Protocol):
     def policy_sets(self) -> list[ArchivedPolicySet]:
         """Every archived policy set's digest and first use, earliest first (none in a
         log made before the archive existed)."""
+        ...
+
+    def statistics(self, since: str | None, until: str | None) -> StatisticsRows:
+        """The aggregates `audit.statistics` shapes, for entries with
+        ``since <= time < until`` (None: unbounded), from one read transaction."""
+        ...
+
+    def cosignatures(self) -> list[StoredCosignature]:
+        """Every stored cosignature, by size and then key ID (none in a log no writer of
+        this version has opened)."""
+        ...
+
+    def queries(self) -> AbstractContextManager[LogQueries]:
+        """The DPO's queries on the log as it stands now, until the context ends.
+        Raises `AuditError` when the log has not been upgraded for them yet."""
         ...
 
     def close(self) -> None: ...

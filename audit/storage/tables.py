@@ -2,6 +2,11 @@
 
 `entries` holds what is hashed (seq, prev, body); the columns the DPO filters on are
 generated from the body by the database and indexed, so they can never disagree with it.
+Beside it, `subject_refs` and `pseudonym_refs` index the body's keyed references (a
+subject's, a released pseudonym's) by entry: the database fills them from the body in the
+transaction that stores the entry, so a search by subject or pseudonym reads a few index
+rows instead of every body. `cosignatures` keeps what a witness countersigned of a
+checkpoint.
 Beside them it keeps one thing that is not hashed: an entry's re-identification escrow
 and the time its retention ends. The body binds the escrow by its SHA-256
 (``escrow_sha256``), so the ciphertext can be erased when the purpose's retention runs
@@ -27,10 +32,19 @@ import sqlalchemy as sa
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+SCHEMA_VERSION = 1
+"""The schema a log of this version has, kept in SQLite's ``user_version``: 0 before the
+DPO's query columns, indexes and reference tables (issue 14); a writer upgrades a log of
+an earlier version in place when it opens it (`audit.storage.sqlite.schema`)."""
+
 INDEXED_FIELDS = ("requester", "dataset", "purpose", "decision")
-"""The filters that get an index. Each index costs a JSON parse and a B-tree update per
-entry inside the commit; `time` needs none (entries are appended in time order, so a
-period is a range of seq) and `provider` follows from `dataset`."""
+"""Filters on a column almost every entry has: a full index. Each index costs a JSON
+parse and a B-tree update per entry inside the commit (bench/README.md, "DPO")."""
+
+SPARSE_FIELDS = ("provider", "kind", "problem", "case_ref", "policy_digest", "disclosure_id")
+"""Filters on a column that some kinds of entry lack: a partial index (``WHERE name IS
+NOT NULL``) holds only the entries that have it. `time` needs no index: entries are
+appended in time order, so a period is a range of seq, found by bisection."""
 
 
 class AuditTable(SQLModel, registry=registry()):
@@ -51,6 +65,10 @@ class EntryTable(AuditTable, table=True):
     __tablename__ = "entries"
     __table_args__ = (
         *(sa.Index(f"ix_entries_{name}", name) for name in INDEXED_FIELDS),
+        *(
+            sa.Index(f"ix_entries_{name}", name, sqlite_where=sa.text(f"{name} IS NOT NULL"))
+            for name in SPARSE_FIELDS
+        ),
         # The erasure sweep looks for expired escrows; erased and absent ones are NULL
         # and stay out of the index.
         sa.Index(
@@ -76,6 +94,38 @@ class EntryTable(AuditTable, table=True):
     dataset: str | None = _from_body("dataset")
     purpose: str | None = _from_body("purpose")
     decision: str | None = _from_body("decision")
+    # Added in schema version 1, after the ones above (an upgrade appends them).
+    kind: str | None = _from_body("kind")
+    """None for a decision; ``refusal``, ``refusal-summary``, ``policy-change``, ..."""
+    problem: str | None = _from_body("problem")
+    """A refusal's problem code."""
+    case_ref: str | None = _from_body("case_ref")
+    policy_digest: str | None = _from_body("policy_digest")
+    disclosure_id: str | None = _from_body("disclosure_id")
+
+
+def _ref_table_args() -> tuple[dict[str, bool]]:
+    return ({"sqlite_strict": True, "sqlite_with_rowid": False},)
+
+
+class SubjectRefTable(AuditTable, table=True):
+    """A subject reference (``subject_refs`` of a body) and the entry that holds it."""
+
+    __tablename__ = "subject_refs"
+    __table_args__ = _ref_table_args()
+
+    ref: str = Field(primary_key=True, sa_type=sa.Text)
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+
+
+class PseudonymRefTable(AuditTable, table=True):
+    """A pseudonym reference (``pseudonym_refs`` of a body) and the entry that holds it."""
+
+    __tablename__ = "pseudonym_refs"
+    __table_args__ = _ref_table_args()
+
+    ref: str = Field(primary_key=True, sa_type=sa.Text)
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
 
 
 class CheckpointTable(AuditTable, table=True):
@@ -101,10 +151,29 @@ class PolicySetTable(AuditTable, table=True):
     first_used: str = Field(sa_type=sa.Text)
 
 
+class CosignatureTable(AuditTable, table=True):
+    """A witness's cosignature of the checkpoint at `size` (C2SP tlog-cosignature): the
+    witness's key name and 4-byte key ID, and the signature line as the witness sent it."""
+
+    __tablename__ = "cosignatures"
+    __table_args__ = ({"sqlite_strict": True},)
+
+    size: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    key_name: str = Field(sa_type=sa.Text)
+    key_id: bytes = Field(primary_key=True, sa_type=sa.LargeBinary)
+    line: str = Field(sa_type=sa.Text)
+    created_at: str = Field(sa_type=sa.Text)
+
+
 metadata = AuditTable.metadata
 entries = metadata.tables["entries"]
 checkpoints = metadata.tables["checkpoints"]
 policy_sets = metadata.tables["policy_sets"]
+subject_refs = metadata.tables["subject_refs"]
+pseudonym_refs = metadata.tables["pseudonym_refs"]
+cosignatures = metadata.tables["cosignatures"]
+REF_TABLES = {"subject_refs": subject_refs, "pseudonym_refs": pseudonym_refs}
+"""Each reference table, named as the body's list it indexes."""
 
 STORED_COLUMNS = tuple(column.name for column in entries.columns if column.computed is None)
 """The columns an entry's INSERT names, in table order (the generated ones cannot be set)."""

@@ -12,7 +12,13 @@ from collections.abc import Callable
 from gateway.connectors.catalog import Catalog
 from gateway.dev import demo_data
 from gateway.dev.pki import init_pki
-from gateway.keys import create_escrow_keys, create_keys
+from gateway.keys import (
+    SUBJECT_REF_KEY_FILE,
+    create_escrow_keys,
+    create_keys,
+    export_subject_ref_key,
+    read_subject_ref_key,
+)
 from gateway.settings import Settings
 
 
@@ -29,5 +35,11 @@ def bootstrap(settings: Settings, echo: Callable[[str], None] = print) -> None:
     # public half is installed; here the private half stays under var/dpo/.
     if (escrow := create_escrow_keys(settings.dpo_dir, settings.keys_dir)) is not None:
         echo(f"  created {escrow.public} (the DPO's private half: {escrow.private})")
+    # Likewise the DPO's copy of the subject key (`doelpoort keys subject-ref --export`).
+    dpo_copy = settings.dpo_dir / SUBJECT_REF_KEY_FILE
+    if not dpo_copy.exists():
+        key = read_subject_ref_key(settings.keys_dir / SUBJECT_REF_KEY_FILE)
+        export_subject_ref_key(dpo_copy, key)
+        echo(f"  created {dpo_copy} (the DPO's copy of the subject key)")
     echo(f"· synthetic demo records in {settings.demo_data_dir}")
     demo_data.ensure(settings.var_dir, catalog)

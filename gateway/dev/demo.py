@@ -199,9 +199,11 @@ async def run_demo(settings: Settings, base_url: str, echo: Echo = print) -> int
     if escrowed is not None:
         key = settings.dpo_dir / ESCROW_PRIVATE_KEY_FILE
         echo(
-            "Only the DPO can trace a pseudonym back, offline, with their private escrow key "
+            "Only the DPO can trace a pseudonym back: the gateway records the release with "
+            "the DPO's reason, then the DPO opens it offline with their private escrow key "
             f"(here, in development, {key}):\n"
-            f"  doelpoort audit reidentify {escrowed} --key {key}"
+            f"  doelpoort audit reidentify {escrowed} --key {key} --url {base_url} "
+            "--reason 'demo: a supervisor asks who this was'"
         )
     return 1 if failures else 0
 

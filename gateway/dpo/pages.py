@@ -10,17 +10,20 @@ for that call: SQLite reads are blocking, and a reader never holds up the gatewa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 
 from audit.reader import AuditReader
 from gateway.dpo.render import render_html
+from gateway.errors import InvalidRequest, RequestError
 from gateway.peers import require_dpo, rt
 
-__all__ = ["PageHandler", "read_log", "twin"]
+__all__ = ["HtmlPageRoute", "PageHandler", "html_page", "read_log", "twin"]
 
 T = TypeVar("T")
 PageHandler = Callable[..., Awaitable[dict[str, Any]]]
@@ -45,10 +48,39 @@ async def read_log(request: Request, work: Callable[[AuditReader], T]) -> T:
     return await asyncio.to_thread(run)
 
 
-def html_page(template: str, request: Request, data: dict[str, Any]) -> Response:
+def html_page(
+    template: str, request: Request, data: dict[str, Any], status_code: int = 200
+) -> Response:
     """``template`` rendered with ``data`` (as ``data``) and the request (for links)."""
     body = render_html(template, data=data, request=request)
-    return HTMLResponse(body, headers={**NO_STORE, "Content-Security-Policy": CSP})
+    headers = {**NO_STORE, "Content-Security-Policy": CSP}
+    return HTMLResponse(body, status_code=status_code, headers=headers)
+
+
+class HtmlPageRoute(APIRoute):
+    """A console page: bad input (a filter value, an unknown entry) gets an error page
+    for people, with the status and the words of the problem document its JSON twin
+    gets. Who may see the page is decided before (`require_dpo`), and an access error
+    goes on to the app's handler, which logs a partner's refusal."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestError as exc:
+                return _error_page(request, exc)
+            except RequestValidationError as exc:
+                wrong = ", ".join(str(e.get("loc", ("?",))[-1]) for e in exc.errors())
+                return _error_page(request, InvalidRequest(f"not a valid value: {wrong}"))
+
+        return handle
+
+
+def _error_page(request: Request, exc: RequestError) -> Response:
+    data = {"status": exc.status, "title": exc.title, "detail": exc.detail, "code": exc.code}
+    return html_page("error.html", request, data, status_code=exc.status)
 
 
 def twin(
@@ -72,6 +104,7 @@ def twin(
             summary=summary,
             dependencies=dpo,
             include_in_schema=False,
+            route_class_override=HtmlPageRoute,
         )
         router.add_api_route(
             f"/dpo/api{path}",

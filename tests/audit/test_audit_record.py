@@ -36,7 +36,7 @@ def test_body_is_canonical_json_with_every_field() -> None:
         "time", "disclosure_id", "requester", "provider", "dataset", "purpose",
         "legal_basis", "case_ref", "decision", "reasons", "field_ops", "record_count",
         "subject_refs", "policy_digest", "records_sha256", "retention_days", "error",
-        "policy_input", "escrow_sha256", "escrow_expires",
+        "policy_input", "escrow_sha256", "escrow_expires", "subject_ref_key", "pseudonym_refs",
     }  # fmt: skip
     # RFC 8785: keys sorted, no whitespace, UTF-8 not escaped, list order kept.
     assert (

@@ -3,7 +3,8 @@
 Each call opens its own connection with SQLite's mode=ro and query_only, so a reader
 never creates or changes the file, and in WAL mode never holds up the writer. A
 snapshot is one read transaction on one connection: in WAL mode its first read fixes
-what it sees, however many commits follow.
+what it sees, however many commits follow; so are the DPO's queries (`queries`), which
+need a log of the current schema version (a reader never upgrades one).
 """
 
 from __future__ import annotations
@@ -16,16 +17,24 @@ from typing import Any
 
 from audit.errors import AuditError
 from audit.policy_sets import ArchivedPolicySet
-from audit.storage.interface import ChainRow, StoredCheckpoint
+from audit.storage import tables
+from audit.storage.interface import ChainRow, StatisticsRows, StoredCheckpoint, StoredCosignature
+from audit.storage.sqlite import statistics as statistics_sql
 from audit.storage.sqlite.connection import create_reader_engine, driver_connection
+from audit.storage.sqlite.queries import SQLiteQueries
 from audit.storage.sqlite.statements import (
     COUNT_ENTRIES,
+    HAS_COSIGNATURES,
     HAS_POLICY_SETS,
+    SELECT_CHECKPOINT,
     SELECT_CHECKPOINTS,
+    SELECT_COSIGNATURES,
     SELECT_ENTRIES,
     SELECT_ESCROW,
+    SELECT_LATEST_CHECKPOINT,
     SELECT_POLICY_SET,
     SELECT_POLICY_SETS,
+    SELECT_SCHEMA_VERSION,
 )
 
 FETCH_ROWS = 4096
@@ -96,6 +105,20 @@ class SQLiteReadOnlyStorage:
             proxy.close()
         return None if row is None or row[0] is None else bytes(row[0])
 
+    def checkpoint(self, size: int | None) -> StoredCheckpoint | None:
+        if size is None:
+            row = self._one(SELECT_LATEST_CHECKPOINT, ())
+        else:
+            row = self._one(SELECT_CHECKPOINT, (size,))
+        return None if row is None else StoredCheckpoint._make(row)
+
+    def _one(self, statement: str, params: tuple[int, ...]) -> Any:
+        proxy = self._engine.raw_connection()
+        try:
+            return driver_connection(proxy).execute(statement, params).fetchone()
+        finally:
+            proxy.close()
+
     def count(self) -> int:
         proxy = self._engine.raw_connection()
         try:
@@ -103,6 +126,35 @@ class SQLiteReadOnlyStorage:
         finally:
             proxy.close()
         return int(row[0])
+
+    def cosignatures(self) -> list[StoredCosignature]:
+        proxy = self._engine.raw_connection()
+        try:
+            conn = driver_connection(proxy)
+            if conn.execute(HAS_COSIGNATURES).fetchone() is None:
+                return []  # a log no writer of this version has opened has none
+            rows = conn.execute(SELECT_COSIGNATURES).fetchall()
+        finally:
+            proxy.close()
+        return [StoredCosignature._make(row) for row in rows]
+
+    @contextmanager
+    def queries(self) -> Iterator[SQLiteQueries]:
+        proxy = self._engine.raw_connection()
+        try:
+            conn = driver_connection(proxy)
+            (version,) = conn.execute(SELECT_SCHEMA_VERSION).fetchone()
+            if version < tables.SCHEMA_VERSION:
+                raise AuditError(
+                    f"the audit log {self._path} has not been upgraded for the DPO's "
+                    "searches yet: start the gateway once (`doelpoort serve`), which "
+                    'upgrades it in place, then try again (docs/dpo.md, "Upgrading an '
+                    'existing log")'
+                )
+            conn.execute("BEGIN")  # one view of the log for every query of the context
+            yield SQLiteQueries(conn)
+        finally:
+            proxy.close()
 
     def policy_set(self, digest: str) -> bytes | None:
         rows = self._archive(SELECT_POLICY_SET, (digest,))
@@ -119,6 +171,13 @@ class SQLiteReadOnlyStorage:
             conn = driver_connection(proxy)
             found = conn.execute(HAS_POLICY_SETS).fetchone()
             return conn.execute(statement, params).fetchall() if found else []
+        finally:
+            proxy.close()
+
+    def statistics(self, since: str | None, until: str | None) -> StatisticsRows:
+        proxy = self._engine.raw_connection()
+        try:
+            return statistics_sql.collect(driver_connection(proxy), since, until)
         finally:
             proxy.close()
 

@@ -67,6 +67,7 @@ SELECT_LATEST_CHECKPOINT = (
     "SELECT size, root, note, created_at FROM checkpoints ORDER BY size DESC LIMIT 1"
 )
 SELECT_ESCROW = "SELECT CAST(escrow AS BLOB) FROM entries WHERE seq = ?"
+SELECT_CHECKPOINT = "SELECT size, root, note, created_at FROM checkpoints WHERE size = ?"
 COUNT_ENTRIES = "SELECT count(*) FROM entries"
 
 # The archive of policy sets: a set archived again changes nothing (and the trigger
@@ -79,6 +80,19 @@ SELECT_POLICY_SET = "SELECT CAST(sources AS BLOB) FROM policy_sets WHERE digest 
 SELECT_POLICY_SETS = "SELECT digest, first_used FROM policy_sets ORDER BY first_used, digest"
 # A reader never adds a table: a log no writer of this version has opened has no archive.
 HAS_POLICY_SETS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'policy_sets'"
+
+# Cosignatures of stored checkpoints (for the witness): a second one by the same key for
+# the same size is not stored (the first is kept).
+HAS_CHECKPOINT = "SELECT 1 FROM checkpoints WHERE size = ?"
+HAS_COSIGNATURE = "SELECT 1 FROM cosignatures WHERE size = ? AND key_id = ?"
+INSERT_COSIGNATURE = (
+    "INSERT INTO cosignatures (size, key_name, key_id, line, created_at) VALUES (?, ?, ?, ?, ?)"
+)
+SELECT_COSIGNATURES = (
+    "SELECT size, key_name, key_id, line, created_at FROM cosignatures ORDER BY size, key_id"
+)
+HAS_COSIGNATURES = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cosignatures'"
+SELECT_SCHEMA_VERSION = "PRAGMA user_version"
 
 # The WAL: truncated after an erasure, so that no copy of an erased escrow stays in it.
 TRUNCATE_WAL = "PRAGMA wal_checkpoint(TRUNCATE)"

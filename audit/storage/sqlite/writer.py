@@ -10,7 +10,7 @@ from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 
 from audit.errors import AuditError
-from audit.storage.interface import ChainRow, EntryRow, StoredCheckpoint
+from audit.storage.interface import ChainRow, EntryRow, StoredCheckpoint, StoredCosignature
 from audit.storage.sqlite.connection import (
     BUSY_TIMEOUT_MS,
     create_writer_engine,
@@ -20,7 +20,10 @@ from audit.storage.sqlite.lock import lock_writer
 from audit.storage.sqlite.schema import create_schema
 from audit.storage.sqlite.statements import (
     ERASE_EXPIRED_ESCROWS,
+    HAS_CHECKPOINT,
+    HAS_COSIGNATURE,
     INSERT_CHECKPOINT,
+    INSERT_COSIGNATURE,
     INSERT_POLICY_SET,
     MAX_ROWS_PER_INSERT,
     SELECT_ENTRIES,
@@ -139,6 +142,18 @@ class SQLiteStorage:
         self._end_stray_transaction()
         row = self._conn.execute(SELECT_POLICY_SET, (digest,)).fetchone()
         return None if row is None else bytes(row[0])
+
+    def add_cosignature(self, cosignature: StoredCosignature) -> bool:
+        """Checked, then inserted: this connection is the log's one writer, and a stored
+        checkpoint or cosignature is never removed, so nothing changes in between."""
+        self._end_stray_transaction()
+        if self._conn.execute(HAS_CHECKPOINT, (cosignature.size,)).fetchone() is None:
+            raise ValueError(f"the log has no checkpoint of size {cosignature.size}")
+        key = (cosignature.size, cosignature.key_id)
+        if self._conn.execute(HAS_COSIGNATURE, key).fetchone() is not None:
+            return False
+        self._conn.execute(INSERT_COSIGNATURE, cosignature)
+        return True
 
     def erase_expired_escrows(self, now: int, limit: int) -> int:
         self._end_stray_transaction()

@@ -7,16 +7,19 @@ from __future__ import annotations
 import errno
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from audit.policy_sets import ArchivedPolicySet
 from audit.storage.interface import (
     ChainRow,
     EntryRow,
+    LogQueries,
     LogStorage,
     ReadOnlyStorage,
     Snapshot,
+    StatisticsRows,
     StoredCheckpoint,
+    StoredCosignature,
 )
 
 
@@ -65,6 +68,10 @@ class RecordingStorage:
     def policy_set(self, digest: str) -> bytes | None:
         self._note("policy_set")
         return self.inner.policy_set(digest)
+
+    def add_cosignature(self, cosignature: StoredCosignature) -> bool:
+        self._note("add_cosignature")
+        return self.inner.add_cosignature(cosignature)
 
     def erase_expired_escrows(self, now: int, limit: int) -> int:
         self._note("erase_expired_escrows")
@@ -135,11 +142,23 @@ class WriterGoesOnStorage:
     def count(self) -> int:
         return self.inner.count()
 
+    def checkpoint(self, size: int | None) -> StoredCheckpoint | None:
+        return self.inner.checkpoint(size)
+
     def policy_set(self, digest: str) -> bytes | None:
         return self.inner.policy_set(digest)
 
     def policy_sets(self) -> list[ArchivedPolicySet]:
         return self.inner.policy_sets()
+
+    def statistics(self, since: str | None, until: str | None) -> StatisticsRows:
+        return self.inner.statistics(since, until)
+
+    def cosignatures(self) -> list[StoredCosignature]:
+        return self.inner.cosignatures()
+
+    def queries(self) -> AbstractContextManager[LogQueries]:
+        return self.inner.queries()
 
     def close(self) -> None:
         self.inner.close()

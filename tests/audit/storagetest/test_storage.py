@@ -49,6 +49,7 @@ def test_a_new_log_is_empty(backend: StorageHarness) -> None:
     try:
         assert (log.count(), log.checkpoints(), list(log.entries(1))) == (0, [], [])
         assert log.escrow(1) is None
+        assert (log.checkpoint(None), log.checkpoint(0)) == (None, None)
     finally:
         log.close()
 
@@ -72,6 +73,23 @@ def test_what_is_written_is_read_back_by_writer_and_reader(backend: StorageHarne
         assert list(log.entries(2)) == [row[:3] for row in rows[1:]]
         assert log.checkpoints() == [checkpoint(3), checkpoint(5)]
         assert isinstance(log.location, str)
+    finally:
+        log.close()
+
+
+def test_one_checkpoint_is_read_by_its_size(backend: StorageHarness) -> None:
+    rows = chained(1, 5)
+    storage = backend.open_storage()
+    try:
+        storage.write(rows[:3], checkpoint(3))
+        storage.write(rows[3:], checkpoint(5))
+    finally:
+        storage.close()
+    log = backend.open_reader()
+    try:
+        assert log.checkpoint(3) == checkpoint(3)
+        assert log.checkpoint(None) == checkpoint(5)
+        assert log.checkpoint(4) is None
     finally:
         log.close()
 
