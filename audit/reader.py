@@ -75,6 +75,11 @@ class AuditReader:
         when there is none. One row, however many checkpoints the log holds."""
         return self._storage.checkpoint(size)
 
+    def covering_checkpoint(self, seq: int) -> StoredCheckpoint | None:
+        """The smallest stored checkpoint whose tree holds entry `seq` (the one that
+        first vouched for it); None when none does yet. One row."""
+        return self._storage.covering_checkpoint(seq)
+
     def count(self) -> int:
         """Number of stored entries."""
         return self._storage.count()

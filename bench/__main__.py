@@ -319,7 +319,7 @@ def main() -> None:
             bench_replay(settings, Path(tmp), args.replay_decisions)
             return
         if args.only_export:
-            bench_export(Path(tmp), args.export_entries, args.export_log)
+            bench_export(args.export_entries, args.export_log)
             return
         rates = bench_http(settings, args.seconds, args.connections, args.rate)
         bench_pipeline(settings, args.seconds, args.connections, rates)
@@ -328,7 +328,7 @@ def main() -> None:
         bench_replay(settings, Path(tmp), args.replay_decisions)
         bench_engines(settings, args.decisions)
         bench_dpo(args.dpo_entries, args.dpo_runs)
-        bench_export(Path(tmp), args.export_entries, args.export_log)
+        bench_export(args.export_entries, args.export_log)
 
 
 if __name__ == "__main__":

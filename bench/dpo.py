@@ -38,7 +38,7 @@ from audit.reader import AuditReader
 from audit.storage.interface import EntryRow, StoredCheckpoint
 from audit.storage.sqlite.writer import SQLiteStorage
 from audit.storage.tables import INDEXED_FIELDS, SCHEMA_VERSION
-from bench.seed_log import seed_log
+from bench.seed_log import FORMAT, seed_log
 from bench.verify import ORIGIN, _record
 
 CACHE = Path(__file__).resolve().parent.parent / "build" / "bench-dpo"
@@ -60,7 +60,7 @@ class Timing:
 def seeded(entries: int, cache: Path = CACHE) -> tuple[Path, float | None]:
     """The seeded log of `entries` entries, made on first use; (its path, the seconds
     seeding took, None when it was cached)."""
-    path = cache / f"seeded-{entries}-v{SCHEMA_VERSION}.sqlite3"
+    path = cache / f"seeded-{entries}-v{SCHEMA_VERSION}-f{FORMAT}.sqlite3"
     if path.exists():
         return path, None
     cache.mkdir(parents=True, exist_ok=True)

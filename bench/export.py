@@ -1,5 +1,6 @@
 """DPO exports at scale: a realistic log of ``--export-entries`` (1,000,000) entries
-(`bench.seed_log`) exported in each format, with entries/s and the memory it took.
+(`bench.seed_log`; the DPO phase's, kept under build/bench-dpo/, so it is seeded once)
+exported in each format, with entries/s and the memory it took.
 
 Each format runs twice, each time in a fresh child process so that its figures are its
 own: once plain over the whole log, for the rate and the process's peak resident set
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.dpo import seeded
+
 FORMATS = ("jsonl", "csv", "logboek")
 TRACED_ENTRIES = 100_000
 ORIGIN = "bench.doelpoort.local/audit"
@@ -41,18 +44,6 @@ class ExportRun:
     @property
     def entries_per_s(self) -> float:
         return self.entries / self.elapsed_s if self.elapsed_s else 0.0
-
-
-def seed(directory: Path, entries: int) -> Path:
-    """A signed log of ``entries`` realistic entries, made once per directory."""
-    from bench.seed_log import seed_log
-    from bench.verify import log_key
-
-    db = directory / "audit.sqlite3"
-    if not db.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        seed_log(db, entries, log_key=log_key(directory), origin=ORIGIN, now=datetime.now(UTC))
-    return db
 
 
 def _export_once(db: str, fmt: str, traced: bool) -> ExportRun:
@@ -109,18 +100,18 @@ def _in_child(db: Path, fmt: str, traced: bool) -> ExportRun:
         return pool.submit(_export_once, str(db), fmt, traced).result()
 
 
-def bench_export(var_dir: Path, entries: int, log: Path | None = None) -> list[ExportRun]:
+def bench_export(entries: int, log: Path | None = None) -> list[ExportRun]:
     """Seed (or take ``log``), export in every format, print the figures; the plain
     runs' figures."""
     if log is not None:
         db = log
         print(f"· exporting the log at {log} …", flush=True)
     else:
-        print(f"· seeding an audit log of {entries:,} entries for the export …", flush=True)
-        started = time.perf_counter()
-        db = seed(var_dir / "export-bench", entries)
-        seconds = time.perf_counter() - started
-        print(f"  seeded in {seconds:.1f} s ({db.stat().st_size >> 20} MiB)")
+        # The DPO phase's seeded log (build/bench-dpo/), made once and kept.
+        print(f"· the seeded audit log of {entries:,} entries …", flush=True)
+        db, seconds = seeded(entries)
+        made = "cached" if seconds is None else f"seeded in {seconds:.1f} s"
+        print(f"  {made} ({db.stat().st_size >> 20} MiB): {db}")
     runs = []
     for fmt in FORMATS:
         print(f"· exporting as {fmt} …", flush=True)

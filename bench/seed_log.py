@@ -56,6 +56,9 @@ __all__ = ["DATASETS", "PURPOSES", "seed_log"]
 
 _ENTRY_INDEXES = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entries'"
 GROUP_ENTRIES = 1000
+FORMAT = 2
+"""What a seeded log holds (2: subject key ids and pseudonym references): part of a
+cached log's name, so a change here seeds anew."""
 """Entries per commit group (and so between checkpoints)."""
 YEAR = timedelta(days=365)
 

@@ -12,15 +12,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gateway._cli_common import fail, open_reader, settings_for
+from gateway._cli_gateway import (
+    Ca,
+    Cert,
+    Gateway,
+    GatewayError,
+    LogKeyFile,
+    NotProven,
+    TlsKey,
+    Url,
+    log_key_for,
+    proven_entry,
+)
 
 if TYPE_CHECKING:
-    import httpx
-
     from gateway.dpo.subject_access import SubjectAccess
 
 VarDir = Annotated[
@@ -199,60 +209,52 @@ def audit_reidentify(
     pseudonym: Annotated[
         str | None, typer.Option(help="Print only what this pseudonym stood for.")
     ] = None,
-    url: Annotated[
-        str | None, typer.Option("--url", help="The gateway (default: its base URL setting).")
-    ] = None,
-    cert: Annotated[
-        Path | None,
-        typer.Option(
-            "--cert", help="Your DPO certificate (default: the development one).", dir_okay=False
-        ),
-    ] = None,
-    tls_key: Annotated[
-        Path | None,
-        typer.Option("--tls-key", help="Its private key.", dir_okay=False),
-    ] = None,
-    ca: Annotated[
-        Path | None,
-        typer.Option("--ca", help="The CA that signed the gateway's certificate.", dir_okay=False),
-    ] = None,
+    log_key: LogKeyFile = None,
+    url: Url = None,
+    cert: Cert = None,
+    tls_key: TlsKey = None,
+    ca: Ca = None,
     var_dir: VarDir = None,
 ) -> None:
     """DPO: open an entry's escrow; print the request's justification and what the
     entry's pseudonyms stood for.
 
     The gateway releases the escrow through the DPO API only after recording the release
-    (you, the entry, your reason) as an audit entry; it is opened here, offline, and only
-    if its digest is the one the entry's body holds.
+    (you, the entry, your reason) as an audit entry. Anyone with the public escrow key can
+    seal a false escrow, so only the signed log vouches for a real one: the entry is
+    proved to be in a checkpoint signed by the log key you hold (its inclusion proof),
+    and the escrow is opened here, offline, only if its digest is the one that entry holds.
     """
     from audit.entry import AuditRecord, escrow_digest, record_from_body
     from gateway.errors import EscrowError
     from gateway.escrow import open_escrow
     from gateway.keys import read_escrow_private_key
-    from gateway.transport.pki_paths import PkiPaths
 
     private_key = read_escrow_private_key(key)  # before anything is released
     settings = settings_for(var_dir)
-    paths = PkiPaths(settings.pki_dir)
-    answer = _release(
-        (url or settings.base_url).rstrip("/"),
-        seq,
-        reason,
-        cert=cert or paths.dpo_cert("dpo"),
-        tls_key=tls_key or paths.dpo_key("dpo"),
-        ca=ca or paths.ca_cert,
-    )
+    log = log_key_for(settings, log_key)
+    gateway = Gateway.connect(settings, url, cert, tls_key, ca)
     try:
-        entry, escrow = answer["entry"], answer["escrow"]
-        body = entry["body"].encode("utf-8")
-        record = record_from_body(body)
-        if answer["seq"] != seq or entry["seq"] != seq or not isinstance(escrow, str):
-            raise ValueError("another entry")
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise fail(f"the gateway's answer for entry {seq} is not one this version reads") from exc
-    typer.echo(
-        f"the release is recorded as audit entry {answer.get('reidentification_seq')}", err=True
-    )
+        answer = gateway.release_escrow(seq, reason)
+        typer.echo(
+            f"the release is recorded as audit entry {answer.get('reidentification_seq')}",
+            err=True,
+        )
+        escrow = answer.get("escrow")
+        if answer.get("seq") != seq or not isinstance(escrow, str):
+            raise fail(f"the gateway's answer for entry {seq} is not one this version reads")
+        entry = proven_entry(gateway, log, seq)
+    except GatewayError as exc:
+        code = 2 if "answered 404" in str(exc) or "answered 422" in str(exc) else 1
+        raise fail(str(exc), code) from exc
+    except NotProven as exc:
+        raise fail(f"entry {seq} is NOT proved to be in the signed log: {exc}") from exc
+    finally:
+        gateway.close()
+    try:
+        record = record_from_body(entry.body)
+    except (TypeError, ValueError) as exc:
+        raise fail(f"entry {seq} is not an audit record this version can read") from exc
     if not isinstance(record, AuditRecord) or escrow_digest(escrow) != record.escrow_sha256:
         raise fail(
             f"entry {seq}: the escrow the gateway released is not the one it was logged with"
@@ -269,41 +271,3 @@ def audit_reidentify(
         pairs = {pseudonym: pairs[pseudonym]}
     shown = {"justification": content.justification, "pseudonyms": pairs}
     typer.echo(json.dumps(shown, ensure_ascii=False, indent=2))
-
-
-def _release(
-    base_url: str, seq: int, reason: str, *, cert: Path, tls_key: Path, ca: Path
-) -> dict[str, Any]:
-    """``POST /dpo/api/escrows/{seq}``: the entry and its escrow, or the one-line failure."""
-    import httpx
-
-    from gateway.transport.tls import client_ssl_context
-
-    context = client_ssl_context(ca, cert, tls_key)
-    try:
-        with httpx.Client(base_url=base_url, verify=context, timeout=30.0) as client:
-            response = client.post(f"/dpo/api/escrows/{seq}", json={"reason": reason})
-    except httpx.HTTPError as exc:
-        raise fail(f"cannot reach the gateway at {base_url}: {type(exc).__name__}") from exc
-    if response.status_code == 200:
-        try:
-            answer = response.json()
-        except ValueError as exc:
-            raise fail(f"the gateway at {base_url} did not answer with JSON") from exc
-        if not isinstance(answer, dict):
-            raise fail(f"the gateway's answer for entry {seq} is not one this version reads")
-        return answer
-    raise fail(_problem(response), 2 if response.status_code in (404, 422) else 1)
-
-
-def _problem(response: httpx.Response) -> str:
-    """A refusal's problem document in one line."""
-    try:
-        problem = response.json()
-        detail = str(problem.get("detail") or problem.get("title"))
-        errors = "; ".join(str(e.get("msg")) for e in problem.get("errors", []))
-    except (ValueError, AttributeError, TypeError):
-        return f"the gateway refused with status {response.status_code}"
-    if response.status_code == 403:
-        detail += " (is --cert a DPO certificate?)"
-    return f"{detail}: {errors}" if errors else detail

@@ -10,11 +10,9 @@ file, a directory); 3 the gateway could not be reached or answered with an error
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -22,15 +20,25 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from gateway._cli_common import fail, settings_for
+from gateway._cli_gateway import (
+    NOT_VERIFIED,
+    SETUP,
+    UNREACHABLE,
+    Ca,
+    Cert,
+    Gateway,
+    GatewayError,
+    LogKeyFile,
+    NotProven,
+    TlsKey,
+    Url,
+    log_key_for,
+    proven_entry,
+)
 
 if TYPE_CHECKING:
-    import httpx
-
     from audit.witness import LogKey, WitnessKey
-    from gateway.settings import Settings
 
-VERIFIED, NOT_VERIFIED, SETUP, UNREACHABLE = 0, 1, 2, 3
-TIMEOUT_S = 120.0
 
 VarDir = Annotated[
     Path | None, typer.Option("--var-dir", help="Runtime state directory (default: var/).")
@@ -43,30 +51,6 @@ StateDir = Annotated[
         file_okay=False,
     ),
 ]
-LogKeyFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--log-key",
-        help="Your own copy of the log's public key: PEM, or a verifier key "
-        "<origin>+<hex key ID>+<base64>.",
-        dir_okay=False,
-    ),
-]
-Url = Annotated[str | None, typer.Option("--url", help="The gateway (default: this deployment's).")]
-Cert = Annotated[
-    Path | None,
-    typer.Option(
-        "--cert", help="Your client certificate (default: var/'s DPO one).", dir_okay=False
-    ),
-]
-TlsKey = Annotated[
-    Path | None,
-    typer.Option("--tls-key", help="Its private key (default: var/'s DPO one).", dir_okay=False),
-]
-Ca = Annotated[
-    Path | None,
-    typer.Option("--ca", help="The gateway's CA certificate (default: var/'s).", dir_okay=False),
-]
 
 
 def register(app: typer.Typer, receipt_app: typer.Typer) -> None:
@@ -78,125 +62,6 @@ def register(app: typer.Typer, receipt_app: typer.Typer) -> None:
     witness_app.command("init")(witness_init)
     witness_app.command("run")(witness_run)
     receipt_app.command("verify")(receipt_verify)
-
-
-# -- talking to the gateway -----------------------------------------------------------
-
-
-class GatewayError(Exception):
-    """The gateway could not be reached, or answered with an error."""
-
-
-@dataclass
-class Gateway:
-    """A mutual-TLS client of the gateway's `/v1/audit/…` routes and its JWKS."""
-
-    client: httpx.Client
-
-    @classmethod
-    def connect(
-        cls,
-        settings: Settings,
-        url: str | None,
-        cert: Path | None,
-        key: Path | None,
-        ca: Path | None,
-    ) -> Gateway:
-        import httpx
-
-        from gateway.transport.pki_paths import PkiPaths
-        from gateway.transport.tls import client_ssl_context
-
-        paths = PkiPaths(settings.pki_dir)
-        if (cert is None) != (key is None):
-            raise fail("give --cert and --tls-key together", SETUP)
-        try:
-            context = client_ssl_context(
-                ca or paths.ca_cert,
-                cert or paths.dpo_cert("dpo"),
-                key or paths.dpo_key("dpo"),
-            )
-        except (OSError, ValueError) as exc:
-            raise fail(f"cannot load the certificates for TLS: {exc}", SETUP) from exc
-        base = (url or settings.base_url).rstrip("/")
-        # The first proof after a gateway's start builds its tree from the whole log.
-        return cls(httpx.Client(base_url=base, verify=context, timeout=TIMEOUT_S))
-
-    def close(self) -> None:
-        self.client.close()
-
-    def _get(self, path: str, **params: int) -> httpx.Response:
-        import httpx
-
-        try:
-            response = self.client.get(path, params=params)
-        except httpx.HTTPError as exc:
-            raise GatewayError(
-                f"cannot reach the gateway at {self.client.base_url}: {exc}"
-            ) from exc
-        if response.status_code != 200:
-            raise GatewayError(_problem(response))
-        return response
-
-    def checkpoint(self) -> str:
-        return self._get("/v1/audit/checkpoint").text
-
-    def consistency(self, first: int, last: int) -> list[bytes]:
-        body = self._get("/v1/audit/consistency", **{"from": first, "to": last}).json()
-        return [base64.b64decode(node) for node in body["consistency_proof"]]
-
-    def proof(self, seq: int) -> dict[str, Any]:
-        body: dict[str, Any] = self._get(f"/v1/audit/proof/{seq}").json()
-        return body
-
-    def jwks(self) -> dict[str, Any]:
-        body: dict[str, Any] = self._get("/.well-known/jwks.json").json()
-        return body
-
-    def hand_in(self, size: int, line: str) -> bool:
-        """POST a cosignature; whether the gateway stored it now (False: it had it)."""
-        import httpx
-
-        try:
-            response = self.client.post(
-                "/v1/audit/cosignatures", json={"size": size, "cosignature": line}
-            )
-        except httpx.HTTPError as exc:
-            raise GatewayError(
-                f"cannot reach the gateway at {self.client.base_url}: {exc}"
-            ) from exc
-        if response.status_code not in (200, 201):
-            raise GatewayError(_problem(response))
-        return response.status_code == 201
-
-
-def _problem(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail")
-    except (ValueError, AttributeError):
-        detail = None
-    return f"the gateway answered {response.status_code}" + (f": {detail}" if detail else "")
-
-
-def _log_key(settings: Settings, path: Path | None) -> LogKey:
-    """The log's key: the caller's copy, or (with a warning) the gateway's own file."""
-    from audit.keys import load_log_public_key, read_public_key_file
-    from audit.witness import LogKey
-    from gateway.errors import ConfigurationError
-
-    try:
-        if path is not None:
-            return LogKey(settings.origin, read_public_key_file(path, settings.origin))
-        public_key = load_log_public_key(settings.keys_dir)
-    except ConfigurationError as exc:
-        raise fail(str(exc), SETUP) from exc
-    typer.secho(
-        f"warning: the log's public key was read from {settings.keys_dir}, the gateway's own "
-        "state directory; pass your own copy with --log-key",
-        fg=typer.colors.YELLOW,
-        err=True,
-    )
-    return LogKey(settings.origin, public_key)
 
 
 # -- doelpoort witness ----------------------------------------------------------------
@@ -274,7 +139,7 @@ def witness_run(
         witness = load_witness(state)
     except ConfigurationError as exc:
         raise fail(str(exc), SETUP) from exc
-    log = _log_key(settings, log_key)
+    log = log_key_for(settings, log_key)
     gateway = Gateway.connect(settings, url, cert, tls_key, ca)
     try:
         while True:
@@ -400,7 +265,7 @@ def receipt_verify(
 
     settings = settings_for(var_dir)
     token = _read_receipt(receipt)
-    log = _log_key(settings, log_key)
+    log = log_key_for(settings, log_key)
     gateway = Gateway.connect(settings, url, cert, tls_key, ca)
     try:
         keys = _read_jwks(jwks) if jwks is not None else gateway.jwks()
@@ -456,9 +321,7 @@ def _read_jwks(path: Path) -> dict[str, Any]:
 
 def _check_result(gateway: Gateway, log: LogKey, disclosure: dict[str, Any], result: Any) -> str:
     """One result of the receipt against its audit entry; its line, or exit 1."""
-    from audit.entry import AuditRecord, entry_leaf_hash, record_from_body
-    from audit.errors import CheckpointError, ProofError
-    from audit.proof import verify_inclusion
+    from audit.entry import AuditRecord, record_from_body
     from gateway.canonical import canonical_json
 
     seq = result.get("audit_seq") if isinstance(result, dict) else None
@@ -470,7 +333,7 @@ def _check_result(gateway: Gateway, log: LogKey, disclosure: dict[str, Any], res
         return fail(f"receipt NOT verified: audit entry {seq} ({dataset}): {reason}", NOT_VERIFIED)
 
     try:
-        answer = gateway.proof(seq)
+        entry = proven_entry(gateway, log, seq)
     except GatewayError as exc:
         if "answered 404" in str(exc):
             raise refuse(
@@ -478,18 +341,10 @@ def _check_result(gateway: Gateway, log: LogKey, disclosure: dict[str, Any], res
                 "their requester and the DPO)"
             ) from exc
         raise
+    except NotProven as exc:
+        raise refuse(str(exc)) from exc
     try:
-        entry = answer["entry"]
-        prev, body = base64.b64decode(entry["prev"]), base64.b64decode(entry["body"])
-        proof = [base64.b64decode(node) for node in answer["inclusion_proof"]]
-        size = int(answer["size"])
-        note = answer["checkpoint"]
-        if entry["seq"] != seq or not isinstance(note, str):
-            raise ValueError("the answer is for another entry")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise refuse(f"the gateway's answer is not a proof: {exc}") from exc
-    try:
-        record = record_from_body(body)
+        record = record_from_body(entry.body)
     except (TypeError, ValueError) as exc:
         raise refuse("its body is not an audit record") from exc
     if not isinstance(record, AuditRecord):
@@ -510,18 +365,8 @@ def _check_result(gateway: Gateway, log: LogKey, disclosure: dict[str, Any], res
         got = getattr(record, name)
         if got != value:
             raise refuse(f"{name} got {got!r}, want {value!r} (the receipt's)")
-    try:
-        checkpoint = log.open(note)
-    except CheckpointError as exc:
-        raise refuse(f"its checkpoint does not verify with the log key: {exc}") from exc
-    if checkpoint.size != size:
-        raise refuse(f"checkpoint size got {checkpoint.size}, want {size}")
-    try:
-        verify_inclusion(seq - 1, size, entry_leaf_hash(seq, prev, body), proof, checkpoint.root)
-    except ProofError as exc:
-        raise refuse(f"not in the checkpoint's tree: {exc}") from exc
     return (
         f"audit entry {seq} ({dataset}, {record.decision}): matches the receipt; included in "
-        f"the checkpoint at size {size} (root {checkpoint.root.hex()[:16]}…), signed by the "
+        f"the checkpoint at size {entry.size} (root {entry.root.hex()[:16]}…), signed by the "
         "log key"
     )

@@ -335,6 +335,31 @@ def test_a_swapped_escrow_is_not_opened(tmp_path: Path) -> None:
     assert "Iemand" not in result.output
 
 
+def test_a_forged_entry_and_escrow_that_agree_are_not_opened(tmp_path: Path) -> None:
+    # Whoever can write the database (but holds no log key) can seal a false escrow with
+    # the public key and rewrite the entry's body to name its digest. Only the signed log
+    # vouches for a real entry: the DPO's tool proves the entry's inclusion first.
+    with one_disclosure(tmp_path) as (gateway, seq):
+        public = read_escrow_private_key(gateway.settings.dpo_dir / "escrow.key").public_key
+        forged = EscrowSealer(public).seal("forged", FORGED)
+        with AuditReader(gateway.settings.audit_db_path) as reader:
+            body = json.loads(next(reader.iter_entries(seq)).body)
+        body["escrow_sha256"] = escrow_digest(forged)
+        rewritten = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        tamper(
+            gateway.settings,
+            "UPDATE entries SET body = ?, escrow = ? WHERE seq = ?",
+            rewritten,
+            forged,
+            seq,
+        )
+        result = reidentify(gateway, str(seq))
+    assert result.exit_code == 1, result.output
+    assert "does not match its signed checkpoint" in result.output
+    assert "Iemand" not in result.output, result.output
+    assert "Traceback" not in result.output
+
+
 def test_a_gateway_without_the_public_key_runs_without_escrow(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "var")
 

@@ -264,6 +264,10 @@ class ReadOnlyStorage(Protocol):
         """The checkpoint at `size` (the latest when None); None when there is none."""
         ...
 
+    def covering_checkpoint(self, seq: int) -> StoredCheckpoint | None:
+        """The smallest checkpoint whose tree holds entry `seq`; None when none does."""
+        ...
+
     def count(self) -> int:
         """Number of stored entries."""
         ...

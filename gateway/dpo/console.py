@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-from bisect import bisect_left
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -299,7 +298,7 @@ async def entry_detail(request: Request, seq: str) -> dict[str, Any]:
             return None
         return {
             "entry": entry,
-            "checkpoint": _covering(reader.checkpoints(), number),
+            "checkpoint": _covering(reader.covering_checkpoint(number)),
             "escrow_held": isinstance(entry.record, AuditRecord)
             and entry.record.escrow_sha256 is not None
             and reader.escrow(number) is not None,
@@ -338,10 +337,8 @@ async def entry_detail(request: Request, seq: str) -> dict[str, Any]:
     return data
 
 
-def _covering(checkpoints: list[StoredCheckpoint], seq: int) -> dict[str, Any] | None:
-    """The smallest stored checkpoint whose tree holds entry ``seq``."""
-    at = bisect_left([c.size for c in checkpoints], seq)
-    return _checkpoint(checkpoints[at]) if at < len(checkpoints) else None
+def _covering(checkpoint: StoredCheckpoint | None) -> dict[str, Any] | None:
+    return None if checkpoint is None else _checkpoint(checkpoint)
 
 
 def _checkpoint(checkpoint: StoredCheckpoint) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from audit.storage.sqlite.statements import (
     HAS_POLICY_SETS,
     SELECT_CHECKPOINT,
     SELECT_CHECKPOINTS,
+    SELECT_COVERING_CHECKPOINT,
     SELECT_COSIGNATURES,
     SELECT_ENTRIES,
     SELECT_ESCROW,
@@ -110,6 +111,10 @@ class SQLiteReadOnlyStorage:
             row = self._one(SELECT_LATEST_CHECKPOINT, ())
         else:
             row = self._one(SELECT_CHECKPOINT, (size,))
+        return None if row is None else StoredCheckpoint._make(row)
+
+    def covering_checkpoint(self, seq: int) -> StoredCheckpoint | None:
+        row = self._one(SELECT_COVERING_CHECKPOINT, (seq,))
         return None if row is None else StoredCheckpoint._make(row)
 
     def _one(self, statement: str, params: tuple[int, ...]) -> Any:

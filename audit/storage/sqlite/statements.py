@@ -68,6 +68,9 @@ SELECT_LATEST_CHECKPOINT = (
 )
 SELECT_ESCROW = "SELECT CAST(escrow AS BLOB) FROM entries WHERE seq = ?"
 SELECT_CHECKPOINT = "SELECT size, root, note, created_at FROM checkpoints WHERE size = ?"
+SELECT_COVERING_CHECKPOINT = (
+    "SELECT size, root, note, created_at FROM checkpoints WHERE size >= ? ORDER BY size LIMIT 1"
+)
 COUNT_ENTRIES = "SELECT count(*) FROM entries"
 
 # The archive of policy sets: a set archived again changes nothing (and the trigger

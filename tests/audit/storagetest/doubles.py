@@ -145,6 +145,9 @@ class WriterGoesOnStorage:
     def checkpoint(self, size: int | None) -> StoredCheckpoint | None:
         return self.inner.checkpoint(size)
 
+    def covering_checkpoint(self, seq: int) -> StoredCheckpoint | None:
+        return self.inner.covering_checkpoint(seq)
+
     def policy_set(self, digest: str) -> bytes | None:
         return self.inner.policy_set(digest)
 

@@ -90,6 +90,14 @@ def test_one_checkpoint_is_read_by_its_size(backend: StorageHarness) -> None:
         assert log.checkpoint(3) == checkpoint(3)
         assert log.checkpoint(None) == checkpoint(5)
         assert log.checkpoint(4) is None
+        # The checkpoint that first vouched for an entry: the smallest that holds it.
+        assert [log.covering_checkpoint(seq) for seq in (1, 3, 4, 5, 6)] == [
+            checkpoint(3),
+            checkpoint(3),
+            checkpoint(5),
+            checkpoint(5),
+            None,
+        ]
     finally:
         log.close()
 
