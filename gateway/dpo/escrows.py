@@ -30,6 +30,7 @@ from gateway.dpo.forms import first, read_form
 from gateway.dpo.pages import NO_STORE, html_page, read_log, twin
 from gateway.errors import InvalidRequest, NoEscrow, NotFound
 from gateway.peers import require_dpo, rt
+from gateway.request_bodies import parse_json_body
 from gateway.subject_refs import SubjectRefKey
 from gateway.transport.identity import PeerIdentity
 
@@ -73,10 +74,12 @@ class ReleaseRequest(BaseModel):
 async def release_escrow(
     request: Request,
     seq: Annotated[int, Path(ge=1, le=_SEQ_MAX)],
-    body: ReleaseRequest,
     dpo: Annotated[PeerIdentity, Depends(require_dpo)],
 ) -> Response:
     """The entry and its escrow, once the release is a committed audit entry."""
+    # Read here, after the peer check, within the body limit (FastAPI reads a declared
+    # body parameter whole, before any dependency has looked at the certificate).
+    body = await parse_json_body(request, ReleaseRequest)
 
     def look(reader: AuditReader) -> tuple[LoggedEntry | None, str | None]:
         entry = get_entry(reader, seq)
@@ -199,8 +202,9 @@ async def search_form(request: Request) -> dict[str, Any]:
 
 
 @router.post("/dpo/api/search", include_in_schema=False, dependencies=[Depends(require_dpo)])
-async def search_json(request: Request, query: SearchRequest) -> Response:
+async def search_json(request: Request) -> Response:
     """JSON twin: the entries with their context."""
+    query = await parse_json_body(request, SearchRequest)
     return JSONResponse(await _search(request, query), headers=NO_STORE)
 
 

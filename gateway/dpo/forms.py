@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 from fastapi import Request
 
 from gateway.errors import InvalidRequest, UnsupportedMediaType
+from gateway.request_bodies import bounded_body
 
 __all__ = ["first", "read_form"]
 
@@ -21,14 +22,12 @@ _MAX_FIELDS = 512
 
 
 async def read_form(request: Request) -> dict[str, list[str]]:
-    """The posted form, name → values; 415 for another media type, 422 for a body that
-    is no form or too large."""
+    """The posted form, name → values; 415 for another media type, 413 for a body over
+    16 KiB (never buffered beyond), 422 for a body that is no form."""
     media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    body = await request.body()
+    body = await bounded_body(request, _LIMIT)
     if media != FORM_MEDIA_TYPE and (media or body):  # an empty body is an empty form
         raise UnsupportedMediaType(f"this form is posted as {FORM_MEDIA_TYPE}")
-    if len(body) > _LIMIT:
-        raise InvalidRequest("the form is too large")
     try:
         return parse_qs(
             body.decode("ascii"),

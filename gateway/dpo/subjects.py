@@ -27,6 +27,7 @@ from gateway.dpo.subject_access import (
 )
 from gateway.errors import InvalidRequest
 from gateway.peers import require_dpo, rt
+from gateway.request_bodies import parse_json_body
 from gateway.subject_refs import COMPOUND
 
 __all__ = ["identity_refs", "router"]
@@ -66,8 +67,9 @@ async def subjects_form(request: Request) -> dict[str, Any]:
 
 
 @router.post("/dpo/api/subjects", include_in_schema=False, dependencies=[Depends(require_dpo)])
-async def subjects_json(request: Request, subject: Subject) -> Response:
+async def subjects_json(request: Request) -> Response:
     """JSON twin: every decision about the subject the body identifies."""
+    subject = await parse_json_body(request, Subject)
     identity = subject.keys()
     access = await _access(request, identity_refs(request, identity), identified_by(identity))
     return JSONResponse(access.as_json(), headers=NO_STORE)

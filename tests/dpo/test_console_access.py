@@ -95,3 +95,22 @@ def test_no_certificate_gets_no_console(gateway: Deployment, path: str) -> None:
         except httpx.TransportError:
             return  # the handshake itself refused it
         assert response.status_code == 401
+
+
+def test_no_dpo_post_route_buffers_a_body_beyond_its_limit(gateway: Deployment) -> None:
+    # Every POST under /dpo reads its body itself, after the certificate check and
+    # within a limit: a partner's large body is refused before it is read, and a DPO's
+    # body over the limit gets 413 (not a pydantic error after buffering it whole).
+    limit = gateway.settings.max_body_bytes
+    large = b'{"reason": "' + b"x" * (limit + 1) + b'"}'
+    posts = [path for method, _template, path in dpo_routes(gateway) if method == "POST"]
+    assert "/dpo/api/subjects" in posts and "/dpo/api/escrows/1" in posts
+    headers = {"content-type": "application/json"}
+    with gateway.client("politie") as partner, gateway.dpo_client() as dpo:
+        for path in posts:
+            refused = partner.post(path, content=large, headers=headers)
+            assert refused.status_code == 403, (path, refused.status_code)
+            if path.endswith("/verify"):
+                continue  # "verify now" takes no body, and reads none
+            too_large = dpo.post(path, content=large, headers=headers)
+            assert too_large.status_code == 413, (path, too_large.text)
