@@ -104,7 +104,8 @@ def test_no_dpo_post_route_buffers_a_body_beyond_its_limit(gateway: Deployment) 
     limit = gateway.settings.max_body_bytes
     large = b'{"reason": "' + b"x" * (limit + 1) + b'"}'
     posts = [path for method, _template, path in dpo_routes(gateway) if method == "POST"]
-    assert "/dpo/api/subjects" in posts and "/dpo/api/escrows/1" in posts
+    assert "/dpo/api/subjects" in posts
+    assert "/dpo/api/escrows/1" in posts
     headers = {"content-type": "application/json"}
     with gateway.client("politie") as partner, gateway.dpo_client() as dpo:
         for path in posts:
