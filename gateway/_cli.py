@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from gateway import _cli_report, _cli_subject, _cli_witness
+from gateway._cli_common import VarDir
 from gateway._cli_common import fail as _fail
 from gateway._cli_common import open_reader as _open_reader
 from gateway._cli_common import settings_for as _settings
@@ -64,10 +65,6 @@ app.add_typer(policy_app, name="policy")
 _cli_subject.register(audit_app, keys_app)
 _cli_witness.register(app, receipt_app)
 _cli_report.register(audit_app)
-
-VarDir = Annotated[
-    Path | None, typer.Option("--var-dir", help="Runtime state directory (default: var/).")
-]
 
 
 def _verify(

@@ -5,7 +5,7 @@ policy group is a module of its own, so they cannot live in `gateway._cli`."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +13,12 @@ from gateway.settings import Settings
 
 if TYPE_CHECKING:
     from audit.reader import AuditReader
+
+
+VarDir = Annotated[
+    Path | None, typer.Option("--var-dir", help="Runtime state directory (default: var/).")
+]
+"""Every command's ``--var-dir``."""
 
 
 def settings_for(var_dir: Path | None = None) -> Settings:

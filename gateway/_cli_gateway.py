@@ -96,18 +96,24 @@ class Gateway:
     def close(self) -> None:
         self.client.close()
 
-    def _get(self, path: str, **params: int) -> httpx.Response:
+    def _send(
+        self, method: str, path: str, ok: tuple[int, ...] = (200,), **kw: Any
+    ) -> httpx.Response:
+        """One request; `GatewayError` when it cannot be sent or its status is not `ok`."""
         import httpx
 
         try:
-            response = self.client.get(path, params=params)
+            response = self.client.request(method, path, **kw)
         except httpx.HTTPError as exc:
             raise GatewayError(
                 f"cannot reach the gateway at {self.client.base_url}: {exc}"
             ) from exc
-        if response.status_code != 200:
+        if response.status_code not in ok:
             raise GatewayError(problem_line(response))
         return response
+
+    def _get(self, path: str, **params: int) -> httpx.Response:
+        return self._send("GET", path, params=params)
 
     def checkpoint(self) -> str:
         return self._get("/v1/audit/checkpoint").text
@@ -127,16 +133,7 @@ class Gateway:
     def release_escrow(self, seq: int, reason: str) -> dict[str, Any]:
         """``POST /dpo/api/escrows/{seq}``: the gateway records the release, then answers
         with the entry and its escrow."""
-        import httpx
-
-        try:
-            response = self.client.post(f"/dpo/api/escrows/{seq}", json={"reason": reason})
-        except httpx.HTTPError as exc:
-            raise GatewayError(
-                f"cannot reach the gateway at {self.client.base_url}: {exc}"
-            ) from exc
-        if response.status_code != 200:
-            raise GatewayError(problem_line(response))
+        response = self._send("POST", f"/dpo/api/escrows/{seq}", json={"reason": reason})
         try:
             answer = response.json()
         except ValueError as exc:
@@ -149,18 +146,12 @@ class Gateway:
 
     def hand_in(self, size: int, line: str) -> bool:
         """POST a cosignature; whether the gateway stored it now (False: it had it)."""
-        import httpx
-
-        try:
-            response = self.client.post(
-                "/v1/audit/cosignatures", json={"size": size, "cosignature": line}
-            )
-        except httpx.HTTPError as exc:
-            raise GatewayError(
-                f"cannot reach the gateway at {self.client.base_url}: {exc}"
-            ) from exc
-        if response.status_code not in (200, 201):
-            raise GatewayError(problem_line(response))
+        response = self._send(
+            "POST",
+            "/v1/audit/cosignatures",
+            ok=(200, 201),
+            json={"size": size, "cosignature": line},
+        )
         return response.status_code == 201
 
 

@@ -11,13 +11,9 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from gateway._cli_common import fail, open_reader, settings_for
+from gateway._cli_common import VarDir, fail, open_reader, settings_for
 
 T = TypeVar("T")
-
-VarDir = Annotated[
-    Path | None, typer.Option("--var-dir", help="Runtime state directory (default: var/).")
-]
 
 
 def _progress(line: str) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gateway._cli_common import fail, open_reader, settings_for
+from gateway._cli_common import VarDir, fail, open_reader, settings_for
 from gateway._cli_gateway import (
     Ca,
     Cert,
@@ -32,10 +32,6 @@ from gateway._cli_gateway import (
 
 if TYPE_CHECKING:
     from gateway.dpo.subject_access import SubjectAccess
-
-VarDir = Annotated[
-    Path | None, typer.Option("--var-dir", help="Runtime state directory (default: var/).")
-]
 
 
 def register(audit_app: typer.Typer, keys_app: typer.Typer) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gateway._cli_common import fail, settings_for
+from gateway._cli_common import VarDir, fail, settings_for
 from gateway._cli_gateway import (
     NOT_VERIFIED,
     SETUP,
@@ -40,9 +40,6 @@ if TYPE_CHECKING:
     from audit.witness import LogKey, WitnessKey
 
 
-VarDir = Annotated[
-    Path | None, typer.Option("--var-dir", help="Runtime state directory (default: var/).")
-]
 StateDir = Annotated[
     Path,
     typer.Option(
