@@ -83,6 +83,10 @@ def _add_stack_only_route(app: FastAPI) -> None:
         DisclosureRequest.from_body(await request.body())
         return Response(request.app.state.bench_response, media_type="application/json")
 
+    # First in line, as /v1/disclosures is: matching a path against the DPO's included
+    # router first costs about 75 µs, which the partner API never pays.
+    app.router.routes.insert(0, app.router.routes.pop())
+
 
 _SLOW_AUDIT_S = 0.025  # a bucket of gateway.metrics' latency histograms
 
