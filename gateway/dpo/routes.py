@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.dpo import console, escrows, exports, proofs, reports, static, subjects
+from gateway.dpo import assets, console, escrows, exports, proofs, reports, subjects
 
 __all__ = ["dpo_router"]
 
 dpo_router = APIRouter()
-# Each part of the DPO's side adds its router here:
-# dpo_router.include_router(<module>.router)
-dpo_router.include_router(static.router)
+dpo_router.include_router(assets.router)  # the stylesheet and script under /dpo/static/
 dpo_router.include_router(console.router)
 dpo_router.include_router(escrows.router)
 dpo_router.include_router(subjects.router)

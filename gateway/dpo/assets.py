@@ -1,4 +1,5 @@
-"""The console's one stylesheet (and any small script), served from the package."""
+"""The console's stylesheet and its one small script (`static/`), served from the package
+to a DPO only."""
 
 from __future__ import annotations
 
