@@ -24,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from audit.clock import rfc3339
+from audit.query import EntryFilter
 from audit.reader import AuditReader
 
 __all__ = [
@@ -281,7 +282,9 @@ def statistics(
         if since is not None or until is not None:
             raise ValueError("give a year or a period, not both")
         since, until = year_bounds(year)
-    rows = reader.statistics_rows(since, until)
+    # The period as the console's searches read it: validated, to the second.
+    period = EntryFilter(since=since, until=until).selection()
+    rows = reader.statistics_rows(period.since, period.until)
     builder = _Builder()
     versions: dict[str, list[Any]] = {}
     bases: dict[str, Counter[str]] = defaultdict(Counter)

@@ -167,33 +167,42 @@ class SQLiteQueries:
         if found is None:
             (last,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()
             since, until = selection.since, selection.until
+            conn = self._conn
             found = _Period(
-                lo=1 if since is None else self._bisect(_shift(since, -1), last),
-                hi=last if until is None else self._bisect(_shift(until, 1), last) - 1,
-                inner_lo=1 if since is None else self._bisect(_shift(since, 1), last),
-                inner_hi=last if until is None else self._bisect(_shift(until, -1), last) - 1,
+                lo=1 if since is None else first_seq_at(conn, shift(since, -1), last),
+                hi=last if until is None else first_seq_at(conn, shift(until, 1), last) - 1,
+                inner_lo=1 if since is None else first_seq_at(conn, shift(since, 1), last),
+                inner_hi=last if until is None else first_seq_at(conn, shift(until, -1), last) - 1,
                 since=since,
                 until=until,
             )
             self._periods[key] = found
         return found
 
-    def _bisect(self, moment: str, last: int) -> int:
-        """The first seq at which the log's time reaches `moment`, as far as bisection can
-        tell in a log whose order of time is that of seq only up to `PERIOD_SLACK`: every
-        entry before the answer has a time below `moment` + `PERIOD_SLACK`, every entry
-        from it on one at or above `moment` - `PERIOD_SLACK`."""
-        lo, hi = 1, last + 1
-        while lo < hi:
-            mid = (lo + hi) // 2
-            row = self._conn.execute(
-                "SELECT substr(time, 1, 19) FROM entries WHERE seq = ?", (mid,)
-            ).fetchone()
-            if row is not None and (row[0] or "") >= moment:
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo
+
+def first_seq_at(conn: sqlite3.Connection, moment: str, last: int) -> int:
+    """The first seq at which the log's time reaches `moment` (second precision), as far
+    as bisection can tell in a log whose order of time is that of seq only up to
+    `PERIOD_SLACK`: every entry before the answer has a time below `moment` +
+    `PERIOD_SLACK`, every entry from it on one at or above `moment` - `PERIOD_SLACK`.
+    A point look-up a step; the console's searches and the statistics share it."""
+    lo, hi = 1, last + 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        row = conn.execute(
+            "SELECT substr(time, 1, 19) FROM entries WHERE seq = ?", (mid,)
+        ).fetchone()
+        if row is not None and (row[0] or "") >= moment:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def shift(moment: str, direction: int) -> str:
+    """`moment` moved by `PERIOD_SLACK`, earlier (-1) or later (1)."""
+    shifted = datetime.strptime(moment, _SECONDS) + direction * PERIOD_SLACK
+    return shifted.strftime(_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -252,9 +261,3 @@ def _conditions(
         if period.until is not None:
             params.append(period.until)
     return " AND ".join(terms) or "1", tuple(params)
-
-
-def _shift(moment: str, direction: int) -> str:
-    """`moment` moved by `PERIOD_SLACK`, earlier (-1) or later (1)."""
-    shifted = datetime.strptime(moment, _SECONDS) + direction * PERIOD_SLACK
-    return shifted.strftime(_SECONDS)

@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from audit.errors import AuditError
 from audit.storage.interface import StatisticsRows
-from audit.storage.sqlite.queries import PERIOD_SLACK
+from audit.storage.sqlite.queries import first_seq_at, shift
 from audit.storage.tables import SCHEMA_VERSION
 
 __all__ = ["UNREGISTERED_PURPOSE_REASON", "collect"]
 
 # Fields read from the body (a decision has no kind; other kinds have no disclosure_id).
-_SECONDS = "%Y-%m-%dT%H:%M:%S"
 _KIND = "kind"
 _DISCLOSURE_ID = "disclosure_id"
 _POLICY_DIGEST = "policy_digest"
@@ -48,12 +46,12 @@ def _period(
     """A WHERE clause for the entries with ``since <= time < until`` (None: unbounded),
     and its parameters: a range of seq (an index range, not a scan of the table) and
     the times themselves."""
-    start, end = (None if t is None else t[:19] for t in (since, until))  # to the second
+    start, end = since, until  # to the second (`EntryFilter.selection`)
     (last,) = conn.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()
     # Time is in seq order up to PERIOD_SLACK (as for the console's searches): the range
     # is widened by it, and each entry in it is checked against the period itself.
-    lo = 1 if start is None else _first_seq_at(conn, _shifted(start, -1), last)
-    hi = last if end is None else _first_seq_at(conn, _shifted(end, 1), last) - 1
+    lo = 1 if start is None else first_seq_at(conn, shift(start, -1), last)
+    hi = last if end is None else first_seq_at(conn, shift(end, 1), last) - 1
     clauses = ["seq BETWEEN :lo AND :hi"]
     params: dict[str, str | int] = {"lo": lo, "hi": hi}
     if start is not None:
@@ -63,25 +61,6 @@ def _period(
         clauses.append("substr(time, 1, 19) < :until")
         params["until"] = end
     return " AND ".join(clauses), params
-
-
-def _shifted(moment: str, direction: int) -> str:
-    shifted = datetime.strptime(moment, _SECONDS) + direction * PERIOD_SLACK
-    return shifted.strftime(_SECONDS)
-
-
-def _first_seq_at(conn: sqlite3.Connection, moment: str, last: int) -> int:
-    """The first seq whose time reaches ``moment`` (bisection: a point look-up a step)."""
-    lo, hi = 1, last + 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        row = conn.execute("SELECT substr(time, 1, 19) FROM entries WHERE seq = ?", (mid,))
-        found = row.fetchone()
-        if found is not None and (found[0] or "") >= moment:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
 
 
 def collect(conn: sqlite3.Connection, since: str | None, until: str | None) -> StatisticsRows:
