@@ -33,7 +33,6 @@ from audit.entry import LogRecord, entry_leaf_hash
 __all__ = [
     "CSV_COLUMNS",
     "EXPORT_FORMATS",
-    "LOGBOEK_VERSION",
     "SUBJECT_ID_TYPE",
     "export_csv",
     "export_jsonl",

@@ -46,9 +46,6 @@ DECISIONS = ("allow", "deny", "error", "refused", "policy-change", "reidentifica
 """The values of an entry's ``decision``: a dataset decision's, or its kind's for others."""
 KINDS = ("decision", "refusal", "refusal-summary", "policy-change", "reidentification")
 """The kinds of entry: ``decision`` is a dataset decision (a body with no ``kind``)."""
-REFUSAL_KINDS = ("policy", "error")
-"""`EntryFilter.refusal` besides a refusal's problem code: denied by the policy, or not
-decided for an error."""
 
 MAX_LIMIT = 500
 """Most requests on one page."""

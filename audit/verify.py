@@ -164,10 +164,13 @@ def verify_log(
                 )
             )
     latest = signed[-1][0] if signed else 0
+    pinned_holds = False  # the trusted checkpoint matches the entries
     for kept, what in ((pinned, TRUSTED), (witnessed, WITNESSED)):
         if kept is None:
             continue
         found = _check_pinned(kept, walk, what)
+        if kept is pinned:
+            pinned_holds = not found
         problems.extend(found)
         if not found and walk.problem is None and latest < kept.size:
             # The entries match a checkpoint taken from this log's stored ones (by the
@@ -182,7 +185,7 @@ def verify_log(
     witnessed_size = None
     if witness is not None:
         # A trusted checkpoint that holds vouches for the entries below it, too.
-        floor = pinned.size if pinned is not None and not _check_pinned(pinned, walk) else 0
+        floor = pinned.size if pinned is not None and pinned_holds else 0
         cosigned_problems, witnessed_size = _check_cosignatures(
             witness, cosigned, walk, origin, floor
         )

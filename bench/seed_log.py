@@ -39,7 +39,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit.clock import Clock, rfc3339
 from audit.entry import (
     GENESIS_PREV,
-    AuditRecord,
     LogRecord,
     PolicyChangeRecord,
     RefusalRecord,
@@ -161,9 +160,6 @@ _ENCODER = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )
 _POLICY_INPUT, _TIME, _CASE_REF = "@policy-input@", "@time@", "@case-ref@"
-_PSEUDONYM_REFS = "pseudonym_refs" in AuditRecord.__dataclass_fields__
-"""Whether records carry the keyed references of the pseudonyms they released (issue 14
-adds them); a log seeded before they do has none to search."""
 _SEED_KID = hashlib.sha256(b"seeded subject key").hexdigest()[:16]
 """The `subject_ref_key` of seeded entries: the id of the (synthetic) subject key."""
 
@@ -380,9 +376,8 @@ class _Year:
                 "escrow_sha256": None,
                 "escrow_expires": None,
             }
-            if _PSEUDONYM_REFS:
-                content["pseudonym_refs"] = released
-                content["subject_ref_key"] = _SEED_KID
+            content["pseudonym_refs"] = released
+            content["subject_ref_key"] = _SEED_KID
             contents.append(content)
         escrow = None
         if pseudonyms:
