@@ -60,7 +60,7 @@ from gateway.policy.input import build_policy_input, dataset_input
 from gateway.policy.register import Register
 from gateway.pseudonyms import PseudonymKeys
 from gateway.signing import Receipt, ReceiptSigner
-from gateway.subject_refs import COMPOUND, IdentityKey, SubjectRefKey, identity_keys
+from gateway.subject_refs import IdentityKey, SubjectRefKey, identity_keys
 from gateway.vocabulary import Partner
 
 log = logging.getLogger("doelpoort.disclosure")
@@ -454,10 +454,9 @@ class DisclosureService:
                     values = [record.get(part) for part in group]
                     if not all(isinstance(value, str) and value for value in values):
                         continue
-                    if len(group) == 1 or group == COMPOUND:
-                        keys.add(tuple(zip(group, values, strict=True)))
-                    else:  # parts of another compound count alone, as in identity_keys
-                        keys.update((part,) for part in zip(group, values, strict=True))
+                    # As for the request: name with date of birth as one (in either
+                    # order), never either alone; other parts alone.
+                    keys.update(identity_keys(dict(zip(group, values, strict=True))))
         return sorted({self.subject_key.key_ref(key) for key in keys})
 
     def _seal_escrow(
