@@ -26,7 +26,7 @@ from audit.export import EXPORT_FORMATS, EntryLike, export_csv, export_jsonl, ex
 from audit.query import EntryFilter, iter_selection
 from audit.reader import AuditReader
 from gateway.dpo.pages import NO_STORE, twin
-from gateway.errors import InvalidRequest
+from gateway.errors import AuditError, InvalidRequest
 from gateway.peers import require_dpo, rt
 
 __all__ = ["FILTER_FIELDS", "exporter", "router", "selection"]
@@ -142,7 +142,9 @@ async def _through_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
         while (item := await queue.get()) is not None:
             if isinstance(item, BaseException):
                 log.error("export failed midway: %s", type(item).__name__)
-                return
+                # Raised, not returned: the response then ends without its last chunk,
+                # so the download fails visibly instead of looking complete.
+                raise AuditError("the export failed midway") from None
             yield item
     finally:
         stop.set()
