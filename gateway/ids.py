@@ -15,6 +15,12 @@ from gateway.errors import ConfigurationError
 
 ID_PATTERN = r"[a-z][a-z0-9-]{0,62}"
 DATASET_ID_PATTERN = rf"{ID_PATTERN}/{ID_PATTERN}"
+DISCLOSURE_ID_PATTERN = r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+"""A disclosure's id, as the gateway makes it (``urn:uuid:`` and a lowercase UUID)."""
+REF_PATTERN = r"psn:[0-9a-f]{32}"
+"""A pseudonym or a reference: ``psn:`` and 128 bits in lowercase hex."""
+MAX_SEQ = 2**63 - 1
+"""The largest audit sequence number (and tree size): SQLite's largest integer."""
 
 _ID = re.compile(ID_PATTERN)
 

@@ -49,6 +49,7 @@ from gateway.errors import (
     PurposeDenied,
     VerificationError,
 )
+from gateway.ids import MAX_SEQ
 from gateway.policy.register import Register
 from gateway.settings import Settings
 from gateway.vocabulary import DatasetSpec
@@ -154,7 +155,7 @@ def _ref(model: type[BaseModel] | str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-_COUNT: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+_COUNT: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": MAX_SEQ}
 _BASE64 = {"type": "string", "contentEncoding": "base64"}
 
 # The proofs' answers (gateway/dpo/proofs.py): plain JSON Schema, no model behind them.

@@ -48,7 +48,7 @@ from gateway.dpo.explanation import explain_entry
 from gateway.dpo.integrity import integrity_lifespan, monitor
 from gateway.dpo.pages import NO_STORE, read_log, twin
 from gateway.errors import DoelpoortError, DpoOnly, InvalidRequest, NotFound
-from gateway.ids import DATASET_ID_PATTERN, ID_PATTERN
+from gateway.ids import DATASET_ID_PATTERN, DISCLOSURE_ID_PATTERN, ID_PATTERN, MAX_SEQ
 from gateway.peers import require_dpo, rt
 
 __all__ = ["router"]
@@ -62,11 +62,8 @@ PAGE_SIZE = 25
 _ID = re.compile(ID_PATTERN)
 _DATASET = re.compile(DATASET_ID_PATTERN)
 _CASE_REF = re.compile(r"[A-Za-z0-9/._-]{1,64}")
-_DISCLOSURE_ID = re.compile(
-    r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-)
+_DISCLOSURE_ID = re.compile(DISCLOSURE_ID_PATTERN)
 _DIGITS = re.compile(r"[0-9]{1,19}")
-_MAX_SEQ = 2**63 - 1
 
 
 # -- the overview -------------------------------------------------------------------------
@@ -492,6 +489,6 @@ def _blank(value: str | None) -> str | None:
 def _seq(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
-    if _DIGITS.fullmatch(value) is None or not 1 <= int(value) <= _MAX_SEQ:
+    if _DIGITS.fullmatch(value) is None or not 1 <= int(value) <= MAX_SEQ:
         raise InvalidRequest(f"{name}: a sequence number (a positive integer)")
     return int(value)

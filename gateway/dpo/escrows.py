@@ -29,6 +29,7 @@ from audit.reader import AuditReader
 from gateway.dpo.forms import first, read_form
 from gateway.dpo.pages import NO_STORE, html_page, read_log, twin
 from gateway.errors import InvalidRequest, NoEscrow, NotFound
+from gateway.ids import DISCLOSURE_ID_PATTERN, MAX_SEQ, REF_PATTERN
 from gateway.peers import require_dpo, rt
 from gateway.request_bodies import parse_json_body
 from gateway.subject_refs import SubjectRefKey
@@ -40,10 +41,9 @@ log = logging.getLogger("doelpoort.dpo")
 
 router = APIRouter()
 
-_SEQ_MAX = 2**63 - 1
 _DIGITS = re.compile(r"[0-9]{5}")
-_PSEUDONYM = r"^psn:[0-9a-f]{32}$"
-_DISCLOSURE_ID = r"^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_PSEUDONYM = rf"^{REF_PATTERN}$"
+_DISCLOSURE_ID = rf"^{DISCLOSURE_ID_PATTERN}$"
 
 
 class ReleaseRequest(BaseModel):
@@ -73,7 +73,7 @@ class ReleaseRequest(BaseModel):
 )
 async def release_escrow(
     request: Request,
-    seq: Annotated[int, Path(ge=1, le=_SEQ_MAX)],
+    seq: Annotated[int, Path(ge=1, le=MAX_SEQ)],
     dpo: Annotated[PeerIdentity, Depends(require_dpo)],
 ) -> Response:
     """The entry and its escrow, once the release is a committed audit entry."""

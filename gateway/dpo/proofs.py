@@ -53,8 +53,9 @@ from audit.errors import ProofError
 from audit.proof import MerkleLevels
 from audit.query import get_entry
 from audit.reader import AuditReader, StoredCheckpoint
-from gateway.dpo.pages import read_log
+from gateway.dpo.pages import NO_STORE, read_log
 from gateway.errors import AuditError, InvalidRequest, NotFound
+from gateway.ids import MAX_SEQ
 from gateway.peers import peer, require_dpo, rt
 from gateway.request_bodies import json_body
 from gateway.transport.identity import PeerIdentity
@@ -90,19 +91,17 @@ WITNESS_KEYS_FILE = "witnesses.txt"
 """In the keys directory: the verifier keys of the witnesses whose cosignatures the
 gateway accepts, one a line (``#`` starts a comment)."""
 
-MAX_COUNT = 2**63 - 1
 CLOCK_SKEW_S = 300
 """How far in the future a cosignature's time may be (the witness's clock may run ahead)."""
 
 _COUNT = re.compile(r"[1-9][0-9]{0,18}")
-NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _count(value: str | None, name: str) -> int | None:
     """A query or path number: a whole number from 1 to 2^63 - 1 (422 otherwise)."""
     if value is None:
         return None
-    if not _COUNT.fullmatch(value) or int(value) > MAX_COUNT:
+    if not _COUNT.fullmatch(value) or int(value) > MAX_SEQ:
         raise InvalidRequest(f"{name} must be a whole number from 1 to 2^63 - 1")
     return int(value)
 
@@ -318,7 +317,7 @@ def _cosignature_body(raw: bytes) -> tuple[int, str]:
     if not isinstance(body, dict) or set(body) != {"size", "cosignature"}:
         raise InvalidRequest('the body is {"size": <checkpoint size>, "cosignature": "<line>"}')
     size, line = body["size"], body["cosignature"]
-    if type(size) is not int or not 1 <= size <= MAX_COUNT:
+    if type(size) is not int or not 1 <= size <= MAX_SEQ:
         raise InvalidRequest("size must be a whole number from 1 to 2^63 - 1")
     if not isinstance(line, str):
         raise InvalidRequest("cosignature must be a signature line (a string)")

@@ -26,6 +26,7 @@ from gateway.dpo.subject_access import (
     validated_identity,
 )
 from gateway.errors import InvalidRequest
+from gateway.ids import REF_PATTERN
 from gateway.peers import require_dpo, rt
 from gateway.request_bodies import parse_json_body
 from gateway.subject_refs import COMPOUND
@@ -34,7 +35,7 @@ __all__ = ["identity_refs", "router"]
 
 router = APIRouter()
 
-_REF = re.compile(r"psn:[0-9a-f]{32}")
+_REF = re.compile(REF_PATTERN)
 _KINDS = re.compile(r"[a-z_+]{1,40}")
 _FORMATS: dict[str, Literal["html", "pdf"] | None] = {"page": None, "html": "html", "pdf": "pdf"}
 
