@@ -44,6 +44,7 @@ from audit.query import (
     page_requests,
 )
 from audit.reader import AuditReader, StoredCheckpoint
+from gateway.case_refs import check_filter
 from gateway.dpo.explanation import explain_entry
 from gateway.dpo.integrity import integrity_lifespan, monitor
 from gateway.dpo.pages import NO_STORE, read_log, twin
@@ -143,7 +144,7 @@ async def requests_page(
         "refusal": _blank(refusal),
         "since": _blank(since),
         "until": _blank(until),
-        "case_ref": _checked(case_ref, "case_ref", _CASE_REF),
+        "case_ref": check_filter(_checked(case_ref, "case_ref", _CASE_REF)),
         "policy_digest": _checked(policy_digest, "policy_digest", DIGEST_PATTERN),
     }
     try:

@@ -25,6 +25,7 @@ from fastapi.responses import StreamingResponse
 from audit.export import EXPORT_FORMATS, EntryLike, export_csv, export_jsonl, export_logboek
 from audit.query import EntryFilter, iter_selection
 from audit.reader import AuditReader
+from gateway.case_refs import check_filter
 from gateway.dpo.pages import NO_STORE, twin
 from gateway.errors import AuditError, InvalidRequest
 from gateway.peers import require_dpo, rt
@@ -81,7 +82,7 @@ def selection(
         "refusal": refusal,
         "since": since,
         "until": until,
-        "case_ref": case_ref,
+        "case_ref": check_filter(case_ref.strip() if case_ref else None),
         "policy_digest": policy_digest,
         "disclosure_id": disclosure_id,
         "kind": kind,

@@ -147,6 +147,7 @@ def test_period_and_policy_digest_filters(seeded_console: Console) -> None:
         ({"dataset": "fiu"}, "dataset"),
         ({"policy_digest": "sha256:abc"}, "policy_digest"),
         ({"case_ref": "x" * 200}, "case_ref"),
+        ({"case_ref": "111222333"}, "case_ref"),  # a BSN typed into the box: never echoed
         ({"refusal": "<script>"}, "refusal"),
         ({"before": "0"}, "before"),
         ({"before": "-3"}, "before"),

@@ -90,6 +90,7 @@ def test_the_exports_page_and_its_twin(gateway: Deployment) -> None:
         ("/dpo/exports/xml", 422),
         ("/dpo/exports/jsonl?since=yesterday", 422),
         ("/dpo/exports/jsonl?until=2026-01-01T10:00:00", 422),
+        ("/dpo/exports/jsonl?case_ref=111222333", 422),
     ],
 )
 def test_bad_formats_and_filters_are_4xx(gateway: Deployment, path: str, status: int) -> None:
